@@ -1,0 +1,58 @@
+use async_trait::async_trait;
+
+use super::{Command, CommandContext, emit_instance_event};
+use crate::error::Result;
+use crate::event::LegacyEvent;
+use crate::id::InstanceId;
+use crate::ports::UnitOfWork;
+use crate::value::Name;
+
+/// Creates an instance (tenant) with a generated id.
+#[derive(Debug, Clone)]
+pub struct AddInstance {
+    pub name: String,
+}
+
+#[async_trait]
+impl Command for AddInstance {
+    type Output = InstanceId;
+
+    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<InstanceId> {
+        let name = Name::parse(&self.name)?;
+        let id = InstanceId::new(ctx.ids.next_id()?)?;
+        let at = ctx.clock.now();
+        let event = LegacyEvent::InstanceAdded { name: name.into() };
+        emit_instance_event(uow, ctx, at, &id, event, vec![]).await?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::testing::*;
+    use crate::error::Error;
+    use crate::mocks::MockUnitOfWork;
+
+    #[tokio::test]
+    async fn adds_the_instance_and_its_event() {
+        let mut uow = MockUnitOfWork::new();
+        uow.expect_create_instance()
+            .times(1)
+            .withf(|id, name, at| id.as_str() == "100" && name == "ACME" && *at == NOW)
+            .returning(|_, _, _| Ok(()));
+        expect_push(&mut uow, "instance.added");
+        let id = AddInstance { name: " ACME ".into() }
+            .execute(&mut uow, &ctx())
+            .await
+            .unwrap();
+        assert_eq!(id.as_str(), "100");
+    }
+
+    #[tokio::test]
+    async fn rejects_an_empty_name_without_writing() {
+        let mut uow = MockUnitOfWork::new();
+        let result = AddInstance { name: "  ".into() }.execute(&mut uow, &ctx()).await;
+        assert!(matches!(result, Err(Error::InvalidArgument { field: "name", .. })));
+    }
+}

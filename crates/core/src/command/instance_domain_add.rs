@@ -1,0 +1,106 @@
+use async_trait::async_trait;
+
+use super::{Command, CommandContext, emit_instance_event, live_instance};
+use crate::error::{Error, Result};
+use crate::event::{LegacyEvent, UniqueConstraint};
+use crate::id::InstanceId;
+use crate::ports::UnitOfWork;
+use crate::value::DomainName;
+
+/// Adds a custom domain to an instance. A custom domain is unique across all instances:
+/// a host resolves to exactly one instance.
+#[derive(Debug, Clone)]
+pub struct AddInstanceDomain {
+    pub instance_id: InstanceId,
+    pub domain: String,
+    /// Generated domains (the instance's default host) cannot be removed later.
+    pub generated: bool,
+}
+
+#[async_trait]
+impl Command for AddInstanceDomain {
+    type Output = DomainName;
+
+    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<DomainName> {
+        let domain = DomainName::parse(&self.domain)?;
+        live_instance(uow, &self.instance_id).await?;
+        match uow.instance_by_host(domain.as_str()).await {
+            Ok(_) => return Err(Error::already_exists("custom instance domain", &domain)),
+            Err(Error::NotFound { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        let event = LegacyEvent::InstanceDomainAdded {
+            domain: domain.to_string(),
+            generated: self.generated,
+        };
+        let uniques = vec![UniqueConstraint::add_instance_domain(domain.as_str())];
+        emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, uniques).await?;
+        Ok(domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::testing::*;
+    use crate::model::InstanceDomainKind;
+
+    fn cmd(domain: &str) -> AddInstanceDomain {
+        AddInstanceDomain { instance_id: iid(), domain: domain.into(), generated: false }
+    }
+
+    #[tokio::test]
+    async fn adds_to_both_tables() {
+        let mut uow = with_instance();
+        uow.expect_instance_by_host().returning(|h| Err(Error::not_found("instance for host", h)));
+        uow.expect_insert_instance_domain()
+            .times(1)
+            .withf(|_, d, k, _| {
+                d == "login.acme.example"
+                    && *k == InstanceDomainKind::Custom { is_primary: false, is_generated: false }
+            })
+            .returning(|_, _, _, _| Ok(()));
+        uow.expect_add_instance_domain()
+            .times(1)
+            .withf(|_, d, _| d == "login.acme.example")
+            .returning(|i, d, at| Ok(unified(i, d, at)));
+        expect_push(&mut uow, "instance.domain.added");
+        let domain = cmd("Login.ACME.example").execute(&mut uow, &ctx()).await.unwrap();
+        assert_eq!(domain.as_str(), "login.acme.example");
+    }
+
+    fn unified(i: &InstanceId, d: &str, at: time::OffsetDateTime) -> crate::model::Domain {
+        crate::model::Domain {
+            id: 1,
+            instance_id: i.clone(),
+            org_id: None,
+            domain: d.into(),
+            is_verified: true,
+            is_primary: false,
+            validation_type: None,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn taken_domain_already_exists() {
+        let mut uow = with_instance();
+        uow.expect_instance_by_host().returning(|_| Ok(instance()));
+        let r = cmd("login.acme.example").execute(&mut uow, &ctx()).await;
+        assert!(matches!(r, Err(Error::AlreadyExists { rule: "custom instance domain", .. })));
+    }
+
+    #[tokio::test]
+    async fn invalid_domain_is_rejected_before_any_read() {
+        let mut uow = crate::mocks::MockUnitOfWork::new();
+        let r = cmd("bad_domain").execute(&mut uow, &ctx()).await;
+        assert!(matches!(r, Err(Error::InvalidArgument { field: "domain", .. })));
+    }
+
+    #[tokio::test]
+    async fn removed_instance_is_not_found() {
+        assert_not_found(cmd("a.example").execute(&mut without_instance(), &ctx()).await);
+    }
+}

@@ -1,0 +1,310 @@
+//! Commands (v3 use cases), one file per use case with its tests beside it. Each validates,
+//! writes state through the repository ports and appends the equivalent legacy event(s)
+//! with `written_by_v3 = true` in the same unit of work. The state written is exactly what
+//! the reducers produce for those events (the command applies the reducer's changes), with
+//! one timestamp for rows and events.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::event::{INSTANCE_AGGREGATE, LegacyEvent, NewEvent, ORG_AGGREGATE, UniqueConstraint};
+use crate::id::{InstanceId, OrgId};
+use crate::model::{Instance, Organization};
+use crate::ports::{Clock, IdGenerator, UnitOfWork, UnitOfWorkFactory};
+use crate::state::{apply_change, reduce};
+
+mod instance_add;
+mod instance_console_set;
+mod instance_default_language_set;
+mod instance_default_org_set;
+mod instance_domain_add;
+mod instance_domain_remove;
+mod instance_domain_set_primary;
+mod instance_iam_project_set;
+mod instance_remove;
+mod instance_rename;
+mod instance_trusted_domain_add;
+mod instance_trusted_domain_remove;
+mod org_domain_add;
+mod org_domain_remove;
+mod org_domain_set_primary;
+mod org_domain_verification_add;
+mod org_domain_verify;
+mod organization_add;
+mod organization_deactivate;
+mod organization_reactivate;
+mod organization_remove;
+mod organization_rename;
+
+pub use instance_add::AddInstance;
+pub use instance_console_set::SetInstanceConsole;
+pub use instance_default_language_set::SetInstanceDefaultLanguage;
+pub use instance_default_org_set::SetInstanceDefaultOrg;
+pub use instance_domain_add::AddInstanceDomain;
+pub use instance_domain_remove::RemoveInstanceDomain;
+pub use instance_domain_set_primary::SetInstanceDomainPrimary;
+pub use instance_iam_project_set::SetInstanceIamProject;
+pub use instance_remove::RemoveInstance;
+pub use instance_rename::RenameInstance;
+pub use instance_trusted_domain_add::AddInstanceTrustedDomain;
+pub use instance_trusted_domain_remove::RemoveInstanceTrustedDomain;
+pub use org_domain_add::AddOrganizationDomain;
+pub use org_domain_remove::RemoveOrganizationDomain;
+pub use org_domain_set_primary::SetOrganizationDomainPrimary;
+pub use org_domain_verification_add::AddOrganizationDomainVerification;
+pub use org_domain_verify::VerifyOrganizationDomain;
+pub use organization_add::AddOrganization;
+pub use organization_deactivate::DeactivateOrganization;
+pub use organization_reactivate::ReactivateOrganization;
+pub use organization_remove::RemoveOrganization;
+pub use organization_rename::RenameOrganization;
+
+/// What every command needs besides the unit of work.
+#[derive(Clone)]
+pub struct CommandContext {
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    /// The user or system on whose behalf the command runs (`events2.creator`).
+    pub creator: String,
+}
+
+impl std::fmt::Debug for CommandContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandContext")
+            .field("creator", &self.creator)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A use case.
+#[async_trait]
+pub trait Command: Send + Sync {
+    type Output: Send;
+    /// Runs inside `uow`; the caller commits (see [`run`]).
+    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<Self::Output>;
+}
+
+/// Runs a command in a fresh unit of work: commit on success, roll back on error, so a
+/// command that breaks a rule writes nothing.
+pub async fn run<C: Command>(
+    factory: &dyn UnitOfWorkFactory,
+    ctx: &CommandContext,
+    command: &C,
+) -> Result<C::Output> {
+    let mut uow = factory.begin().await?;
+    match command.execute(&mut *uow, ctx).await {
+        Ok(output) => {
+            uow.commit().await?;
+            Ok(output)
+        }
+        Err(error) => {
+            if let Err(rollback) = uow.rollback().await {
+                tracing::warn!(%rollback, "rollback after a failed command failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Applies the reducer's changes for `event` and pushes it, written by v3.
+async fn emit(
+    uow: &mut dyn UnitOfWork,
+    ctx: &CommandContext,
+    at: OffsetDateTime,
+    instance_id: &InstanceId,
+    aggregate_id: &str,
+    event: LegacyEvent,
+    unique_constraints: Vec<UniqueConstraint>,
+) -> Result<()> {
+    for change in reduce(instance_id, aggregate_id, &event)? {
+        apply_change(uow, &change, at).await?;
+    }
+    let aggregate_type = event.aggregate_type();
+    uow.push(vec![NewEvent {
+        instance_id: instance_id.as_str().to_owned(),
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        event_type: event.event_type().to_owned(),
+        revision: 1,
+        payload: Some(event.encode()),
+        creator: ctx.creator.clone(),
+        owner: aggregate_id.to_owned(),
+        created_at: Some(at),
+        written_by_v3: true,
+        expected_sequence: None,
+        unique_constraints,
+    }])
+    .await?;
+    debug_assert!(aggregate_type == INSTANCE_AGGREGATE || aggregate_type == ORG_AGGREGATE);
+    Ok(())
+}
+
+async fn emit_instance_event(
+    uow: &mut dyn UnitOfWork,
+    ctx: &CommandContext,
+    at: OffsetDateTime,
+    instance_id: &InstanceId,
+    event: LegacyEvent,
+    unique_constraints: Vec<UniqueConstraint>,
+) -> Result<()> {
+    emit(uow, ctx, at, instance_id, instance_id.as_str(), event, unique_constraints).await
+}
+
+async fn emit_org_event(
+    uow: &mut dyn UnitOfWork,
+    ctx: &CommandContext,
+    at: OffsetDateTime,
+    instance_id: &InstanceId,
+    org_id: &OrgId,
+    event: LegacyEvent,
+    unique_constraints: Vec<UniqueConstraint>,
+) -> Result<()> {
+    emit(uow, ctx, at, instance_id, org_id.as_str(), event, unique_constraints).await
+}
+
+/// The live instance, or NotFound (a removed instance takes no commands).
+async fn live_instance(uow: &mut dyn UnitOfWork, id: &InstanceId) -> Result<Instance> {
+    uow.get_instance(id).await
+}
+
+/// The live organization of a live instance, or NotFound.
+async fn live_organization(
+    uow: &mut dyn UnitOfWork,
+    instance_id: &InstanceId,
+    org_id: &OrgId,
+) -> Result<Organization> {
+    live_instance(uow, instance_id).await?;
+    uow.get_organization(instance_id, org_id).await
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Fixtures for the command tests.
+    use std::sync::Arc;
+
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    use super::CommandContext;
+    use crate::error::Error;
+    use crate::event::StoredEvent;
+    use crate::id::{InstanceId, OrgId};
+    use crate::mocks::MockUnitOfWork;
+    use crate::model::{Instance, InstanceDomain, InstanceDomainKind, Organization, OrganizationDomain, OrganizationState};
+    use crate::ports::{MockClock, MockIdGenerator};
+
+    pub const NOW: OffsetDateTime = datetime!(2026-01-02 03:04:05 UTC);
+
+    pub fn ctx() -> CommandContext {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(NOW);
+        let mut ids = MockIdGenerator::new();
+        ids.expect_next_id().returning(|| Ok("100".into()));
+        CommandContext {
+            clock: Arc::new(clock),
+            ids: Arc::new(ids),
+            creator: "tester".into(),
+        }
+    }
+
+    pub fn iid() -> InstanceId {
+        InstanceId::new("i1").unwrap()
+    }
+
+    pub fn oid() -> OrgId {
+        OrgId::new("o1").unwrap()
+    }
+
+    pub fn instance() -> Instance {
+        Instance {
+            id: iid(),
+            name: "ACME".into(),
+            default_org_id: None,
+            iam_project_id: None,
+            console_client_id: None,
+            console_app_id: None,
+            default_language: None,
+            created_at: NOW,
+            updated_at: NOW,
+            deleted_at: None,
+        }
+    }
+
+    pub fn organization(state: OrganizationState) -> Organization {
+        Organization {
+            instance_id: iid(),
+            id: oid(),
+            name: "Org".into(),
+            state,
+            created_at: NOW,
+            updated_at: NOW,
+            deleted_at: None,
+        }
+    }
+
+    pub fn custom_domain(domain: &str, is_primary: bool, is_generated: bool) -> InstanceDomain {
+        InstanceDomain {
+            instance_id: iid(),
+            domain: domain.into(),
+            kind: InstanceDomainKind::Custom { is_primary, is_generated },
+            created_at: NOW,
+            updated_at: NOW,
+        }
+    }
+
+    pub fn org_domain(domain: &str, is_verified: bool, is_primary: bool) -> OrganizationDomain {
+        OrganizationDomain {
+            instance_id: iid(),
+            org_id: oid(),
+            domain: domain.into(),
+            is_verified,
+            is_primary,
+            validation_type: None,
+            created_at: NOW,
+            updated_at: NOW,
+        }
+    }
+
+    /// A unit of work with a live instance `i1`.
+    pub fn with_instance() -> MockUnitOfWork {
+        let mut uow = MockUnitOfWork::new();
+        uow.expect_get_instance().returning(|_| Ok(instance()));
+        uow
+    }
+
+    /// A unit of work with a live instance `i1` and a live organization `o1`.
+    pub fn with_org(state: OrganizationState) -> MockUnitOfWork {
+        let mut uow = with_instance();
+        uow.expect_get_organization()
+            .returning(move |_, _| Ok(organization(state)));
+        uow
+    }
+
+    /// A unit of work whose instance is gone.
+    pub fn without_instance() -> MockUnitOfWork {
+        let mut uow = MockUnitOfWork::new();
+        uow.expect_get_instance()
+            .returning(|id| Err(Error::not_found("instance", id)));
+        uow
+    }
+
+    /// Expects exactly one push of one v3 event of `event_type` stamped `NOW`.
+    pub fn expect_push(uow: &mut MockUnitOfWork, event_type: &'static str) {
+        uow.expect_push()
+            .times(1)
+            .withf(move |events| {
+                events.len() == 1
+                    && events[0].event_type == event_type
+                    && events[0].written_by_v3
+                    && events[0].created_at == Some(NOW)
+            })
+            .returning(|_| Ok(Vec::<StoredEvent>::new()));
+    }
+
+    pub fn assert_not_found<T: std::fmt::Debug>(result: crate::Result<T>) {
+        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+    }
+}

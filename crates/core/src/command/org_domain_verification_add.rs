@@ -1,0 +1,83 @@
+use async_trait::async_trait;
+
+use super::org_domain_verify::existing_org_domain;
+use super::{Command, CommandContext, emit_org_event, live_organization};
+use crate::error::{Error, Result};
+use crate::event::LegacyEvent;
+use crate::id::{InstanceId, OrgId};
+use crate::model::ValidationType;
+use crate::ports::UnitOfWork;
+use crate::value::DomainName;
+
+/// Starts the verification of an org domain by HTTP or DNS.
+#[derive(Debug, Clone)]
+pub struct AddOrganizationDomainVerification {
+    pub instance_id: InstanceId,
+    pub org_id: OrgId,
+    pub domain: String,
+    pub validation_type: ValidationType,
+}
+
+#[async_trait]
+impl Command for AddOrganizationDomainVerification {
+    type Output = ();
+
+    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<()> {
+        let domain = DomainName::parse(&self.domain)?;
+        live_organization(uow, &self.instance_id, &self.org_id).await?;
+        let existing = existing_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
+        if existing.is_verified {
+            return Err(Error::precondition("the domain is already verified"));
+        }
+        let event = LegacyEvent::OrgDomainVerificationAdded {
+            domain: existing.domain,
+            validation_type: self.validation_type,
+            validation_code: None,
+        };
+        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, vec![]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::testing::*;
+    use crate::model::OrganizationState;
+
+    fn cmd(vt: ValidationType) -> AddOrganizationDomainVerification {
+        AddOrganizationDomainVerification { instance_id: iid(), org_id: oid(), domain: "o.example".into(), validation_type: vt }
+    }
+
+    #[tokio::test]
+    async fn records_the_validation_type_in_both_tables() {
+        for vt in [ValidationType::Http, ValidationType::Dns] {
+            let mut uow = with_org(OrganizationState::Active);
+            uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
+            uow.expect_set_org_domain_validation()
+                .times(1)
+                .withf(move |_, _, _, v, _| *v == vt)
+                .returning(|_, _, _, _, _| Ok(1));
+            uow.expect_set_organization_domain_validation_type().times(1).returning(|_, _, _, _, _| Ok(1));
+            uow.expect_push()
+                .times(1)
+                .withf(move |e| e[0].payload.as_ref().unwrap()["validationType"] == i64::from(vt.ordinal()))
+                .returning(|_| Ok(vec![]));
+            cmd(vt).execute(&mut uow, &ctx()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_domain_needs_no_verification() {
+        let mut uow = with_org(OrganizationState::Active);
+        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
+        let r = cmd(ValidationType::Dns).execute(&mut uow, &ctx()).await;
+        assert!(matches!(r, Err(Error::PreconditionFailed(_))));
+    }
+
+    #[tokio::test]
+    async fn unknown_domain_is_not_found() {
+        let mut uow = with_org(OrganizationState::Active);
+        uow.expect_list_org_domains().returning(|_, _| Ok(vec![]));
+        assert_not_found(cmd(ValidationType::Http).execute(&mut uow, &ctx()).await);
+    }
+}

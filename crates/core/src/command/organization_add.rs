@@ -1,0 +1,98 @@
+use async_trait::async_trait;
+
+use super::{Command, CommandContext, emit_org_event, live_instance};
+use crate::error::{Error, Result};
+use crate::event::{LegacyEvent, UniqueConstraint};
+use crate::id::{InstanceId, OrgId};
+use crate::ports::UnitOfWork;
+use crate::query::{OrganizationCriteria, Pagination, TextMatch};
+use crate::value::Name;
+
+/// Adds an organization to an instance; names are unique per instance (ignoring case).
+#[derive(Debug, Clone)]
+pub struct AddOrganization {
+    pub instance_id: InstanceId,
+    pub name: String,
+}
+
+#[async_trait]
+impl Command for AddOrganization {
+    type Output = OrgId;
+
+    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<OrgId> {
+        let name = Name::parse(&self.name)?;
+        live_instance(uow, &self.instance_id).await?;
+        ensure_name_free(uow, &self.instance_id, &name).await?;
+        let org_id = OrgId::new(ctx.ids.next_id()?)?;
+        let uniques = vec![UniqueConstraint::add_org_name(self.instance_id.as_str(), name.as_str())];
+        let event = LegacyEvent::OrgAdded { name: name.into() };
+        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &org_id, event, uniques).await?;
+        Ok(org_id)
+    }
+}
+
+/// AlreadyExists when a live organization of the instance has this name (any case).
+pub(super) async fn ensure_name_free(
+    uow: &mut dyn UnitOfWork,
+    instance_id: &InstanceId,
+    name: &Name,
+) -> Result<()> {
+    let criteria = OrganizationCriteria {
+        instance_id: Some(instance_id.clone()),
+        name: Some(TextMatch::equals(name.as_str()).ignoring_case()),
+        ..OrganizationCriteria::default()
+    };
+    let page = Pagination { limit: Some(1), ..Pagination::default() };
+    if uow.list_organizations(&criteria, &page).await?.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::already_exists("organization name", name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::testing::*;
+    use crate::model::OrganizationState;
+
+    fn cmd(name: &str) -> AddOrganization {
+        AddOrganization { instance_id: iid(), name: name.into() }
+    }
+
+    #[tokio::test]
+    async fn adds_the_org() {
+        let mut uow = with_instance();
+        uow.expect_list_organizations().returning(|_, _| Ok(vec![]));
+        uow.expect_create_organization()
+            .times(1)
+            .withf(|i, o, n, _| i.as_str() == "i1" && o.as_str() == "100" && n == "Org")
+            .returning(|_, _, _, _| Ok(()));
+        uow.expect_push()
+            .times(1)
+            .withf(|e| e[0].event_type == "org.added" && e[0].aggregate_id == "100" && e[0].unique_constraints[0].unique_field == "org")
+            .returning(|_| Ok(vec![]));
+        assert_eq!(cmd("Org").execute(&mut uow, &ctx()).await.unwrap().as_str(), "100");
+    }
+
+    #[tokio::test]
+    async fn duplicate_name_already_exists() {
+        let mut uow = with_instance();
+        uow.expect_list_organizations()
+            .withf(|c, _| c.name.as_ref().is_some_and(|m| m.ignore_case))
+            .returning(|_, _| Ok(vec![organization(OrganizationState::Active)]));
+        let r = cmd("ORG").execute(&mut uow, &ctx()).await;
+        assert!(matches!(r, Err(Error::AlreadyExists { rule: "organization name", .. })));
+    }
+
+    #[tokio::test]
+    async fn removed_instance_is_not_found() {
+        assert_not_found(cmd("Org").execute(&mut without_instance(), &ctx()).await);
+    }
+
+    #[tokio::test]
+    async fn empty_name_is_invalid() {
+        let r = cmd("").execute(&mut with_instance(), &ctx()).await;
+        assert!(matches!(r, Err(Error::InvalidArgument { .. })));
+    }
+}

@@ -1,0 +1,10 @@
+//! Events: the legacy catalogue and the event store's records.
+
+mod catalogue;
+mod store;
+
+pub use catalogue::{DecodeError, EVENT_TYPES, INSTANCE_AGGREGATE, LegacyEvent, ORG_AGGREGATE};
+pub use store::{
+    EventQuery, NewEvent, SortKey, StoredEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN,
+    UNIQUE_ORG_NAME, UniqueAction, UniqueConstraint,
+};

@@ -1,0 +1,195 @@
+//! Port traits: what the core needs from the outside, sized by capability. Adapters
+//! (`tenancy-postgres`, `tenancy-eventstore`, the in-memory adapters of `tenancy-testkit`)
+//! implement them; the `mocks` feature provides mockall mocks of each.
+//!
+//! Write methods return the number of rows they changed where events.md allows a change
+//! to aim at a row that does not exist; commands check existence beforehand, the
+//! projection ignores zero.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::event::{EventQuery, NewEvent, StoredEvent};
+use crate::id::{InstanceId, OrgId};
+use crate::model::{
+    Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
+    OrganizationDomain, ValidationType,
+};
+use crate::query::{
+    DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
+};
+use crate::state::{InstanceUpdate, OrganizationUpdate};
+
+/// `zitadel.instances`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait InstanceRepository: Send {
+    async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()>;
+    async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64>;
+    /// Soft delete.
+    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
+    /// A live instance, or NotFound.
+    async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
+    async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>>;
+    /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
+    async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
+}
+
+/// `zitadel.organizations`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OrganizationRepository: Send {
+    async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()>;
+    async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64>;
+    async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64>;
+    async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
+    /// A live organization, or NotFound.
+    async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization>;
+    /// MissingTenant without `criteria.instance_id`.
+    async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>>;
+}
+
+/// `zitadel.instance_domains` (custom and trusted; no soft delete).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait InstanceDomainRepository: Send {
+    async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()>;
+    /// Demote the current primary, promote `domain`; nothing when `domain` is not there.
+    async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64>;
+    async fn delete_instance_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
+    async fn list_instance_domains(&mut self, instance_id: &InstanceId) -> Result<Vec<InstanceDomain>>;
+}
+
+/// `zitadel.org_domains` (no soft delete).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OrgDomainRepository: Send {
+    async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()>;
+    async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
+    async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn set_primary_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn delete_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Result<u64>;
+    async fn delete_org_domains_of_org(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<u64>;
+    async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
+    /// The domains of one org.
+    async fn list_org_domains(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<Vec<OrganizationDomain>>;
+}
+
+/// The unified `zitadel.domains` table (soft delete; every live read filters
+/// `deleted_at IS NULL`).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait DomainRepository: Send {
+    /// Instance domains are always verified.
+    async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain>;
+    async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn add_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: Option<ValidationType>, at: OffsetDateTime) -> Result<Domain>;
+    async fn set_organization_domain_validation_type(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
+    async fn set_organization_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn set_organization_domain_primary(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn remove_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
+    async fn remove_domains_of_organization(&mut self, instance_id: &InstanceId, org_id: &OrgId, at: OffsetDateTime) -> Result<u64>;
+    async fn remove_domains_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
+    /// Exactly one row: NotFound when none matches, MultipleFound when several do.
+    async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
+    async fn list_domains(&mut self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>>;
+}
+
+/// Appends events inside the caller's transaction.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait EventWriter: Send {
+    async fn push(&mut self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>>;
+}
+
+/// Reads events in sort-key order.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait EventReader: Send + Sync {
+    async fn read(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;
+    /// One aggregate's events by sequence (for write models).
+    async fn read_aggregate(&self, instance_id: &str, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<StoredEvent>>;
+}
+
+/// Every state repository at once.
+pub trait Repositories:
+    InstanceRepository + OrganizationRepository + InstanceDomainRepository + OrgDomainRepository + DomainRepository
+{
+}
+
+impl<T> Repositories for T where
+    T: InstanceRepository
+        + OrganizationRepository
+        + InstanceDomainRepository
+        + OrgDomainRepository
+        + DomainRepository
+        + ?Sized
+{
+}
+
+/// One transaction: the state writes and the pushed events of a command commit together
+/// or not at all. Dropping it without `commit` rolls back.
+#[async_trait]
+pub trait UnitOfWork: Repositories + EventWriter {
+    async fn commit(&mut self) -> Result<()>;
+    async fn rollback(&mut self) -> Result<()>;
+}
+
+/// Opens units of work.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UnitOfWorkFactory: Send + Sync {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>>;
+}
+
+/// The time commands stamp on rows and events.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// Produces new object ids (ZITADEL-compatible decimal strings in production).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait IdGenerator: Send + Sync {
+    fn next_id(&self) -> Result<String>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        // Microseconds: what PostgreSQL keeps, so a value read back equals the one written.
+        let now = OffsetDateTime::now_utc();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
+    }
+}
+
+/// Sonyflake ids at the system clock.
+#[derive(Debug)]
+pub struct SonyflakeGenerator {
+    inner: std::sync::Mutex<crate::id::SonyflakeIds>,
+}
+
+impl SonyflakeGenerator {
+    pub fn new(machine_id: u16) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(crate::id::SonyflakeIds::new(machine_id)),
+        }
+    }
+}
+
+impl IdGenerator for SonyflakeGenerator {
+    fn next_id(&self) -> Result<String> {
+        let mut ids = self
+            .inner
+            .lock()
+            .map_err(|_| crate::Error::internal("id generator lock poisoned"))?;
+        ids.next_id(OffsetDateTime::now_utc())
+    }
+}

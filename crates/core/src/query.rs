@@ -1,0 +1,270 @@
+//! Criteria, text matches, sorting and pagination for list reads. Adapters translate them
+//! (SQL with bound values and escaped `LIKE` patterns); `matches` gives the reference
+//! semantics that the in-memory adapters use.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{InstanceId, OrgId};
+
+/// How a text criterion compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TextOperation {
+    Equals,
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+/// A text criterion: operation, value, and whether case is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TextMatch {
+    pub operation: TextOperation,
+    pub value: String,
+    pub ignore_case: bool,
+}
+
+impl TextMatch {
+    pub fn equals(value: impl Into<String>) -> Self {
+        Self::new(TextOperation::Equals, value, false)
+    }
+    pub fn starts_with(value: impl Into<String>) -> Self {
+        Self::new(TextOperation::StartsWith, value, false)
+    }
+    pub fn ends_with(value: impl Into<String>) -> Self {
+        Self::new(TextOperation::EndsWith, value, false)
+    }
+    pub fn contains(value: impl Into<String>) -> Self {
+        Self::new(TextOperation::Contains, value, false)
+    }
+
+    pub fn new(operation: TextOperation, value: impl Into<String>, ignore_case: bool) -> Self {
+        Self {
+            operation,
+            value: value.into(),
+            ignore_case,
+        }
+    }
+
+    /// The same match, ignoring case.
+    pub fn ignoring_case(mut self) -> Self {
+        self.ignore_case = true;
+        self
+    }
+
+    /// Reference semantics (PostgreSQL `lower()` matches Unicode lower-casing here).
+    pub fn matches(&self, text: &str) -> bool {
+        let (text, value) = if self.ignore_case {
+            (text.to_lowercase(), self.value.to_lowercase())
+        } else {
+            (text.to_owned(), self.value.clone())
+        };
+        match self.operation {
+            TextOperation::Equals => text == value,
+            TextOperation::StartsWith => text.starts_with(&value),
+            TextOperation::EndsWith => text.ends_with(&value),
+            TextOperation::Contains => text.contains(&value),
+        }
+    }
+
+    /// The `LIKE` pattern for this match, with `%`, `_` and `\` in the value escaped
+    /// (PostgreSQL's default escape character is `\`). `None` for `Equals`.
+    pub fn like_pattern(&self) -> Option<String> {
+        let value = if self.ignore_case {
+            self.value.to_lowercase()
+        } else {
+            self.value.clone()
+        };
+        let escaped = escape_like(&value);
+        match self.operation {
+            TextOperation::Equals => None,
+            TextOperation::StartsWith => Some(format!("{escaped}%")),
+            TextOperation::EndsWith => Some(format!("%{escaped}")),
+            TextOperation::Contains => Some(format!("%{escaped}%")),
+        }
+    }
+}
+
+/// Escapes the `LIKE` metacharacters `\`, `%` and `_`.
+pub fn escape_like(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SortOrder {
+    #[default]
+    Ascending,
+    Descending,
+}
+
+/// Limit, offset and order of a list. Lists always break ties by the primary key, so pages
+/// are stable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pagination<S> {
+    pub limit: Option<u32>,
+    pub offset: u64,
+    pub sort: S,
+    pub order: SortOrder,
+}
+
+impl<S: Default> Default for Pagination<S> {
+    fn default() -> Self {
+        Self {
+            limit: None,
+            offset: 0,
+            sort: S::default(),
+            order: SortOrder::Ascending,
+        }
+    }
+}
+
+impl<S> Pagination<S> {
+    pub fn page(sort: S, order: SortOrder, limit: u32, offset: u64) -> Self {
+        Self {
+            limit: Some(limit),
+            offset,
+            sort,
+            order,
+        }
+    }
+
+    /// Applies offset and limit to an already ordered vector.
+    pub fn cut<T>(&self, rows: Vec<T>) -> Vec<T> {
+        let offset = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        let iter = rows.into_iter().skip(offset);
+        match self.limit {
+            Some(limit) => iter.take(limit as usize).collect(),
+            None => iter.collect(),
+        }
+    }
+}
+
+/// Sort columns of domain lists (an allow-list: nothing else reaches SQL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DomainSort {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Domain,
+}
+
+/// Sort columns of instance and organization lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NameSort {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Name,
+}
+
+/// Whose domains a unified-domain query wants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DomainOwner {
+    /// Only instance domains (`org_id IS NULL`).
+    InstanceOnly,
+    /// Only the domains of this organization.
+    Organization(OrgId),
+}
+
+/// Criteria of the unified domain repository. `instance_id` is required by every
+/// tenant-scoped read (MissingTenant otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DomainCriteria {
+    pub instance_id: Option<InstanceId>,
+    pub id: Option<i64>,
+    pub domain: Option<TextMatch>,
+    pub owner: Option<DomainOwner>,
+    pub is_verified: Option<bool>,
+    pub is_primary: Option<bool>,
+    /// Soft-deleted rows are left out unless this is set.
+    pub include_deleted: bool,
+}
+
+impl DomainCriteria {
+    pub fn of_instance(instance_id: &InstanceId) -> Self {
+        Self {
+            instance_id: Some(instance_id.clone()),
+            ..Self::default()
+        }
+    }
+    pub fn domain(mut self, m: TextMatch) -> Self {
+        self.domain = Some(m);
+        self
+    }
+    pub fn owner(mut self, owner: DomainOwner) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+    pub fn verified(mut self, v: bool) -> Self {
+        self.is_verified = Some(v);
+        self
+    }
+    pub fn primary(mut self, v: bool) -> Self {
+        self.is_primary = Some(v);
+        self
+    }
+    pub fn with_id(mut self, id: i64) -> Self {
+        self.id = Some(id);
+        self
+    }
+    pub fn including_deleted(mut self) -> Self {
+        self.include_deleted = true;
+        self
+    }
+}
+
+/// Criteria of organization lists (always within one instance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrganizationCriteria {
+    pub instance_id: Option<InstanceId>,
+    pub name: Option<TextMatch>,
+    pub state: Option<crate::model::OrganizationState>,
+    pub include_deleted: bool,
+}
+
+/// Criteria of instance lists (a system-level read: no tenant).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InstanceCriteria {
+    pub name: Option<TextMatch>,
+    pub include_deleted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_matches() {
+        assert!(TextMatch::equals("a.b").matches("a.b"));
+        assert!(!TextMatch::equals("A.b").matches("a.b"));
+        assert!(TextMatch::equals("A.b").ignoring_case().matches("a.B"));
+        assert!(TextMatch::starts_with("ac").matches("acme.example"));
+        assert!(TextMatch::ends_with(".example").matches("acme.example"));
+        assert!(TextMatch::contains("me.ex").matches("acme.example"));
+        assert!(!TextMatch::contains("ME").matches("acme"));
+        assert!(TextMatch::contains("ME").ignoring_case().matches("acme"));
+    }
+
+    #[test]
+    fn like_patterns_escape_metacharacters() {
+        assert_eq!(
+            TextMatch::contains("50%_off\\").like_pattern().unwrap(),
+            "%50\\%\\_off\\\\%"
+        );
+        assert_eq!(TextMatch::starts_with("a").like_pattern().unwrap(), "a%");
+        assert_eq!(TextMatch::equals("a").like_pattern(), None);
+    }
+
+    #[test]
+    fn pagination_cuts() {
+        let p: Pagination<DomainSort> = Pagination::page(DomainSort::Domain, SortOrder::Ascending, 2, 1);
+        assert_eq!(p.cut(vec![1, 2, 3, 4]), vec![2, 3]);
+    }
+}

@@ -1,0 +1,835 @@
+//! The in-memory model of the five tables: applies [`StateChange`]s with the same rules as
+//! the PostgreSQL schema (lengths, uniqueness by `lower(domain)`, foreign keys, one primary,
+//! soft delete). `verify` folds the event stream into it; the in-memory adapters of
+//! `tenancy-testkit` serve the repository ports from it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::event::LegacyEvent;
+use crate::id::{InstanceId, OrgId};
+use crate::model::{
+    Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
+    OrganizationDomain, OrganizationState,
+};
+use crate::query::{
+    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
+    Pagination, SortOrder,
+};
+use crate::state::{StateChange, reduce};
+
+type InstanceDomainKey = (String, InstanceDomainType, String);
+type OrgDomainKey = (String, String, String);
+type LiveDomainKey = (String, Option<String>, String);
+
+/// The five tables in memory.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryState {
+    instances: BTreeMap<String, Instance>,
+    organizations: BTreeMap<(String, String), Organization>,
+    instance_domains: BTreeMap<InstanceDomainKey, InstanceDomain>,
+    org_domains: BTreeMap<OrgDomainKey, OrganizationDomain>,
+    domains: BTreeMap<i64, Domain>,
+    /// `(instance, org, lower(domain))` of live unified rows -> id.
+    live_domains: HashMap<LiveDomainKey, i64>,
+    next_domain_id: i64,
+}
+
+fn lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+fn check_domain_len(domain: &str) -> Result<()> {
+    let len = domain.chars().count();
+    if (1..=255).contains(&len) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "domain",
+            format!("length {len} is outside 1..=255"),
+        ))
+    }
+}
+
+fn check_non_empty(field: &'static str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        Err(Error::invalid(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+impl InMemoryState {
+    pub fn new() -> Self {
+        Self {
+            next_domain_id: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Applies one legacy event atomically: every change is checked before any is applied,
+    /// so a failing event leaves the state untouched. Returns the rows changed.
+    pub fn apply_event(
+        &mut self,
+        instance_id: &InstanceId,
+        aggregate_id: &str,
+        event: &LegacyEvent,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let changes = reduce(instance_id, aggregate_id, event)?;
+        self.apply_all(&changes, at)
+    }
+
+    /// Applies changes atomically (all checked first). The changes of one event touch
+    /// different tables, so checking each against the state before any is applied is exact.
+    pub fn apply_all(&mut self, changes: &[StateChange], at: OffsetDateTime) -> Result<u64> {
+        for change in changes {
+            self.run(change, at, true)?;
+        }
+        let mut rows = 0;
+        for change in changes {
+            rows += self.run(change, at, false)?;
+        }
+        Ok(rows)
+    }
+
+    /// Applies one change; on error nothing changed.
+    pub fn apply(&mut self, change: &StateChange, at: OffsetDateTime) -> Result<u64> {
+        self.run(change, at, true)?;
+        self.run(change, at, false)
+    }
+
+    /// Checks the rules of `change`, then (unless `check_only`) applies it.
+    fn run(&mut self, change: &StateChange, at: OffsetDateTime, check_only: bool) -> Result<u64> {
+        use StateChange as C;
+        match change {
+            C::CreateInstance { id, name } => {
+                check_non_empty("name", name)?;
+                if let Some(existing) = self.instances.get(id.as_str())
+                    && existing.deleted_at.is_none()
+                {
+                    return Err(Error::already_exists("instance id", id));
+                }
+                if check_only {
+                    return Ok(0);
+                }
+                self.instances.insert(
+                    id.as_str().to_owned(),
+                    Instance {
+                        id: id.clone(),
+                        name: name.clone(),
+                        default_org_id: None,
+                        iam_project_id: None,
+                        console_client_id: None,
+                        console_app_id: None,
+                        default_language: None,
+                        created_at: at,
+                        updated_at: at,
+                        deleted_at: None,
+                    },
+                );
+                Ok(1)
+            }
+            C::UpdateInstance { id, update } => {
+                if let Some(name) = &update.name {
+                    check_non_empty("name", name)?;
+                }
+                let Some(row) = self.instances.get_mut(id.as_str()).filter(|r| r.deleted_at.is_none()) else {
+                    return Ok(0);
+                };
+                if check_only {
+                    return Ok(0);
+                }
+                let set = |target: &mut Option<String>, value: &Option<String>| {
+                    if let Some(v) = value {
+                        *target = Some(v.clone());
+                    }
+                };
+                if let Some(name) = &update.name {
+                    row.name = name.clone();
+                }
+                set(&mut row.default_org_id, &update.default_org_id);
+                set(&mut row.iam_project_id, &update.iam_project_id);
+                set(&mut row.console_client_id, &update.console_client_id);
+                set(&mut row.console_app_id, &update.console_app_id);
+                set(&mut row.default_language, &update.default_language);
+                row.updated_at = at;
+                Ok(1)
+            }
+            C::RemoveInstance { id } => {
+                let Some(row) = self.instances.get_mut(id.as_str()).filter(|r| r.deleted_at.is_none()) else {
+                    return Ok(0);
+                };
+                if check_only {
+                    return Ok(0);
+                }
+                row.deleted_at = Some(at);
+                row.updated_at = at;
+                Ok(1)
+            }
+            C::CreateOrganization { instance_id, id, name } => {
+                check_non_empty("name", name)?;
+                self.check_instance_exists(instance_id)?;
+                let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
+                if self.organizations.get(&key).is_some_and(|o| o.deleted_at.is_none()) {
+                    return Err(Error::already_exists("organization id", id));
+                }
+                self.check_org_name_free(instance_id, id, name)?;
+                if check_only {
+                    return Ok(0);
+                }
+                self.organizations.insert(
+                    key,
+                    Organization {
+                        instance_id: instance_id.clone(),
+                        id: id.clone(),
+                        name: name.clone(),
+                        state: OrganizationState::Active,
+                        created_at: at,
+                        updated_at: at,
+                        deleted_at: None,
+                    },
+                );
+                Ok(1)
+            }
+            C::UpdateOrganization { instance_id, id, update } => {
+                let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
+                if !self.organizations.get(&key).is_some_and(|o| o.deleted_at.is_none()) {
+                    return Ok(0);
+                }
+                if let Some(name) = &update.name {
+                    check_non_empty("name", name)?;
+                    self.check_org_name_free(instance_id, id, name)?;
+                }
+                if check_only {
+                    return Ok(0);
+                }
+                let Some(row) = self.organizations.get_mut(&key) else {
+                    return Ok(0);
+                };
+                if let Some(name) = &update.name {
+                    row.name = name.clone();
+                }
+                if let Some(state) = update.state {
+                    row.state = state;
+                }
+                row.updated_at = at;
+                Ok(1)
+            }
+            C::RemoveOrganization { instance_id, id } => {
+                let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
+                let Some(row) = self.organizations.get_mut(&key).filter(|o| o.deleted_at.is_none()) else {
+                    return Ok(0);
+                };
+                if check_only {
+                    return Ok(0);
+                }
+                row.deleted_at = Some(at);
+                row.updated_at = at;
+                Ok(1)
+            }
+            C::RemoveOrganizationsOfInstance { instance_id } => {
+                if check_only {
+                    return Ok(0);
+                }
+                let mut n = 0;
+                for org in self.organizations.values_mut() {
+                    if org.instance_id == *instance_id && org.deleted_at.is_none() {
+                        org.deleted_at = Some(at);
+                        org.updated_at = at;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+            C::InsertInstanceDomain { instance_id, domain, kind } => {
+                check_domain_len(domain)?;
+                self.check_instance_exists(instance_id)?;
+                let key = (instance_id.as_str().to_owned(), kind.domain_type(), lower(domain));
+                match kind {
+                    InstanceDomainKind::Custom { is_primary, .. } => {
+                        if self
+                            .instance_domains
+                            .iter()
+                            .any(|((_, t, d), _)| *t == InstanceDomainType::Custom && *d == key.2)
+                        {
+                            return Err(Error::already_exists("custom instance domain", domain));
+                        }
+                        if *is_primary && self.primary_instance_domain(instance_id).is_some() {
+                            return Err(Error::already_exists("primary instance domain", domain));
+                        }
+                    }
+                    InstanceDomainKind::Trusted => {
+                        if self.instance_domains.contains_key(&key) {
+                            return Err(Error::already_exists("trusted instance domain", domain));
+                        }
+                    }
+                }
+                if check_only {
+                    return Ok(0);
+                }
+                self.instance_domains.insert(
+                    key,
+                    InstanceDomain {
+                        instance_id: instance_id.clone(),
+                        domain: domain.clone(),
+                        kind: *kind,
+                        created_at: at,
+                        updated_at: at,
+                    },
+                );
+                Ok(1)
+            }
+            C::SetPrimaryInstanceDomain { instance_id, domain } => {
+                let key = (instance_id.as_str().to_owned(), InstanceDomainType::Custom, lower(domain));
+                if !self.instance_domains.contains_key(&key) || check_only {
+                    return Ok(0);
+                }
+                let mut n = 0;
+                for (k, row) in self.instance_domains.range_mut(
+                    (instance_id.as_str().to_owned(), InstanceDomainType::Custom, String::new())..,
+                ) {
+                    if k.0 != instance_id.as_str() || k.1 != InstanceDomainType::Custom {
+                        break;
+                    }
+                    if let InstanceDomainKind::Custom { is_primary, .. } = &mut row.kind {
+                        let target = *k == key;
+                        if *is_primary != target || target {
+                            *is_primary = target;
+                            row.updated_at = at;
+                            n += 1;
+                        }
+                    }
+                }
+                Ok(n)
+            }
+            C::DeleteInstanceDomain { instance_id, domain, domain_type } => {
+                let key = (instance_id.as_str().to_owned(), *domain_type, lower(domain));
+                if check_only {
+                    return Ok(0);
+                }
+                Ok(u64::from(self.instance_domains.remove(&key).is_some()))
+            }
+            C::DeleteInstanceDomainsOfInstance { instance_id } => {
+                if check_only {
+                    return Ok(0);
+                }
+                let before = self.instance_domains.len();
+                self.instance_domains.retain(|(i, _, _), _| i != instance_id.as_str());
+                Ok((before - self.instance_domains.len()) as u64)
+            }
+            C::InsertOrgDomain { instance_id, org_id, domain } => {
+                check_domain_len(domain)?;
+                self.check_org_exists(instance_id, org_id)?;
+                let key = org_domain_key(instance_id, org_id, domain);
+                if self.org_domains.contains_key(&key) {
+                    return Err(Error::already_exists("organization domain", domain));
+                }
+                if check_only {
+                    return Ok(0);
+                }
+                self.org_domains.insert(
+                    key,
+                    OrganizationDomain {
+                        instance_id: instance_id.clone(),
+                        org_id: org_id.clone(),
+                        domain: domain.clone(),
+                        is_verified: false,
+                        is_primary: false,
+                        validation_type: None,
+                        created_at: at,
+                        updated_at: at,
+                    },
+                );
+                Ok(1)
+            }
+            C::SetOrgDomainValidation { instance_id, org_id, domain, validation_type } => {
+                let key = org_domain_key(instance_id, org_id, domain);
+                if check_only {
+                    return Ok(0);
+                }
+                Ok(match self.org_domains.get_mut(&key) {
+                    Some(row) => {
+                        row.validation_type = Some(*validation_type);
+                        row.updated_at = at;
+                        1
+                    }
+                    None => 0,
+                })
+            }
+            C::SetOrgDomainVerified { instance_id, org_id, domain } => {
+                let key = org_domain_key(instance_id, org_id, domain);
+                if !self.org_domains.contains_key(&key) {
+                    return Ok(0);
+                }
+                if self.org_domains.values().any(|d| {
+                    d.instance_id == *instance_id
+                        && d.org_id != *org_id
+                        && d.is_verified
+                        && lower(&d.domain) == key.2
+                }) {
+                    return Err(Error::already_exists("verified organization domain", domain));
+                }
+                if check_only {
+                    return Ok(0);
+                }
+                let Some(row) = self.org_domains.get_mut(&key) else {
+                    return Ok(0);
+                };
+                row.is_verified = true;
+                row.updated_at = at;
+                Ok(1)
+            }
+            C::SetPrimaryOrgDomain { instance_id, org_id, domain } => {
+                let key = org_domain_key(instance_id, org_id, domain);
+                if !self.org_domains.contains_key(&key) || check_only {
+                    return Ok(0);
+                }
+                let mut n = 0;
+                for (k, row) in self.org_domains.iter_mut() {
+                    if k.0 == key.0 && k.1 == key.1 && (row.is_primary || *k == key) {
+                        row.is_primary = *k == key;
+                        row.updated_at = at;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+            C::DeleteOrgDomain { instance_id, org_id, domain } => {
+                if check_only {
+                    return Ok(0);
+                }
+                let key = org_domain_key(instance_id, org_id, domain);
+                Ok(u64::from(self.org_domains.remove(&key).is_some()))
+            }
+            C::DeleteOrgDomainsOfOrg { instance_id, org_id } => {
+                if check_only {
+                    return Ok(0);
+                }
+                let before = self.org_domains.len();
+                self.org_domains
+                    .retain(|(i, o, _), _| !(i == instance_id.as_str() && o == org_id.as_str()));
+                Ok((before - self.org_domains.len()) as u64)
+            }
+            C::DeleteOrgDomainsOfInstance { instance_id } => {
+                if check_only {
+                    return Ok(0);
+                }
+                let before = self.org_domains.len();
+                self.org_domains.retain(|(i, _, _), _| i != instance_id.as_str());
+                Ok((before - self.org_domains.len()) as u64)
+            }
+            C::AddInstanceDomain { instance_id, domain } => {
+                self.add_domain(instance_id, None, domain, true, None, at, check_only)
+                    .map(|_| u64::from(!check_only))
+            }
+            C::AddOrganizationDomain { instance_id, org_id, domain, validation_type } => self
+                .add_domain(instance_id, Some(org_id), domain, false, *validation_type, at, check_only)
+                .map(|_| u64::from(!check_only)),
+            C::SetInstanceDomainPrimary { instance_id, domain } => {
+                self.set_domain_primary(instance_id, None, domain, at, check_only)
+            }
+            C::SetOrganizationDomainPrimary { instance_id, org_id, domain } => {
+                self.set_domain_primary(instance_id, Some(org_id), domain, at, check_only)
+            }
+            C::RemoveInstanceDomain { instance_id, domain } => {
+                self.remove_domains(at, check_only, |d| {
+                    d.instance_id == *instance_id && d.org_id.is_none() && lower(&d.domain) == lower(domain)
+                })
+            }
+            C::RemoveOrganizationDomain { instance_id, org_id, domain } => {
+                self.remove_domains(at, check_only, |d| {
+                    d.instance_id == *instance_id
+                        && d.org_id.as_ref() == Some(org_id)
+                        && lower(&d.domain) == lower(domain)
+                })
+            }
+            C::RemoveDomainsOfOrganization { instance_id, org_id } => self
+                .remove_domains(at, check_only, |d| {
+                    d.instance_id == *instance_id && d.org_id.as_ref() == Some(org_id)
+                }),
+            C::RemoveDomainsOfInstance { instance_id } => {
+                self.remove_domains(at, check_only, |d| d.instance_id == *instance_id)
+            }
+            C::SetOrganizationDomainValidationType { instance_id, org_id, domain, validation_type } => {
+                let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
+                    return Ok(0);
+                };
+                if check_only {
+                    return Ok(0);
+                }
+                let Some(row) = self.domains.get_mut(&id) else {
+                    return Ok(0);
+                };
+                row.validation_type = Some(*validation_type);
+                row.updated_at = at;
+                Ok(1)
+            }
+            C::SetOrganizationDomainVerified { instance_id, org_id, domain } => {
+                let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
+                    return Ok(0);
+                };
+                let taken = self.domains.values().any(|d| {
+                    d.deleted_at.is_none()
+                        && d.instance_id == *instance_id
+                        && d.org_id.is_some()
+                        && d.org_id.as_ref() != Some(org_id)
+                        && d.is_verified
+                        && lower(&d.domain) == lower(domain)
+                });
+                if taken {
+                    return Err(Error::already_exists("verified organization domain", domain));
+                }
+                if check_only {
+                    return Ok(0);
+                }
+                let Some(row) = self.domains.get_mut(&id) else {
+                    return Ok(0);
+                };
+                row.is_verified = true;
+                row.updated_at = at;
+                Ok(1)
+            }
+        }
+    }
+
+    fn check_instance_exists(&self, id: &InstanceId) -> Result<()> {
+        // The foreign key references the row, soft-deleted or not.
+        if self.instances.contains_key(id.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::not_found("instance", id))
+        }
+    }
+
+    fn check_org_exists(&self, instance_id: &InstanceId, id: &OrgId) -> Result<()> {
+        if self
+            .organizations
+            .contains_key(&(instance_id.as_str().to_owned(), id.as_str().to_owned()))
+        {
+            Ok(())
+        } else {
+            Err(Error::not_found("organization", id))
+        }
+    }
+
+    fn check_org_name_free(&self, instance_id: &InstanceId, id: &OrgId, name: &str) -> Result<()> {
+        let taken = self.organizations.values().any(|o| {
+            o.instance_id == *instance_id
+                && o.id != *id
+                && o.deleted_at.is_none()
+                && lower(&o.name) == lower(name)
+        });
+        if taken {
+            Err(Error::already_exists("organization name", name))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn primary_instance_domain(&self, instance_id: &InstanceId) -> Option<&InstanceDomain> {
+        self.instance_domains.values().find(|d| {
+            d.instance_id == *instance_id
+                && matches!(d.kind, InstanceDomainKind::Custom { is_primary: true, .. })
+        })
+    }
+
+    fn live_domain_id(&self, instance_id: &InstanceId, org_id: Option<&OrgId>, domain: &str) -> Option<i64> {
+        self.live_domains
+            .get(&(
+                instance_id.as_str().to_owned(),
+                org_id.map(|o| o.as_str().to_owned()),
+                lower(domain),
+            ))
+            .copied()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: Option<&OrgId>,
+        domain: &str,
+        is_verified: bool,
+        validation_type: Option<crate::model::ValidationType>,
+        at: OffsetDateTime,
+        check_only: bool,
+    ) -> Result<Option<Domain>> {
+        check_domain_len(domain)?;
+        match org_id {
+            None => {
+                self.check_instance_exists(instance_id)?;
+                if self
+                    .domains
+                    .values()
+                    .any(|d| d.deleted_at.is_none() && d.org_id.is_none() && lower(&d.domain) == lower(domain))
+                {
+                    return Err(Error::already_exists("instance domain", domain));
+                }
+            }
+            Some(org) => {
+                self.check_org_exists(instance_id, org)?;
+                if self.live_domain_id(instance_id, org_id, domain).is_some() {
+                    return Err(Error::already_exists("organization domain", domain));
+                }
+            }
+        }
+        if check_only {
+            return Ok(None);
+        }
+        let id = self.next_domain_id.max(1);
+        self.next_domain_id = id + 1;
+        let row = Domain {
+            id,
+            instance_id: instance_id.clone(),
+            org_id: org_id.cloned(),
+            domain: domain.to_owned(),
+            is_verified,
+            is_primary: false,
+            validation_type,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        };
+        self.live_domains.insert(
+            (instance_id.as_str().to_owned(), org_id.map(|o| o.as_str().to_owned()), lower(domain)),
+            id,
+        );
+        self.domains.insert(id, row.clone());
+        Ok(Some(row))
+    }
+
+    fn set_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: Option<&OrgId>,
+        domain: &str,
+        at: OffsetDateTime,
+        check_only: bool,
+    ) -> Result<u64> {
+        let Some(target) = self.live_domain_id(instance_id, org_id, domain) else {
+            return Ok(0);
+        };
+        if check_only {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for row in self.domains.values_mut() {
+            if row.deleted_at.is_none()
+                && row.instance_id == *instance_id
+                && row.org_id.as_ref() == org_id
+                && (row.is_primary || row.id == target)
+            {
+                row.is_primary = row.id == target;
+                row.updated_at = at;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn remove_domains(
+        &mut self,
+        at: OffsetDateTime,
+        check_only: bool,
+        select: impl Fn(&Domain) -> bool,
+    ) -> Result<u64> {
+        if check_only {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for row in self.domains.values_mut() {
+            if row.deleted_at.is_none() && select(row) {
+                row.deleted_at = Some(at);
+                row.updated_at = at;
+                self.live_domains.remove(&(
+                    row.instance_id.as_str().to_owned(),
+                    row.org_id.as_ref().map(|o| o.as_str().to_owned()),
+                    lower(&row.domain),
+                ));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    pub fn instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.instances
+            .get(id.as_str())
+            .filter(|i| i.deleted_at.is_none())
+            .cloned()
+            .ok_or_else(|| Error::not_found("instance", id))
+    }
+
+    pub fn instances(&self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Vec<Instance> {
+        let mut rows: Vec<Instance> = self
+            .instances
+            .values()
+            .filter(|i| criteria.include_deleted || i.deleted_at.is_none())
+            .filter(|i| criteria.name.as_ref().is_none_or(|m| m.matches(&i.name)))
+            .cloned()
+            .collect();
+        sort_rows(&mut rows, page.order, |a, b| {
+            name_sort(page.sort, (&a.name, a.created_at, a.updated_at), (&b.name, b.created_at, b.updated_at))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        page.cut(rows)
+    }
+
+    pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
+        let host = lower(host);
+        self.instance_domains
+            .values()
+            .filter(|d| d.kind.domain_type() == InstanceDomainType::Custom && lower(&d.domain) == host)
+            .find_map(|d| self.instance(&d.instance_id).ok())
+            .ok_or_else(|| Error::not_found("instance for host", host))
+    }
+
+    pub fn organization(&self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
+        self.organizations
+            .get(&(instance_id.as_str().to_owned(), id.as_str().to_owned()))
+            .filter(|o| o.deleted_at.is_none())
+            .cloned()
+            .ok_or_else(|| Error::not_found("organization", id))
+    }
+
+    pub fn organizations(
+        &self,
+        criteria: &OrganizationCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Organization>> {
+        let instance_id = criteria
+            .instance_id
+            .as_ref()
+            .ok_or(Error::MissingTenant("listing organizations"))?;
+        let mut rows: Vec<Organization> = self
+            .organizations
+            .values()
+            .filter(|o| o.instance_id == *instance_id)
+            .filter(|o| criteria.include_deleted || o.deleted_at.is_none())
+            .filter(|o| criteria.name.as_ref().is_none_or(|m| m.matches(&o.name)))
+            .filter(|o| criteria.state.is_none_or(|s| s == o.state))
+            .cloned()
+            .collect();
+        sort_rows(&mut rows, page.order, |a, b| {
+            name_sort(page.sort, (&a.name, a.created_at, a.updated_at), (&b.name, b.created_at, b.updated_at))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(page.cut(rows))
+    }
+
+    pub fn instance_domains(&self, instance_id: &InstanceId) -> Vec<InstanceDomain> {
+        let mut rows: Vec<_> = self
+            .instance_domains
+            .values()
+            .filter(|d| d.instance_id == *instance_id)
+            .cloned()
+            .collect();
+        rows.sort_by(|a, b| (&a.domain, a.kind.domain_type().as_str()).cmp(&(&b.domain, b.kind.domain_type().as_str())));
+        rows
+    }
+
+    pub fn org_domains(&self, instance_id: &InstanceId, org_id: Option<&OrgId>) -> Vec<OrganizationDomain> {
+        let mut rows: Vec<_> = self
+            .org_domains
+            .values()
+            .filter(|d| d.instance_id == *instance_id && org_id.is_none_or(|o| d.org_id == *o))
+            .cloned()
+            .collect();
+        rows.sort_by(|a, b| (&a.org_id, &a.domain).cmp(&(&b.org_id, &b.domain)));
+        rows
+    }
+
+    pub fn domains(&self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>> {
+        let instance_id = criteria
+            .instance_id
+            .as_ref()
+            .ok_or(Error::MissingTenant("listing domains"))?;
+        let mut rows: Vec<Domain> = self
+            .domains
+            .values()
+            .filter(|d| d.instance_id == *instance_id)
+            .filter(|d| criteria.include_deleted || d.deleted_at.is_none())
+            .filter(|d| criteria.id.is_none_or(|id| id == d.id))
+            .filter(|d| criteria.domain.as_ref().is_none_or(|m| m.matches(&d.domain)))
+            .filter(|d| match &criteria.owner {
+                None => true,
+                Some(DomainOwner::InstanceOnly) => d.org_id.is_none(),
+                Some(DomainOwner::Organization(o)) => d.org_id.as_ref() == Some(o),
+            })
+            .filter(|d| criteria.is_verified.is_none_or(|v| v == d.is_verified))
+            .filter(|d| criteria.is_primary.is_none_or(|v| v == d.is_primary))
+            .cloned()
+            .collect();
+        sort_rows(&mut rows, page.order, |a, b| {
+            match page.sort {
+                DomainSort::CreatedAt => a.created_at.cmp(&b.created_at),
+                DomainSort::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+                DomainSort::Domain => a.domain.cmp(&b.domain),
+            }
+            .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(page.cut(rows))
+    }
+
+    pub fn domain(&self, criteria: &DomainCriteria) -> Result<Domain> {
+        let mut rows = self.domains(criteria, &Pagination::default())?;
+        match rows.len() {
+            0 => Err(Error::not_found("domain", describe(criteria))),
+            1 => Ok(rows.remove(0)),
+            _ => Err(Error::MultipleFound { kind: "domain" }),
+        }
+    }
+
+    /// Every row of every table, for comparisons (`verify`).
+    pub fn all_instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.values()
+    }
+    pub fn all_organizations(&self) -> impl Iterator<Item = &Organization> {
+        self.organizations.values()
+    }
+    pub fn all_instance_domains(&self) -> impl Iterator<Item = &InstanceDomain> {
+        self.instance_domains.values()
+    }
+    pub fn all_org_domains(&self) -> impl Iterator<Item = &OrganizationDomain> {
+        self.org_domains.values()
+    }
+    pub fn all_domains(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.values()
+    }
+}
+
+fn describe(criteria: &DomainCriteria) -> String {
+    match (&criteria.id, &criteria.domain) {
+        (Some(id), _) => format!("id {id}"),
+        (None, Some(m)) => format!("{:?} {:?}", m.operation, m.value),
+        (None, None) => "matching the criteria".into(),
+    }
+}
+
+fn org_domain_key(instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> OrgDomainKey {
+    (instance_id.as_str().to_owned(), org_id.as_str().to_owned(), lower(domain))
+}
+
+fn name_sort(
+    sort: NameSort,
+    a: (&String, OffsetDateTime, OffsetDateTime),
+    b: (&String, OffsetDateTime, OffsetDateTime),
+) -> std::cmp::Ordering {
+    match sort {
+        NameSort::Name => a.0.cmp(b.0),
+        NameSort::CreatedAt => a.1.cmp(&b.1),
+        NameSort::UpdatedAt => a.2.cmp(&b.2),
+    }
+}
+
+fn sort_rows<T>(rows: &mut [T], order: SortOrder, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    rows.sort_by(|a, b| match order {
+        SortOrder::Ascending => cmp(a, b),
+        SortOrder::Descending => cmp(b, a),
+    });
+}

@@ -1,0 +1,252 @@
+//! Value objects that validate on construction: a value of these types is always valid.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest domain name accepted (schema: `length(domain) BETWEEN 1 AND 255`).
+pub const MAX_DOMAIN_LEN: usize = 255;
+/// Longest DNS label.
+pub const MAX_LABEL_LEN: usize = 63;
+/// Longest instance or organization name.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A host name: trimmed, lower-cased, 1..=255 characters, dot-separated labels of ASCII
+/// letters, digits and hyphens (no empty label, no leading or trailing hyphen, at most 63
+/// characters each). Punycode (`xn--`) labels are plain ASCII and pass like any other.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn parse(input: &str) -> Result<Self> {
+        let domain = input.trim().to_ascii_lowercase();
+        let invalid = |reason: String| Error::invalid("domain", reason);
+        if domain.is_empty() {
+            return Err(invalid("must not be empty".into()));
+        }
+        if domain.len() > MAX_DOMAIN_LEN {
+            return Err(invalid(format!(
+                "is {} characters long, at most {MAX_DOMAIN_LEN} are allowed",
+                domain.chars().count()
+            )));
+        }
+        for label in domain.split('.') {
+            if label.is_empty() {
+                return Err(invalid(format!("{domain:?} has an empty label")));
+            }
+            if label.len() > MAX_LABEL_LEN {
+                return Err(invalid(format!(
+                    "label {label:?} is longer than {MAX_LABEL_LEN} characters"
+                )));
+            }
+            if let Some(bad) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+            {
+                return Err(invalid(format!(
+                    "label {label:?} contains {bad:?}; only ASCII letters, digits and '-' are allowed (use punycode for other characters)"
+                )));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(invalid(format!(
+                    "label {label:?} must not start or end with '-'"
+                )));
+            }
+        }
+        Ok(Self(domain))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        Self::parse(&value)
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(value: DomainName) -> Self {
+        value.0
+    }
+}
+
+/// The name of an instance or organization: trimmed, non-empty, at most 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(input: &str) -> Result<Self> {
+        let name = input.trim();
+        if name.is_empty() {
+            return Err(Error::invalid("name", "must not be empty"));
+        }
+        let len = name.chars().count();
+        if len > MAX_NAME_LEN {
+            return Err(Error::invalid(
+                "name",
+                format!("is {len} characters long, at most {MAX_NAME_LEN} are allowed"),
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Name> for String {
+    fn from(value: Name) -> Self {
+        value.0
+    }
+}
+
+/// A well-formed BCP-47 language tag (`de`, `en-US`, `zh-Hant-TW`), checked by `oxilangtag`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LanguageTag(String);
+
+impl LanguageTag {
+    pub fn parse(input: &str) -> Result<Self> {
+        let tag = input.trim();
+        oxilangtag::LanguageTag::parse(tag)
+            .map_err(|e| Error::invalid("language", format!("{tag:?} is not a BCP-47 tag: {e}")))?;
+        Ok(Self(tag.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LanguageTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for LanguageTag {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        Self::parse(&value)
+    }
+}
+
+impl From<LanguageTag> for String {
+    fn from(value: LanguageTag) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reason(result: Result<DomainName>) -> String {
+        match result {
+            Err(Error::InvalidArgument { field, reason }) => {
+                assert_eq!(field, "domain");
+                reason
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn domains_are_trimmed_and_lower_cased() {
+        let d = DomainName::parse("  Login.ACME.example ").unwrap();
+        assert_eq!(d.as_str(), "login.acme.example");
+    }
+
+    #[test]
+    fn punycode_labels_are_allowed() {
+        assert!(DomainName::parse("xn--bcher-kva.example").is_ok());
+        assert!(DomainName::parse("localhost").is_ok());
+        assert!(DomainName::parse("a-b.c0").is_ok());
+    }
+
+    #[test]
+    fn each_rule_is_named() {
+        assert!(reason(DomainName::parse("   ")).contains("empty"));
+        assert!(reason(DomainName::parse("a..b")).contains("empty label"));
+        assert!(reason(DomainName::parse(".a")).contains("empty label"));
+        assert!(reason(DomainName::parse("a.")).contains("empty label"));
+        assert!(reason(DomainName::parse("-a.b")).contains("start or end"));
+        assert!(reason(DomainName::parse("a-.b")).contains("start or end"));
+        assert!(reason(DomainName::parse("bü.example")).contains("only ASCII"));
+        assert!(reason(DomainName::parse("a_b.example")).contains("only ASCII"));
+        assert!(reason(DomainName::parse("a b.example")).contains("only ASCII"));
+        assert!(reason(DomainName::parse(&"a".repeat(64))).contains("longer than 63"));
+        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".");
+        assert_eq!(long.len(), 255);
+        assert!(DomainName::parse(&long).is_ok());
+        assert!(reason(DomainName::parse(&format!("{long}e"))).contains("at most 255"));
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(Name::parse(" ACME ").unwrap().as_str(), "ACME");
+        assert!(Name::parse(" ").is_err());
+        assert!(Name::parse(&"x".repeat(200)).is_ok());
+        assert!(Name::parse(&"x".repeat(201)).is_err());
+        assert!(Name::parse(&"ü".repeat(200)).is_ok(), "characters, not bytes");
+    }
+
+    #[test]
+    fn language_tags_are_bcp47() {
+        assert!(LanguageTag::parse("de").is_ok());
+        assert!(LanguageTag::parse("en-US").is_ok());
+        assert!(LanguageTag::parse("zh-Hant-TW").is_ok());
+        assert!(LanguageTag::parse("").is_err());
+        assert!(LanguageTag::parse("en_US").is_err());
+        assert!(LanguageTag::parse("toolonglanguage").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn domain_parsing_never_panics_and_accepts_only_valid(input in ".{0,300}") {
+            if let Ok(d) = DomainName::parse(&input) {
+                let s = d.as_str();
+                prop_assert!(!s.is_empty() && s.len() <= 255);
+                prop_assert!(s.split('.').all(|l| !l.is_empty() && l.len() <= 63
+                    && !l.starts_with('-') && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')));
+                prop_assert_eq!(DomainName::parse(s).unwrap(), d.clone());
+            }
+        }
+
+        #[test]
+        fn valid_shaped_domains_are_accepted(labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", 1..5)) {
+            let input = labels.join(".");
+            prop_assert!(DomainName::parse(&input).is_ok());
+        }
+    }
+}
