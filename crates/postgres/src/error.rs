@@ -1,0 +1,100 @@
+//! The one place where PostgreSQL failures become domain errors: SQLSTATE plus constraint
+//! name -> [`Error`]. Constraint and index names come from `migrations/`.
+
+use sqlx::error::ErrorKind;
+use sqlx::postgres::PgDatabaseError;
+use tenancy_core::Error;
+
+/// The domain meaning of a unique constraint or index.
+fn unique_rule(constraint: &str) -> &'static str {
+    match constraint {
+        "instances_pkey" => "instance id",
+        "organizations_pkey" => "organization id",
+        "organizations_live_name_key" => "organization name",
+        "instance_domains_custom_key" | "domains_instance_domain_key" => "custom instance domain",
+        "instance_domains_trusted_key" => "trusted instance domain",
+        "instance_domains_pkey" => "instance domain",
+        "instance_domains_primary_key" | "domains_instance_primary_key" => "primary instance domain",
+        "org_domains_pkey" | "org_domains_domain_key" | "domains_live_key" => "organization domain",
+        "org_domains_verified_key" | "domains_verified_org_domain_key" => "verified organization domain",
+        "org_domains_primary_key" | "domains_org_primary_key" => "primary organization domain",
+        _ => "unique constraint",
+    }
+}
+
+/// What a foreign key points at.
+fn referenced(constraint: &str) -> &'static str {
+    if constraint.ends_with("org_fkey") {
+        "organization"
+    } else {
+        "instance"
+    }
+}
+
+/// The column a check constraint guards.
+fn checked_field(constraint: &str) -> &'static str {
+    if constraint.ends_with("domain_length") {
+        "domain"
+    } else if constraint.ends_with("name_not_empty") {
+        "name"
+    } else if constraint.ends_with("id_not_empty") {
+        "id"
+    } else if constraint.ends_with("validation_type_check") {
+        "validation_type"
+    } else {
+        "value"
+    }
+}
+
+/// Maps a sqlx error to the domain error.
+pub fn on_constraint(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::RowNotFound => return Error::not_found("row", "matching the query"),
+        sqlx::Error::Database(db) => {
+            let constraint = db.constraint().unwrap_or_default().to_owned();
+            let detail = db
+                .try_downcast_ref::<PgDatabaseError>()
+                .and_then(|e| e.detail().map(str::to_owned))
+                .unwrap_or_else(|| db.message().to_owned());
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match db.kind() {
+                ErrorKind::UniqueViolation => {
+                    return Error::AlreadyExists { rule: unique_rule(&constraint), value: detail };
+                }
+                ErrorKind::ForeignKeyViolation => {
+                    return Error::NotFound { kind: referenced(&constraint), id: detail };
+                }
+                ErrorKind::CheckViolation => {
+                    return Error::InvalidArgument {
+                        field: checked_field(&constraint),
+                        reason: format!("violates {constraint}: {}", db.message()),
+                    };
+                }
+                ErrorKind::NotNullViolation => {
+                    return Error::invalid("value", db.message().to_owned());
+                }
+                _ => {}
+            }
+            // serialization_failure, deadlock_detected
+            if code == "40001" || code == "40P01" {
+                return Error::Conflict(db.message().to_owned());
+            }
+            if code == "22P02" {
+                return Error::invalid("value", db.message().to_owned());
+            }
+        }
+        _ => {}
+    }
+    Error::internal_with("database error", error)
+}
+
+/// `?`-friendly conversion.
+pub(crate) trait MapDb<T> {
+    fn db(self) -> Result<T, Error>;
+}
+
+impl<T> MapDb<T> for Result<T, sqlx::Error> {
+    fn db(self) -> Result<T, Error> {
+        self.map_err(on_constraint)
+    }
+}

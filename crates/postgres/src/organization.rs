@@ -1,0 +1,122 @@
+//! `zitadel.organizations`.
+
+use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
+use tenancy_core::id::{InstanceId, OrgId};
+use tenancy_core::model::Organization;
+use tenancy_core::ports::OrganizationRepository;
+use tenancy_core::query::{NameSort, OrganizationCriteria, Pagination};
+use tenancy_core::state::OrganizationUpdate;
+use tenancy_core::{Error, Result};
+use time::OffsetDateTime;
+
+use crate::error::MapDb;
+use crate::rows::{ORGANIZATION_COLUMNS, OrganizationRow, convert};
+use crate::session::{PgSession, push_page, push_text};
+
+#[async_trait]
+impl OrganizationRepository for PgSession {
+    async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at)
+             VALUES ($1, $2, $3, 'active', $4, $4)
+             ON CONFLICT (instance_id, id) DO UPDATE SET name = EXCLUDED.name, state = 'active',
+                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, deleted_at = NULL
+             WHERE zitadel.organizations.deleted_at IS NOT NULL",
+        )
+        .bind(instance_id.as_str())
+        .bind(id.as_str())
+        .bind(name)
+        .bind(at)
+        .execute(self.conn()?)
+        .await
+        .db()?;
+        if done.rows_affected() == 0 {
+            return Err(Error::already_exists("organization id", id));
+        }
+        Ok(())
+    }
+
+    async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE zitadel.organizations SET name = coalesce($3, name),
+                 state = coalesce($4::zitadel.organization_state, state), updated_at = $5
+             WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL",
+        )
+        .bind(instance_id.as_str())
+        .bind(id.as_str())
+        .bind(update.name.as_deref())
+        .bind(update.state.map(|s| s.as_str()))
+        .bind(at)
+        .execute(self.conn()?)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+
+    async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE zitadel.organizations SET deleted_at = $3, updated_at = $3
+             WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL",
+        )
+        .bind(instance_id.as_str())
+        .bind(id.as_str())
+        .bind(at)
+        .execute(self.conn()?)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+
+    async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE zitadel.organizations SET deleted_at = $2, updated_at = $2
+             WHERE instance_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(instance_id.as_str())
+        .bind(at)
+        .execute(self.conn()?)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+
+    async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
+        let sql = format!(
+            "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations
+             WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL"
+        );
+        let row: Option<OrganizationRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(instance_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(self.conn()?)
+            .await
+            .db()?;
+        row.ok_or_else(|| Error::not_found("organization", id))?.try_into()
+    }
+
+    async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>> {
+        let instance_id = criteria.instance_id.as_ref().ok_or(Error::MissingTenant("listing organizations"))?;
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations WHERE instance_id = "
+        ));
+        qb.push_bind(instance_id.as_str().to_owned());
+        if !criteria.include_deleted {
+            qb.push(" AND deleted_at IS NULL");
+        }
+        if let Some(m) = &criteria.name {
+            push_text(&mut qb, "name", m);
+        }
+        if let Some(state) = criteria.state {
+            qb.push(" AND state = ").push_bind(state.as_str()).push("::zitadel.organization_state");
+        }
+        let column = match page.sort {
+            NameSort::CreatedAt => "created_at",
+            NameSort::UpdatedAt => "updated_at",
+            NameSort::Name => "name COLLATE \"C\"",
+        };
+        push_page(&mut qb, column, "id COLLATE \"C\"", page.order, page.limit, page.offset);
+        let rows: Vec<OrganizationRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
+        convert(rows)
+    }
+}

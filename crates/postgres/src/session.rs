@@ -1,0 +1,208 @@
+//! [`PgStore`] opens sessions: a [`PgSession`] is either one transaction (a unit of work)
+//! or one pooled connection in autocommit mode (plain repository reads). Both implement
+//! every repository port over the same `&mut PgConnection`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
+use tenancy_core::event::{NewEvent, StoredEvent};
+use tenancy_core::ports::{EventWriter, UnitOfWork, UnitOfWorkFactory};
+use tenancy_core::query::{SortOrder, TextMatch};
+use tenancy_core::{Error, Result};
+
+use crate::error::MapDb;
+
+/// Pushes events on the caller's connection, inside the caller's transaction. Implemented
+/// by `tenancy-eventstore`; injected here so that state writes and events commit together
+/// without this crate knowing the event store's internals.
+#[async_trait]
+pub trait EventPusher: Send + Sync {
+    async fn push_on(&self, conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>>;
+}
+
+/// The PostgreSQL store: a pool plus the event pusher used by units of work.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    pusher: Option<Arc<dyn EventPusher>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// A store whose units of work cannot push events (repository use only).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, pusher: None }
+    }
+
+    /// A store whose units of work push events through `pusher` in the same transaction.
+    pub fn with_events(pool: PgPool, pusher: Arc<dyn EventPusher>) -> Self {
+        Self { pool, pusher: Some(pusher) }
+    }
+
+    /// Connects with sensible pool defaults.
+    pub async fn connect(url: &str) -> Result<PgPool> {
+        PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(|e| Error::internal_with(format!("cannot connect to the database: {e}"), e))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A unit of work over one transaction.
+    pub async fn transaction(&self) -> Result<PgSession> {
+        let tx = self.pool.begin().await.db()?;
+        Ok(PgSession { conn: Conn::Tx(Some(tx)), pusher: self.pusher.clone() })
+    }
+
+    /// Repositories on one pooled connection in autocommit mode: each call is one
+    /// statement (or its own transaction where it needs several).
+    pub async fn session(&self) -> Result<PgSession> {
+        let conn = self.pool.acquire().await.db()?;
+        Ok(PgSession { conn: Conn::Pooled(conn), pusher: self.pusher.clone() })
+    }
+}
+
+#[async_trait]
+impl UnitOfWorkFactory for PgStore {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>> {
+        Ok(Box::new(self.transaction().await?))
+    }
+}
+
+enum Conn {
+    Pooled(PoolConnection<Postgres>),
+    /// `None` once committed or rolled back.
+    Tx(Option<Transaction<'static, Postgres>>),
+}
+
+/// Repositories on one connection or transaction.
+pub struct PgSession {
+    conn: Conn,
+    pusher: Option<Arc<dyn EventPusher>>,
+}
+
+impl std::fmt::Debug for PgSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.conn {
+            Conn::Pooled(_) => "autocommit",
+            Conn::Tx(Some(_)) => "transaction",
+            Conn::Tx(None) => "finished",
+        };
+        f.debug_struct("PgSession").field("mode", &mode).finish_non_exhaustive()
+    }
+}
+
+impl PgSession {
+    /// The connection every statement runs on.
+    pub fn conn(&mut self) -> Result<&mut PgConnection> {
+        match &mut self.conn {
+            Conn::Pooled(c) => Ok(&mut **c),
+            Conn::Tx(Some(tx)) => Ok(&mut **tx),
+            Conn::Tx(None) => Err(Error::internal("the unit of work is already committed or rolled back")),
+        }
+    }
+}
+
+#[async_trait]
+impl EventWriter for PgSession {
+    async fn push(&mut self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+        let pusher = self
+            .pusher
+            .clone()
+            .ok_or_else(|| Error::internal("this store was built without an event pusher (use PgStore::with_events)"))?;
+        if matches!(self.conn, Conn::Pooled(_)) {
+            return Err(Error::internal("events are pushed inside a unit of work (PgStore::transaction)"));
+        }
+        pusher.push_on(self.conn()?, events).await
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for PgSession {
+    async fn commit(&mut self) -> Result<()> {
+        match &mut self.conn {
+            Conn::Tx(tx) => match tx.take() {
+                Some(tx) => tx.commit().await.db(),
+                None => Err(Error::internal("the unit of work is already finished")),
+            },
+            Conn::Pooled(_) => Ok(()),
+        }
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        match &mut self.conn {
+            Conn::Tx(tx) => match tx.take() {
+                Some(tx) => tx.rollback().await.db(),
+                None => Ok(()),
+            },
+            Conn::Pooled(_) => Ok(()),
+        }
+    }
+}
+
+/// Appends ` AND <column> <op> <bound value>` for a text match; `LIKE` patterns come
+/// escaped from [`TextMatch::like_pattern`].
+pub(crate) fn push_text(qb: &mut QueryBuilder<Postgres>, column: &'static str, m: &TextMatch) {
+    if m.ignore_case {
+        qb.push(" AND lower(").push(column).push(")");
+    } else {
+        qb.push(" AND ").push(column);
+    }
+    match m.like_pattern() {
+        Some(pattern) => {
+            qb.push(" LIKE ").push_bind(pattern);
+        }
+        None if m.ignore_case => {
+            qb.push(" = lower(").push_bind(m.value.clone()).push(")");
+        }
+        None => {
+            qb.push(" = ").push_bind(m.value.clone());
+        }
+    }
+}
+
+/// Appends `ORDER BY <column> <dir>, <tiebreak> <dir> LIMIT .. OFFSET ..`; `column` and
+/// `tiebreak` come from allow-lists in the callers.
+pub(crate) fn push_page(
+    qb: &mut QueryBuilder<Postgres>,
+    column: &'static str,
+    tiebreak: &'static str,
+    order: SortOrder,
+    limit: Option<u32>,
+    offset: u64,
+) {
+    let dir = match order {
+        SortOrder::Ascending => " ASC",
+        SortOrder::Descending => " DESC",
+    };
+    qb.push(" ORDER BY ").push(column).push(dir).push(", ").push(tiebreak).push(dir);
+    if let Some(limit) = limit {
+        qb.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+    if offset > 0 {
+        qb.push(" OFFSET ").push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    }
+}
+
+/// Serializes primary switches of one instance or org across transactions, so that
+/// demote-then-promote never races (taken inside the caller's transaction or savepoint).
+pub(crate) async fn lock_primary(conn: &mut PgConnection, scope: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("tenancy.primary:{scope}"))
+        .execute(conn)
+        .await
+        .db()
+        .map(drop)
+}

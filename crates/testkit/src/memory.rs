@@ -1,0 +1,419 @@
+//! In-memory adapters of every port. A unit of work works on a copy of the state and
+//! commits it back atomically; a commit on top of a concurrent one fails with Conflict
+//! (optimistic concurrency over the whole store, which keeps the semantics simple and
+//! strict). Rules are those of `tenancy_core::state::InMemoryState`, which mirrors the
+//! PostgreSQL schema.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use tenancy_core::error::{Error, Result};
+use tenancy_core::event::{EventQuery, NewEvent, StoredEvent, UniqueAction};
+use tenancy_core::id::{InstanceId, OrgId};
+use tenancy_core::model::{
+    Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
+    OrganizationDomain, ValidationType,
+};
+use tenancy_core::ports::{
+    DomainRepository, EventReader, EventWriter, InstanceDomainRepository, InstanceRepository,
+    OrgDomainRepository, OrganizationRepository, UnitOfWork, UnitOfWorkFactory,
+};
+use tenancy_core::query::{
+    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
+    Pagination, TextMatch,
+};
+use tenancy_core::state::{InMemoryState, InstanceUpdate, OrganizationUpdate, StateChange};
+use time::OffsetDateTime;
+
+type UniqueKey = (String, String, String);
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: InMemoryState,
+    events: Vec<StoredEvent>,
+    uniques: HashSet<UniqueKey>,
+    version: u64,
+    next_position: u64,
+}
+
+/// The in-memory store: a [`UnitOfWorkFactory`] over shared state and events.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryStore {
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panicking test must not poison every later one.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl InMemoryStore {
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Mutex::new(Shared {
+                state: InMemoryState::new(),
+                ..Shared::default()
+            })),
+        }
+    }
+
+    /// The committed state (a copy).
+    pub fn state(&self) -> InMemoryState {
+        lock(&self.shared).state.clone()
+    }
+
+    /// Every committed event, in sort-key order.
+    pub fn events(&self) -> Vec<StoredEvent> {
+        lock(&self.shared).events.clone()
+    }
+
+    /// An event reader over the committed events.
+    pub fn event_reader(&self) -> InMemoryEventStore {
+        InMemoryEventStore { shared: self.shared.clone() }
+    }
+
+    /// A unit of work (also usable for reads outside commands).
+    pub fn unit_of_work(&self) -> InMemoryUnitOfWork {
+        let shared = lock(&self.shared);
+        InMemoryUnitOfWork {
+            store: self.shared.clone(),
+            state: shared.state.clone(),
+            uniques: shared.uniques.clone(),
+            base_version: shared.version,
+            pending: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+#[async_trait]
+impl UnitOfWorkFactory for InMemoryStore {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>> {
+        Ok(Box::new(self.unit_of_work()))
+    }
+}
+
+/// A transaction on a private copy of the state.
+#[derive(Debug)]
+pub struct InMemoryUnitOfWork {
+    store: Arc<Mutex<Shared>>,
+    state: InMemoryState,
+    uniques: HashSet<UniqueKey>,
+    base_version: u64,
+    pending: Vec<StoredEvent>,
+    done: bool,
+}
+
+impl InMemoryUnitOfWork {
+    fn apply(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64> {
+        self.usable()?;
+        self.state.apply(&change, at)
+    }
+
+    fn usable(&self) -> Result<()> {
+        if self.done {
+            Err(Error::internal("the unit of work is already committed or rolled back"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn live_domain(&self, instance_id: &InstanceId, owner: DomainOwner, domain: &str) -> Result<Domain> {
+        self.state.domain(
+            &DomainCriteria::of_instance(instance_id)
+                .owner(owner)
+                .domain(TextMatch::equals(domain).ignoring_case()),
+        )
+    }
+}
+
+#[async_trait]
+impl InstanceRepository for InMemoryUnitOfWork {
+    async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()> {
+        self.apply(StateChange::CreateInstance { id: id.clone(), name: name.into() }, at).map(drop)
+    }
+    async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::UpdateInstance { id: id.clone(), update: update.clone() }, at)
+    }
+    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::RemoveInstance { id: id.clone() }, at)
+    }
+    async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {
+        self.state.instance(id)
+    }
+    async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>> {
+        Ok(self.state.instances(criteria, page))
+    }
+    async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
+        self.state.instance_by_host(host)
+    }
+}
+
+#[async_trait]
+impl OrganizationRepository for InMemoryUnitOfWork {
+    async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()> {
+        let change = StateChange::CreateOrganization { instance_id: instance_id.clone(), id: id.clone(), name: name.into() };
+        self.apply(change, at).map(drop)
+    }
+    async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::UpdateOrganization { instance_id: instance_id.clone(), id: id.clone(), update: update.clone() };
+        self.apply(change, at)
+    }
+    async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::RemoveOrganization { instance_id: instance_id.clone(), id: id.clone() }, at)
+    }
+    async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::RemoveOrganizationsOfInstance { instance_id: instance_id.clone() }, at)
+    }
+    async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
+        self.state.organization(instance_id, id)
+    }
+    async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>> {
+        self.state.organizations(criteria, page)
+    }
+}
+
+#[async_trait]
+impl InstanceDomainRepository for InMemoryUnitOfWork {
+    async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()> {
+        let change = StateChange::InsertInstanceDomain { instance_id: instance_id.clone(), domain: domain.into(), kind };
+        self.apply(change, at).map(drop)
+    }
+    async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::SetPrimaryInstanceDomain { instance_id: instance_id.clone(), domain: domain.into() }, at)
+    }
+    async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64> {
+        let change = StateChange::DeleteInstanceDomain { instance_id: instance_id.clone(), domain: domain.into(), domain_type };
+        self.apply(change, OffsetDateTime::UNIX_EPOCH)
+    }
+    async fn delete_instance_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
+        self.apply(StateChange::DeleteInstanceDomainsOfInstance { instance_id: instance_id.clone() }, OffsetDateTime::UNIX_EPOCH)
+    }
+    async fn list_instance_domains(&mut self, instance_id: &InstanceId) -> Result<Vec<InstanceDomain>> {
+        Ok(self.state.instance_domains(instance_id))
+    }
+}
+
+#[async_trait]
+impl OrgDomainRepository for InMemoryUnitOfWork {
+    async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()> {
+        let change = StateChange::InsertOrgDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, at).map(drop)
+    }
+    async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::SetOrgDomainValidation { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into(), validation_type };
+        self.apply(change, at)
+    }
+    async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::SetOrgDomainVerified { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, at)
+    }
+    async fn set_primary_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::SetPrimaryOrgDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, at)
+    }
+    async fn delete_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, OffsetDateTime::UNIX_EPOCH)
+    }
+    async fn delete_org_domains_of_org(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomainsOfOrg { instance_id: instance_id.clone(), org_id: org_id.clone() };
+        self.apply(change, OffsetDateTime::UNIX_EPOCH)
+    }
+    async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
+        self.apply(StateChange::DeleteOrgDomainsOfInstance { instance_id: instance_id.clone() }, OffsetDateTime::UNIX_EPOCH)
+    }
+    async fn list_org_domains(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<Vec<OrganizationDomain>> {
+        Ok(self.state.org_domains(instance_id, Some(org_id)))
+    }
+}
+
+#[async_trait]
+impl DomainRepository for InMemoryUnitOfWork {
+    async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain> {
+        self.apply(StateChange::AddInstanceDomain { instance_id: instance_id.clone(), domain: domain.into() }, at)?;
+        self.live_domain(instance_id, DomainOwner::InstanceOnly, domain)
+    }
+    async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::SetInstanceDomainPrimary { instance_id: instance_id.clone(), domain: domain.into() }, at)
+    }
+    async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::RemoveInstanceDomain { instance_id: instance_id.clone(), domain: domain.into() }, at)
+    }
+    async fn add_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: Option<ValidationType>, at: OffsetDateTime) -> Result<Domain> {
+        let change = StateChange::AddOrganizationDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into(), validation_type };
+        self.apply(change, at)?;
+        self.live_domain(instance_id, DomainOwner::Organization(org_id.clone()), domain)
+    }
+    async fn set_organization_domain_validation_type(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainValidationType { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into(), validation_type };
+        self.apply(change, at)
+    }
+    async fn set_organization_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainVerified { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, at)
+    }
+    async fn set_organization_domain_primary(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainPrimary { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, at)
+    }
+    async fn remove_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+        let change = StateChange::RemoveOrganizationDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+        self.apply(change, at)
+    }
+    async fn remove_domains_of_organization(&mut self, instance_id: &InstanceId, org_id: &OrgId, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::RemoveDomainsOfOrganization { instance_id: instance_id.clone(), org_id: org_id.clone() }, at)
+    }
+    async fn remove_domains_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+        self.apply(StateChange::RemoveDomainsOfInstance { instance_id: instance_id.clone() }, at)
+    }
+    async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain> {
+        self.state.domain(criteria)
+    }
+    async fn list_domains(&mut self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>> {
+        self.state.domains(criteria, page)
+    }
+}
+
+#[async_trait]
+impl EventWriter for InMemoryUnitOfWork {
+    async fn push(&mut self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+        self.usable()?;
+        let mut shared = lock(&self.store);
+        let mut uniques = self.uniques.clone();
+        let mut stored = Vec::with_capacity(events.len());
+        for (order, event) in events.into_iter().enumerate() {
+            let latest = shared
+                .events
+                .iter()
+                .chain(self.pending.iter())
+                .chain(stored.iter())
+                .filter(|e: &&StoredEvent| {
+                    e.instance_id == event.instance_id
+                        && e.aggregate_type == event.aggregate_type
+                        && e.aggregate_id == event.aggregate_id
+                })
+                .map(|e| e.sequence)
+                .max()
+                .unwrap_or(0);
+            if let Some(expected) = event.expected_sequence
+                && expected != latest
+            {
+                return Err(Error::Conflict(format!(
+                    "{} {} is at sequence {latest}, expected {expected}",
+                    event.aggregate_type, event.aggregate_id
+                )));
+            }
+            for unique in &event.unique_constraints {
+                let key = (unique.instance_id.clone(), unique.unique_type.clone(), unique.unique_field.to_lowercase());
+                match unique.action {
+                    UniqueAction::Add => {
+                        if !uniques.insert(key) {
+                            return Err(Error::AlreadyExists {
+                                rule: unique_rule(&unique.unique_type),
+                                value: unique.unique_field.clone(),
+                            });
+                        }
+                    }
+                    UniqueAction::Remove => {
+                        uniques.remove(&key);
+                    }
+                }
+            }
+            shared.next_position += 1;
+            stored.push(StoredEvent {
+                instance_id: event.instance_id,
+                aggregate_type: event.aggregate_type,
+                aggregate_id: event.aggregate_id,
+                event_type: event.event_type,
+                sequence: latest + 1,
+                revision: event.revision,
+                created_at: event.created_at.unwrap_or_else(OffsetDateTime::now_utc),
+                payload: event.payload,
+                creator: event.creator,
+                owner: event.owner,
+                position: Decimal::from(shared.next_position),
+                in_tx_order: i32::try_from(order + 1).unwrap_or(i32::MAX),
+                written_by_v3: event.written_by_v3,
+            });
+        }
+        self.uniques = uniques;
+        self.pending.extend(stored.iter().cloned());
+        Ok(stored)
+    }
+}
+
+fn unique_rule(unique_type: &str) -> &'static str {
+    match unique_type {
+        tenancy_core::event::UNIQUE_INSTANCE_DOMAIN => "custom instance domain",
+        tenancy_core::event::UNIQUE_ORG_DOMAIN => "verified organization domain",
+        tenancy_core::event::UNIQUE_ORG_NAME => "organization name",
+        _ => "unique constraint",
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for InMemoryUnitOfWork {
+    async fn commit(&mut self) -> Result<()> {
+        self.usable()?;
+        let mut shared = lock(&self.store);
+        if shared.version != self.base_version {
+            return Err(Error::Conflict("the store changed since this unit of work began".into()));
+        }
+        shared.state = std::mem::take(&mut self.state);
+        shared.uniques = std::mem::take(&mut self.uniques);
+        shared.events.append(&mut self.pending);
+        shared.version += 1;
+        self.done = true;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        self.done = true;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Reads the committed events of an [`InMemoryStore`].
+#[derive(Debug, Clone)]
+pub struct InMemoryEventStore {
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[async_trait]
+impl EventReader for InMemoryEventStore {
+    async fn read(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let shared = lock(&self.shared);
+        let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+        let mut events: Vec<StoredEvent> = shared
+            .events
+            .iter()
+            .filter(|e| e.instance_id == query.instance_id)
+            .filter(|e| any(&query.aggregate_types, &e.aggregate_type))
+            .filter(|e| any(&query.aggregate_ids, &e.aggregate_id))
+            .filter(|e| any(&query.event_types, &e.event_type))
+            .filter(|e| query.after.as_ref().is_none_or(|after| e.sort_key() > *after))
+            .cloned()
+            .collect();
+        events.sort_by_key(StoredEvent::sort_key);
+        if let Some(limit) = query.limit {
+            events.truncate(limit as usize);
+        }
+        Ok(events)
+    }
+
+    async fn read_aggregate(&self, instance_id: &str, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<StoredEvent>> {
+        let shared = lock(&self.shared);
+        let mut events: Vec<StoredEvent> = shared
+            .events
+            .iter()
+            .filter(|e| e.instance_id == instance_id && e.aggregate_type == aggregate_type && e.aggregate_id == aggregate_id)
+            .cloned()
+            .collect();
+        events.sort_by_key(|e| e.sequence);
+        Ok(events)
+    }
+}
