@@ -1,0 +1,302 @@
+//! # tenancy-eventstore
+//!
+//! An event store on `eventstore.events2`, compatible with ZITADEL's:
+//! - **push**: a batch of events for one or more aggregates in one transaction (its own, or
+//!   the caller's unit of work via [`tenancy_postgres::EventPusher`]); gap-free sequences
+//!   per aggregate with optional expected sequences (Conflict); `position` stamped with
+//!   `clock_timestamp()` at insert while a per-instance *shared* advisory lock is held for
+//!   the whole transaction (the same two-int key ZITADEL's pushers use); unique constraints
+//!   in the same transaction; `pg_notify` on commit.
+//! - **read**: gap-safe: wait out in-flight pushes of the instance (take and release the
+//!   exclusive lock on the same key), then read only up to the reader's transaction start,
+//!   resuming after a sort-key cursor (never by offset).
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sqlx::{Connection, PgConnection, PgPool};
+use tenancy_core::event::{EventQuery, NewEvent, StoredEvent, UniqueAction, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME};
+use tenancy_core::ports::EventReader;
+use tenancy_core::{Error, Result};
+use tenancy_postgres::{EventPusher, on_constraint};
+use time::OffsetDateTime;
+
+/// The channel `pg_notify` wakes projections on; the payload is the instance id.
+pub const NOTIFY_CHANNEL: &str = "tenancy_events";
+
+/// The event store over a pool.
+#[derive(Debug, Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+}
+
+impl PgEventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Pushes in a transaction of its own. Without expected sequences, a sequence
+    /// collision with a concurrent push is retried.
+    pub async fn push(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+        let retry = events.iter().all(|e| e.expected_sequence.is_none());
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.pool.begin().await.map_err(on_constraint)?;
+            match push_on(&mut tx, events.clone()).await {
+                Ok(stored) => {
+                    tx.commit().await.map_err(on_constraint)?;
+                    return Ok(stored);
+                }
+                Err(Error::Conflict(why)) if retry && attempt < 10 => {
+                    attempt += 1;
+                    tracing::debug!(%why, attempt, "retrying push after a sequence collision");
+                    tx.rollback().await.map_err(on_constraint)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventPusher for PgEventStore {
+    async fn push_on(&self, conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+        push_on(conn, events).await
+    }
+}
+
+fn unique_rule(unique_type: &str) -> &'static str {
+    match unique_type {
+        UNIQUE_INSTANCE_DOMAIN => "custom instance domain",
+        UNIQUE_ORG_DOMAIN => "verified organization domain",
+        UNIQUE_ORG_NAME => "organization name",
+        _ => "unique constraint",
+    }
+}
+
+/// Pushes `events` on `conn`, which must be inside a transaction.
+pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A savepoint: a failed push leaves the caller's transaction usable and writes nothing.
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    let instances: BTreeSet<&str> = events.iter().map(|e| e.instance_id.as_str()).collect();
+    for instance in instances {
+        sqlx::query("SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext($1))")
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+    }
+    let mut latest: HashMap<(String, String, String), i64> = HashMap::new();
+    let mut stored = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let key = (event.instance_id.clone(), event.aggregate_type.clone(), event.aggregate_id.clone());
+        let current = match latest.get(&key) {
+            Some(seq) => *seq,
+            None => sqlx::query_scalar::<_, i64>(
+                "SELECT coalesce(max(\"sequence\"), 0) FROM eventstore.events2
+                 WHERE instance_id = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+            )
+            .bind(&key.0)
+            .bind(&key.1)
+            .bind(&key.2)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(on_constraint)?,
+        };
+        if let Some(expected) = event.expected_sequence
+            && expected != current
+        {
+            return Err(Error::Conflict(format!(
+                "{} {} is at sequence {current}, expected {expected}",
+                event.aggregate_type, event.aggregate_id
+            )));
+        }
+        for unique in &event.unique_constraints {
+            let query = match unique.action {
+                UniqueAction::Add => "INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field) VALUES ($1, $2, lower($3))",
+                UniqueAction::Remove => "DELETE FROM eventstore.unique_constraints WHERE instance_id = $1 AND unique_type = $2 AND unique_field = lower($3)",
+            };
+            let done = sqlx::query(query)
+                .bind(&unique.instance_id)
+                .bind(&unique.unique_type)
+                .bind(&unique.unique_field)
+                .execute(&mut *tx)
+                .await;
+            if let Err(sqlx::Error::Database(db)) = &done
+                && db.is_unique_violation()
+            {
+                return Err(Error::AlreadyExists { rule: unique_rule(&unique.unique_type), value: unique.unique_field.clone() });
+            }
+            done.map_err(on_constraint)?;
+        }
+        let sequence = current + 1;
+        let in_tx_order = i32::try_from(index + 1).map_err(|_| Error::invalid("events", "too many events in one push"))?;
+        let inserted: Result<(Decimal, OffsetDateTime), _> = sqlx::query_as(
+            "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
+                 revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
+             VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, statement_timestamp()), $8, $9, $10,
+                 EXTRACT(EPOCH FROM clock_timestamp()), $11, $12)
+             RETURNING \"position\", created_at",
+        )
+        .bind(&event.instance_id)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(&event.event_type)
+        .bind(sequence)
+        .bind(event.revision)
+        .bind(event.created_at)
+        .bind(&event.payload)
+        .bind(&event.creator)
+        .bind(&event.owner)
+        .bind(in_tx_order)
+        .bind(event.written_by_v3)
+        .fetch_one(&mut *tx)
+        .await;
+        let (position, created_at) = match inserted {
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(Error::Conflict(format!(
+                    "{} {}: sequence {sequence} was taken by a concurrent push",
+                    event.aggregate_type, event.aggregate_id
+                )));
+            }
+            other => other.map_err(on_constraint)?,
+        };
+        latest.insert(key, sequence);
+        stored.push(StoredEvent {
+            instance_id: event.instance_id,
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            event_type: event.event_type,
+            sequence,
+            revision: event.revision,
+            created_at,
+            payload: event.payload,
+            creator: event.creator,
+            owner: event.owner,
+            position,
+            in_tx_order,
+            written_by_v3: event.written_by_v3,
+        });
+    }
+    let notified: BTreeSet<&str> = stored.iter().map(|e| e.instance_id.as_str()).collect();
+    for instance in notified {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+    }
+    tx.commit().await.map_err(on_constraint)?;
+    Ok(stored)
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    instance_id: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    event_type: String,
+    sequence: i64,
+    revision: i16,
+    created_at: OffsetDateTime,
+    payload: Option<serde_json::Value>,
+    creator: String,
+    owner: String,
+    position: Decimal,
+    in_tx_order: i32,
+    written_by_v3: bool,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(r: EventRow) -> Self {
+        StoredEvent {
+            instance_id: r.instance_id,
+            aggregate_type: r.aggregate_type,
+            aggregate_id: r.aggregate_id,
+            event_type: r.event_type,
+            sequence: r.sequence,
+            revision: r.revision,
+            created_at: r.created_at,
+            payload: r.payload,
+            creator: r.creator,
+            owner: r.owner,
+            position: r.position,
+            in_tx_order: r.in_tx_order,
+            written_by_v3: r.written_by_v3,
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str = "instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3";
+
+#[async_trait]
+impl EventReader for PgEventStore {
+    /// Gap-safe read of one instance's events after the cursor, in sort-key order.
+    async fn read(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        // now() is the transaction start, taken before the lock below: pushes that begin
+        // after it stamp later positions, and those already in flight are waited out.
+        let mut conn = self.pool.begin().await.map_err(on_constraint)?;
+        // Wait out in-flight pushes of this instance: they hold the shared lock until commit.
+        sqlx::query("SELECT pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext($1))")
+            .bind(&query.instance_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(on_constraint)?;
+        sqlx::query("SELECT pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext($1))")
+            .bind(&query.instance_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(on_constraint)?;
+        let cursor = query.after.clone();
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM eventstore.events2
+             WHERE instance_id = $1
+               AND (cardinality($2::text[]) = 0 OR aggregate_type = ANY($2))
+               AND (cardinality($3::text[]) = 0 OR aggregate_id = ANY($3))
+               AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
+               AND \"position\" <= EXTRACT(EPOCH FROM now())
+               AND (NOT $5 OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
+                               > ($6::numeric, $7::int, $8::text, $9::text, $10::text, $11::bigint))
+             ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
+             LIMIT $12"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&query.instance_id)
+            .bind(&query.aggregate_types)
+            .bind(&query.aggregate_ids)
+            .bind(&query.event_types)
+            .bind(cursor.is_some())
+            .bind(cursor.as_ref().map(|c| c.position).unwrap_or_default())
+            .bind(cursor.as_ref().map(|c| c.in_tx_order).unwrap_or_default())
+            .bind(cursor.as_ref().map(|c| c.instance_id.clone()).unwrap_or_default())
+            .bind(cursor.as_ref().map(|c| c.aggregate_type.clone()).unwrap_or_default())
+            .bind(cursor.as_ref().map(|c| c.aggregate_id.clone()).unwrap_or_default())
+            .bind(cursor.as_ref().map(|c| c.sequence).unwrap_or_default())
+            .bind(query.limit.map(i64::from))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(on_constraint)?;
+        conn.commit().await.map_err(on_constraint)?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+
+    async fn read_aggregate(&self, instance_id: &str, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM eventstore.events2
+             WHERE instance_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 ORDER BY \"sequence\""
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(instance_id)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(on_constraint)?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+}
