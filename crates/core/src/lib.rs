@@ -9,34 +9,23 @@
 //! (`tenancy-postgres`) in production, the in-memory adapters of `tenancy-testkit` in tests.
 //!
 //! ```
-//! # tokio_test_block_on(async {
-//! use std::sync::Arc;
-//! use tenancy_core::command::{run, AddInstance, AddInstanceDomain, CommandContext};
-//! use tenancy_core::ports::{SonyflakeGenerator, SystemClock, UnitOfWorkFactory};
-//! # use tenancy_core::ports::UnitOfWork;
-//! # struct Fake;
-//! # #[async_trait::async_trait] impl UnitOfWorkFactory for Fake {
-//! #   async fn begin(&self) -> tenancy_core::Result<Box<dyn UnitOfWork>> { unimplemented!() } }
-//! # fn in_memory() -> impl UnitOfWorkFactory { Fake }
-//! // With `tenancy-testkit`: `let store = tenancy_testkit::InMemoryStore::new();`
-//! let store = in_memory();
-//! let ctx = CommandContext {
-//!     clock: Arc::new(SystemClock),
-//!     ids: Arc::new(SonyflakeGenerator::new(1)),
-//!     creator: "docs".into(),
-//! };
-//! # if false {
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use tenancy_core::command::{run, AddInstance, AddInstanceDomain};
+//! use tenancy_core::ports::InstanceRepository;
+//! use tenancy_testkit::{fixtures, InMemoryStore};
+//!
+//! let store = InMemoryStore::new();
+//! let ctx = fixtures::context();
 //! let instance = run(&store, &ctx, &AddInstance { name: "ACME".into() }).await?;
 //! run(&store, &ctx, &AddInstanceDomain {
 //!     instance_id: instance.clone(),
-//!     domain: "login.acme.example".into(),
+//!     domain: "Login.ACME.example".into(),
 //!     generated: false,
 //! }).await?;
-//! # }
+//! let found = store.unit_of_work().instance_by_host("login.acme.example").await?;
+//! assert_eq!(found.id, instance);
 //! # Ok::<(), tenancy_core::Error>(())
-//! # });
-//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) }
+//! # }).unwrap();
 //! ```
 
 pub mod command;

@@ -1,0 +1,134 @@
+//! `cargo xtask <chore>`: migrate, test, lint, ci, db.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tenancy_postgres::embedded::EmbeddedCluster;
+
+#[derive(Parser)]
+#[command(about = "tenancy's chores")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Apply pending migrations (idempotent). Uses DATABASE_URL, else the embedded
+    /// development cluster under target/tenancy-dev-pg.
+    Migrate {
+        /// List applied and pending migrations instead.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Run the whole test suite (nextest when installed, else cargo test), then stop the
+    /// embedded test cluster.
+    Test,
+    /// cargo fmt --check, clippy -D warnings on all targets, cargo-deny when installed.
+    Lint,
+    /// lint + test: what CI runs.
+    Ci,
+    /// Manage the embedded clusters.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Stop the shared embedded test cluster and the development cluster.
+    Stop,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+fn dev_cluster_root() -> PathBuf {
+    workspace_root().join("target").join("tenancy-dev-pg")
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo).args(args).current_dir(workspace_root()).status()?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn has(program: &str) -> bool {
+    Command::new(program).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn test() -> Result<()> {
+    let nextest = Command::new("cargo").args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let result = if nextest {
+        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]).and_then(|()| cargo(&["test", "--workspace", "--doc"]))
+    } else {
+        println!("cargo-nextest is not installed: using cargo test");
+        cargo(&["test", "--workspace", "--no-fail-fast"])
+    };
+    if std::env::var_os("DATABASE_URL").is_none() {
+        EmbeddedCluster::stop_at(&tenancy_testkit::db::embedded_root()).ok();
+    }
+    result
+}
+
+fn lint() -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    if has("cargo-deny") {
+        cargo(&["deny", "check", "licenses", "bans", "sources"])?;
+    } else {
+        println!("cargo-deny is not installed: skipping license/ban/source checks");
+    }
+    Ok(())
+}
+
+async fn migrate(status: bool) -> Result<()> {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            let root = dev_cluster_root();
+            let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, true)).await??;
+            println!("using the embedded development cluster at {} ({})", dev_cluster_root().display(), cluster.url());
+            cluster.url()
+        }
+    };
+    let pool = tenancy_postgres::PgStore::connect(&url).await.context("connecting")?;
+    if status {
+        for m in tenancy_postgres::migrate::status(&pool).await? {
+            println!("{:>4}  {:<8}  {}", m.version, if m.applied { "applied" } else { "pending" }, m.description);
+        }
+    } else {
+        let applied = tenancy_postgres::migrate::migrate(&pool).await?;
+        if applied.is_empty() {
+            println!("schema is up to date");
+        } else {
+            println!("applied migrations {applied:?}");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Migrate { status } => tokio::runtime::Runtime::new()?.block_on(migrate(status)),
+        Task::Test => test(),
+        Task::Lint => lint(),
+        Task::Ci => lint().and_then(|()| test()),
+        Task::Db { action: DbAction::Stop } => {
+            EmbeddedCluster::stop_at(&tenancy_testkit::db::embedded_root())?;
+            if dev_cluster_root().exists() {
+                EmbeddedCluster::stop_at(&dev_cluster_root())?;
+            }
+            Ok(())
+        }
+    }
+}
