@@ -45,7 +45,10 @@ enum DbAction {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 fn dev_cluster_root() -> PathBuf {
@@ -55,7 +58,10 @@ fn dev_cluster_root() -> PathBuf {
 fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo).args(args).current_dir(workspace_root()).status()?;
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -63,13 +69,22 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn has(program: &str) -> bool {
-    Command::new(program).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn test() -> Result<()> {
-    let nextest = Command::new("cargo").args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     let result = if nextest {
-        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]).and_then(|()| cargo(&["test", "--workspace", "--doc"]))
+        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])
+            .and_then(|()| cargo(&["test", "--workspace", "--doc"]))
     } else {
         println!("cargo-nextest is not installed: using cargo test");
         cargo(&["test", "--workspace", "--no-fail-fast"])
@@ -82,7 +97,14 @@ fn test() -> Result<()> {
 
 fn lint() -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     if has("cargo-deny") {
         cargo(&["deny", "check", "licenses", "bans", "sources"])?;
     } else {
@@ -96,15 +118,27 @@ async fn migrate(status: bool) -> Result<()> {
         Ok(url) => url,
         Err(_) => {
             let root = dev_cluster_root();
-            let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, true)).await??;
-            println!("using the embedded development cluster at {} ({})", dev_cluster_root().display(), cluster.url());
+            let cluster =
+                tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, true)).await??;
+            println!(
+                "using the embedded development cluster at {} ({})",
+                dev_cluster_root().display(),
+                cluster.url()
+            );
             cluster.url()
         }
     };
-    let pool = tenancy_postgres::PgStore::connect(&url).await.context("connecting")?;
+    let pool = tenancy_postgres::PgStore::connect(&url)
+        .await
+        .context("connecting")?;
     if status {
         for m in tenancy_postgres::migrate::status(&pool).await? {
-            println!("{:>4}  {:<8}  {}", m.version, if m.applied { "applied" } else { "pending" }, m.description);
+            println!(
+                "{:>4}  {:<8}  {}",
+                m.version,
+                if m.applied { "applied" } else { "pending" },
+                m.description
+            );
         }
     } else {
         let applied = tenancy_postgres::migrate::migrate(&pool).await?;
@@ -123,7 +157,9 @@ fn main() -> Result<()> {
         Task::Test => test(),
         Task::Lint => lint(),
         Task::Ci => lint().and_then(|()| test()),
-        Task::Db { action: DbAction::Stop } => {
+        Task::Db {
+            action: DbAction::Stop,
+        } => {
             EmbeddedCluster::stop_at(&tenancy_testkit::db::embedded_root())?;
             if dev_cluster_root().exists() {
                 EmbeddedCluster::stop_at(&dev_cluster_root())?;

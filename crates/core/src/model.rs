@@ -64,7 +64,10 @@ pub struct Organization {
 /// The kind of an instance domain; primary and generated exist only for custom domains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum InstanceDomainKind {
-    Custom { is_primary: bool, is_generated: bool },
+    Custom {
+        is_primary: bool,
+        is_generated: bool,
+    },
     Trusted,
 }
 

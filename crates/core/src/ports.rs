@@ -25,13 +25,27 @@ use crate::state::{InstanceUpdate, OrganizationUpdate};
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait InstanceRepository: Send {
-    async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()>;
-    async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64>;
+    async fn create_instance(
+        &mut self,
+        id: &InstanceId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    async fn update_instance(
+        &mut self,
+        id: &InstanceId,
+        update: &InstanceUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
     /// Soft delete.
     async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
     /// A live instance, or NotFound.
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
-    async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>>;
+    async fn list_instances(
+        &mut self,
+        criteria: &InstanceCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Instance>>;
     /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
 }
@@ -40,41 +54,130 @@ pub trait InstanceRepository: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrganizationRepository: Send {
-    async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()>;
-    async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64>;
-    async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64>;
-    async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
+    async fn create_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    async fn update_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        update: &OrganizationUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn remove_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn remove_organizations_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
     /// A live organization, or NotFound.
-    async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization>;
+    async fn get_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+    ) -> Result<Organization>;
     /// MissingTenant without `criteria.instance_id`.
-    async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>>;
+    async fn list_organizations(
+        &mut self,
+        criteria: &OrganizationCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Organization>>;
 }
 
 /// `zitadel.instance_domains` (custom and trusted; no soft delete).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait InstanceDomainRepository: Send {
-    async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()>;
+    async fn insert_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        kind: InstanceDomainKind,
+        at: OffsetDateTime,
+    ) -> Result<()>;
     /// Demote the current primary, promote `domain`; nothing when `domain` is not there.
-    async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64>;
-    async fn delete_instance_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
-    async fn list_instance_domains(&mut self, instance_id: &InstanceId) -> Result<Vec<InstanceDomain>>;
+    async fn set_primary_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn delete_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        domain_type: InstanceDomainType,
+    ) -> Result<u64>;
+    async fn delete_instance_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<u64>;
+    async fn list_instance_domains(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<Vec<InstanceDomain>>;
 }
 
 /// `zitadel.org_domains` (no soft delete).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrgDomainRepository: Send {
-    async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()>;
-    async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
-    async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn set_primary_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn delete_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Result<u64>;
-    async fn delete_org_domains_of_org(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<u64>;
+    async fn insert_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    async fn set_org_domain_validation(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn set_org_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn set_primary_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn delete_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+    ) -> Result<u64>;
+    async fn delete_org_domains_of_org(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<u64>;
     async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
     /// The domains of one org.
-    async fn list_org_domains(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<Vec<OrganizationDomain>>;
+    async fn list_org_domains(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<Vec<OrganizationDomain>>;
 }
 
 /// The unified `zitadel.domains` table (soft delete; every live read filters
@@ -83,19 +186,79 @@ pub trait OrgDomainRepository: Send {
 #[async_trait]
 pub trait DomainRepository: Send {
     /// Instance domains are always verified.
-    async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain>;
-    async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn add_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: Option<ValidationType>, at: OffsetDateTime) -> Result<Domain>;
-    async fn set_organization_domain_validation_type(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
-    async fn set_organization_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn set_organization_domain_primary(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn remove_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-    async fn remove_domains_of_organization(&mut self, instance_id: &InstanceId, org_id: &OrgId, at: OffsetDateTime) -> Result<u64>;
-    async fn remove_domains_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
+    async fn add_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<Domain>;
+    async fn set_instance_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn remove_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn add_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: Option<ValidationType>,
+        at: OffsetDateTime,
+    ) -> Result<Domain>;
+    async fn set_organization_domain_validation_type(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn set_organization_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn set_organization_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn remove_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn remove_domains_of_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn remove_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
     /// Exactly one row: NotFound when none matches, MultipleFound when several do.
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
-    async fn list_domains(&mut self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>>;
+    async fn list_domains(
+        &mut self,
+        criteria: &DomainCriteria,
+        page: &Pagination<DomainSort>,
+    ) -> Result<Vec<Domain>>;
 }
 
 /// Appends events inside the caller's transaction.
@@ -111,12 +274,21 @@ pub trait EventWriter: Send {
 pub trait EventReader: Send + Sync {
     async fn read(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;
     /// One aggregate's events by sequence (for write models).
-    async fn read_aggregate(&self, instance_id: &str, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<StoredEvent>>;
+    async fn read_aggregate(
+        &self,
+        instance_id: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>>;
 }
 
 /// Every state repository at once.
 pub trait Repositories:
-    InstanceRepository + OrganizationRepository + InstanceDomainRepository + OrgDomainRepository + DomainRepository
+    InstanceRepository
+    + OrganizationRepository
+    + InstanceDomainRepository
+    + OrgDomainRepository
+    + DomainRepository
 {
 }
 

@@ -264,7 +264,8 @@ mod tests {
 
     #[test]
     fn pagination_cuts() {
-        let p: Pagination<DomainSort> = Pagination::page(DomainSort::Domain, SortOrder::Ascending, 2, 1);
+        let p: Pagination<DomainSort> =
+            Pagination::page(DomainSort::Domain, SortOrder::Ascending, 2, 1);
         assert_eq!(p.cut(vec![1, 2, 3, 4]), vec![2, 3]);
     }
 }

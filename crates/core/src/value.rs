@@ -205,7 +205,13 @@ mod tests {
         assert!(reason(DomainName::parse("a_b.example")).contains("only ASCII"));
         assert!(reason(DomainName::parse("a b.example")).contains("only ASCII"));
         assert!(reason(DomainName::parse(&"a".repeat(64))).contains("longer than 63"));
-        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".");
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(63),
+        ]
+        .join(".");
         assert_eq!(long.len(), 255);
         assert!(DomainName::parse(&long).is_ok());
         assert!(reason(DomainName::parse(&format!("{long}e"))).contains("at most 255"));
@@ -217,7 +223,10 @@ mod tests {
         assert!(Name::parse(" ").is_err());
         assert!(Name::parse(&"x".repeat(200)).is_ok());
         assert!(Name::parse(&"x".repeat(201)).is_err());
-        assert!(Name::parse(&"ü".repeat(200)).is_ok(), "characters, not bytes");
+        assert!(
+            Name::parse(&"ü".repeat(200)).is_ok(),
+            "characters, not bytes"
+        );
     }
 
     #[test]

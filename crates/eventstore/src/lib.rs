@@ -16,7 +16,10 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use sqlx::{Connection, PgConnection, PgPool};
-use tenancy_core::event::{EventQuery, NewEvent, StoredEvent, UniqueAction, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME};
+use tenancy_core::event::{
+    EventQuery, NewEvent, StoredEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
+    UniqueAction,
+};
 use tenancy_core::ports::EventReader;
 use tenancy_core::{Error, Result};
 use tenancy_postgres::{EventPusher, on_constraint};
@@ -61,7 +64,11 @@ impl PgEventStore {
 
 #[async_trait]
 impl EventPusher for PgEventStore {
-    async fn push_on(&self, conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+    async fn push_on(
+        &self,
+        conn: &mut PgConnection,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<StoredEvent>> {
         push_on(conn, events).await
     }
 }
@@ -93,7 +100,11 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
     let mut latest: HashMap<(String, String, String), i64> = HashMap::new();
     let mut stored = Vec::with_capacity(events.len());
     for (index, event) in events.into_iter().enumerate() {
-        let key = (event.instance_id.clone(), event.aggregate_type.clone(), event.aggregate_id.clone());
+        let key = (
+            event.instance_id.clone(),
+            event.aggregate_type.clone(),
+            event.aggregate_id.clone(),
+        );
         let current = match latest.get(&key) {
             Some(seq) => *seq,
             None => sqlx::query_scalar::<_, i64>(
@@ -117,8 +128,12 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
         }
         for unique in &event.unique_constraints {
             let query = match unique.action {
-                UniqueAction::Add => "INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field) VALUES ($1, $2, lower($3))",
-                UniqueAction::Remove => "DELETE FROM eventstore.unique_constraints WHERE instance_id = $1 AND unique_type = $2 AND unique_field = lower($3)",
+                UniqueAction::Add => {
+                    "INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field) VALUES ($1, $2, lower($3))"
+                }
+                UniqueAction::Remove => {
+                    "DELETE FROM eventstore.unique_constraints WHERE instance_id = $1 AND unique_type = $2 AND unique_field = lower($3)"
+                }
             };
             let done = sqlx::query(query)
                 .bind(&unique.instance_id)
@@ -129,12 +144,16 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
             if let Err(sqlx::Error::Database(db)) = &done
                 && db.is_unique_violation()
             {
-                return Err(Error::AlreadyExists { rule: unique_rule(&unique.unique_type), value: unique.unique_field.clone() });
+                return Err(Error::AlreadyExists {
+                    rule: unique_rule(&unique.unique_type),
+                    value: unique.unique_field.clone(),
+                });
             }
             done.map_err(on_constraint)?;
         }
         let sequence = current + 1;
-        let in_tx_order = i32::try_from(index + 1).map_err(|_| Error::invalid("events", "too many events in one push"))?;
+        let in_tx_order = i32::try_from(index + 1)
+            .map_err(|_| Error::invalid("events", "too many events in one push"))?;
         let inserted: Result<(Decimal, OffsetDateTime), _> = sqlx::query_as(
             "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
                  revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
@@ -242,16 +261,20 @@ impl EventReader for PgEventStore {
         // after it stamp later positions, and those already in flight are waited out.
         let mut conn = self.pool.begin().await.map_err(on_constraint)?;
         // Wait out in-flight pushes of this instance: they hold the shared lock until commit.
-        sqlx::query("SELECT pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext($1))")
-            .bind(&query.instance_id)
-            .execute(&mut *conn)
-            .await
-            .map_err(on_constraint)?;
-        sqlx::query("SELECT pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext($1))")
-            .bind(&query.instance_id)
-            .execute(&mut *conn)
-            .await
-            .map_err(on_constraint)?;
+        sqlx::query(
+            "SELECT pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext($1))",
+        )
+        .bind(&query.instance_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+        sqlx::query(
+            "SELECT pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext($1))",
+        )
+        .bind(&query.instance_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
         let cursor = query.after.clone();
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM eventstore.events2
@@ -273,9 +296,24 @@ impl EventReader for PgEventStore {
             .bind(cursor.is_some())
             .bind(cursor.as_ref().map(|c| c.position).unwrap_or_default())
             .bind(cursor.as_ref().map(|c| c.in_tx_order).unwrap_or_default())
-            .bind(cursor.as_ref().map(|c| c.instance_id.clone()).unwrap_or_default())
-            .bind(cursor.as_ref().map(|c| c.aggregate_type.clone()).unwrap_or_default())
-            .bind(cursor.as_ref().map(|c| c.aggregate_id.clone()).unwrap_or_default())
+            .bind(
+                cursor
+                    .as_ref()
+                    .map(|c| c.instance_id.clone())
+                    .unwrap_or_default(),
+            )
+            .bind(
+                cursor
+                    .as_ref()
+                    .map(|c| c.aggregate_type.clone())
+                    .unwrap_or_default(),
+            )
+            .bind(
+                cursor
+                    .as_ref()
+                    .map(|c| c.aggregate_id.clone())
+                    .unwrap_or_default(),
+            )
             .bind(cursor.as_ref().map(|c| c.sequence).unwrap_or_default())
             .bind(query.limit.map(i64::from))
             .fetch_all(&mut *conn)
@@ -285,7 +323,12 @@ impl EventReader for PgEventStore {
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
-    async fn read_aggregate(&self, instance_id: &str, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<StoredEvent>> {
+    async fn read_aggregate(
+        &self,
+        instance_id: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM eventstore.events2
              WHERE instance_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 ORDER BY \"sequence\""

@@ -1,10 +1,15 @@
 //! The event store and the v3 commands end to end against PostgreSQL.
+#![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
 use std::sync::Arc;
 
 use serde_json::json;
 use tenancy_core::Error;
-use tenancy_core::command::{self, AddInstance, AddInstanceDomain, AddOrganization, AddOrganizationDomain, Command, VerifyOrganizationDomain, SetOrganizationDomainPrimary, RemoveOrganizationDomain, AddOrganizationDomainVerification};
+use tenancy_core::command::{
+    self, AddInstance, AddInstanceDomain, AddOrganization, AddOrganizationDomain,
+    AddOrganizationDomainVerification, Command, RemoveOrganizationDomain,
+    SetOrganizationDomainPrimary, VerifyOrganizationDomain,
+};
 use tenancy_core::event::{EventQuery, NewEvent, UniqueConstraint};
 use tenancy_core::model::ValidationType;
 use tenancy_core::ports::{EventReader, UnitOfWorkFactory};
@@ -35,23 +40,42 @@ fn event(instance: &str, aggregate: &str, event_type: &str, expected: Option<i64
 async fn sequences_expectations_and_concurrent_pushes() {
     let db = TestDatabase::fresh().await.unwrap();
     let store = PgEventStore::new(db.pool.clone());
-    let stored = store.push(vec![event("i", "o", "org.added", Some(0)), event("i", "o", "org.changed", None)]).await.unwrap();
-    assert_eq!(stored.iter().map(|e| (e.sequence, e.in_tx_order)).collect::<Vec<_>>(), [(1, 1), (2, 2)]);
+    let stored = store
+        .push(vec![
+            event("i", "o", "org.added", Some(0)),
+            event("i", "o", "org.changed", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| (e.sequence, e.in_tx_order))
+            .collect::<Vec<_>>(),
+        [(1, 1), (2, 2)]
+    );
     assert!(stored[0].position <= stored[1].position);
-    let stale = store.push(vec![event("i", "o", "org.changed", Some(1))]).await;
+    let stale = store
+        .push(vec![event("i", "o", "org.changed", Some(1))])
+        .await;
     assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
 
     // Without expectations, concurrent pushes all land with distinct consecutive sequences.
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.push(vec![event("i", "o", "org.changed", None)]).await }));
+        tasks.push(tokio::spawn(async move {
+            store.push(vec![event("i", "o", "org.changed", None)]).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     let all = store.read_aggregate("i", "org", "o").await.unwrap();
-    assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
 
     // With expectations, of two pushes expecting the same sequence one gets Conflict.
     let (s1, s2) = (store.clone(), store.clone());
@@ -67,13 +91,35 @@ async fn unique_constraint_violations_write_nothing() {
     let db = TestDatabase::fresh().await.unwrap();
     let store = PgEventStore::new(db.pool.clone());
     let mut first = event("i1", "i1", "instance.domain.added", None);
-    first.unique_constraints.push(UniqueConstraint::add_instance_domain("Shared.example"));
+    first
+        .unique_constraints
+        .push(UniqueConstraint::add_instance_domain("Shared.example"));
     store.push(vec![first.clone()]).await.unwrap();
     let mut second = event("i2", "i2", "instance.domain.added", None);
-    second.unique_constraints.push(UniqueConstraint::add_instance_domain("shared.EXAMPLE"));
-    let taken = store.push(vec![event("i2", "i2", "instance.added", None), second]).await;
-    assert!(matches!(taken, Err(Error::AlreadyExists { rule: "custom instance domain", .. })), "{taken:?}");
-    assert!(store.read_aggregate("i2", "org", "i2").await.unwrap().is_empty(), "the whole push was rolled back");
+    second
+        .unique_constraints
+        .push(UniqueConstraint::add_instance_domain("shared.EXAMPLE"));
+    let taken = store
+        .push(vec![event("i2", "i2", "instance.added", None), second])
+        .await;
+    assert!(
+        matches!(
+            taken,
+            Err(Error::AlreadyExists {
+                rule: "custom instance domain",
+                ..
+            })
+        ),
+        "{taken:?}"
+    );
+    assert!(
+        store
+            .read_aggregate("i2", "org", "i2")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the whole push was rolled back"
+    );
 }
 
 #[tokio::test]
@@ -82,19 +128,43 @@ async fn gap_safe_read_waits_for_a_push_that_commits_late() {
     let store = PgEventStore::new(db.pool.clone());
     // Push A takes its position first and commits last.
     let mut tx_a = db.pool.begin().await.unwrap();
-    tenancy_eventstore::push_on(&mut tx_a, vec![event("i", "a", "org.added", None)]).await.unwrap();
-    store.push(vec![event("i", "b", "org.added", None)]).await.unwrap();
+    tenancy_eventstore::push_on(&mut tx_a, vec![event("i", "a", "org.added", None)])
+        .await
+        .unwrap();
+    store
+        .push(vec![event("i", "b", "org.added", None)])
+        .await
+        .unwrap();
     let reader = store.clone();
     let read = tokio::spawn(async move {
-        reader.read(&EventQuery { instance_id: "i".into(), ..EventQuery::default() }).await
+        reader
+            .read(&EventQuery {
+                instance_id: "i".into(),
+                ..EventQuery::default()
+            })
+            .await
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!read.is_finished(), "the reader waits for the in-flight push");
+    assert!(
+        !read.is_finished(),
+        "the reader waits for the in-flight push"
+    );
     tx_a.commit().await.unwrap();
     let events = read.await.unwrap().unwrap();
-    assert_eq!(events.iter().map(|e| e.aggregate_id.as_str()).collect::<Vec<_>>(), ["a", "b"], "A before B, nothing skipped");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"],
+        "A before B, nothing skipped"
+    );
     let after = store
-        .read(&EventQuery { instance_id: "i".into(), after: Some(events[0].sort_key()), ..EventQuery::default() })
+        .read(&EventQuery {
+            instance_id: "i".into(),
+            after: Some(events[0].sort_key()),
+            ..EventQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(after.len(), 1);
@@ -103,32 +173,169 @@ async fn gap_safe_read_waits_for_a_push_that_commits_late() {
 /// One scenario of commands, run against any store.
 async fn scenario(store: &dyn UnitOfWorkFactory) -> Result<String, Error> {
     let ctx = fixtures::context();
-    let instance = command::run(store, &ctx, &AddInstance { name: "ACME".into() }).await?;
-    command::run(store, &ctx, &AddInstanceDomain { instance_id: instance.clone(), domain: "Login.ACME.example".into(), generated: true }).await?;
-    let org = command::run(store, &ctx, &AddOrganization { instance_id: instance.clone(), name: "Sales".into() }).await?;
-    let org2 = command::run(store, &ctx, &AddOrganization { instance_id: instance.clone(), name: "Ops".into() }).await?;
+    let instance = command::run(
+        store,
+        &ctx,
+        &AddInstance {
+            name: "ACME".into(),
+        },
+    )
+    .await?;
+    command::run(
+        store,
+        &ctx,
+        &AddInstanceDomain {
+            instance_id: instance.clone(),
+            domain: "Login.ACME.example".into(),
+            generated: true,
+        },
+    )
+    .await?;
+    let org = command::run(
+        store,
+        &ctx,
+        &AddOrganization {
+            instance_id: instance.clone(),
+            name: "Sales".into(),
+        },
+    )
+    .await?;
+    let org2 = command::run(
+        store,
+        &ctx,
+        &AddOrganization {
+            instance_id: instance.clone(),
+            name: "Ops".into(),
+        },
+    )
+    .await?;
     for o in [&org, &org2] {
-        command::run(store, &ctx, &AddOrganizationDomain { instance_id: instance.clone(), org_id: o.clone(), domain: "sales.example".into() }).await?;
+        command::run(
+            store,
+            &ctx,
+            &AddOrganizationDomain {
+                instance_id: instance.clone(),
+                org_id: o.clone(),
+                domain: "sales.example".into(),
+            },
+        )
+        .await?;
     }
-    command::run(store, &ctx, &AddOrganizationDomainVerification { instance_id: instance.clone(), org_id: org.clone(), domain: "sales.example".into(), validation_type: ValidationType::Dns }).await?;
-    command::run(store, &ctx, &VerifyOrganizationDomain { instance_id: instance.clone(), org_id: org.clone(), domain: "sales.example".into() }).await?;
-    command::run(store, &ctx, &SetOrganizationDomainPrimary { instance_id: instance.clone(), org_id: org.clone(), domain: "sales.example".into() }).await?;
+    command::run(
+        store,
+        &ctx,
+        &AddOrganizationDomainVerification {
+            instance_id: instance.clone(),
+            org_id: org.clone(),
+            domain: "sales.example".into(),
+            validation_type: ValidationType::Dns,
+        },
+    )
+    .await?;
+    command::run(
+        store,
+        &ctx,
+        &VerifyOrganizationDomain {
+            instance_id: instance.clone(),
+            org_id: org.clone(),
+            domain: "sales.example".into(),
+        },
+    )
+    .await?;
+    command::run(
+        store,
+        &ctx,
+        &SetOrganizationDomainPrimary {
+            instance_id: instance.clone(),
+            org_id: org.clone(),
+            domain: "sales.example".into(),
+        },
+    )
+    .await?;
     // Rules: these fail and must write nothing.
-    let dup = command::run(store, &ctx, &AddOrganization { instance_id: instance.clone(), name: "SALES".into() }).await;
+    let dup = command::run(
+        store,
+        &ctx,
+        &AddOrganization {
+            instance_id: instance.clone(),
+            name: "SALES".into(),
+        },
+    )
+    .await;
     assert!(matches!(dup, Err(Error::AlreadyExists { .. })), "{dup:?}");
-    let verify2 = command::run(store, &ctx, &VerifyOrganizationDomain { instance_id: instance.clone(), org_id: org2.clone(), domain: "sales.example".into() }).await;
-    assert!(matches!(verify2, Err(Error::AlreadyExists { .. })), "{verify2:?}");
-    let primary = command::run(store, &ctx, &RemoveOrganizationDomain { instance_id: instance.clone(), org_id: org.clone(), domain: "sales.example".into() }).await;
-    assert!(matches!(primary, Err(Error::PreconditionFailed(_))), "{primary:?}");
-    let other = command::run(store, &ctx, &AddInstance { name: "Other".into() }).await?;
-    let taken = command::run(store, &ctx, &AddInstanceDomain { instance_id: other, domain: "login.acme.example".into(), generated: false }).await;
-    assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+    let verify2 = command::run(
+        store,
+        &ctx,
+        &VerifyOrganizationDomain {
+            instance_id: instance.clone(),
+            org_id: org2.clone(),
+            domain: "sales.example".into(),
+        },
+    )
+    .await;
+    assert!(
+        matches!(verify2, Err(Error::AlreadyExists { .. })),
+        "{verify2:?}"
+    );
+    let primary = command::run(
+        store,
+        &ctx,
+        &RemoveOrganizationDomain {
+            instance_id: instance.clone(),
+            org_id: org.clone(),
+            domain: "sales.example".into(),
+        },
+    )
+    .await;
+    assert!(
+        matches!(primary, Err(Error::PreconditionFailed(_))),
+        "{primary:?}"
+    );
+    let other = command::run(
+        store,
+        &ctx,
+        &AddInstance {
+            name: "Other".into(),
+        },
+    )
+    .await?;
+    let taken = command::run(
+        store,
+        &ctx,
+        &AddInstanceDomain {
+            instance_id: other,
+            domain: "login.acme.example".into(),
+            generated: false,
+        },
+    )
+    .await;
+    assert!(
+        matches!(taken, Err(Error::AlreadyExists { .. })),
+        "{taken:?}"
+    );
     // Summarize what is visible, the same way for both stores.
     let mut uow = store.begin().await?;
     let host = uow.instance_by_host("LOGIN.acme.example").await?;
-    let domains = uow.list_domains(&DomainCriteria::of_instance(&instance), &Pagination::default()).await?;
+    let domains = uow
+        .list_domains(
+            &DomainCriteria::of_instance(&instance),
+            &Pagination::default(),
+        )
+        .await?;
     uow.rollback().await?;
-    let rows: Vec<String> = domains.iter().map(|d| format!("{:?}:{}:{}:{}:{:?}", d.org_id.as_ref().map(|o| o.to_string()), d.domain, d.is_verified, d.is_primary, d.validation_type)).collect();
+    let rows: Vec<String> = domains
+        .iter()
+        .map(|d| {
+            format!(
+                "{:?}:{}:{}:{}:{:?}",
+                d.org_id.as_ref().map(|o| o.to_string()),
+                d.domain,
+                d.is_verified,
+                d.is_primary,
+                d.validation_type
+            )
+        })
+        .collect();
     Ok(format!("{} {}", host.name, rows.join(",")))
 }
 
@@ -140,15 +347,35 @@ async fn commands_write_state_and_events_together_and_match_the_in_memory_adapte
     let in_memory = InMemoryStore::new();
     let on_pg = scenario(&pg).await.unwrap();
     let in_mem = scenario(&in_memory).await.unwrap();
-    assert_eq!(on_pg, in_mem, "the in-memory adapters behave like PostgreSQL");
+    assert_eq!(
+        on_pg, in_mem,
+        "the in-memory adapters behave like PostgreSQL"
+    );
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM eventstore.events2 WHERE written_by_v3").fetch_one(&db.pool).await.unwrap();
-    assert_eq!(count as usize, in_memory.events().len(), "one event per successful command step, none for failures");
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM eventstore.events2 WHERE written_by_v3")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        count as usize,
+        in_memory.events().len(),
+        "one event per successful command step, none for failures"
+    );
     assert_eq!(count, 10);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.domains").fetch_one(&db.pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.domains")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 3);
-    let uniques: i64 = sqlx::query_scalar("SELECT count(*) FROM eventstore.unique_constraints").fetch_one(&db.pool).await.unwrap();
-    assert_eq!(uniques, 4, "instance domain, two org names, one verified org domain");
+    let uniques: i64 = sqlx::query_scalar("SELECT count(*) FROM eventstore.unique_constraints")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        uniques, 4,
+        "instance domain, two org names, one verified org domain"
+    );
     // Rows and events carry one timestamp.
     let mismatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM zitadel.organizations o JOIN eventstore.events2 e
@@ -163,20 +390,49 @@ async fn commands_write_state_and_events_together_and_match_the_in_memory_adapte
 #[tokio::test]
 async fn a_failing_command_writes_nothing() {
     let db = TestDatabase::fresh().await.unwrap();
-    let pg = PgStore::with_events(db.pool.clone(), Arc::new(PgEventStore::new(db.pool.clone())));
+    let pg = PgStore::with_events(
+        db.pool.clone(),
+        Arc::new(PgEventStore::new(db.pool.clone())),
+    );
     let ctx = fixtures::context();
-    let instance = command::run(&pg, &ctx, &AddInstance { name: "ACME".into() }).await.unwrap();
+    let instance = command::run(
+        &pg,
+        &ctx,
+        &AddInstance {
+            name: "ACME".into(),
+        },
+    )
+    .await
+    .unwrap();
     // The state write succeeds, then the unique constraint push fails: all rolled back.
-    sqlx::query("INSERT INTO eventstore.unique_constraints VALUES ('', 'instance_domain', 'late.example')").execute(&db.pool).await.unwrap();
-    let cmd = AddInstanceDomain { instance_id: instance.clone(), domain: "late.example".into(), generated: false };
+    sqlx::query(
+        "INSERT INTO eventstore.unique_constraints VALUES ('', 'instance_domain', 'late.example')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let cmd = AddInstanceDomain {
+        instance_id: instance.clone(),
+        domain: "late.example".into(),
+        generated: false,
+    };
     let mut uow = pg.begin().await.unwrap();
     let failed = cmd.execute(&mut *uow, &ctx).await;
-    assert!(matches!(failed, Err(Error::AlreadyExists { .. })), "{failed:?}");
+    assert!(
+        matches!(failed, Err(Error::AlreadyExists { .. })),
+        "{failed:?}"
+    );
     drop(uow);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.instance_domains").fetch_one(&db.pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.instance_domains")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 0);
     let via_run = command::run(&pg, &ctx, &cmd).await;
     assert!(via_run.is_err());
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM eventstore.events2").fetch_one(&db.pool).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM eventstore.events2")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(events, 1, "only instance.added");
 }

@@ -73,7 +73,10 @@ async fn set_primary(
     );
     let mut rows = 0;
     for sql in [demote, promote] {
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(instance_id.as_str()).bind(domain).bind(at);
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(instance_id.as_str())
+            .bind(domain)
+            .bind(at);
         if let Some(org) = org_id {
             query = query.bind(org.as_str());
         }
@@ -100,7 +103,10 @@ async fn update_one(
          WHERE instance_id = $1 AND {owner} AND deleted_at IS NULL AND lower(domain) = lower($2)",
         set.replace("$v", value_param)
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(instance_id.as_str()).bind(domain).bind(at);
+    let mut query = sqlx::query(AssertSqlSafe(sql))
+        .bind(instance_id.as_str())
+        .bind(domain)
+        .bind(at);
     if let Some(org) = org_id {
         query = query.bind(org.as_str());
     }
@@ -112,39 +118,127 @@ async fn update_one(
 
 #[async_trait]
 impl DomainRepository for PgSession {
-    async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain> {
+    async fn add_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<Domain> {
         insert(self.conn()?, instance_id, None, domain, true, None, at).await
     }
 
-    async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+    async fn set_instance_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         set_primary(self, instance_id, None, domain, at).await
     }
 
-    async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+    async fn remove_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         update_one(self, "deleted_at = $3", instance_id, None, domain, at, None).await
     }
 
-    async fn add_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: Option<ValidationType>, at: OffsetDateTime) -> Result<Domain> {
-        insert(self.conn()?, instance_id, Some(org_id), domain, false, validation_type, at).await
+    async fn add_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: Option<ValidationType>,
+        at: OffsetDateTime,
+    ) -> Result<Domain> {
+        insert(
+            self.conn()?,
+            instance_id,
+            Some(org_id),
+            domain,
+            false,
+            validation_type,
+            at,
+        )
+        .await
     }
 
-    async fn set_organization_domain_validation_type(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64> {
-        update_one(self, "validation_type = $v", instance_id, Some(org_id), domain, at, Some(validation_type.ordinal())).await
+    async fn set_organization_domain_validation_type(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        update_one(
+            self,
+            "validation_type = $v",
+            instance_id,
+            Some(org_id),
+            domain,
+            at,
+            Some(validation_type.ordinal()),
+        )
+        .await
     }
 
-    async fn set_organization_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        update_one(self, "is_verified = true", instance_id, Some(org_id), domain, at, None).await
+    async fn set_organization_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        update_one(
+            self,
+            "is_verified = true",
+            instance_id,
+            Some(org_id),
+            domain,
+            at,
+            None,
+        )
+        .await
     }
 
-    async fn set_organization_domain_primary(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+    async fn set_organization_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         set_primary(self, instance_id, Some(org_id), domain, at).await
     }
 
-    async fn remove_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        update_one(self, "deleted_at = $3", instance_id, Some(org_id), domain, at, None).await
+    async fn remove_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        update_one(
+            self,
+            "deleted_at = $3",
+            instance_id,
+            Some(org_id),
+            domain,
+            at,
+            None,
+        )
+        .await
     }
 
-    async fn remove_domains_of_organization(&mut self, instance_id: &InstanceId, org_id: &OrgId, at: OffsetDateTime) -> Result<u64> {
+    async fn remove_domains_of_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.domains SET deleted_at = $3, updated_at = $3
              WHERE instance_id = $1 AND org_id = $2 AND deleted_at IS NULL",
@@ -158,7 +252,11 @@ impl DomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn remove_domains_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+    async fn remove_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.domains SET deleted_at = $2, updated_at = $2 WHERE instance_id = $1 AND deleted_at IS NULL",
         )
@@ -172,7 +270,10 @@ impl DomainRepository for PgSession {
 
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain> {
         // Two rows are enough to tell "one" from "more than one".
-        let page = Pagination { limit: Some(2), ..Pagination::default() };
+        let page = Pagination {
+            limit: Some(2),
+            ..Pagination::default()
+        };
         let mut rows = self.list_domains(criteria, &page).await?;
         match rows.len() {
             0 => Err(Error::not_found("domain", "matching the criteria")),
@@ -181,10 +282,18 @@ impl DomainRepository for PgSession {
         }
     }
 
-    async fn list_domains(&mut self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>> {
-        let instance_id = criteria.instance_id.as_ref().ok_or(Error::MissingTenant("listing domains"))?;
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {DOMAIN_COLUMNS} FROM zitadel.domains WHERE instance_id = "));
+    async fn list_domains(
+        &mut self,
+        criteria: &DomainCriteria,
+        page: &Pagination<DomainSort>,
+    ) -> Result<Vec<Domain>> {
+        let instance_id = criteria
+            .instance_id
+            .as_ref()
+            .ok_or(Error::MissingTenant("listing domains"))?;
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {DOMAIN_COLUMNS} FROM zitadel.domains WHERE instance_id = "
+        ));
         qb.push_bind(instance_id.as_str().to_owned());
         if !criteria.include_deleted {
             qb.push(" AND deleted_at IS NULL");

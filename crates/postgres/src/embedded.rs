@@ -27,14 +27,21 @@ pub enum EmbeddedError {
 }
 
 fn step(step: &'static str) -> impl Fn(std::io::Error) -> EmbeddedError {
-    move |e| EmbeddedError::Step { step, detail: e.to_string() }
+    move |e| EmbeddedError::Step {
+        step,
+        detail: e.to_string(),
+    }
 }
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`.
 pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("PG_BINDIR").map(PathBuf::from) {
-        return if has_server(&dir) { Ok(dir) } else { Err(EmbeddedError::NoBinaries) };
+        return if has_server(&dir) {
+            Ok(dir)
+        } else {
+            Err(EmbeddedError::NoBinaries)
+        };
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
         && out.status.success()
@@ -55,12 +62,17 @@ pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
         .filter(|(_, dir)| has_server(dir))
         .collect();
     candidates.sort();
-    candidates.pop().map(|(_, dir)| dir).ok_or(EmbeddedError::NoBinaries)
+    candidates
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or(EmbeddedError::NoBinaries)
 }
 
 /// The uid and gid to run the server as when this process is root.
 fn run_as() -> Result<Option<(u32, u32)>, EmbeddedError> {
-    let uid = fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(1);
+    let uid = fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1);
     if uid != 0 {
         return Ok(None);
     }
@@ -96,14 +108,21 @@ impl EmbeddedCluster {
         fs::create_dir_all(root).map_err(step("creating the cluster directory"))?;
         let lock = File::create(root.join("lock")).map_err(step("creating the lock file"))?;
         lock.lock().map_err(step("locking the cluster directory"))?;
-        let mut cluster = Self { bindir, root: root.to_owned(), run_as, port: 0 };
+        let mut cluster = Self {
+            bindir,
+            root: root.to_owned(),
+            run_as,
+            port: 0,
+        };
         let data = cluster.data_dir();
         if !data.join("PG_VERSION").exists() {
             cluster.init()?;
         }
         let port_file = root.join("port");
         if cluster.is_running()
-            && let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok())
+            && let Some(port) = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
         {
             cluster.port = port;
             return Ok(cluster);
@@ -118,14 +137,28 @@ impl EmbeddedCluster {
             options.push_str(" -F -c synchronous_commit=off -c full_page_writes=off");
         }
         let log = root.join("server.log");
-        cluster.pg_ctl(&["start", "-w", "-t", "60", "-l", &log.to_string_lossy(), "-o", &options])?;
+        cluster.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            &log.to_string_lossy(),
+            "-o",
+            &options,
+        ])?;
         fs::write(&port_file, cluster.port.to_string()).map_err(step("writing the port file"))?;
         Ok(cluster)
     }
 
     /// Stops the cluster under `root` if it runs (fast shutdown).
     pub fn stop_at(root: &Path) -> Result<(), EmbeddedError> {
-        let cluster = Self { bindir: find_bindir()?, root: root.to_owned(), run_as: run_as()?, port: 0 };
+        let cluster = Self {
+            bindir: find_bindir()?,
+            root: root.to_owned(),
+            run_as: run_as()?,
+            port: 0,
+        };
         if cluster.is_running() {
             cluster.pg_ctl(&["stop", "-m", "fast", "-w"])?;
         }
@@ -164,14 +197,23 @@ impl EmbeddedCluster {
         fs::create_dir_all(&data).map_err(step("creating the data directory"))?;
         if let Some((uid, gid)) = self.run_as {
             for dir in [&self.root, &data] {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(step("handing the data directory to postgres"))?;
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                    .map_err(step("handing the data directory to postgres"))?;
             }
         }
         let out = self
             .command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ])
             .output()
             .map_err(step("running initdb"))?;
         check("initdb", &out)
@@ -215,5 +257,8 @@ fn check(step: &'static str, out: &Output) -> Result<(), EmbeddedError> {
 
 fn free_port() -> Result<u16, EmbeddedError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(step("finding a free port"))?;
-    listener.local_addr().map(|a| a.port()).map_err(step("finding a free port"))
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(step("finding a free port"))
 }

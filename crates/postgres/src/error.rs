@@ -14,9 +14,13 @@ fn unique_rule(constraint: &str) -> &'static str {
         "instance_domains_custom_key" | "domains_instance_domain_key" => "custom instance domain",
         "instance_domains_trusted_key" => "trusted instance domain",
         "instance_domains_pkey" => "instance domain",
-        "instance_domains_primary_key" | "domains_instance_primary_key" => "primary instance domain",
+        "instance_domains_primary_key" | "domains_instance_primary_key" => {
+            "primary instance domain"
+        }
         "org_domains_pkey" | "org_domains_domain_key" | "domains_live_key" => "organization domain",
-        "org_domains_verified_key" | "domains_verified_org_domain_key" => "verified organization domain",
+        "org_domains_verified_key" | "domains_verified_org_domain_key" => {
+            "verified organization domain"
+        }
         "org_domains_primary_key" | "domains_org_primary_key" => "primary organization domain",
         _ => "unique constraint",
     }
@@ -59,10 +63,16 @@ pub fn on_constraint(error: sqlx::Error) -> Error {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             match db.kind() {
                 ErrorKind::UniqueViolation => {
-                    return Error::AlreadyExists { rule: unique_rule(&constraint), value: detail };
+                    return Error::AlreadyExists {
+                        rule: unique_rule(&constraint),
+                        value: detail,
+                    };
                 }
                 ErrorKind::ForeignKeyViolation => {
-                    return Error::NotFound { kind: referenced(&constraint), id: detail };
+                    return Error::NotFound {
+                        kind: referenced(&constraint),
+                        id: detail,
+                    };
                 }
                 ErrorKind::CheckViolation => {
                     return Error::InvalidArgument {

@@ -16,7 +16,12 @@ use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]
 impl InstanceRepository for PgSession {
-    async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()> {
+    async fn create_instance(
+        &mut self,
+        id: &InstanceId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         // A soft-deleted row with that id comes back as new; a live one is a duplicate.
         let done = sqlx::query(
             "INSERT INTO zitadel.instances (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)
@@ -38,7 +43,12 @@ impl InstanceRepository for PgSession {
         Ok(())
     }
 
-    async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64> {
+    async fn update_instance(
+        &mut self,
+        id: &InstanceId,
+        update: &InstanceUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.instances SET
                  name = coalesce($2, name),
@@ -77,18 +87,26 @@ impl InstanceRepository for PgSession {
     }
 
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {
-        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM zitadel.instances WHERE id = $1 AND deleted_at IS NULL");
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM zitadel.instances WHERE id = $1 AND deleted_at IS NULL"
+        );
         let row: Option<InstanceRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id.as_str())
             .fetch_optional(self.conn()?)
             .await
             .db()?;
-        row.ok_or_else(|| Error::not_found("instance", id))?.try_into()
+        row.ok_or_else(|| Error::not_found("instance", id))?
+            .try_into()
     }
 
-    async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>> {
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {INSTANCE_COLUMNS} FROM zitadel.instances WHERE true"));
+    async fn list_instances(
+        &mut self,
+        criteria: &InstanceCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Instance>> {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM zitadel.instances WHERE true"
+        ));
         if !criteria.include_deleted {
             qb.push(" AND deleted_at IS NULL");
         }
@@ -100,7 +118,14 @@ impl InstanceRepository for PgSession {
             NameSort::UpdatedAt => "updated_at",
             NameSort::Name => "name COLLATE \"C\"",
         };
-        push_page(&mut qb, column, "id COLLATE \"C\"", page.order, page.limit, page.offset);
+        push_page(
+            &mut qb,
+            column,
+            "id COLLATE \"C\"",
+            page.order,
+            page.limit,
+            page.offset,
+        );
         let rows: Vec<InstanceRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
     }
@@ -117,6 +142,7 @@ impl InstanceRepository for PgSession {
             .fetch_optional(self.conn()?)
             .await
             .db()?;
-        row.ok_or_else(|| Error::not_found("instance for host", host))?.try_into()
+        row.ok_or_else(|| Error::not_found("instance for host", host))?
+            .try_into()
     }
 }

@@ -14,9 +14,18 @@ use crate::session::{PgSession, lock_primary};
 
 #[async_trait]
 impl InstanceDomainRepository for PgSession {
-    async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()> {
+    async fn insert_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        kind: InstanceDomainKind,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         let (is_primary, is_generated) = match kind {
-            InstanceDomainKind::Custom { is_primary, is_generated } => (Some(is_primary), Some(is_generated)),
+            InstanceDomainKind::Custom {
+                is_primary,
+                is_generated,
+            } => (Some(is_primary), Some(is_generated)),
             InstanceDomainKind::Trusted => (None, None),
         };
         sqlx::query(
@@ -35,7 +44,12 @@ impl InstanceDomainRepository for PgSession {
         .map(drop)
     }
 
-    async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+    async fn set_primary_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         // Unique indexes are checked per row, so demote first, then promote; the lock
         // serializes concurrent switches of the same instance.
         let mut tx = self.conn()?.begin().await.db()?;
@@ -66,7 +80,12 @@ impl InstanceDomainRepository for PgSession {
         Ok(demoted.rows_affected() + promoted.rows_affected())
     }
 
-    async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64> {
+    async fn delete_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        domain_type: InstanceDomainType,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "DELETE FROM zitadel.instance_domains
              WHERE instance_id = $1 AND type = $3::zitadel.domain_type AND lower(domain) = lower($2)",
@@ -80,7 +99,10 @@ impl InstanceDomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn delete_instance_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
+    async fn delete_instance_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<u64> {
         let done = sqlx::query("DELETE FROM zitadel.instance_domains WHERE instance_id = $1")
             .bind(instance_id.as_str())
             .execute(self.conn()?)
@@ -89,7 +111,10 @@ impl InstanceDomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn list_instance_domains(&mut self, instance_id: &InstanceId) -> Result<Vec<InstanceDomain>> {
+    async fn list_instance_domains(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<Vec<InstanceDomain>> {
         let rows: Vec<InstanceDomainRow> = sqlx::query_as(
             "SELECT instance_id, domain, type::text AS type, is_primary, is_generated, created_at, updated_at
              FROM zitadel.instance_domains WHERE instance_id = $1

@@ -1,8 +1,8 @@
 //! The schema migrations of `migrations/`, embedded, and the runner `cargo xtask migrate`
 //! and the app call.
 
-use sqlx::migrate::Migrator;
 use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 use tenancy_core::Error;
 
 /// Every migration of `migrations/`.
@@ -18,7 +18,12 @@ pub struct MigrationStatus {
 
 /// Applies pending migrations (idempotent); returns the versions it applied.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, Error> {
-    let before: Vec<i64> = status(pool).await?.into_iter().filter(|m| m.applied).map(|m| m.version).collect();
+    let before: Vec<i64> = status(pool)
+        .await?
+        .into_iter()
+        .filter(|m| m.applied)
+        .map(|m| m.version)
+        .collect();
     MIGRATOR
         .run(pool)
         .await
@@ -32,15 +37,18 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, Error> {
 
 /// Applied and pending migrations, in order.
 pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>, Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await
-        .map_err(crate::error::on_constraint)?;
-    let applied: Vec<i64> = if exists {
-        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
             .await
-            .map_err(crate::error::on_constraint)?
+            .map_err(crate::error::on_constraint)?;
+    let applied: Vec<i64> = if exists {
+        sqlx::query_scalar(
+            "SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(crate::error::on_constraint)?
     } else {
         Vec::new()
     };

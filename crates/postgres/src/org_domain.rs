@@ -14,7 +14,13 @@ use crate::session::{PgSession, lock_primary};
 
 #[async_trait]
 impl OrgDomainRepository for PgSession {
-    async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()> {
+    async fn insert_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)",
@@ -29,7 +35,14 @@ impl OrgDomainRepository for PgSession {
         .map(drop)
     }
 
-    async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64> {
+    async fn set_org_domain_validation(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.org_domains SET validation_type = $4::zitadel.domain_validation_type, updated_at = $5
              WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
@@ -45,7 +58,13 @@ impl OrgDomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+    async fn set_org_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.org_domains SET is_verified = true, updated_at = $4
              WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
@@ -60,7 +79,13 @@ impl OrgDomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn set_primary_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
+    async fn set_primary_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let mut tx = self.conn()?.begin().await.db()?;
         lock_primary(&mut tx, &format!("org:{instance_id}:{org_id}")).await?;
         let demoted = sqlx::query(
@@ -91,7 +116,12 @@ impl OrgDomainRepository for PgSession {
         Ok(demoted.rows_affected() + promoted.rows_affected())
     }
 
-    async fn delete_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Result<u64> {
+    async fn delete_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "DELETE FROM zitadel.org_domains WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
         )
@@ -104,13 +134,18 @@ impl OrgDomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn delete_org_domains_of_org(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM zitadel.org_domains WHERE instance_id = $1 AND org_id = $2")
-            .bind(instance_id.as_str())
-            .bind(org_id.as_str())
-            .execute(self.conn()?)
-            .await
-            .db()?;
+    async fn delete_org_domains_of_org(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM zitadel.org_domains WHERE instance_id = $1 AND org_id = $2")
+                .bind(instance_id.as_str())
+                .bind(org_id.as_str())
+                .execute(self.conn()?)
+                .await
+                .db()?;
         Ok(done.rows_affected())
     }
 
@@ -123,7 +158,11 @@ impl OrgDomainRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn list_org_domains(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<Vec<OrganizationDomain>> {
+    async fn list_org_domains(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<Vec<OrganizationDomain>> {
         let rows: Vec<OrgDomainRow> = sqlx::query_as(
             "SELECT instance_id, org_id, domain, is_verified, is_primary, validation_type::text AS validation_type,
                     created_at, updated_at

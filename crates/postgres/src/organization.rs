@@ -16,7 +16,13 @@ use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]
 impl OrganizationRepository for PgSession {
-    async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()> {
+    async fn create_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         let done = sqlx::query(
             "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at)
              VALUES ($1, $2, $3, 'active', $4, $4)
@@ -37,7 +43,13 @@ impl OrganizationRepository for PgSession {
         Ok(())
     }
 
-    async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64> {
+    async fn update_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        update: &OrganizationUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.organizations SET name = coalesce($3, name),
                  state = coalesce($4::zitadel.organization_state, state), updated_at = $5
@@ -54,7 +66,12 @@ impl OrganizationRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64> {
+    async fn remove_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.organizations SET deleted_at = $3, updated_at = $3
              WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL",
@@ -68,7 +85,11 @@ impl OrganizationRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+    async fn remove_organizations_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE zitadel.organizations SET deleted_at = $2, updated_at = $2
              WHERE instance_id = $1 AND deleted_at IS NULL",
@@ -81,7 +102,11 @@ impl OrganizationRepository for PgSession {
         Ok(done.rows_affected())
     }
 
-    async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
+    async fn get_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+    ) -> Result<Organization> {
         let sql = format!(
             "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations
              WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL"
@@ -92,11 +117,19 @@ impl OrganizationRepository for PgSession {
             .fetch_optional(self.conn()?)
             .await
             .db()?;
-        row.ok_or_else(|| Error::not_found("organization", id))?.try_into()
+        row.ok_or_else(|| Error::not_found("organization", id))?
+            .try_into()
     }
 
-    async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>> {
-        let instance_id = criteria.instance_id.as_ref().ok_or(Error::MissingTenant("listing organizations"))?;
+    async fn list_organizations(
+        &mut self,
+        criteria: &OrganizationCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Organization>> {
+        let instance_id = criteria
+            .instance_id
+            .as_ref()
+            .ok_or(Error::MissingTenant("listing organizations"))?;
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
             "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations WHERE instance_id = "
         ));
@@ -108,14 +141,23 @@ impl OrganizationRepository for PgSession {
             push_text(&mut qb, "name", m);
         }
         if let Some(state) = criteria.state {
-            qb.push(" AND state = ").push_bind(state.as_str()).push("::zitadel.organization_state");
+            qb.push(" AND state = ")
+                .push_bind(state.as_str())
+                .push("::zitadel.organization_state");
         }
         let column = match page.sort {
             NameSort::CreatedAt => "created_at",
             NameSort::UpdatedAt => "updated_at",
             NameSort::Name => "name COLLATE \"C\"",
         };
-        push_page(&mut qb, column, "id COLLATE \"C\"", page.order, page.limit, page.offset);
+        push_page(
+            &mut qb,
+            column,
+            "id COLLATE \"C\"",
+            page.order,
+            page.limit,
+            page.offset,
+        );
         let rows: Vec<OrganizationRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
     }

@@ -11,7 +11,8 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 pub(crate) const INSTANCE_COLUMNS: &str = "id, name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language, created_at, updated_at, deleted_at";
-pub(crate) const ORGANIZATION_COLUMNS: &str = "instance_id, id, name, state::text AS state, created_at, updated_at, deleted_at";
+pub(crate) const ORGANIZATION_COLUMNS: &str =
+    "instance_id, id, name, state::text AS state, created_at, updated_at, deleted_at";
 pub(crate) const DOMAIN_COLUMNS: &str = "id, instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at";
 
 #[derive(Debug, FromRow)]
@@ -126,7 +127,11 @@ impl TryFrom<OrgDomainRow> for OrganizationDomain {
             domain: r.domain,
             is_verified: r.is_verified,
             is_primary: r.is_primary,
-            validation_type: r.validation_type.as_deref().map(ValidationType::parse).transpose()?,
+            validation_type: r
+                .validation_type
+                .as_deref()
+                .map(ValidationType::parse)
+                .transpose()?,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

@@ -20,7 +20,11 @@ use crate::error::MapDb;
 /// without this crate knowing the event store's internals.
 #[async_trait]
 pub trait EventPusher: Send + Sync {
-    async fn push_on(&self, conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>>;
+    async fn push_on(
+        &self,
+        conn: &mut PgConnection,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<StoredEvent>>;
 }
 
 /// The PostgreSQL store: a pool plus the event pusher used by units of work.
@@ -32,7 +36,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("pool", &self.pool).finish_non_exhaustive()
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,7 +50,10 @@ impl PgStore {
 
     /// A store whose units of work push events through `pusher` in the same transaction.
     pub fn with_events(pool: PgPool, pusher: Arc<dyn EventPusher>) -> Self {
-        Self { pool, pusher: Some(pusher) }
+        Self {
+            pool,
+            pusher: Some(pusher),
+        }
     }
 
     /// Connects with sensible pool defaults.
@@ -63,14 +72,20 @@ impl PgStore {
     /// A unit of work over one transaction.
     pub async fn transaction(&self) -> Result<PgSession> {
         let tx = self.pool.begin().await.db()?;
-        Ok(PgSession { conn: Conn::Tx(Some(tx)), pusher: self.pusher.clone() })
+        Ok(PgSession {
+            conn: Conn::Tx(Some(tx)),
+            pusher: self.pusher.clone(),
+        })
     }
 
     /// Repositories on one pooled connection in autocommit mode: each call is one
     /// statement (or its own transaction where it needs several).
     pub async fn session(&self) -> Result<PgSession> {
         let conn = self.pool.acquire().await.db()?;
-        Ok(PgSession { conn: Conn::Pooled(conn), pusher: self.pusher.clone() })
+        Ok(PgSession {
+            conn: Conn::Pooled(conn),
+            pusher: self.pusher.clone(),
+        })
     }
 }
 
@@ -100,7 +115,9 @@ impl std::fmt::Debug for PgSession {
             Conn::Tx(Some(_)) => "transaction",
             Conn::Tx(None) => "finished",
         };
-        f.debug_struct("PgSession").field("mode", &mode).finish_non_exhaustive()
+        f.debug_struct("PgSession")
+            .field("mode", &mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +127,9 @@ impl PgSession {
         match &mut self.conn {
             Conn::Pooled(c) => Ok(&mut **c),
             Conn::Tx(Some(tx)) => Ok(&mut **tx),
-            Conn::Tx(None) => Err(Error::internal("the unit of work is already committed or rolled back")),
+            Conn::Tx(None) => Err(Error::internal(
+                "the unit of work is already committed or rolled back",
+            )),
         }
     }
 }
@@ -118,12 +137,15 @@ impl PgSession {
 #[async_trait]
 impl EventWriter for PgSession {
     async fn push(&mut self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
-        let pusher = self
-            .pusher
-            .clone()
-            .ok_or_else(|| Error::internal("this store was built without an event pusher (use PgStore::with_events)"))?;
+        let pusher = self.pusher.clone().ok_or_else(|| {
+            Error::internal(
+                "this store was built without an event pusher (use PgStore::with_events)",
+            )
+        })?;
         if matches!(self.conn, Conn::Pooled(_)) {
-            return Err(Error::internal("events are pushed inside a unit of work (PgStore::transaction)"));
+            return Err(Error::internal(
+                "events are pushed inside a unit of work (PgStore::transaction)",
+            ));
         }
         pusher.push_on(self.conn()?, events).await
     }
@@ -187,12 +209,18 @@ pub(crate) fn push_page(
         SortOrder::Ascending => " ASC",
         SortOrder::Descending => " DESC",
     };
-    qb.push(" ORDER BY ").push(column).push(dir).push(", ").push(tiebreak).push(dir);
+    qb.push(" ORDER BY ")
+        .push(column)
+        .push(dir)
+        .push(", ")
+        .push(tiebreak)
+        .push(dir);
     if let Some(limit) = limit {
         qb.push(" LIMIT ").push_bind(i64::from(limit));
     }
     if offset > 0 {
-        qb.push(" OFFSET ").push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+        qb.push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
     }
 }
 

@@ -48,14 +48,18 @@ static SERVER: OnceCell<Server> = OnceCell::const_new();
 
 /// The directory of the shared embedded test cluster.
 pub fn embedded_root() -> PathBuf {
-    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
     std::env::temp_dir().join(format!("tenancy-test-pg-{uid}"))
 }
 
 fn docker_answers() -> Result<(), String> {
     if let Ok(host) = std::env::var("DOCKER_HOST") {
         let path = host.strip_prefix("unix://").unwrap_or(&host).to_owned();
-        return if std::os::unix::net::UnixStream::connect(&path).is_ok() || !host.starts_with("unix://") {
+        return if std::os::unix::net::UnixStream::connect(&path).is_ok()
+            || !host.starts_with("unix://")
+        {
             Ok(())
         } else {
             Err(format!("DOCKER_HOST={host} does not answer"))
@@ -79,11 +83,15 @@ async fn start_container() -> Result<Server, ProvisionError> {
         .await
         .map_err(|e| fail("reading the container's port", e))?;
     let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
-    Ok(Server { admin: parse(&url)?, _container: Some(Box::new(container)) })
+    Ok(Server {
+        admin: parse(&url)?,
+        _container: Some(Box::new(container)),
+    })
 }
 
 fn parse(url: &str) -> Result<PgConnectOptions, ProvisionError> {
-    url.parse::<PgConnectOptions>().map_err(|e| fail("DATABASE_URL is not a PostgreSQL URL", e))
+    url.parse::<PgConnectOptions>()
+        .map_err(|e| fail("DATABASE_URL is not a PostgreSQL URL", e))
 }
 
 async fn server() -> Result<&'static Server, ProvisionError> {
@@ -119,7 +127,10 @@ async fn template(admin: &PgConnectOptions) -> Result<String, ProvisionError> {
         }
     }
     let name = format!("tenancy_template_{hash:016x}");
-    let mut conn = admin.connect().await.map_err(|e| fail("connecting to the test server", e))?;
+    let mut conn = admin
+        .connect()
+        .await
+        .map_err(|e| fail("connecting to the test server", e))?;
     // One process builds the template; the others wait on the lock and then find it.
     sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy-testkit-template'))")
         .execute(&mut conn)
@@ -133,20 +144,28 @@ async fn template(admin: &PgConnectOptions) -> Result<String, ProvisionError> {
     built.map(|()| name)
 }
 
-async fn build_template(conn: &mut PgConnection, admin: &PgConnectOptions, name: &str) -> Result<(), ProvisionError> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)")
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| fail("looking for the template", e))?;
+async fn build_template(
+    conn: &mut PgConnection,
+    admin: &PgConnectOptions,
+    name: &str,
+) -> Result<(), ProvisionError> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| fail("looking for the template", e))?;
     if exists {
         return Ok(());
     }
     // A half-built template of a crashed run is dropped and rebuilt.
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| fail("dropping a stale template", e))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| fail("dropping a stale template", e))?;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut *conn)
         .await
@@ -157,12 +176,17 @@ async fn build_template(conn: &mut PgConnection, admin: &PgConnectOptions, name:
         .connect()
         .await
         .map_err(|e| fail("connecting to the template", e))?;
-    MIGRATOR.run(&mut template).await.map_err(|e| fail("migrating the template", e))?;
-    let _ = template.close().await;
-    sqlx::query(AssertSqlSafe(format!("ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true")))
-        .execute(&mut *conn)
+    MIGRATOR
+        .run(&mut template)
         .await
-        .map_err(|e| fail("marking the template", e))?;
+        .map_err(|e| fail("migrating the template", e))?;
+    let _ = template.close().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" WITH IS_TEMPLATE true"
+    )))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| fail("marking the template", e))?;
     Ok(())
 }
 
@@ -187,16 +211,24 @@ impl TestDatabase {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000
         );
-        let mut admin = server.admin.connect().await.map_err(|e| fail("connecting to the test server", e))?;
+        let mut admin = server
+            .admin
+            .connect()
+            .await
+            .map_err(|e| fail("connecting to the test server", e))?;
         let mut attempt = 0;
         loop {
-            let created = sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")))
-                .execute(&mut admin)
-                .await;
+            let created = sqlx::query(AssertSqlSafe(format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            )))
+            .execute(&mut admin)
+            .await;
             match created {
                 Ok(_) => break,
                 // Another process may be cloning the same template this very moment.
-                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
+                Err(e)
+                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
+                {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
@@ -210,7 +242,12 @@ impl TestDatabase {
             .connect_with(options.clone())
             .await
             .map_err(|e| fail("connecting to the test database", e))?;
-        Ok(Self { pool, name, options, admin: server.admin.clone() })
+        Ok(Self {
+            pool,
+            name,
+            options,
+            admin: server.admin.clone(),
+        })
     }
 
     /// The URL of this database (for CLIs under test).
@@ -222,24 +259,35 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("tenancy-testkit: test failed; database {} kept for inspection", self.name);
+            eprintln!(
+                "tenancy-testkit: test failed; database {} kept for inspection",
+                self.name
+            );
             return;
         }
         let (name, admin) = (self.name.clone(), self.admin.clone());
         // Drop runs inside the test's runtime: do the async work on a thread of its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async move {
                 let mut conn = admin.connect().await.ok()?;
-                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
             })
         })
         .join();
         if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("tenancy-testkit: could not drop test database {}", self.name);
+            eprintln!(
+                "tenancy-testkit: could not drop test database {}",
+                self.name
+            );
         }
     }
 }

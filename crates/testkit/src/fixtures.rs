@@ -16,7 +16,9 @@ pub struct SteppingClock {
 
 impl SteppingClock {
     pub fn new(start: OffsetDateTime) -> Self {
-        Self { now: Mutex::new(start) }
+        Self {
+            now: Mutex::new(start),
+        }
     }
 }
 
@@ -43,7 +45,10 @@ pub struct SequentialIds {
 
 impl SequentialIds {
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), next: AtomicU64::new(0) }
+        Self {
+            prefix: prefix.into(),
+            next: AtomicU64::new(0),
+        }
     }
 }
 

@@ -71,7 +71,9 @@ impl InMemoryStore {
 
     /// An event reader over the committed events.
     pub fn event_reader(&self) -> InMemoryEventStore {
-        InMemoryEventStore { shared: self.shared.clone() }
+        InMemoryEventStore {
+            shared: self.shared.clone(),
+        }
     }
 
     /// A unit of work (also usable for reads outside commands).
@@ -114,13 +116,20 @@ impl InMemoryUnitOfWork {
 
     fn usable(&self) -> Result<()> {
         if self.done {
-            Err(Error::internal("the unit of work is already committed or rolled back"))
+            Err(Error::internal(
+                "the unit of work is already committed or rolled back",
+            ))
         } else {
             Ok(())
         }
     }
 
-    fn live_domain(&self, instance_id: &InstanceId, owner: DomainOwner, domain: &str) -> Result<Domain> {
+    fn live_domain(
+        &self,
+        instance_id: &InstanceId,
+        owner: DomainOwner,
+        domain: &str,
+    ) -> Result<Domain> {
         self.state.domain(
             &DomainCriteria::of_instance(instance_id)
                 .owner(owner)
@@ -131,11 +140,34 @@ impl InMemoryUnitOfWork {
 
 #[async_trait]
 impl InstanceRepository for InMemoryUnitOfWork {
-    async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()> {
-        self.apply(StateChange::CreateInstance { id: id.clone(), name: name.into() }, at).map(drop)
+    async fn create_instance(
+        &mut self,
+        id: &InstanceId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.apply(
+            StateChange::CreateInstance {
+                id: id.clone(),
+                name: name.into(),
+            },
+            at,
+        )
+        .map(drop)
     }
-    async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::UpdateInstance { id: id.clone(), update: update.clone() }, at)
+    async fn update_instance(
+        &mut self,
+        id: &InstanceId,
+        update: &InstanceUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::UpdateInstance {
+                id: id.clone(),
+                update: update.clone(),
+            },
+            at,
+        )
     }
     async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
         self.apply(StateChange::RemoveInstance { id: id.clone() }, at)
@@ -143,7 +175,11 @@ impl InstanceRepository for InMemoryUnitOfWork {
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {
         self.state.instance(id)
     }
-    async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>> {
+    async fn list_instances(
+        &mut self,
+        criteria: &InstanceCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Instance>> {
         Ok(self.state.instances(criteria, page))
     }
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
@@ -153,126 +189,397 @@ impl InstanceRepository for InMemoryUnitOfWork {
 
 #[async_trait]
 impl OrganizationRepository for InMemoryUnitOfWork {
-    async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()> {
-        let change = StateChange::CreateOrganization { instance_id: instance_id.clone(), id: id.clone(), name: name.into() };
+    async fn create_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let change = StateChange::CreateOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+            name: name.into(),
+        };
         self.apply(change, at).map(drop)
     }
-    async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::UpdateOrganization { instance_id: instance_id.clone(), id: id.clone(), update: update.clone() };
+    async fn update_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        update: &OrganizationUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::UpdateOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+            update: update.clone(),
+        };
         self.apply(change, at)
     }
-    async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::RemoveOrganization { instance_id: instance_id.clone(), id: id.clone() }, at)
+    async fn remove_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::RemoveOrganization {
+                instance_id: instance_id.clone(),
+                id: id.clone(),
+            },
+            at,
+        )
     }
-    async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::RemoveOrganizationsOfInstance { instance_id: instance_id.clone() }, at)
+    async fn remove_organizations_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::RemoveOrganizationsOfInstance {
+                instance_id: instance_id.clone(),
+            },
+            at,
+        )
     }
-    async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
+    async fn get_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+    ) -> Result<Organization> {
         self.state.organization(instance_id, id)
     }
-    async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>> {
+    async fn list_organizations(
+        &mut self,
+        criteria: &OrganizationCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Result<Vec<Organization>> {
         self.state.organizations(criteria, page)
     }
 }
 
 #[async_trait]
 impl InstanceDomainRepository for InMemoryUnitOfWork {
-    async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()> {
-        let change = StateChange::InsertInstanceDomain { instance_id: instance_id.clone(), domain: domain.into(), kind };
+    async fn insert_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        kind: InstanceDomainKind,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let change = StateChange::InsertInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.into(),
+            kind,
+        };
         self.apply(change, at).map(drop)
     }
-    async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::SetPrimaryInstanceDomain { instance_id: instance_id.clone(), domain: domain.into() }, at)
+    async fn set_primary_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::SetPrimaryInstanceDomain {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            },
+            at,
+        )
     }
-    async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64> {
-        let change = StateChange::DeleteInstanceDomain { instance_id: instance_id.clone(), domain: domain.into(), domain_type };
+    async fn delete_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        domain_type: InstanceDomainType,
+    ) -> Result<u64> {
+        let change = StateChange::DeleteInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.into(),
+            domain_type,
+        };
         self.apply(change, OffsetDateTime::UNIX_EPOCH)
     }
-    async fn delete_instance_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
-        self.apply(StateChange::DeleteInstanceDomainsOfInstance { instance_id: instance_id.clone() }, OffsetDateTime::UNIX_EPOCH)
+    async fn delete_instance_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::DeleteInstanceDomainsOfInstance {
+                instance_id: instance_id.clone(),
+            },
+            OffsetDateTime::UNIX_EPOCH,
+        )
     }
-    async fn list_instance_domains(&mut self, instance_id: &InstanceId) -> Result<Vec<InstanceDomain>> {
+    async fn list_instance_domains(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<Vec<InstanceDomain>> {
         Ok(self.state.instance_domains(instance_id))
     }
 }
 
 #[async_trait]
 impl OrgDomainRepository for InMemoryUnitOfWork {
-    async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()> {
-        let change = StateChange::InsertOrgDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn insert_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let change = StateChange::InsertOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, at).map(drop)
     }
-    async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::SetOrgDomainValidation { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into(), validation_type };
+    async fn set_org_domain_validation(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrgDomainValidation {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+            validation_type,
+        };
         self.apply(change, at)
     }
-    async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::SetOrgDomainVerified { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn set_org_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrgDomainVerified {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, at)
     }
-    async fn set_primary_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::SetPrimaryOrgDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn set_primary_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetPrimaryOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, at)
     }
-    async fn delete_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn delete_org_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+    ) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, OffsetDateTime::UNIX_EPOCH)
     }
-    async fn delete_org_domains_of_org(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomainsOfOrg { instance_id: instance_id.clone(), org_id: org_id.clone() };
+    async fn delete_org_domains_of_org(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomainsOfOrg {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+        };
         self.apply(change, OffsetDateTime::UNIX_EPOCH)
     }
     async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
-        self.apply(StateChange::DeleteOrgDomainsOfInstance { instance_id: instance_id.clone() }, OffsetDateTime::UNIX_EPOCH)
+        self.apply(
+            StateChange::DeleteOrgDomainsOfInstance {
+                instance_id: instance_id.clone(),
+            },
+            OffsetDateTime::UNIX_EPOCH,
+        )
     }
-    async fn list_org_domains(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<Vec<OrganizationDomain>> {
+    async fn list_org_domains(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<Vec<OrganizationDomain>> {
         Ok(self.state.org_domains(instance_id, Some(org_id)))
     }
 }
 
 #[async_trait]
 impl DomainRepository for InMemoryUnitOfWork {
-    async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain> {
-        self.apply(StateChange::AddInstanceDomain { instance_id: instance_id.clone(), domain: domain.into() }, at)?;
+    async fn add_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<Domain> {
+        self.apply(
+            StateChange::AddInstanceDomain {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            },
+            at,
+        )?;
         self.live_domain(instance_id, DomainOwner::InstanceOnly, domain)
     }
-    async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::SetInstanceDomainPrimary { instance_id: instance_id.clone(), domain: domain.into() }, at)
+    async fn set_instance_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::SetInstanceDomainPrimary {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            },
+            at,
+        )
     }
-    async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::RemoveInstanceDomain { instance_id: instance_id.clone(), domain: domain.into() }, at)
+    async fn remove_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::RemoveInstanceDomain {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            },
+            at,
+        )
     }
-    async fn add_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: Option<ValidationType>, at: OffsetDateTime) -> Result<Domain> {
-        let change = StateChange::AddOrganizationDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into(), validation_type };
+    async fn add_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: Option<ValidationType>,
+        at: OffsetDateTime,
+    ) -> Result<Domain> {
+        let change = StateChange::AddOrganizationDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+            validation_type,
+        };
         self.apply(change, at)?;
-        self.live_domain(instance_id, DomainOwner::Organization(org_id.clone()), domain)
+        self.live_domain(
+            instance_id,
+            DomainOwner::Organization(org_id.clone()),
+            domain,
+        )
     }
-    async fn set_organization_domain_validation_type(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainValidationType { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into(), validation_type };
+    async fn set_organization_domain_validation_type(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainValidationType {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+            validation_type,
+        };
         self.apply(change, at)
     }
-    async fn set_organization_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainVerified { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn set_organization_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainVerified {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, at)
     }
-    async fn set_organization_domain_primary(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainPrimary { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn set_organization_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainPrimary {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, at)
     }
-    async fn remove_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64> {
-        let change = StateChange::RemoveOrganizationDomain { instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.into() };
+    async fn remove_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveOrganizationDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.into(),
+        };
         self.apply(change, at)
     }
-    async fn remove_domains_of_organization(&mut self, instance_id: &InstanceId, org_id: &OrgId, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::RemoveDomainsOfOrganization { instance_id: instance_id.clone(), org_id: org_id.clone() }, at)
+    async fn remove_domains_of_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::RemoveDomainsOfOrganization {
+                instance_id: instance_id.clone(),
+                org_id: org_id.clone(),
+            },
+            at,
+        )
     }
-    async fn remove_domains_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::RemoveDomainsOfInstance { instance_id: instance_id.clone() }, at)
+    async fn remove_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        self.apply(
+            StateChange::RemoveDomainsOfInstance {
+                instance_id: instance_id.clone(),
+            },
+            at,
+        )
     }
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain> {
         self.state.domain(criteria)
     }
-    async fn list_domains(&mut self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>> {
+    async fn list_domains(
+        &mut self,
+        criteria: &DomainCriteria,
+        page: &Pagination<DomainSort>,
+    ) -> Result<Vec<Domain>> {
         self.state.domains(criteria, page)
     }
 }
@@ -307,7 +614,11 @@ impl EventWriter for InMemoryUnitOfWork {
                 )));
             }
             for unique in &event.unique_constraints {
-                let key = (unique.instance_id.clone(), unique.unique_type.clone(), unique.unique_field.to_lowercase());
+                let key = (
+                    unique.instance_id.clone(),
+                    unique.unique_type.clone(),
+                    unique.unique_field.to_lowercase(),
+                );
                 match unique.action {
                     UniqueAction::Add => {
                         if !uniques.insert(key) {
@@ -360,7 +671,9 @@ impl UnitOfWork for InMemoryUnitOfWork {
         self.usable()?;
         let mut shared = lock(&self.store);
         if shared.version != self.base_version {
-            return Err(Error::Conflict("the store changed since this unit of work began".into()));
+            return Err(Error::Conflict(
+                "the store changed since this unit of work began".into(),
+            ));
         }
         shared.state = std::mem::take(&mut self.state);
         shared.uniques = std::mem::take(&mut self.uniques);
@@ -395,7 +708,12 @@ impl EventReader for InMemoryEventStore {
             .filter(|e| any(&query.aggregate_types, &e.aggregate_type))
             .filter(|e| any(&query.aggregate_ids, &e.aggregate_id))
             .filter(|e| any(&query.event_types, &e.event_type))
-            .filter(|e| query.after.as_ref().is_none_or(|after| e.sort_key() > *after))
+            .filter(|e| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|after| e.sort_key() > *after)
+            })
             .cloned()
             .collect();
         events.sort_by_key(StoredEvent::sort_key);
@@ -405,12 +723,21 @@ impl EventReader for InMemoryEventStore {
         Ok(events)
     }
 
-    async fn read_aggregate(&self, instance_id: &str, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<StoredEvent>> {
+    async fn read_aggregate(
+        &self,
+        instance_id: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>> {
         let shared = lock(&self.shared);
         let mut events: Vec<StoredEvent> = shared
             .events
             .iter()
-            .filter(|e| e.instance_id == instance_id && e.aggregate_type == aggregate_type && e.aggregate_id == aggregate_id)
+            .filter(|e| {
+                e.instance_id == instance_id
+                    && e.aggregate_type == aggregate_type
+                    && e.aggregate_id == aggregate_id
+            })
             .cloned()
             .collect();
         events.sort_by_key(|e| e.sequence);

@@ -1,19 +1,33 @@
 //! A team's own use case built on tenancy-core: onboard a tenant with its login host.
 
-use tenancy_core::command::{AddInstance, AddInstanceDomain, Command, CommandContext, SetInstanceDomainPrimary};
+use tenancy_core::Result;
+use tenancy_core::command::{
+    AddInstance, AddInstanceDomain, Command, CommandContext, SetInstanceDomainPrimary,
+};
 use tenancy_core::id::InstanceId;
 use tenancy_core::ports::UnitOfWork;
-use tenancy_core::Result;
 
 /// Creates an instance whose primary (generated) domain is `host`, in one unit of work.
-pub async fn onboard_tenant(uow: &mut dyn UnitOfWork, ctx: &CommandContext, name: &str, host: &str) -> Result<InstanceId> {
+pub async fn onboard_tenant(
+    uow: &mut dyn UnitOfWork,
+    ctx: &CommandContext,
+    name: &str,
+    host: &str,
+) -> Result<InstanceId> {
     let instance_id = AddInstance { name: name.into() }.execute(uow, ctx).await?;
-    AddInstanceDomain { instance_id: instance_id.clone(), domain: host.into(), generated: true }
-        .execute(uow, ctx)
-        .await?;
-    SetInstanceDomainPrimary { instance_id: instance_id.clone(), domain: host.into() }
-        .execute(uow, ctx)
-        .await?;
+    AddInstanceDomain {
+        instance_id: instance_id.clone(),
+        domain: host.into(),
+        generated: true,
+    }
+    .execute(uow, ctx)
+    .await?;
+    SetInstanceDomainPrimary {
+        instance_id: instance_id.clone(),
+        domain: host.into(),
+    }
+    .execute(uow, ctx)
+    .await?;
     Ok(instance_id)
 }
 
@@ -30,7 +44,9 @@ mod tests {
         let store = InMemoryStore::new();
         let ctx = fixtures::context();
         let mut uow = store.begin().await.unwrap();
-        let id = onboard_tenant(&mut *uow, &ctx, "ACME", "acme.example").await.unwrap();
+        let id = onboard_tenant(&mut *uow, &ctx, "ACME", "acme.example")
+            .await
+            .unwrap();
         uow.commit().await.unwrap();
         let mut read = store.unit_of_work();
         assert_eq!(read.instance_by_host("ACME.example").await.unwrap().id, id);
@@ -38,7 +54,10 @@ mod tests {
 
         let mut uow = store.begin().await.unwrap();
         let taken = onboard_tenant(&mut *uow, &ctx, "Copycat", "acme.example").await;
-        assert!(matches!(taken, Err(Error::AlreadyExists { .. })), "{taken:?}");
+        assert!(
+            matches!(taken, Err(Error::AlreadyExists { .. })),
+            "{taken:?}"
+        );
     }
 
     #[tokio::test]
@@ -47,6 +66,9 @@ mod tests {
         uow.expect_create_instance()
             .returning(|_, _, _| Err(Error::internal("database down")));
         let result = onboard_tenant(&mut uow, &fixtures::context(), "ACME", "acme.example").await;
-        assert!(matches!(result, Err(Error::Internal { .. })), "errors of the ports surface unchanged");
+        assert!(
+            matches!(result, Err(Error::Internal { .. })),
+            "errors of the ports surface unchanged"
+        );
     }
 }

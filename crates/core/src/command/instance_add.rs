@@ -42,17 +42,24 @@ mod tests {
             .withf(|id, name, at| id.as_str() == "100" && name == "ACME" && *at == NOW)
             .returning(|_, _, _| Ok(()));
         expect_push(&mut uow, "instance.added");
-        let id = AddInstance { name: " ACME ".into() }
-            .execute(&mut uow, &ctx())
-            .await
-            .unwrap();
+        let id = AddInstance {
+            name: " ACME ".into(),
+        }
+        .execute(&mut uow, &ctx())
+        .await
+        .unwrap();
         assert_eq!(id.as_str(), "100");
     }
 
     #[tokio::test]
     async fn rejects_an_empty_name_without_writing() {
         let mut uow = MockUnitOfWork::new();
-        let result = AddInstance { name: "  ".into() }.execute(&mut uow, &ctx()).await;
-        assert!(matches!(result, Err(Error::InvalidArgument { field: "name", .. })));
+        let result = AddInstance { name: "  ".into() }
+            .execute(&mut uow, &ctx())
+            .await;
+        assert!(matches!(
+            result,
+            Err(Error::InvalidArgument { field: "name", .. })
+        ));
     }
 }

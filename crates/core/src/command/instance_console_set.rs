@@ -46,7 +46,11 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd(client: &str, app: &str) -> SetInstanceConsole {
-        SetInstanceConsole { instance_id: iid(), client_id: client.into(), app_id: app.into() }
+        SetInstanceConsole {
+            instance_id: iid(),
+            client_id: client.into(),
+            app_id: app.into(),
+        }
     }
 
     #[tokio::test]
@@ -55,7 +59,8 @@ mod tests {
         uow.expect_update_instance()
             .times(1)
             .withf(|_, u, _| {
-                u.console_client_id.as_deref() == Some("c") && u.console_app_id.as_deref() == Some("a")
+                u.console_client_id.as_deref() == Some("c")
+                    && u.console_app_id.as_deref() == Some("a")
             })
             .returning(|_, _, _| Ok(1));
         expect_push(&mut uow, "instance.iam.console.set");
@@ -65,9 +70,21 @@ mod tests {
     #[tokio::test]
     async fn empty_ids_are_invalid() {
         let r = cmd("", "a").execute(&mut with_instance(), &ctx()).await;
-        assert!(matches!(r, Err(Error::InvalidArgument { field: "client_id", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::InvalidArgument {
+                field: "client_id",
+                ..
+            })
+        ));
         let r = cmd("c", " ").execute(&mut with_instance(), &ctx()).await;
-        assert!(matches!(r, Err(Error::InvalidArgument { field: "app_id", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::InvalidArgument {
+                field: "app_id",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

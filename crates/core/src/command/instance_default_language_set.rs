@@ -24,7 +24,9 @@ impl Command for SetInstanceDefaultLanguage {
         if instance.default_language.as_deref() == Some(language.as_str()) {
             return Err(Error::no_changes("the default language is already set"));
         }
-        let event = LegacyEvent::InstanceDefaultLanguageSet { language: language.into() };
+        let event = LegacyEvent::InstanceDefaultLanguageSet {
+            language: language.into(),
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, vec![]).await
     }
 }
@@ -35,7 +37,10 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd(lang: &str) -> SetInstanceDefaultLanguage {
-        SetInstanceDefaultLanguage { instance_id: iid(), language: lang.into() }
+        SetInstanceDefaultLanguage {
+            instance_id: iid(),
+            language: lang.into(),
+        }
     }
 
     #[tokio::test]
@@ -52,7 +57,13 @@ mod tests {
     #[tokio::test]
     async fn malformed_tag_is_invalid() {
         let r = cmd("de_CH").execute(&mut with_instance(), &ctx()).await;
-        assert!(matches!(r, Err(Error::InvalidArgument { field: "language", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::InvalidArgument {
+                field: "language",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

@@ -23,7 +23,9 @@ impl Command for SetInstanceDefaultOrg {
         if instance.default_org_id.as_deref() == Some(self.org_id.as_str()) {
             return Err(Error::no_changes("the organization is already the default"));
         }
-        let event = LegacyEvent::InstanceDefaultOrgSet { org_id: self.org_id.to_string() };
+        let event = LegacyEvent::InstanceDefaultOrgSet {
+            org_id: self.org_id.to_string(),
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, vec![]).await
     }
 }
@@ -36,7 +38,10 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd() -> SetInstanceDefaultOrg {
-        SetInstanceDefaultOrg { instance_id: iid(), org_id: oid() }
+        SetInstanceDefaultOrg {
+            instance_id: iid(),
+            org_id: oid(),
+        }
     }
 
     #[tokio::test]

@@ -46,18 +46,27 @@ mod tests {
     use crate::model::InstanceDomainKind;
 
     fn cmd(domain: &str) -> AddInstanceDomain {
-        AddInstanceDomain { instance_id: iid(), domain: domain.into(), generated: false }
+        AddInstanceDomain {
+            instance_id: iid(),
+            domain: domain.into(),
+            generated: false,
+        }
     }
 
     #[tokio::test]
     async fn adds_to_both_tables() {
         let mut uow = with_instance();
-        uow.expect_instance_by_host().returning(|h| Err(Error::not_found("instance for host", h)));
+        uow.expect_instance_by_host()
+            .returning(|h| Err(Error::not_found("instance for host", h)));
         uow.expect_insert_instance_domain()
             .times(1)
             .withf(|_, d, k, _| {
                 d == "login.acme.example"
-                    && *k == InstanceDomainKind::Custom { is_primary: false, is_generated: false }
+                    && *k
+                        == InstanceDomainKind::Custom {
+                            is_primary: false,
+                            is_generated: false,
+                        }
             })
             .returning(|_, _, _, _| Ok(()));
         uow.expect_add_instance_domain()
@@ -65,7 +74,10 @@ mod tests {
             .withf(|_, d, _| d == "login.acme.example")
             .returning(|i, d, at| Ok(unified(i, d, at)));
         expect_push(&mut uow, "instance.domain.added");
-        let domain = cmd("Login.ACME.example").execute(&mut uow, &ctx()).await.unwrap();
+        let domain = cmd("Login.ACME.example")
+            .execute(&mut uow, &ctx())
+            .await
+            .unwrap();
         assert_eq!(domain.as_str(), "login.acme.example");
     }
 
@@ -89,18 +101,34 @@ mod tests {
         let mut uow = with_instance();
         uow.expect_instance_by_host().returning(|_| Ok(instance()));
         let r = cmd("login.acme.example").execute(&mut uow, &ctx()).await;
-        assert!(matches!(r, Err(Error::AlreadyExists { rule: "custom instance domain", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::AlreadyExists {
+                rule: "custom instance domain",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]
     async fn invalid_domain_is_rejected_before_any_read() {
         let mut uow = crate::mocks::MockUnitOfWork::new();
         let r = cmd("bad_domain").execute(&mut uow, &ctx()).await;
-        assert!(matches!(r, Err(Error::InvalidArgument { field: "domain", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::InvalidArgument {
+                field: "domain",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]
     async fn removed_instance_is_not_found() {
-        assert_not_found(cmd("a.example").execute(&mut without_instance(), &ctx()).await);
+        assert_not_found(
+            cmd("a.example")
+                .execute(&mut without_instance(), &ctx())
+                .await,
+        );
     }
 }

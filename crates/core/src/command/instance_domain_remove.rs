@@ -27,20 +27,31 @@ impl Command for RemoveInstanceDomain {
             .await?
             .into_iter()
             .find(|d| {
-                matches!(d.kind, InstanceDomainKind::Custom { .. }) && same_domain(&d.domain, domain.as_str())
+                matches!(d.kind, InstanceDomainKind::Custom { .. })
+                    && same_domain(&d.domain, domain.as_str())
             })
             .ok_or_else(|| Error::not_found("custom instance domain", &domain))?;
         match existing.kind {
-            InstanceDomainKind::Custom { is_generated: true, .. } => {
-                return Err(Error::precondition("a generated instance domain cannot be removed"));
+            InstanceDomainKind::Custom {
+                is_generated: true, ..
+            } => {
+                return Err(Error::precondition(
+                    "a generated instance domain cannot be removed",
+                ));
             }
-            InstanceDomainKind::Custom { is_primary: true, .. } => {
-                return Err(Error::precondition("the primary instance domain cannot be removed"));
+            InstanceDomainKind::Custom {
+                is_primary: true, ..
+            } => {
+                return Err(Error::precondition(
+                    "the primary instance domain cannot be removed",
+                ));
             }
             _ => {}
         }
         let uniques = vec![UniqueConstraint::remove_instance_domain(&existing.domain)];
-        let event = LegacyEvent::InstanceDomainRemoved { domain: existing.domain };
+        let event = LegacyEvent::InstanceDomainRemoved {
+            domain: existing.domain,
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, uniques).await
     }
 }
@@ -51,15 +62,23 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd(d: &str) -> RemoveInstanceDomain {
-        RemoveInstanceDomain { instance_id: iid(), domain: d.into() }
+        RemoveInstanceDomain {
+            instance_id: iid(),
+            domain: d.into(),
+        }
     }
 
     #[tokio::test]
     async fn removes_from_both_tables() {
         let mut uow = with_instance();
-        uow.expect_list_instance_domains().returning(|_| Ok(vec![custom_domain("b.example", false, false)]));
-        uow.expect_delete_instance_domain().times(1).returning(|_, _, _| Ok(1));
-        uow.expect_remove_instance_domain().times(1).returning(|_, _, _| Ok(1));
+        uow.expect_list_instance_domains()
+            .returning(|_| Ok(vec![custom_domain("b.example", false, false)]));
+        uow.expect_delete_instance_domain()
+            .times(1)
+            .returning(|_, _, _| Ok(1));
+        uow.expect_remove_instance_domain()
+            .times(1)
+            .returning(|_, _, _| Ok(1));
         expect_push(&mut uow, "instance.domain.removed");
         cmd("b.example").execute(&mut uow, &ctx()).await.unwrap();
     }
@@ -71,7 +90,10 @@ mod tests {
             uow.expect_list_instance_domains()
                 .returning(move |_| Ok(vec![custom_domain("b.example", primary, generated)]));
             let r = cmd("b.example").execute(&mut uow, &ctx()).await;
-            assert!(matches!(r, Err(Error::PreconditionFailed(_))), "{primary} {generated}");
+            assert!(
+                matches!(r, Err(Error::PreconditionFailed(_))),
+                "{primary} {generated}"
+            );
         }
     }
 

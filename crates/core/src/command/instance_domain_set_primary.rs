@@ -27,13 +27,22 @@ impl Command for SetInstanceDomainPrimary {
             .await?
             .into_iter()
             .find(|d| {
-                matches!(d.kind, InstanceDomainKind::Custom { .. }) && same_domain(&d.domain, domain.as_str())
+                matches!(d.kind, InstanceDomainKind::Custom { .. })
+                    && same_domain(&d.domain, domain.as_str())
             })
             .ok_or_else(|| Error::not_found("custom instance domain", &domain))?;
-        if matches!(existing.kind, InstanceDomainKind::Custom { is_primary: true, .. }) {
+        if matches!(
+            existing.kind,
+            InstanceDomainKind::Custom {
+                is_primary: true,
+                ..
+            }
+        ) {
             return Err(Error::no_changes("the domain is already primary"));
         }
-        let event = LegacyEvent::InstanceDomainPrimarySet { domain: existing.domain };
+        let event = LegacyEvent::InstanceDomainPrimarySet {
+            domain: existing.domain,
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, vec![]).await
     }
 }
@@ -44,20 +53,28 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd(d: &str) -> SetInstanceDomainPrimary {
-        SetInstanceDomainPrimary { instance_id: iid(), domain: d.into() }
+        SetInstanceDomainPrimary {
+            instance_id: iid(),
+            domain: d.into(),
+        }
     }
 
     #[tokio::test]
     async fn switches_primary_in_both_tables() {
         let mut uow = with_instance();
         uow.expect_list_instance_domains().returning(|_| {
-            Ok(vec![custom_domain("a.example", true, false), custom_domain("b.example", false, false)])
+            Ok(vec![
+                custom_domain("a.example", true, false),
+                custom_domain("b.example", false, false),
+            ])
         });
         uow.expect_set_primary_instance_domain()
             .times(1)
             .withf(|_, d, _| d == "b.example")
             .returning(|_, _, _| Ok(2));
-        uow.expect_set_instance_domain_primary().times(1).returning(|_, _, _| Ok(2));
+        uow.expect_set_instance_domain_primary()
+            .times(1)
+            .returning(|_, _, _| Ok(2));
         expect_push(&mut uow, "instance.domain.primary.set");
         cmd("B.example").execute(&mut uow, &ctx()).await.unwrap();
     }
@@ -72,7 +89,8 @@ mod tests {
     #[tokio::test]
     async fn already_primary_is_no_change() {
         let mut uow = with_instance();
-        uow.expect_list_instance_domains().returning(|_| Ok(vec![custom_domain("a.example", true, false)]));
+        uow.expect_list_instance_domains()
+            .returning(|_| Ok(vec![custom_domain("a.example", true, false)]));
         let r = cmd("a.example").execute(&mut uow, &ctx()).await;
         assert!(matches!(r, Err(Error::NoChanges(_))));
     }

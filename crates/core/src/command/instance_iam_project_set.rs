@@ -26,7 +26,9 @@ impl Command for SetInstanceIamProject {
         if instance.iam_project_id.as_deref() == Some(project) {
             return Err(Error::no_changes("the IAM project is already set"));
         }
-        let event = LegacyEvent::InstanceIamProjectSet { iam_project_id: project.to_owned() };
+        let event = LegacyEvent::InstanceIamProjectSet {
+            iam_project_id: project.to_owned(),
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, vec![]).await
     }
 }
@@ -37,7 +39,10 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd(project: &str) -> SetInstanceIamProject {
-        SetInstanceIamProject { instance_id: iid(), iam_project_id: project.into() }
+        SetInstanceIamProject {
+            instance_id: iid(),
+            iam_project_id: project.into(),
+        }
     }
 
     #[tokio::test]

@@ -27,7 +27,15 @@ impl Command for RemoveInstance {
             }
         }
         let event = LegacyEvent::InstanceRemoved;
-        emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, released).await
+        emit_instance_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            event,
+            released,
+        )
+        .await
     }
 }
 
@@ -41,21 +49,36 @@ mod tests {
         let mut uow = with_instance();
         uow.expect_list_instance_domains()
             .returning(|_| Ok(vec![custom_domain("a.example", true, true)]));
-        uow.expect_remove_instance().times(1).returning(|_, _| Ok(1));
-        uow.expect_remove_organizations_of_instance().times(1).returning(|_, _| Ok(2));
-        uow.expect_delete_instance_domains_of_instance().times(1).returning(|_| Ok(1));
-        uow.expect_delete_org_domains_of_instance().times(1).returning(|_| Ok(0));
-        uow.expect_remove_domains_of_instance().times(1).returning(|_, _| Ok(1));
+        uow.expect_remove_instance()
+            .times(1)
+            .returning(|_, _| Ok(1));
+        uow.expect_remove_organizations_of_instance()
+            .times(1)
+            .returning(|_, _| Ok(2));
+        uow.expect_delete_instance_domains_of_instance()
+            .times(1)
+            .returning(|_| Ok(1));
+        uow.expect_delete_org_domains_of_instance()
+            .times(1)
+            .returning(|_| Ok(0));
+        uow.expect_remove_domains_of_instance()
+            .times(1)
+            .returning(|_, _| Ok(1));
         uow.expect_push()
             .times(1)
             .withf(|e| e[0].event_type == "instance.removed" && e[0].unique_constraints.len() == 1)
             .returning(|_| Ok(vec![]));
-        RemoveInstance { instance_id: iid() }.execute(&mut uow, &ctx()).await.unwrap();
+        RemoveInstance { instance_id: iid() }
+            .execute(&mut uow, &ctx())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn removed_instance_is_not_found() {
-        let r = RemoveInstance { instance_id: iid() }.execute(&mut without_instance(), &ctx()).await;
+        let r = RemoveInstance { instance_id: iid() }
+            .execute(&mut without_instance(), &ctx())
+            .await;
         assert_not_found(r);
     }
 }

@@ -35,7 +35,10 @@ mod tests {
     use crate::command::testing::*;
 
     fn rename(name: &str) -> RenameInstance {
-        RenameInstance { instance_id: iid(), name: name.into() }
+        RenameInstance {
+            instance_id: iid(),
+            name: name.into(),
+        }
     }
 
     #[tokio::test]
@@ -63,7 +66,9 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_name_is_rejected() {
-        let result = rename(&"x".repeat(201)).execute(&mut with_instance(), &ctx()).await;
+        let result = rename(&"x".repeat(201))
+            .execute(&mut with_instance(), &ctx())
+            .await;
         assert!(matches!(result, Err(Error::InvalidArgument { .. })));
     }
 }

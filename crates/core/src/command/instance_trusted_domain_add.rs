@@ -26,11 +26,15 @@ impl Command for AddInstanceTrustedDomain {
             .list_instance_domains(&self.instance_id)
             .await?
             .iter()
-            .any(|d| d.kind == InstanceDomainKind::Trusted && same_domain(&d.domain, domain.as_str()));
+            .any(|d| {
+                d.kind == InstanceDomainKind::Trusted && same_domain(&d.domain, domain.as_str())
+            });
         if taken {
             return Err(Error::already_exists("trusted instance domain", &domain));
         }
-        let event = LegacyEvent::InstanceTrustedDomainAdded { domain: domain.to_string() };
+        let event = LegacyEvent::InstanceTrustedDomainAdded {
+            domain: domain.to_string(),
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, vec![]).await?;
         Ok(domain)
     }
@@ -43,13 +47,17 @@ mod tests {
     use crate::model::InstanceDomain;
 
     fn cmd(d: &str) -> AddInstanceTrustedDomain {
-        AddInstanceTrustedDomain { instance_id: iid(), domain: d.into() }
+        AddInstanceTrustedDomain {
+            instance_id: iid(),
+            domain: d.into(),
+        }
     }
 
     #[tokio::test]
     async fn adds_only_to_instance_domains() {
         let mut uow = with_instance();
-        uow.expect_list_instance_domains().returning(|_| Ok(vec![custom_domain("t.example", false, false)]));
+        uow.expect_list_instance_domains()
+            .returning(|_| Ok(vec![custom_domain("t.example", false, false)]));
         uow.expect_insert_instance_domain()
             .times(1)
             .withf(|_, d, k, _| d == "t.example" && *k == InstanceDomainKind::Trusted)
@@ -62,7 +70,10 @@ mod tests {
     async fn duplicate_is_already_exists() {
         let mut uow = with_instance();
         uow.expect_list_instance_domains().returning(|_| {
-            Ok(vec![InstanceDomain { kind: InstanceDomainKind::Trusted, ..custom_domain("t.example", false, false) }])
+            Ok(vec![InstanceDomain {
+                kind: InstanceDomainKind::Trusted,
+                ..custom_domain("t.example", false, false)
+            }])
         });
         let r = cmd("T.example").execute(&mut uow, &ctx()).await;
         assert!(matches!(r, Err(Error::AlreadyExists { .. })));
@@ -70,6 +81,10 @@ mod tests {
 
     #[tokio::test]
     async fn removed_instance_is_not_found() {
-        assert_not_found(cmd("t.example").execute(&mut without_instance(), &ctx()).await);
+        assert_not_found(
+            cmd("t.example")
+                .execute(&mut without_instance(), &ctx())
+                .await,
+        );
     }
 }

@@ -26,9 +26,13 @@ impl Command for RemoveInstanceTrustedDomain {
             .list_instance_domains(&self.instance_id)
             .await?
             .into_iter()
-            .find(|d| d.kind == InstanceDomainKind::Trusted && same_domain(&d.domain, domain.as_str()))
+            .find(|d| {
+                d.kind == InstanceDomainKind::Trusted && same_domain(&d.domain, domain.as_str())
+            })
             .ok_or_else(|| Error::not_found("trusted instance domain", &domain))?;
-        let event = LegacyEvent::InstanceTrustedDomainRemoved { domain: existing.domain };
+        let event = LegacyEvent::InstanceTrustedDomainRemoved {
+            domain: existing.domain,
+        };
         emit_instance_event(uow, ctx, ctx.clock.now(), &self.instance_id, event, vec![]).await
     }
 }
@@ -40,14 +44,20 @@ mod tests {
     use crate::model::InstanceDomain;
 
     fn cmd(d: &str) -> RemoveInstanceTrustedDomain {
-        RemoveInstanceTrustedDomain { instance_id: iid(), domain: d.into() }
+        RemoveInstanceTrustedDomain {
+            instance_id: iid(),
+            domain: d.into(),
+        }
     }
 
     #[tokio::test]
     async fn removes() {
         let mut uow = with_instance();
         uow.expect_list_instance_domains().returning(|_| {
-            Ok(vec![InstanceDomain { kind: InstanceDomainKind::Trusted, ..custom_domain("t.example", false, false) }])
+            Ok(vec![InstanceDomain {
+                kind: InstanceDomainKind::Trusted,
+                ..custom_domain("t.example", false, false)
+            }])
         });
         uow.expect_delete_instance_domain()
             .times(1)
@@ -60,7 +70,8 @@ mod tests {
     #[tokio::test]
     async fn a_custom_domain_is_not_a_trusted_one() {
         let mut uow = with_instance();
-        uow.expect_list_instance_domains().returning(|_| Ok(vec![custom_domain("t.example", false, false)]));
+        uow.expect_list_instance_domains()
+            .returning(|_| Ok(vec![custom_domain("t.example", false, false)]));
         assert_not_found(cmd("t.example").execute(&mut uow, &ctx()).await);
     }
 }

@@ -84,7 +84,8 @@ impl std::fmt::Debug for CommandContext {
 pub trait Command: Send + Sync {
     type Output: Send;
     /// Runs inside `uow`; the caller commits (see [`run`]).
-    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<Self::Output>;
+    async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext)
+    -> Result<Self::Output>;
 }
 
 /// Runs a command in a fresh unit of work: commit on success, roll back on error, so a
@@ -150,7 +151,16 @@ async fn emit_instance_event(
     event: LegacyEvent,
     unique_constraints: Vec<UniqueConstraint>,
 ) -> Result<()> {
-    emit(uow, ctx, at, instance_id, instance_id.as_str(), event, unique_constraints).await
+    emit(
+        uow,
+        ctx,
+        at,
+        instance_id,
+        instance_id.as_str(),
+        event,
+        unique_constraints,
+    )
+    .await
 }
 
 async fn emit_org_event(
@@ -162,7 +172,16 @@ async fn emit_org_event(
     event: LegacyEvent,
     unique_constraints: Vec<UniqueConstraint>,
 ) -> Result<()> {
-    emit(uow, ctx, at, instance_id, org_id.as_str(), event, unique_constraints).await
+    emit(
+        uow,
+        ctx,
+        at,
+        instance_id,
+        org_id.as_str(),
+        event,
+        unique_constraints,
+    )
+    .await
 }
 
 /// The live instance, or NotFound (a removed instance takes no commands).
@@ -193,7 +212,10 @@ pub(crate) mod testing {
     use crate::event::StoredEvent;
     use crate::id::{InstanceId, OrgId};
     use crate::mocks::MockUnitOfWork;
-    use crate::model::{Instance, InstanceDomain, InstanceDomainKind, Organization, OrganizationDomain, OrganizationState};
+    use crate::model::{
+        Instance, InstanceDomain, InstanceDomainKind, Organization, OrganizationDomain,
+        OrganizationState,
+    };
     use crate::ports::{MockClock, MockIdGenerator};
 
     pub const NOW: OffsetDateTime = datetime!(2026-01-02 03:04:05 UTC);
@@ -249,7 +271,10 @@ pub(crate) mod testing {
         InstanceDomain {
             instance_id: iid(),
             domain: domain.into(),
-            kind: InstanceDomainKind::Custom { is_primary, is_generated },
+            kind: InstanceDomainKind::Custom {
+                is_primary,
+                is_generated,
+            },
             created_at: NOW,
             updated_at: NOW,
         }

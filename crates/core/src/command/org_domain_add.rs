@@ -25,13 +25,26 @@ impl Command for AddOrganizationDomain {
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<DomainName> {
         let domain = DomainName::parse(&self.domain)?;
         live_organization(uow, &self.instance_id, &self.org_id).await?;
-        let own = uow.list_org_domains(&self.instance_id, &self.org_id).await?;
+        let own = uow
+            .list_org_domains(&self.instance_id, &self.org_id)
+            .await?;
         if own.iter().any(|d| same_domain(&d.domain, domain.as_str())) {
             return Err(Error::already_exists("organization domain", &domain));
         }
         ensure_not_verified_elsewhere(uow, &self.instance_id, &self.org_id, &domain).await?;
-        let event = LegacyEvent::OrgDomainAdded { domain: domain.to_string() };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, vec![]).await?;
+        let event = LegacyEvent::OrgDomainAdded {
+            domain: domain.to_string(),
+        };
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            vec![],
+        )
+        .await?;
         Ok(domain)
     }
 }
@@ -47,8 +60,14 @@ pub(super) async fn ensure_not_verified_elsewhere(
         .domain(TextMatch::equals(domain.as_str()).ignoring_case())
         .verified(true);
     let verified = uow.list_domains(&criteria, &Pagination::default()).await?;
-    if verified.iter().any(|d| d.org_id.as_ref().is_some_and(|o| o != org_id)) {
-        return Err(Error::already_exists("verified organization domain", domain));
+    if verified
+        .iter()
+        .any(|d| d.org_id.as_ref().is_some_and(|o| o != org_id))
+    {
+        return Err(Error::already_exists(
+            "verified organization domain",
+            domain,
+        ));
     }
     Ok(())
 }
@@ -60,7 +79,11 @@ mod tests {
     use crate::model::{Domain, OrganizationState};
 
     fn cmd(d: &str) -> AddOrganizationDomain {
-        AddOrganizationDomain { instance_id: iid(), org_id: oid(), domain: d.into() }
+        AddOrganizationDomain {
+            instance_id: iid(),
+            org_id: oid(),
+            domain: d.into(),
+        }
     }
 
     pub(crate) fn verified_by(org: &str) -> Domain {
@@ -83,7 +106,9 @@ mod tests {
         let mut uow = with_org(OrganizationState::Active);
         uow.expect_list_org_domains().returning(|_, _| Ok(vec![]));
         uow.expect_list_domains().returning(|_, _| Ok(vec![]));
-        uow.expect_insert_org_domain().times(1).returning(|_, _, _, _| Ok(()));
+        uow.expect_insert_org_domain()
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
         uow.expect_add_organization_domain()
             .times(1)
             .withf(|_, _, d, v, _| d == "o.example" && v.is_none())
@@ -95,24 +120,39 @@ mod tests {
     #[tokio::test]
     async fn own_duplicate_already_exists() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("O.example", false, false)]));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("O.example", false, false)]));
         let r = cmd("o.example").execute(&mut uow, &ctx()).await;
-        assert!(matches!(r, Err(Error::AlreadyExists { rule: "organization domain", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::AlreadyExists {
+                rule: "organization domain",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]
     async fn verified_by_another_org_already_exists() {
         let mut uow = with_org(OrganizationState::Active);
         uow.expect_list_org_domains().returning(|_, _| Ok(vec![]));
-        uow.expect_list_domains().returning(|_, _| Ok(vec![verified_by("o2")]));
+        uow.expect_list_domains()
+            .returning(|_, _| Ok(vec![verified_by("o2")]));
         let r = cmd("o.example").execute(&mut uow, &ctx()).await;
-        assert!(matches!(r, Err(Error::AlreadyExists { rule: "verified organization domain", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::AlreadyExists {
+                rule: "verified organization domain",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]
     async fn removed_org_is_not_found() {
         let mut uow = with_instance();
-        uow.expect_get_organization().returning(|_, id| Err(Error::not_found("organization", id)));
+        uow.expect_get_organization()
+            .returning(|_, id| Err(Error::not_found("organization", id)));
         assert_not_found(cmd("o.example").execute(&mut uow, &ctx()).await);
     }
 }

@@ -25,14 +25,30 @@ impl Command for RemoveOrganizationDomain {
         live_organization(uow, &self.instance_id, &self.org_id).await?;
         let existing = existing_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         if existing.is_primary {
-            return Err(Error::precondition("the primary org domain cannot be removed"));
+            return Err(Error::precondition(
+                "the primary org domain cannot be removed",
+            ));
         }
         let mut uniques = Vec::new();
         if existing.is_verified {
-            uniques.push(UniqueConstraint::remove_org_domain(self.instance_id.as_str(), &existing.domain));
+            uniques.push(UniqueConstraint::remove_org_domain(
+                self.instance_id.as_str(),
+                &existing.domain,
+            ));
         }
-        let event = LegacyEvent::OrgDomainRemoved { domain: existing.domain };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, uniques).await
+        let event = LegacyEvent::OrgDomainRemoved {
+            domain: existing.domain,
+        };
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            uniques,
+        )
+        .await
     }
 }
 
@@ -43,18 +59,29 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd() -> RemoveOrganizationDomain {
-        RemoveOrganizationDomain { instance_id: iid(), org_id: oid(), domain: "o.example".into() }
+        RemoveOrganizationDomain {
+            instance_id: iid(),
+            org_id: oid(),
+            domain: "o.example".into(),
+        }
     }
 
     #[tokio::test]
     async fn removes_from_both_tables() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
-        uow.expect_delete_org_domain().times(1).returning(|_, _, _| Ok(1));
-        uow.expect_remove_organization_domain().times(1).returning(|_, _, _, _| Ok(1));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
+        uow.expect_delete_org_domain()
+            .times(1)
+            .returning(|_, _, _| Ok(1));
+        uow.expect_remove_organization_domain()
+            .times(1)
+            .returning(|_, _, _, _| Ok(1));
         uow.expect_push()
             .times(1)
-            .withf(|e| e[0].event_type == "org.domain.removed" && e[0].unique_constraints.len() == 1)
+            .withf(|e| {
+                e[0].event_type == "org.domain.removed" && e[0].unique_constraints.len() == 1
+            })
             .returning(|_| Ok(vec![]));
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }
@@ -62,8 +89,12 @@ mod tests {
     #[tokio::test]
     async fn primary_cannot_be_removed() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, true)]));
-        assert!(matches!(cmd().execute(&mut uow, &ctx()).await, Err(Error::PreconditionFailed(_))));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", true, true)]));
+        assert!(matches!(
+            cmd().execute(&mut uow, &ctx()).await,
+            Err(Error::PreconditionFailed(_))
+        ));
     }
 
     #[tokio::test]

@@ -25,13 +25,26 @@ impl Command for SetOrganizationDomainPrimary {
         live_organization(uow, &self.instance_id, &self.org_id).await?;
         let existing = existing_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         if !existing.is_verified {
-            return Err(Error::precondition("an org domain must be verified before it can be primary"));
+            return Err(Error::precondition(
+                "an org domain must be verified before it can be primary",
+            ));
         }
         if existing.is_primary {
             return Err(Error::no_changes("the domain is already primary"));
         }
-        let event = LegacyEvent::OrgDomainPrimarySet { domain: existing.domain };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, vec![]).await
+        let event = LegacyEvent::OrgDomainPrimarySet {
+            domain: existing.domain,
+        };
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            vec![],
+        )
+        .await
     }
 }
 
@@ -42,15 +55,24 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd() -> SetOrganizationDomainPrimary {
-        SetOrganizationDomainPrimary { instance_id: iid(), org_id: oid(), domain: "o.example".into() }
+        SetOrganizationDomainPrimary {
+            instance_id: iid(),
+            org_id: oid(),
+            domain: "o.example".into(),
+        }
     }
 
     #[tokio::test]
     async fn switches_primary_in_both_tables() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
-        uow.expect_set_primary_org_domain().times(1).returning(|_, _, _, _| Ok(2));
-        uow.expect_set_organization_domain_primary().times(1).returning(|_, _, _, _| Ok(2));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
+        uow.expect_set_primary_org_domain()
+            .times(1)
+            .returning(|_, _, _, _| Ok(2));
+        uow.expect_set_organization_domain_primary()
+            .times(1)
+            .returning(|_, _, _, _| Ok(2));
         expect_push(&mut uow, "org.domain.primary.set");
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }
@@ -58,14 +80,22 @@ mod tests {
     #[tokio::test]
     async fn unverified_cannot_be_primary() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
-        assert!(matches!(cmd().execute(&mut uow, &ctx()).await, Err(Error::PreconditionFailed(_))));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
+        assert!(matches!(
+            cmd().execute(&mut uow, &ctx()).await,
+            Err(Error::PreconditionFailed(_))
+        ));
     }
 
     #[tokio::test]
     async fn already_primary_is_no_change() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, true)]));
-        assert!(matches!(cmd().execute(&mut uow, &ctx()).await, Err(Error::NoChanges(_))));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", true, true)]));
+        assert!(matches!(
+            cmd().execute(&mut uow, &ctx()).await,
+            Err(Error::NoChanges(_))
+        ));
     }
 }

@@ -34,7 +34,16 @@ impl Command for AddOrganizationDomainVerification {
             validation_type: self.validation_type,
             validation_code: None,
         };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, vec![]).await
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            vec![],
+        )
+        .await
     }
 }
 
@@ -45,22 +54,32 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd(vt: ValidationType) -> AddOrganizationDomainVerification {
-        AddOrganizationDomainVerification { instance_id: iid(), org_id: oid(), domain: "o.example".into(), validation_type: vt }
+        AddOrganizationDomainVerification {
+            instance_id: iid(),
+            org_id: oid(),
+            domain: "o.example".into(),
+            validation_type: vt,
+        }
     }
 
     #[tokio::test]
     async fn records_the_validation_type_in_both_tables() {
         for vt in [ValidationType::Http, ValidationType::Dns] {
             let mut uow = with_org(OrganizationState::Active);
-            uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
+            uow.expect_list_org_domains()
+                .returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
             uow.expect_set_org_domain_validation()
                 .times(1)
                 .withf(move |_, _, _, v, _| *v == vt)
                 .returning(|_, _, _, _, _| Ok(1));
-            uow.expect_set_organization_domain_validation_type().times(1).returning(|_, _, _, _, _| Ok(1));
+            uow.expect_set_organization_domain_validation_type()
+                .times(1)
+                .returning(|_, _, _, _, _| Ok(1));
             uow.expect_push()
                 .times(1)
-                .withf(move |e| e[0].payload.as_ref().unwrap()["validationType"] == i64::from(vt.ordinal()))
+                .withf(move |e| {
+                    e[0].payload.as_ref().unwrap()["validationType"] == i64::from(vt.ordinal())
+                })
                 .returning(|_| Ok(vec![]));
             cmd(vt).execute(&mut uow, &ctx()).await.unwrap();
         }
@@ -69,7 +88,8 @@ mod tests {
     #[tokio::test]
     async fn verified_domain_needs_no_verification() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
         let r = cmd(ValidationType::Dns).execute(&mut uow, &ctx()).await;
         assert!(matches!(r, Err(Error::PreconditionFailed(_))));
     }

@@ -29,9 +29,23 @@ impl Command for VerifyOrganizationDomain {
             return Err(Error::no_changes("the domain is already verified"));
         }
         ensure_not_verified_elsewhere(uow, &self.instance_id, &self.org_id, &domain).await?;
-        let uniques = vec![UniqueConstraint::add_org_domain(self.instance_id.as_str(), &existing.domain)];
-        let event = LegacyEvent::OrgDomainVerified { domain: existing.domain };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, uniques).await
+        let uniques = vec![UniqueConstraint::add_org_domain(
+            self.instance_id.as_str(),
+            &existing.domain,
+        )];
+        let event = LegacyEvent::OrgDomainVerified {
+            domain: existing.domain,
+        };
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            uniques,
+        )
+        .await
     }
 }
 
@@ -56,7 +70,11 @@ mod tests {
     use crate::model::{Domain, OrganizationState};
 
     fn cmd() -> VerifyOrganizationDomain {
-        VerifyOrganizationDomain { instance_id: iid(), org_id: oid(), domain: "o.example".into() }
+        VerifyOrganizationDomain {
+            instance_id: iid(),
+            org_id: oid(),
+            domain: "o.example".into(),
+        }
     }
 
     fn other_org_verified() -> Domain {
@@ -77,13 +95,21 @@ mod tests {
     #[tokio::test]
     async fn verifies_in_both_tables() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
         uow.expect_list_domains().returning(|_, _| Ok(vec![]));
-        uow.expect_set_org_domain_verified().times(1).returning(|_, _, _, _| Ok(1));
-        uow.expect_set_organization_domain_verified().times(1).returning(|_, _, _, _| Ok(1));
+        uow.expect_set_org_domain_verified()
+            .times(1)
+            .returning(|_, _, _, _| Ok(1));
+        uow.expect_set_organization_domain_verified()
+            .times(1)
+            .returning(|_, _, _, _| Ok(1));
         uow.expect_push()
             .times(1)
-            .withf(|e| e[0].event_type == "org.domain.verified" && e[0].unique_constraints[0].unique_type == "org_domain")
+            .withf(|e| {
+                e[0].event_type == "org.domain.verified"
+                    && e[0].unique_constraints[0].unique_type == "org_domain"
+            })
             .returning(|_| Ok(vec![]));
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }
@@ -91,8 +117,10 @@ mod tests {
     #[tokio::test]
     async fn verified_by_another_org_already_exists() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
-        uow.expect_list_domains().returning(|_, _| Ok(vec![other_org_verified()]));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
+        uow.expect_list_domains()
+            .returning(|_, _| Ok(vec![other_org_verified()]));
         let r = cmd().execute(&mut uow, &ctx()).await;
         assert!(matches!(r, Err(Error::AlreadyExists { .. })));
     }
@@ -100,8 +128,12 @@ mod tests {
     #[tokio::test]
     async fn already_verified_is_no_change() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains().returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
-        assert!(matches!(cmd().execute(&mut uow, &ctx()).await, Err(Error::NoChanges(_))));
+        uow.expect_list_org_domains()
+            .returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
+        assert!(matches!(
+            cmd().execute(&mut uow, &ctx()).await,
+            Err(Error::NoChanges(_))
+        ));
     }
 
     #[tokio::test]

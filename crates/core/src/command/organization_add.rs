@@ -24,9 +24,21 @@ impl Command for AddOrganization {
         live_instance(uow, &self.instance_id).await?;
         ensure_name_free(uow, &self.instance_id, &name).await?;
         let org_id = OrgId::new(ctx.ids.next_id()?)?;
-        let uniques = vec![UniqueConstraint::add_org_name(self.instance_id.as_str(), name.as_str())];
+        let uniques = vec![UniqueConstraint::add_org_name(
+            self.instance_id.as_str(),
+            name.as_str(),
+        )];
         let event = LegacyEvent::OrgAdded { name: name.into() };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &org_id, event, uniques).await?;
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &org_id,
+            event,
+            uniques,
+        )
+        .await?;
         Ok(org_id)
     }
 }
@@ -42,7 +54,10 @@ pub(super) async fn ensure_name_free(
         name: Some(TextMatch::equals(name.as_str()).ignoring_case()),
         ..OrganizationCriteria::default()
     };
-    let page = Pagination { limit: Some(1), ..Pagination::default() };
+    let page = Pagination {
+        limit: Some(1),
+        ..Pagination::default()
+    };
     if uow.list_organizations(&criteria, &page).await?.is_empty() {
         Ok(())
     } else {
@@ -57,7 +72,10 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd(name: &str) -> AddOrganization {
-        AddOrganization { instance_id: iid(), name: name.into() }
+        AddOrganization {
+            instance_id: iid(),
+            name: name.into(),
+        }
     }
 
     #[tokio::test]
@@ -70,9 +88,16 @@ mod tests {
             .returning(|_, _, _, _| Ok(()));
         uow.expect_push()
             .times(1)
-            .withf(|e| e[0].event_type == "org.added" && e[0].aggregate_id == "100" && e[0].unique_constraints[0].unique_field == "org")
+            .withf(|e| {
+                e[0].event_type == "org.added"
+                    && e[0].aggregate_id == "100"
+                    && e[0].unique_constraints[0].unique_field == "org"
+            })
             .returning(|_| Ok(vec![]));
-        assert_eq!(cmd("Org").execute(&mut uow, &ctx()).await.unwrap().as_str(), "100");
+        assert_eq!(
+            cmd("Org").execute(&mut uow, &ctx()).await.unwrap().as_str(),
+            "100"
+        );
     }
 
     #[tokio::test]
@@ -82,7 +107,13 @@ mod tests {
             .withf(|c, _| c.name.as_ref().is_some_and(|m| m.ignore_case))
             .returning(|_, _| Ok(vec![organization(OrganizationState::Active)]));
         let r = cmd("ORG").execute(&mut uow, &ctx()).await;
-        assert!(matches!(r, Err(Error::AlreadyExists { rule: "organization name", .. })));
+        assert!(matches!(
+            r,
+            Err(Error::AlreadyExists {
+                rule: "organization name",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

@@ -24,7 +24,16 @@ impl Command for DeactivateOrganization {
             return Err(Error::precondition("the organization is already inactive"));
         }
         let event = LegacyEvent::OrgDeactivated;
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, vec![]).await
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            vec![],
+        )
+        .await
     }
 }
 
@@ -34,7 +43,10 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd() -> DeactivateOrganization {
-        DeactivateOrganization { instance_id: iid(), org_id: oid() }
+        DeactivateOrganization {
+            instance_id: iid(),
+            org_id: oid(),
+        }
     }
 
     #[tokio::test]
@@ -50,7 +62,9 @@ mod tests {
 
     #[tokio::test]
     async fn inactive_org_cannot_be_deactivated() {
-        let r = cmd().execute(&mut with_org(OrganizationState::Inactive), &ctx()).await;
+        let r = cmd()
+            .execute(&mut with_org(OrganizationState::Inactive), &ctx())
+            .await;
         assert!(matches!(r, Err(Error::PreconditionFailed(_))));
     }
 

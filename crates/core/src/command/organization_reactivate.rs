@@ -24,7 +24,16 @@ impl Command for ReactivateOrganization {
             return Err(Error::precondition("the organization is already active"));
         }
         let event = LegacyEvent::OrgReactivated;
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, vec![]).await
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            vec![],
+        )
+        .await
     }
 }
 
@@ -34,7 +43,10 @@ mod tests {
     use crate::command::testing::*;
 
     fn cmd() -> ReactivateOrganization {
-        ReactivateOrganization { instance_id: iid(), org_id: oid() }
+        ReactivateOrganization {
+            instance_id: iid(),
+            org_id: oid(),
+        }
     }
 
     #[tokio::test]
@@ -50,7 +62,9 @@ mod tests {
 
     #[tokio::test]
     async fn active_org_cannot_be_reactivated() {
-        let r = cmd().execute(&mut with_org(OrganizationState::Active), &ctx()).await;
+        let r = cmd()
+            .execute(&mut with_org(OrganizationState::Active), &ctx())
+            .await;
         assert!(matches!(r, Err(Error::PreconditionFailed(_))));
     }
 

@@ -29,13 +29,25 @@ impl Command for RemoveOrganization {
         }
         let iid = self.instance_id.as_str();
         let mut uniques = vec![UniqueConstraint::remove_org_name(iid, &org.name)];
-        for domain in uow.list_org_domains(&self.instance_id, &self.org_id).await? {
+        for domain in uow
+            .list_org_domains(&self.instance_id, &self.org_id)
+            .await?
+        {
             if domain.is_verified {
                 uniques.push(UniqueConstraint::remove_org_domain(iid, &domain.domain));
             }
         }
         let event = LegacyEvent::OrgRemoved;
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, uniques).await
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            uniques,
+        )
+        .await
     }
 }
 
@@ -47,17 +59,30 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd() -> RemoveOrganization {
-        RemoveOrganization { instance_id: iid(), org_id: oid() }
+        RemoveOrganization {
+            instance_id: iid(),
+            org_id: oid(),
+        }
     }
 
     #[tokio::test]
     async fn removes_with_its_domains() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_list_org_domains()
-            .returning(|_, _| Ok(vec![org_domain("v.example", true, true), org_domain("u.example", false, false)]));
-        uow.expect_remove_organization().times(1).returning(|_, _, _| Ok(1));
-        uow.expect_delete_org_domains_of_org().times(1).returning(|_, _| Ok(2));
-        uow.expect_remove_domains_of_organization().times(1).returning(|_, _, _| Ok(2));
+        uow.expect_list_org_domains().returning(|_, _| {
+            Ok(vec![
+                org_domain("v.example", true, true),
+                org_domain("u.example", false, false),
+            ])
+        });
+        uow.expect_remove_organization()
+            .times(1)
+            .returning(|_, _, _| Ok(1));
+        uow.expect_delete_org_domains_of_org()
+            .times(1)
+            .returning(|_, _| Ok(2));
+        uow.expect_remove_domains_of_organization()
+            .times(1)
+            .returning(|_, _, _| Ok(2));
         uow.expect_push()
             .times(1)
             .withf(|e| e[0].event_type == "org.removed" && e[0].unique_constraints.len() == 2)
@@ -73,7 +98,8 @@ mod tests {
             i.default_org_id = Some("o1".into());
             Ok(i)
         });
-        uow.expect_get_organization().returning(|_, _| Ok(organization(OrganizationState::Active)));
+        uow.expect_get_organization()
+            .returning(|_, _| Ok(organization(OrganizationState::Active)));
         let r = cmd().execute(&mut uow, &ctx()).await;
         assert!(matches!(r, Err(Error::PreconditionFailed(_))));
     }
@@ -81,7 +107,8 @@ mod tests {
     #[tokio::test]
     async fn removed_org_is_not_found() {
         let mut uow = with_instance();
-        uow.expect_get_organization().returning(|_, id| Err(Error::not_found("organization", id)));
+        uow.expect_get_organization()
+            .returning(|_, id| Err(Error::not_found("organization", id)));
         assert_not_found(cmd().execute(&mut uow, &ctx()).await);
     }
 }

@@ -34,8 +34,19 @@ impl Command for RenameOrganization {
             UniqueConstraint::remove_org_name(instance, &org.name),
             UniqueConstraint::add_org_name(instance, name.as_str()),
         ];
-        let event = LegacyEvent::OrgChanged { name: Some(name.into()) };
-        emit_org_event(uow, ctx, ctx.clock.now(), &self.instance_id, &self.org_id, event, uniques).await
+        let event = LegacyEvent::OrgChanged {
+            name: Some(name.into()),
+        };
+        emit_org_event(
+            uow,
+            ctx,
+            ctx.clock.now(),
+            &self.instance_id,
+            &self.org_id,
+            event,
+            uniques,
+        )
+        .await
     }
 }
 
@@ -46,7 +57,11 @@ mod tests {
     use crate::model::OrganizationState;
 
     fn cmd(name: &str) -> RenameOrganization {
-        RenameOrganization { instance_id: iid(), org_id: oid(), name: name.into() }
+        RenameOrganization {
+            instance_id: iid(),
+            org_id: oid(),
+            name: name.into(),
+        }
     }
 
     #[tokio::test]
@@ -63,7 +78,9 @@ mod tests {
 
     #[tokio::test]
     async fn same_name_is_no_change() {
-        let r = cmd("Org").execute(&mut with_org(OrganizationState::Active), &ctx()).await;
+        let r = cmd("Org")
+            .execute(&mut with_org(OrganizationState::Active), &ctx())
+            .await;
         assert!(matches!(r, Err(Error::NoChanges(_))));
     }
 
@@ -79,7 +96,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_org_is_not_found() {
         let mut uow = with_instance();
-        uow.expect_get_organization().returning(|_, id| Err(Error::not_found("organization", id)));
+        uow.expect_get_organization()
+            .returning(|_, id| Err(Error::not_found("organization", id)));
         assert_not_found(cmd("New").execute(&mut uow, &ctx()).await);
     }
 }

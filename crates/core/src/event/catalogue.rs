@@ -17,36 +17,74 @@ pub const ORG_AGGREGATE: &str = "org";
 /// One legacy event concerning instances, organizations or their domains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegacyEvent {
-    InstanceAdded { name: String },
-    InstanceChanged { name: String },
+    InstanceAdded {
+        name: String,
+    },
+    InstanceChanged {
+        name: String,
+    },
     /// `name` and `domains` a legacy writer may add are ignored.
     InstanceRemoved,
-    InstanceDefaultOrgSet { org_id: String },
-    InstanceIamProjectSet { iam_project_id: String },
-    InstanceIamConsoleSet { client_id: String, app_id: String },
-    InstanceDefaultLanguageSet { language: String },
-    InstanceDomainAdded { domain: String, generated: bool },
-    InstanceDomainPrimarySet { domain: String },
-    InstanceDomainRemoved { domain: String },
-    InstanceTrustedDomainAdded { domain: String },
-    InstanceTrustedDomainRemoved { domain: String },
-    OrgAdded { name: String },
+    InstanceDefaultOrgSet {
+        org_id: String,
+    },
+    InstanceIamProjectSet {
+        iam_project_id: String,
+    },
+    InstanceIamConsoleSet {
+        client_id: String,
+        app_id: String,
+    },
+    InstanceDefaultLanguageSet {
+        language: String,
+    },
+    InstanceDomainAdded {
+        domain: String,
+        generated: bool,
+    },
+    InstanceDomainPrimarySet {
+        domain: String,
+    },
+    InstanceDomainRemoved {
+        domain: String,
+    },
+    InstanceTrustedDomainAdded {
+        domain: String,
+    },
+    InstanceTrustedDomainRemoved {
+        domain: String,
+    },
+    OrgAdded {
+        name: String,
+    },
     /// Absent or empty name: no change.
-    OrgChanged { name: Option<String> },
+    OrgChanged {
+        name: Option<String>,
+    },
     OrgDeactivated,
     OrgReactivated,
     OrgRemoved,
-    OrgDomainAdded { domain: String },
+    OrgDomainAdded {
+        domain: String,
+    },
     OrgDomainVerificationAdded {
         domain: String,
         validation_type: ValidationType,
         /// An encrypted value the projection ignores; kept so encoding round-trips.
         validation_code: Option<Value>,
     },
-    OrgDomainVerificationFailed { domain: String },
-    OrgDomainVerified { domain: String },
-    OrgDomainPrimarySet { domain: String },
-    OrgDomainRemoved { domain: String },
+    OrgDomainVerificationFailed {
+        domain: String,
+    },
+    OrgDomainVerified {
+        domain: String,
+    },
+    OrgDomainPrimarySet {
+        domain: String,
+    },
+    OrgDomainRemoved {
+        domain: String,
+    },
 }
 
 /// Every event type of the catalogue, as stored in `event_type`.
@@ -150,7 +188,10 @@ struct VerificationPayload {
     validation_code: Option<Value>,
 }
 
-fn payload<T: DeserializeOwned>(event_type: &str, payload: Option<&Value>) -> Result<T, DecodeError> {
+fn payload<T: DeserializeOwned>(
+    event_type: &str,
+    payload: Option<&Value>,
+) -> Result<T, DecodeError> {
     let value = match payload {
         Some(v) if !v.is_null() => v,
         _ => {
@@ -267,9 +308,7 @@ impl LegacyEvent {
                 let validation_type =
                     ValidationType::from_ordinal(ordinal).map_err(|_| DecodeError::Malformed {
                         event_type: event_type.to_owned(),
-                        reason: format!(
-                            "validationType {ordinal} is neither 1 (http) nor 2 (dns)"
-                        ),
+                        reason: format!("validationType {ordinal} is neither 1 (http) nor 2 (dns)"),
                     })?;
                 E::OrgDomainVerificationAdded {
                     domain: p.domain,
@@ -355,12 +394,10 @@ impl LegacyEvent {
             E::InstanceDefaultLanguageSet { language } => to_value(&LanguagePayload {
                 language: language.clone(),
             }),
-            E::InstanceDomainAdded { domain, generated } => {
-                to_value(&InstanceDomainAddedPayload {
-                    domain: domain.clone(),
-                    generated: *generated,
-                })
-            }
+            E::InstanceDomainAdded { domain, generated } => to_value(&InstanceDomainAddedPayload {
+                domain: domain.clone(),
+                generated: *generated,
+            }),
             E::OrgChanged { name } => to_value(&OptionalNamePayload { name: name.clone() }),
             E::OrgDomainVerificationAdded {
                 domain,
@@ -410,14 +447,29 @@ mod tests {
             ("instance.removed", json!({})),
             ("instance.default.org.set", json!({"orgId": "o1"})),
             ("instance.iam.project.set", json!({"iamProjectId": "p1"})),
-            ("instance.iam.console.set", json!({"clientId": "c1", "appId": "a1"})),
+            (
+                "instance.iam.console.set",
+                json!({"clientId": "c1", "appId": "a1"}),
+            ),
             ("instance.default.language.set", json!({"language": "de"})),
-            ("instance.domain.added", json!({"domain": "a.example", "generated": true})),
+            (
+                "instance.domain.added",
+                json!({"domain": "a.example", "generated": true}),
+            ),
             ("instance.domain.added", json!({"domain": "b.example"})),
-            ("instance.domain.primary.set", json!({"domain": "a.example"})),
+            (
+                "instance.domain.primary.set",
+                json!({"domain": "a.example"}),
+            ),
             ("instance.domain.removed", json!({"domain": "a.example"})),
-            ("instance.trusted_domains.added", json!({"domain": "t.example"})),
-            ("instance.trusted_domains.removed", json!({"domain": "t.example"})),
+            (
+                "instance.trusted_domains.added",
+                json!({"domain": "t.example"}),
+            ),
+            (
+                "instance.trusted_domains.removed",
+                json!({"domain": "t.example"}),
+            ),
             ("org.added", json!({"name": "Org"})),
             ("org.changed", json!({"name": "Org 2"})),
             ("org.changed", json!({})),
@@ -429,8 +481,14 @@ mod tests {
                 "org.domain.verification.added",
                 json!({"domain": "o.example", "validationType": 2, "validationCode": {"cryptoType": 0, "algorithm": "aes", "keyId": "k", "crypted": "eHl6"}}),
             ),
-            ("org.domain.verification.added", json!({"domain": "o.example", "validationType": 1})),
-            ("org.domain.verification.failed", json!({"domain": "o.example"})),
+            (
+                "org.domain.verification.added",
+                json!({"domain": "o.example", "validationType": 1}),
+            ),
+            (
+                "org.domain.verification.failed",
+                json!({"domain": "o.example"}),
+            ),
             ("org.domain.verified", json!({"domain": "o.example"})),
             ("org.domain.primary.set", json!({"domain": "o.example"})),
             ("org.domain.removed", json!({"domain": "o.example"})),
@@ -439,15 +497,27 @@ mod tests {
         for (event_type, body) in cases {
             let event = decode(event_type, body.clone()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(event.event_type(), event_type);
-            assert_eq!(event.encode(), body, "{event_type} encodes to its spec shape");
+            assert_eq!(
+                event.encode(),
+                body,
+                "{event_type} encodes to its spec shape"
+            );
             seen.insert(event_type);
         }
-        assert_eq!(seen.len(), EVENT_TYPES.len(), "every catalogue type is covered");
+        assert_eq!(
+            seen.len(),
+            EVENT_TYPES.len(),
+            "every catalogue type is covered"
+        );
     }
 
     #[test]
     fn unknown_fields_are_ignored_and_absent_optionals_default() {
-        let e = decode("instance.domain.added", json!({"domain": "x.example", "foo": [1]})).unwrap();
+        let e = decode(
+            "instance.domain.added",
+            json!({"domain": "x.example", "foo": [1]}),
+        )
+        .unwrap();
         assert_eq!(
             e,
             LegacyEvent::InstanceDomainAdded {
@@ -457,7 +527,10 @@ mod tests {
         );
         let e = decode("instance.removed", json!({"name": "n", "domains": ["a"]})).unwrap();
         assert_eq!(e, LegacyEvent::InstanceRemoved);
-        assert_eq!(LegacyEvent::decode("org.removed", None).unwrap(), LegacyEvent::OrgRemoved);
+        assert_eq!(
+            LegacyEvent::decode("org.removed", None).unwrap(),
+            LegacyEvent::OrgRemoved
+        );
         assert_eq!(
             decode("org.changed", json!({"name": ""})).unwrap(),
             LegacyEvent::OrgChanged { name: None }
@@ -467,16 +540,30 @@ mod tests {
     #[test]
     fn malformed_payloads_are_clear_errors() {
         let err = decode("instance.added", json!({})).unwrap_err();
-        assert!(err.to_string().contains("instance.added") && err.to_string().contains("name"), "{err}");
+        assert!(
+            err.to_string().contains("instance.added") && err.to_string().contains("name"),
+            "{err}"
+        );
         let err = decode("org.domain.added", json!({"domain": 5})).unwrap_err();
         assert!(matches!(err, DecodeError::Malformed { .. }), "{err}");
         assert!(matches!(
             LegacyEvent::decode("org.domain.added", None),
             Err(DecodeError::MissingPayload { .. })
         ));
-        assert!(matches!(decode("user.added", json!({})), Err(DecodeError::UnknownType(_))));
-        assert!(matches!(decode("org.removed", json!("x")), Err(DecodeError::Malformed { .. })));
-        for bad in [json!({"domain": "d"}), json!({"domain": "d", "validationType": 0}), json!({"domain": "d", "validationType": 3}), json!({"domain": "d", "validationType": "1"})] {
+        assert!(matches!(
+            decode("user.added", json!({})),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            decode("org.removed", json!("x")),
+            Err(DecodeError::Malformed { .. })
+        ));
+        for bad in [
+            json!({"domain": "d"}),
+            json!({"domain": "d", "validationType": 0}),
+            json!({"domain": "d", "validationType": 3}),
+            json!({"domain": "d", "validationType": "1"}),
+        ] {
             let err = decode("org.domain.verification.added", bad.clone()).unwrap_err();
             assert!(err.to_string().contains("validationType"), "{bad}: {err}");
         }

@@ -31,43 +31,139 @@ pub struct OrganizationUpdate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateChange {
     /// Insert; a soft-deleted row with that id comes back as new.
-    CreateInstance { id: InstanceId, name: String },
-    UpdateInstance { id: InstanceId, update: InstanceUpdate },
+    CreateInstance {
+        id: InstanceId,
+        name: String,
+    },
+    UpdateInstance {
+        id: InstanceId,
+        update: InstanceUpdate,
+    },
     /// Soft-delete the instance row only (the reducer lists the cascade explicitly).
-    RemoveInstance { id: InstanceId },
+    RemoveInstance {
+        id: InstanceId,
+    },
 
     /// Insert with state active; a soft-deleted row with that id comes back as new.
-    CreateOrganization { instance_id: InstanceId, id: OrgId, name: String },
-    UpdateOrganization { instance_id: InstanceId, id: OrgId, update: OrganizationUpdate },
-    RemoveOrganization { instance_id: InstanceId, id: OrgId },
-    RemoveOrganizationsOfInstance { instance_id: InstanceId },
+    CreateOrganization {
+        instance_id: InstanceId,
+        id: OrgId,
+        name: String,
+    },
+    UpdateOrganization {
+        instance_id: InstanceId,
+        id: OrgId,
+        update: OrganizationUpdate,
+    },
+    RemoveOrganization {
+        instance_id: InstanceId,
+        id: OrgId,
+    },
+    RemoveOrganizationsOfInstance {
+        instance_id: InstanceId,
+    },
 
     /// `zitadel.instance_domains`.
-    InsertInstanceDomain { instance_id: InstanceId, domain: String, kind: InstanceDomainKind },
-    SetPrimaryInstanceDomain { instance_id: InstanceId, domain: String },
-    DeleteInstanceDomain { instance_id: InstanceId, domain: String, domain_type: InstanceDomainType },
-    DeleteInstanceDomainsOfInstance { instance_id: InstanceId },
+    InsertInstanceDomain {
+        instance_id: InstanceId,
+        domain: String,
+        kind: InstanceDomainKind,
+    },
+    SetPrimaryInstanceDomain {
+        instance_id: InstanceId,
+        domain: String,
+    },
+    DeleteInstanceDomain {
+        instance_id: InstanceId,
+        domain: String,
+        domain_type: InstanceDomainType,
+    },
+    DeleteInstanceDomainsOfInstance {
+        instance_id: InstanceId,
+    },
 
     /// `zitadel.org_domains`.
-    InsertOrgDomain { instance_id: InstanceId, org_id: OrgId, domain: String },
-    SetOrgDomainValidation { instance_id: InstanceId, org_id: OrgId, domain: String, validation_type: ValidationType },
-    SetOrgDomainVerified { instance_id: InstanceId, org_id: OrgId, domain: String },
-    SetPrimaryOrgDomain { instance_id: InstanceId, org_id: OrgId, domain: String },
-    DeleteOrgDomain { instance_id: InstanceId, org_id: OrgId, domain: String },
-    DeleteOrgDomainsOfOrg { instance_id: InstanceId, org_id: OrgId },
-    DeleteOrgDomainsOfInstance { instance_id: InstanceId },
+    InsertOrgDomain {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    SetOrgDomainValidation {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+        validation_type: ValidationType,
+    },
+    SetOrgDomainVerified {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    SetPrimaryOrgDomain {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    DeleteOrgDomain {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    DeleteOrgDomainsOfOrg {
+        instance_id: InstanceId,
+        org_id: OrgId,
+    },
+    DeleteOrgDomainsOfInstance {
+        instance_id: InstanceId,
+    },
 
     /// The unified `zitadel.domains` (soft delete).
-    AddInstanceDomain { instance_id: InstanceId, domain: String },
-    SetInstanceDomainPrimary { instance_id: InstanceId, domain: String },
-    RemoveInstanceDomain { instance_id: InstanceId, domain: String },
-    AddOrganizationDomain { instance_id: InstanceId, org_id: OrgId, domain: String, validation_type: Option<ValidationType> },
-    SetOrganizationDomainValidationType { instance_id: InstanceId, org_id: OrgId, domain: String, validation_type: ValidationType },
-    SetOrganizationDomainVerified { instance_id: InstanceId, org_id: OrgId, domain: String },
-    SetOrganizationDomainPrimary { instance_id: InstanceId, org_id: OrgId, domain: String },
-    RemoveOrganizationDomain { instance_id: InstanceId, org_id: OrgId, domain: String },
-    RemoveDomainsOfOrganization { instance_id: InstanceId, org_id: OrgId },
-    RemoveDomainsOfInstance { instance_id: InstanceId },
+    AddInstanceDomain {
+        instance_id: InstanceId,
+        domain: String,
+    },
+    SetInstanceDomainPrimary {
+        instance_id: InstanceId,
+        domain: String,
+    },
+    RemoveInstanceDomain {
+        instance_id: InstanceId,
+        domain: String,
+    },
+    AddOrganizationDomain {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+        validation_type: Option<ValidationType>,
+    },
+    SetOrganizationDomainValidationType {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+        validation_type: ValidationType,
+    },
+    SetOrganizationDomainVerified {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    SetOrganizationDomainPrimary {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    RemoveOrganizationDomain {
+        instance_id: InstanceId,
+        org_id: OrgId,
+        domain: String,
+    },
+    RemoveDomainsOfOrganization {
+        instance_id: InstanceId,
+        org_id: OrgId,
+    },
+    RemoveDomainsOfInstance {
+        instance_id: InstanceId,
+    },
 }
 
 /// Reduces one legacy event of `instance_id`, aggregate `aggregate_id`, to its changes, in
@@ -81,12 +177,7 @@ pub fn reduce(
     use StateChange as C;
     let inst = || instance_id.clone();
     let org = || OrgId::new(aggregate_id);
-    let update = |update: InstanceUpdate| {
-        vec![C::UpdateInstance {
-            id: inst(),
-            update,
-        }]
-    };
+    let update = |update: InstanceUpdate| vec![C::UpdateInstance { id: inst(), update }];
     Ok(match event {
         E::InstanceAdded { name } => vec![C::CreateInstance {
             id: inst(),
@@ -98,10 +189,18 @@ pub fn reduce(
         }),
         E::InstanceRemoved => vec![
             C::RemoveInstance { id: inst() },
-            C::RemoveOrganizationsOfInstance { instance_id: inst() },
-            C::DeleteInstanceDomainsOfInstance { instance_id: inst() },
-            C::DeleteOrgDomainsOfInstance { instance_id: inst() },
-            C::RemoveDomainsOfInstance { instance_id: inst() },
+            C::RemoveOrganizationsOfInstance {
+                instance_id: inst(),
+            },
+            C::DeleteInstanceDomainsOfInstance {
+                instance_id: inst(),
+            },
+            C::DeleteOrgDomainsOfInstance {
+                instance_id: inst(),
+            },
+            C::RemoveDomainsOfInstance {
+                instance_id: inst(),
+            },
         ],
         E::InstanceDefaultOrgSet { org_id } => update(InstanceUpdate {
             default_org_id: Some(org_id.clone()),

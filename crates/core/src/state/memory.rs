@@ -136,7 +136,11 @@ impl InMemoryState {
                 if let Some(name) = &update.name {
                     check_non_empty("name", name)?;
                 }
-                let Some(row) = self.instances.get_mut(id.as_str()).filter(|r| r.deleted_at.is_none()) else {
+                let Some(row) = self
+                    .instances
+                    .get_mut(id.as_str())
+                    .filter(|r| r.deleted_at.is_none())
+                else {
                     return Ok(0);
                 };
                 if check_only {
@@ -159,7 +163,11 @@ impl InMemoryState {
                 Ok(1)
             }
             C::RemoveInstance { id } => {
-                let Some(row) = self.instances.get_mut(id.as_str()).filter(|r| r.deleted_at.is_none()) else {
+                let Some(row) = self
+                    .instances
+                    .get_mut(id.as_str())
+                    .filter(|r| r.deleted_at.is_none())
+                else {
                     return Ok(0);
                 };
                 if check_only {
@@ -169,11 +177,19 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::CreateOrganization { instance_id, id, name } => {
+            C::CreateOrganization {
+                instance_id,
+                id,
+                name,
+            } => {
                 check_non_empty("name", name)?;
                 self.check_instance_exists(instance_id)?;
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
-                if self.organizations.get(&key).is_some_and(|o| o.deleted_at.is_none()) {
+                if self
+                    .organizations
+                    .get(&key)
+                    .is_some_and(|o| o.deleted_at.is_none())
+                {
                     return Err(Error::already_exists("organization id", id));
                 }
                 self.check_org_name_free(instance_id, id, name)?;
@@ -194,9 +210,14 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::UpdateOrganization { instance_id, id, update } => {
+            C::UpdateOrganization {
+                instance_id,
+                id,
+                update,
+            } => {
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
-                if !self.organizations.get(&key).is_some_and(|o| o.deleted_at.is_none()) {
+                if self.organizations.get(&key).is_none_or(|o| o.deleted_at.is_some())
+                {
                     return Ok(0);
                 }
                 if let Some(name) = &update.name {
@@ -220,7 +241,11 @@ impl InMemoryState {
             }
             C::RemoveOrganization { instance_id, id } => {
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
-                let Some(row) = self.organizations.get_mut(&key).filter(|o| o.deleted_at.is_none()) else {
+                let Some(row) = self
+                    .organizations
+                    .get_mut(&key)
+                    .filter(|o| o.deleted_at.is_none())
+                else {
                     return Ok(0);
                 };
                 if check_only {
@@ -244,10 +269,18 @@ impl InMemoryState {
                 }
                 Ok(n)
             }
-            C::InsertInstanceDomain { instance_id, domain, kind } => {
+            C::InsertInstanceDomain {
+                instance_id,
+                domain,
+                kind,
+            } => {
                 check_domain_len(domain)?;
                 self.check_instance_exists(instance_id)?;
-                let key = (instance_id.as_str().to_owned(), kind.domain_type(), lower(domain));
+                let key = (
+                    instance_id.as_str().to_owned(),
+                    kind.domain_type(),
+                    lower(domain),
+                );
                 match kind {
                     InstanceDomainKind::Custom { is_primary, .. } => {
                         if self
@@ -282,14 +315,25 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::SetPrimaryInstanceDomain { instance_id, domain } => {
-                let key = (instance_id.as_str().to_owned(), InstanceDomainType::Custom, lower(domain));
+            C::SetPrimaryInstanceDomain {
+                instance_id,
+                domain,
+            } => {
+                let key = (
+                    instance_id.as_str().to_owned(),
+                    InstanceDomainType::Custom,
+                    lower(domain),
+                );
                 if !self.instance_domains.contains_key(&key) || check_only {
                     return Ok(0);
                 }
                 let mut n = 0;
                 for (k, row) in self.instance_domains.range_mut(
-                    (instance_id.as_str().to_owned(), InstanceDomainType::Custom, String::new())..,
+                    (
+                        instance_id.as_str().to_owned(),
+                        InstanceDomainType::Custom,
+                        String::new(),
+                    )..,
                 ) {
                     if k.0 != instance_id.as_str() || k.1 != InstanceDomainType::Custom {
                         break;
@@ -305,7 +349,11 @@ impl InMemoryState {
                 }
                 Ok(n)
             }
-            C::DeleteInstanceDomain { instance_id, domain, domain_type } => {
+            C::DeleteInstanceDomain {
+                instance_id,
+                domain,
+                domain_type,
+            } => {
                 let key = (instance_id.as_str().to_owned(), *domain_type, lower(domain));
                 if check_only {
                     return Ok(0);
@@ -317,10 +365,15 @@ impl InMemoryState {
                     return Ok(0);
                 }
                 let before = self.instance_domains.len();
-                self.instance_domains.retain(|(i, _, _), _| i != instance_id.as_str());
+                self.instance_domains
+                    .retain(|(i, _, _), _| i != instance_id.as_str());
                 Ok((before - self.instance_domains.len()) as u64)
             }
-            C::InsertOrgDomain { instance_id, org_id, domain } => {
+            C::InsertOrgDomain {
+                instance_id,
+                org_id,
+                domain,
+            } => {
                 check_domain_len(domain)?;
                 self.check_org_exists(instance_id, org_id)?;
                 let key = org_domain_key(instance_id, org_id, domain);
@@ -345,7 +398,12 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::SetOrgDomainValidation { instance_id, org_id, domain, validation_type } => {
+            C::SetOrgDomainValidation {
+                instance_id,
+                org_id,
+                domain,
+                validation_type,
+            } => {
                 let key = org_domain_key(instance_id, org_id, domain);
                 if check_only {
                     return Ok(0);
@@ -359,7 +417,11 @@ impl InMemoryState {
                     None => 0,
                 })
             }
-            C::SetOrgDomainVerified { instance_id, org_id, domain } => {
+            C::SetOrgDomainVerified {
+                instance_id,
+                org_id,
+                domain,
+            } => {
                 let key = org_domain_key(instance_id, org_id, domain);
                 if !self.org_domains.contains_key(&key) {
                     return Ok(0);
@@ -370,7 +432,10 @@ impl InMemoryState {
                         && d.is_verified
                         && lower(&d.domain) == key.2
                 }) {
-                    return Err(Error::already_exists("verified organization domain", domain));
+                    return Err(Error::already_exists(
+                        "verified organization domain",
+                        domain,
+                    ));
                 }
                 if check_only {
                     return Ok(0);
@@ -382,7 +447,11 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::SetPrimaryOrgDomain { instance_id, org_id, domain } => {
+            C::SetPrimaryOrgDomain {
+                instance_id,
+                org_id,
+                domain,
+            } => {
                 let key = org_domain_key(instance_id, org_id, domain);
                 if !self.org_domains.contains_key(&key) || check_only {
                     return Ok(0);
@@ -397,14 +466,21 @@ impl InMemoryState {
                 }
                 Ok(n)
             }
-            C::DeleteOrgDomain { instance_id, org_id, domain } => {
+            C::DeleteOrgDomain {
+                instance_id,
+                org_id,
+                domain,
+            } => {
                 if check_only {
                     return Ok(0);
                 }
                 let key = org_domain_key(instance_id, org_id, domain);
                 Ok(u64::from(self.org_domains.remove(&key).is_some()))
             }
-            C::DeleteOrgDomainsOfOrg { instance_id, org_id } => {
+            C::DeleteOrgDomainsOfOrg {
+                instance_id,
+                org_id,
+            } => {
                 if check_only {
                     return Ok(0);
                 }
@@ -418,42 +494,73 @@ impl InMemoryState {
                     return Ok(0);
                 }
                 let before = self.org_domains.len();
-                self.org_domains.retain(|(i, _, _), _| i != instance_id.as_str());
+                self.org_domains
+                    .retain(|(i, _, _), _| i != instance_id.as_str());
                 Ok((before - self.org_domains.len()) as u64)
             }
-            C::AddInstanceDomain { instance_id, domain } => {
-                self.add_domain(instance_id, None, domain, true, None, at, check_only)
-                    .map(|_| u64::from(!check_only))
-            }
-            C::AddOrganizationDomain { instance_id, org_id, domain, validation_type } => self
-                .add_domain(instance_id, Some(org_id), domain, false, *validation_type, at, check_only)
+            C::AddInstanceDomain {
+                instance_id,
+                domain,
+            } => self
+                .add_domain(instance_id, None, domain, true, None, at, check_only)
                 .map(|_| u64::from(!check_only)),
-            C::SetInstanceDomainPrimary { instance_id, domain } => {
-                self.set_domain_primary(instance_id, None, domain, at, check_only)
-            }
-            C::SetOrganizationDomainPrimary { instance_id, org_id, domain } => {
-                self.set_domain_primary(instance_id, Some(org_id), domain, at, check_only)
-            }
-            C::RemoveInstanceDomain { instance_id, domain } => {
-                self.remove_domains(at, check_only, |d| {
-                    d.instance_id == *instance_id && d.org_id.is_none() && lower(&d.domain) == lower(domain)
-                })
-            }
-            C::RemoveOrganizationDomain { instance_id, org_id, domain } => {
-                self.remove_domains(at, check_only, |d| {
-                    d.instance_id == *instance_id
-                        && d.org_id.as_ref() == Some(org_id)
-                        && lower(&d.domain) == lower(domain)
-                })
-            }
-            C::RemoveDomainsOfOrganization { instance_id, org_id } => self
-                .remove_domains(at, check_only, |d| {
-                    d.instance_id == *instance_id && d.org_id.as_ref() == Some(org_id)
-                }),
+            C::AddOrganizationDomain {
+                instance_id,
+                org_id,
+                domain,
+                validation_type,
+            } => self
+                .add_domain(
+                    instance_id,
+                    Some(org_id),
+                    domain,
+                    false,
+                    *validation_type,
+                    at,
+                    check_only,
+                )
+                .map(|_| u64::from(!check_only)),
+            C::SetInstanceDomainPrimary {
+                instance_id,
+                domain,
+            } => self.set_domain_primary(instance_id, None, domain, at, check_only),
+            C::SetOrganizationDomainPrimary {
+                instance_id,
+                org_id,
+                domain,
+            } => self.set_domain_primary(instance_id, Some(org_id), domain, at, check_only),
+            C::RemoveInstanceDomain {
+                instance_id,
+                domain,
+            } => self.remove_domains(at, check_only, |d| {
+                d.instance_id == *instance_id
+                    && d.org_id.is_none()
+                    && lower(&d.domain) == lower(domain)
+            }),
+            C::RemoveOrganizationDomain {
+                instance_id,
+                org_id,
+                domain,
+            } => self.remove_domains(at, check_only, |d| {
+                d.instance_id == *instance_id
+                    && d.org_id.as_ref() == Some(org_id)
+                    && lower(&d.domain) == lower(domain)
+            }),
+            C::RemoveDomainsOfOrganization {
+                instance_id,
+                org_id,
+            } => self.remove_domains(at, check_only, |d| {
+                d.instance_id == *instance_id && d.org_id.as_ref() == Some(org_id)
+            }),
             C::RemoveDomainsOfInstance { instance_id } => {
                 self.remove_domains(at, check_only, |d| d.instance_id == *instance_id)
             }
-            C::SetOrganizationDomainValidationType { instance_id, org_id, domain, validation_type } => {
+            C::SetOrganizationDomainValidationType {
+                instance_id,
+                org_id,
+                domain,
+                validation_type,
+            } => {
                 let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
                     return Ok(0);
                 };
@@ -467,7 +574,11 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::SetOrganizationDomainVerified { instance_id, org_id, domain } => {
+            C::SetOrganizationDomainVerified {
+                instance_id,
+                org_id,
+                domain,
+            } => {
                 let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
                     return Ok(0);
                 };
@@ -480,7 +591,10 @@ impl InMemoryState {
                         && lower(&d.domain) == lower(domain)
                 });
                 if taken {
-                    return Err(Error::already_exists("verified organization domain", domain));
+                    return Err(Error::already_exists(
+                        "verified organization domain",
+                        domain,
+                    ));
                 }
                 if check_only {
                     return Ok(0);
@@ -532,11 +646,22 @@ impl InMemoryState {
     fn primary_instance_domain(&self, instance_id: &InstanceId) -> Option<&InstanceDomain> {
         self.instance_domains.values().find(|d| {
             d.instance_id == *instance_id
-                && matches!(d.kind, InstanceDomainKind::Custom { is_primary: true, .. })
+                && matches!(
+                    d.kind,
+                    InstanceDomainKind::Custom {
+                        is_primary: true,
+                        ..
+                    }
+                )
         })
     }
 
-    fn live_domain_id(&self, instance_id: &InstanceId, org_id: Option<&OrgId>, domain: &str) -> Option<i64> {
+    fn live_domain_id(
+        &self,
+        instance_id: &InstanceId,
+        org_id: Option<&OrgId>,
+        domain: &str,
+    ) -> Option<i64> {
         self.live_domains
             .get(&(
                 instance_id.as_str().to_owned(),
@@ -561,11 +686,11 @@ impl InMemoryState {
         match org_id {
             None => {
                 self.check_instance_exists(instance_id)?;
-                if self
-                    .domains
-                    .values()
-                    .any(|d| d.deleted_at.is_none() && d.org_id.is_none() && lower(&d.domain) == lower(domain))
-                {
+                if self.domains.values().any(|d| {
+                    d.deleted_at.is_none()
+                        && d.org_id.is_none()
+                        && lower(&d.domain) == lower(domain)
+                }) {
                     return Err(Error::already_exists("instance domain", domain));
                 }
             }
@@ -594,7 +719,11 @@ impl InMemoryState {
             deleted_at: None,
         };
         self.live_domains.insert(
-            (instance_id.as_str().to_owned(), org_id.map(|o| o.as_str().to_owned()), lower(domain)),
+            (
+                instance_id.as_str().to_owned(),
+                org_id.map(|o| o.as_str().to_owned()),
+                lower(domain),
+            ),
             id,
         );
         self.domains.insert(id, row.clone());
@@ -665,7 +794,11 @@ impl InMemoryState {
             .ok_or_else(|| Error::not_found("instance", id))
     }
 
-    pub fn instances(&self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Vec<Instance> {
+    pub fn instances(
+        &self,
+        criteria: &InstanceCriteria,
+        page: &Pagination<NameSort>,
+    ) -> Vec<Instance> {
         let mut rows: Vec<Instance> = self
             .instances
             .values()
@@ -674,8 +807,12 @@ impl InMemoryState {
             .cloned()
             .collect();
         sort_rows(&mut rows, page.order, |a, b| {
-            name_sort(page.sort, (&a.name, a.created_at, a.updated_at), (&b.name, b.created_at, b.updated_at))
-                .then_with(|| a.id.cmp(&b.id))
+            name_sort(
+                page.sort,
+                (&a.name, a.created_at, a.updated_at),
+                (&b.name, b.created_at, b.updated_at),
+            )
+            .then_with(|| a.id.cmp(&b.id))
         });
         page.cut(rows)
     }
@@ -684,7 +821,9 @@ impl InMemoryState {
         let host = lower(host);
         self.instance_domains
             .values()
-            .filter(|d| d.kind.domain_type() == InstanceDomainType::Custom && lower(&d.domain) == host)
+            .filter(|d| {
+                d.kind.domain_type() == InstanceDomainType::Custom && lower(&d.domain) == host
+            })
             .find_map(|d| self.instance(&d.instance_id).ok())
             .ok_or_else(|| Error::not_found("instance for host", host))
     }
@@ -716,8 +855,12 @@ impl InMemoryState {
             .cloned()
             .collect();
         sort_rows(&mut rows, page.order, |a, b| {
-            name_sort(page.sort, (&a.name, a.created_at, a.updated_at), (&b.name, b.created_at, b.updated_at))
-                .then_with(|| a.id.cmp(&b.id))
+            name_sort(
+                page.sort,
+                (&a.name, a.created_at, a.updated_at),
+                (&b.name, b.created_at, b.updated_at),
+            )
+            .then_with(|| a.id.cmp(&b.id))
         });
         Ok(page.cut(rows))
     }
@@ -729,11 +872,18 @@ impl InMemoryState {
             .filter(|d| d.instance_id == *instance_id)
             .cloned()
             .collect();
-        rows.sort_by(|a, b| (&a.domain, a.kind.domain_type().as_str()).cmp(&(&b.domain, b.kind.domain_type().as_str())));
+        rows.sort_by(|a, b| {
+            (&a.domain, a.kind.domain_type().as_str())
+                .cmp(&(&b.domain, b.kind.domain_type().as_str()))
+        });
         rows
     }
 
-    pub fn org_domains(&self, instance_id: &InstanceId, org_id: Option<&OrgId>) -> Vec<OrganizationDomain> {
+    pub fn org_domains(
+        &self,
+        instance_id: &InstanceId,
+        org_id: Option<&OrgId>,
+    ) -> Vec<OrganizationDomain> {
         let mut rows: Vec<_> = self
             .org_domains
             .values()
@@ -744,7 +894,11 @@ impl InMemoryState {
         rows
     }
 
-    pub fn domains(&self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>> {
+    pub fn domains(
+        &self,
+        criteria: &DomainCriteria,
+        page: &Pagination<DomainSort>,
+    ) -> Result<Vec<Domain>> {
         let instance_id = criteria
             .instance_id
             .as_ref()
@@ -755,7 +909,12 @@ impl InMemoryState {
             .filter(|d| d.instance_id == *instance_id)
             .filter(|d| criteria.include_deleted || d.deleted_at.is_none())
             .filter(|d| criteria.id.is_none_or(|id| id == d.id))
-            .filter(|d| criteria.domain.as_ref().is_none_or(|m| m.matches(&d.domain)))
+            .filter(|d| {
+                criteria
+                    .domain
+                    .as_ref()
+                    .is_none_or(|m| m.matches(&d.domain))
+            })
             .filter(|d| match &criteria.owner {
                 None => true,
                 Some(DomainOwner::InstanceOnly) => d.org_id.is_none(),
@@ -812,7 +971,11 @@ fn describe(criteria: &DomainCriteria) -> String {
 }
 
 fn org_domain_key(instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> OrgDomainKey {
-    (instance_id.as_str().to_owned(), org_id.as_str().to_owned(), lower(domain))
+    (
+        instance_id.as_str().to_owned(),
+        org_id.as_str().to_owned(),
+        lower(domain),
+    )
 }
 
 fn name_sort(
