@@ -151,8 +151,15 @@ async fn migrate(status: bool) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().task {
+fn main() {
+    if let Err(error) = run(Cli::parse().task) {
+        eprintln!("xtask: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
         Task::Migrate { status } => tokio::runtime::Runtime::new()?.block_on(migrate(status)),
         Task::Test => test(),
         Task::Lint => lint(),

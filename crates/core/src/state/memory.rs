@@ -216,7 +216,10 @@ impl InMemoryState {
                 update,
             } => {
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
-                if self.organizations.get(&key).is_none_or(|o| o.deleted_at.is_some())
+                if self
+                    .organizations
+                    .get(&key)
+                    .is_none_or(|o| o.deleted_at.is_some())
                 {
                     return Ok(0);
                 }
