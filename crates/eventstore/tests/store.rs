@@ -436,3 +436,201 @@ async fn a_failing_command_writes_nothing() {
         .unwrap();
     assert_eq!(events, 1, "only instance.added");
 }
+
+/// The event store's behaviour, run against PostgreSQL and the in-memory store alike.
+#[async_trait::async_trait]
+trait Harness: Send + Sync {
+    async fn push(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<tenancy_core::event::StoredEvent>, Error>;
+    fn reader(&self) -> Box<dyn EventReader>;
+}
+
+#[async_trait::async_trait]
+impl Harness for PgEventStore {
+    async fn push(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<tenancy_core::event::StoredEvent>, Error> {
+        PgEventStore::push(self, events).await
+    }
+    fn reader(&self) -> Box<dyn EventReader> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for InMemoryStore {
+    async fn push(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<tenancy_core::event::StoredEvent>, Error> {
+        let mut uow = self.begin().await?;
+        let stored = uow.push(events).await?;
+        uow.commit().await?;
+        Ok(stored)
+    }
+    fn reader(&self) -> Box<dyn EventReader> {
+        Box::new(self.event_reader())
+    }
+}
+
+async fn event_store_suite(store: &dyn Harness) {
+    let pushed = store
+        .push(vec![
+            event("i", "o1", "org.added", Some(0)),
+            event("i", "o2", "org.added", None),
+            event("j", "o1", "org.added", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        pushed.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 1, 1]
+    );
+    store
+        .push(vec![event("i", "o1", "org.removed", Some(1))])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .push(vec![event("i", "o1", "org.removed", Some(1))])
+            .await,
+        Err(Error::Conflict(_))
+    ));
+
+    let mut unique = event("i", "o3", "org.added", None);
+    unique
+        .unique_constraints
+        .push(UniqueConstraint::add_org_name("i", "Name"));
+    store.push(vec![unique.clone()]).await.unwrap();
+    let mut again = event("i", "o4", "org.added", None);
+    again
+        .unique_constraints
+        .push(UniqueConstraint::add_org_name("i", "NAME"));
+    assert!(matches!(
+        store
+            .push(vec![event("i", "o5", "org.added", None), again])
+            .await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    let mut elsewhere = event("j", "o4", "org.added", None);
+    elsewhere
+        .unique_constraints
+        .push(UniqueConstraint::add_org_name("j", "name"));
+    store.push(vec![elsewhere]).await.unwrap();
+
+    let reader = store.reader();
+    let all = reader
+        .read(&EventQuery {
+            instance_id: "i".into(),
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = all
+        .iter()
+        .map(|e| (e.aggregate_id.as_str(), e.sequence))
+        .collect();
+    assert_eq!(
+        ids,
+        [("o1", 1), ("o2", 1), ("o1", 2), ("o3", 1)],
+        "o5 and o4 were rolled back with their push"
+    );
+    let after = reader
+        .read(&EventQuery {
+            instance_id: "i".into(),
+            after: Some(all[1].sort_key()),
+            limit: Some(1),
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].sort_key(), all[2].sort_key());
+    let removed = reader
+        .read(&EventQuery {
+            instance_id: "i".into(),
+            event_types: vec!["org.removed".into()],
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    let o1 = reader
+        .read(&EventQuery {
+            instance_id: "i".into(),
+            aggregate_ids: vec!["o1".into()],
+            aggregate_types: vec!["org".into()],
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(o1.len(), 2);
+    assert_eq!(
+        reader.read_aggregate("i", "org", "o1").await.unwrap().len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_in_memory_store_behaves_like_postgres() {
+    let db = TestDatabase::fresh().await.unwrap();
+    event_store_suite(&PgEventStore::new(db.pool.clone())).await;
+    event_store_suite(&InMemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn two_instances_racing_for_one_custom_domain_exactly_one_wins() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let pg = PgStore::with_events(
+        db.pool.clone(),
+        Arc::new(PgEventStore::new(db.pool.clone())),
+    );
+    let ctx = fixtures::context();
+    let a = command::run(&pg, &ctx, &AddInstance { name: "A".into() })
+        .await
+        .unwrap();
+    let b = command::run(&pg, &ctx, &AddInstance { name: "B".into() })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for instance in [a, b] {
+        let (pg, ctx) = (pg.clone(), ctx.clone());
+        tasks.push(tokio::spawn(async move {
+            command::run(
+                &pg,
+                &ctx,
+                &AddInstanceDomain {
+                    instance_id: instance,
+                    domain: "contested.example".into(),
+                    generated: false,
+                },
+            )
+            .await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(Error::AlreadyExists { .. }))),
+        "{results:?}"
+    );
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM zitadel.domains WHERE domain = 'contested.example'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
+}

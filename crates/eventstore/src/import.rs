@@ -1,0 +1,438 @@
+//! Import of an existing store's export: the CSV that
+//! `COPY eventstore.events2 TO STDOUT WITH (FORMAT csv, HEADER)` produces (schema.md's
+//! columns in that order; `written_by_v3` may be absent), or JSON lines with the same
+//! field names. The whole file is validated first — a malformed file is rejected with the
+//! line of its first bad row and nothing is imported — then loaded with `COPY` into a
+//! temporary table and inserted with `ON CONFLICT DO NOTHING`, so importing the same file
+//! twice adds nothing.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::PgPool;
+use tenancy_core::Error;
+use tenancy_postgres::on_constraint;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// schema.md's column order of `eventstore.events2`.
+pub const COLUMNS: [&str; 13] = [
+    "instance_id",
+    "aggregate_type",
+    "aggregate_id",
+    "event_type",
+    "sequence",
+    "revision",
+    "created_at",
+    "payload",
+    "creator",
+    "owner",
+    "position",
+    "in_tx_order",
+    "written_by_v3",
+];
+
+/// The file formats understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    Csv,
+    JsonLines,
+}
+
+impl ImportFormat {
+    /// By extension (`.csv`; `.jsonl`, `.ndjson`, `.json`), else by the first character.
+    pub fn detect(path: &Path, content: &str) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => Self::Csv,
+            Some("jsonl" | "ndjson" | "json") => Self::JsonLines,
+            _ if content.trim_start().starts_with('{') => Self::JsonLines,
+            _ => Self::Csv,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Rows in the file.
+    pub rows: u64,
+    /// Rows added to the store.
+    pub inserted: u64,
+    /// Rows already present (same primary key), left as they were.
+    pub already_present: u64,
+}
+
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("line {line}: {reason}")]
+    Malformed { line: u64, reason: String },
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// One validated row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRow {
+    pub instance_id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub sequence: i64,
+    pub revision: i16,
+    pub created_at: OffsetDateTime,
+    pub payload: Option<Value>,
+    pub creator: String,
+    pub owner: String,
+    pub position: Decimal,
+    pub in_tx_order: i32,
+    pub written_by_v3: bool,
+}
+
+fn malformed(line: u64, reason: impl Into<String>) -> ImportError {
+    ImportError::Malformed {
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// PostgreSQL's `2024-05-01 10:00:00.123456+00` as well as RFC 3339.
+pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
+    let mut s = text.trim().replacen(' ', "T", 1);
+    let bytes = s.as_bytes();
+    // An offset of hours only (`+00`) gets its minutes.
+    if bytes.len() > 3
+        && matches!(bytes[bytes.len() - 3], b'+' | b'-')
+        && bytes[bytes.len() - 2..].iter().all(u8::is_ascii_digit)
+    {
+        s.push_str(":00");
+    }
+    OffsetDateTime::parse(&s, &Rfc3339).ok()
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim() {
+        "t" | "true" | "TRUE" | "1" => Some(true),
+        "f" | "false" | "FALSE" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Builds a row from textual fields (CSV), naming the column of the first bad value.
+fn row_from_fields(
+    line: u64,
+    field: impl Fn(usize) -> Option<String>,
+) -> Result<ImportRow, ImportError> {
+    let text = |i: usize| -> Result<String, ImportError> {
+        field(i).ok_or_else(|| malformed(line, format!("column {} is missing", COLUMNS[i])))
+    };
+    let parse = |i: usize, what: &str| -> Result<String, ImportError> {
+        let value = text(i)?;
+        if value.is_empty() {
+            return Err(malformed(
+                line,
+                format!("column {} is empty; expected {what}", COLUMNS[i]),
+            ));
+        }
+        Ok(value)
+    };
+    let bad = |i: usize, value: &str, what: &str| {
+        malformed(
+            line,
+            format!("column {} = {value:?} is not {what}", COLUMNS[i]),
+        )
+    };
+    let sequence = parse(4, "an integer")?;
+    let revision = parse(5, "an integer")?;
+    let created_at = parse(6, "a timestamp")?;
+    let payload = text(7)?;
+    let position = parse(10, "a number")?;
+    let in_tx_order = parse(11, "an integer")?;
+    let written_by_v3 = field(12).unwrap_or_default();
+    Ok(ImportRow {
+        instance_id: text(0)?,
+        aggregate_type: parse(1, "an aggregate type")?,
+        aggregate_id: parse(2, "an aggregate id")?,
+        event_type: parse(3, "an event type")?,
+        sequence: sequence
+            .parse()
+            .map_err(|_| bad(4, &sequence, "an integer"))?,
+        revision: revision
+            .parse()
+            .map_err(|_| bad(5, &revision, "a small integer"))?,
+        created_at: parse_timestamp(&created_at)
+            .ok_or_else(|| bad(6, &created_at, "a timestamp"))?,
+        payload: if payload.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_str(&payload)
+                    .map_err(|e| malformed(line, format!("column payload is not JSON: {e}")))?,
+            )
+        },
+        creator: text(8)?,
+        owner: text(9)?,
+        position: position
+            .parse()
+            .map_err(|_| bad(10, &position, "a number"))?,
+        in_tx_order: in_tx_order
+            .parse()
+            .map_err(|_| bad(11, &in_tx_order, "an integer"))?,
+        written_by_v3: if written_by_v3.is_empty() {
+            false
+        } else {
+            parse_bool(&written_by_v3).ok_or_else(|| bad(12, &written_by_v3, "a boolean"))?
+        },
+    })
+}
+
+/// Parses and validates a whole CSV export.
+pub fn parse_csv(content: &str) -> Result<Vec<ImportRow>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(content.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| malformed(1, format!("unreadable header: {e}")))?
+        .clone();
+    let names: Vec<&str> = header.iter().map(str::trim).collect();
+    let required = &COLUMNS[..12];
+    if names.len() < 12
+        || names[..12] != *required
+        || (names.len() > 12 && names[12..] != COLUMNS[12..])
+    {
+        return Err(malformed(
+            1,
+            format!(
+                "header must be {} (written_by_v3 optional), found {}",
+                COLUMNS.join(","),
+                names.join(",")
+            ),
+        ));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record =
+            record.map_err(|e| malformed(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() > names.len() {
+            return Err(malformed(
+                line,
+                format!("{} columns, the header has {}", record.len(), names.len()),
+            ));
+        }
+        rows.push(row_from_fields(line, |i| record.get(i).map(str::to_owned))?);
+    }
+    Ok(rows)
+}
+
+/// Parses and validates JSON lines with the same field names.
+pub fn parse_json_lines(content: &str) -> Result<Vec<ImportRow>, ImportError> {
+    let mut rows = Vec::new();
+    for (index, text) in content.lines().enumerate() {
+        let line = index as u64 + 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| malformed(line, format!("not JSON: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| malformed(line, "not a JSON object"))?;
+        let field = |i: usize| -> Option<String> {
+            match object.get(COLUMNS[i])? {
+                Value::Null => Some(String::new()),
+                Value::String(s) => Some(s.clone()),
+                // The payload stays JSON; numbers and booleans are read from their text.
+                other => Some(other.to_string()),
+            }
+        };
+        if let Some(Value::String(_)) = object.get("payload") {
+            return Err(malformed(
+                line,
+                "column payload must be a JSON object or null, not a string",
+            ));
+        }
+        rows.push(row_from_fields(line, field)?);
+    }
+    Ok(rows)
+}
+
+/// Reads, validates and imports a file.
+pub async fn import_file(pool: &PgPool, path: &Path) -> Result<ImportReport, ImportError> {
+    let mut content = String::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut content))
+        .map_err(|source| ImportError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    let rows = match ImportFormat::detect(path, &content) {
+        ImportFormat::Csv => parse_csv(&content)?,
+        ImportFormat::JsonLines => parse_json_lines(&content)?,
+    };
+    import_rows(pool, &rows).await
+}
+
+/// Loads validated rows in one transaction (COPY into a temporary table, then one insert).
+pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportReport, ImportError> {
+    let mut data = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    for r in rows {
+        let created_at = r
+            .created_at
+            .format(&Rfc3339)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let payload = r.payload.as_ref().map(Value::to_string).unwrap_or_default();
+        data.write_record([
+            r.instance_id.as_str(),
+            &r.aggregate_type,
+            &r.aggregate_id,
+            &r.event_type,
+            &r.sequence.to_string(),
+            &r.revision.to_string(),
+            &created_at,
+            &payload,
+            &r.creator,
+            &r.owner,
+            &r.position.to_string(),
+            &r.in_tx_order.to_string(),
+            if r.written_by_v3 { "t" } else { "f" },
+        ])
+        .map_err(|e| Error::internal(e.to_string()))?;
+    }
+    let data = data
+        .into_inner()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut tx = pool.begin().await.map_err(on_constraint)?;
+    sqlx::query(
+        "CREATE TEMP TABLE import_events (LIKE eventstore.events2 INCLUDING DEFAULTS) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY import_events ({}) FROM STDIN WITH (FORMAT csv)",
+            quoted_columns()
+        ))
+        .await
+        .map_err(on_constraint)?;
+    copy.send(data).await.map_err(on_constraint)?;
+    copy.finish().await.map_err(on_constraint)?;
+    let inserted = sqlx::query(
+        "INSERT INTO eventstore.events2 SELECT * FROM import_events ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?
+    .rows_affected();
+    let instances: BTreeSet<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
+    for instance in instances {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::NOTIFY_CHANNEL)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+    }
+    tx.commit().await.map_err(on_constraint)?;
+    let total = rows.len() as u64;
+    Ok(ImportReport {
+        rows: total,
+        inserted,
+        already_present: total - inserted,
+    })
+}
+
+fn quoted_columns() -> String {
+    COLUMNS
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_both_shapes() {
+        let a = parse_timestamp("2024-05-01 10:00:00.123456+00").unwrap();
+        let b = parse_timestamp("2024-05-01T10:00:00.123456Z").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            parse_timestamp("2024-05-01 12:00:00+02"),
+            parse_timestamp("2024-05-01T10:00:00Z")
+        );
+        assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    const HEADER: &str = "instance_id,aggregate_type,aggregate_id,event_type,sequence,revision,created_at,payload,creator,owner,position,in_tx_order,written_by_v3";
+
+    #[test]
+    fn csv_rows_parse_and_errors_name_the_line() {
+        let good = format!(
+            "{HEADER}\ni,org,o,org.added,1,1,2024-05-01 10:00:00+00,\"{{\"\"name\"\"}}\",u,o,1714557600.5,1,f\n"
+        );
+        assert!(
+            parse_csv(&good).is_err(),
+            "payload {{\"name\"}} is not JSON"
+        );
+        let good = format!(
+            "{HEADER}\ni,org,o,org.added,1,1,2024-05-01 10:00:00+00,\"{{\"\"name\"\":\"\"x\"\"}}\",u,o,1714557600.5,1,f\ni,org,o,org.removed,2,1,2024-05-01 10:00:01+00,,u,o,1714557601,1,t\n"
+        );
+        let rows = parse_csv(&good).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].payload, None);
+        assert!(rows[1].written_by_v3);
+        let bad = format!(
+            "{HEADER}\ni,org,o,org.added,1,1,2024-05-01 10:00:00+00,{{}},u,o,1,1,f\ni,org,o,org.added,x,1,2024-05-01 10:00:00+00,{{}},u,o,1,1,f\n"
+        );
+        let err = parse_csv(&bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("line 3:") && err.contains("sequence"),
+            "{err}"
+        );
+        let missing = format!("{HEADER}\ni,org,o,org.added,1,1,2024-05-01 10:00:00+00\n");
+        let err = parse_csv(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with("line 2:") && err.contains("missing"),
+            "{err}"
+        );
+        let without_v3 = "instance_id,aggregate_type,aggregate_id,event_type,sequence,revision,created_at,payload,creator,owner,position,in_tx_order\ni,org,o,org.removed,1,1,2024-05-01 10:00:00+00,,u,o,1,1\n";
+        assert!(!parse_csv(without_v3).unwrap()[0].written_by_v3);
+        assert!(
+            parse_csv("a,b\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("line 1:")
+        );
+    }
+
+    #[test]
+    fn json_lines_parse_and_errors_name_the_line() {
+        let line = r#"{"instance_id":"i","aggregate_type":"org","aggregate_id":"o","event_type":"org.added","sequence":1,"revision":1,"created_at":"2024-05-01T10:00:00Z","payload":{"name":"x"},"creator":"u","owner":"o","position":"1714557600.25","in_tx_order":1}"#;
+        let rows = parse_json_lines(&format!("{line}\n\n{line}\n")).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].position.to_string(), "1714557600.25");
+        let err = parse_json_lines(&format!("{line}\n{{\"instance_id\": 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 2:"), "{err}");
+        let wrong_type = line.replace("\"sequence\":1", "\"sequence\":\"one\"");
+        let err = parse_json_lines(&wrong_type).unwrap_err().to_string();
+        assert!(err.contains("sequence"), "{err}");
+    }
+}
