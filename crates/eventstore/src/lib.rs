@@ -331,6 +331,7 @@ impl EventReader for PgEventStore {
                AND \"position\" <= EXTRACT(EPOCH FROM now())
                AND (NOT $5 OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
                                > ($6::numeric, $7::int, $8::text, $9::text, $10::text, $11::bigint))
+               AND ($13::numeric IS NULL OR \"position\" <= $13)
              ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
              LIMIT $12"
         );
@@ -362,6 +363,7 @@ impl EventReader for PgEventStore {
             )
             .bind(cursor.as_ref().map(|c| c.sequence).unwrap_or_default())
             .bind(query.limit.map(i64::from))
+            .bind(query.max_position)
             .fetch_all(&mut *conn)
             .await
             .map_err(on_constraint)?;

@@ -17,6 +17,7 @@
 //! ```
 
 mod domain;
+pub mod dump;
 pub mod embedded;
 mod error;
 mod instance;

@@ -131,5 +131,7 @@ pub struct EventQuery {
     pub aggregate_ids: Vec<String>,
     pub event_types: Vec<String>,
     pub after: Option<SortKey>,
+    /// Only events at or before this position (a catch-up's target).
+    pub max_position: Option<Decimal>,
     pub limit: Option<u32>,
 }

@@ -1,0 +1,576 @@
+//! The engine: per `(projection, instance)` batches in one transaction each — cursor and
+//! table changes commit together (exactly once); gap-safe reads by sort key (nothing
+//! skipped); one process per pair at a time (`pg_try_advisory_xact_lock`); failures recorded,
+//! retried and skipped after `max_failure_count`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgPool};
+use tenancy_core::event::{EventQuery, SortKey, StoredEvent};
+use tenancy_core::ports::{EventReader, UnitOfWork};
+use tenancy_core::state::apply_change;
+use tenancy_core::{Error, Result};
+use tenancy_eventstore::PgEventStore;
+use tenancy_postgres::{PgSession, PgStore, on_constraint};
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::metrics::EngineMetrics;
+use crate::relational;
+
+/// How the engine works.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Events per batch transaction.
+    pub batch_size: u32,
+    /// Attempts before a failing event is skipped (it stays listed).
+    pub max_failure_count: i16,
+    /// Instances worked on in parallel.
+    pub workers: usize,
+    /// Continuous mode: how often to sweep every instance besides notifications.
+    pub sweep_interval: Duration,
+    /// Continuous mode: cap of the exponential backoff when the database is unreachable.
+    pub max_backoff: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            max_failure_count: 5,
+            workers: 4,
+            sweep_interval: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one batch (or a catch-up of an instance) did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub applied: u64,
+    /// v3-written events and events skipped after too many failures.
+    pub skipped: u64,
+    /// Failures recorded by this run.
+    pub failed: u64,
+    /// Another process holds this instance.
+    pub busy: bool,
+    /// Nothing left to read (up to the target).
+    pub caught_up: bool,
+}
+
+impl Outcome {
+    fn add(&mut self, other: Outcome) {
+        self.applied += other.applied;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+        self.busy |= other.busy;
+        self.caught_up = other.caught_up;
+    }
+}
+
+/// Replays v3-written events too (after a rebuild reset the tables), up to this position.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayV3(pub Decimal);
+
+/// The projection engine for `relational_tables` on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pool: PgPool,
+    events: PgEventStore,
+    config: EngineConfig,
+    metrics: Arc<EngineMetrics>,
+}
+
+type FailureKey = (String, String, i64);
+
+/// Called after each instance with (instances done, instances in all, outcome so far).
+pub type Progress = Arc<dyn Fn(usize, usize, &Outcome) + Send + Sync>;
+
+impl Engine {
+    pub fn new(pool: PgPool, config: EngineConfig) -> Self {
+        Self {
+            events: PgEventStore::new(pool.clone()),
+            pool,
+            config,
+            metrics: Arc::new(EngineMetrics::new()),
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Every instance with events of the projection's aggregates (a loose index scan over
+    /// the primary key, not a scan of the whole table).
+    pub async fn instances(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "WITH RECURSIVE ids AS (
+                 SELECT min(instance_id) AS id FROM eventstore.events2 WHERE instance_id > ''
+                 UNION ALL
+                 SELECT (SELECT min(instance_id) FROM eventstore.events2 WHERE instance_id > ids.id)
+                 FROM ids WHERE ids.id IS NOT NULL)
+             SELECT id FROM ids WHERE id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// The newest position in the store now (the target of a catch-up).
+    pub async fn newest_position(&self) -> Result<Option<Decimal>> {
+        sqlx::query_scalar("SELECT max(\"position\") FROM eventstore.events2")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(on_constraint)
+    }
+
+    /// Applies batches for one instance until it reaches `target` (or everything, without
+    /// one), another process holds it, or a failing event blocks it.
+    pub async fn catch_up(&self, instance_id: &str, target: Option<Decimal>) -> Result<Outcome> {
+        self.catch_up_with(instance_id, target, None).await
+    }
+
+    pub async fn catch_up_with(
+        &self,
+        instance_id: &str,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Outcome> {
+        let mut total = Outcome::default();
+        loop {
+            let outcome = self.run_batch(instance_id, target, replay).await?;
+            total.add(outcome);
+            // A failure below the limit blocks the instance until a later run retries it:
+            // retrying at once would burn the attempts before other instances (whose
+            // events it may depend on, e.g. a custom domain released elsewhere) move on.
+            if outcome.busy || outcome.caught_up || outcome.failed > 0 {
+                return Ok(total);
+            }
+            if outcome.applied == 0 && outcome.skipped == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Catches every instance up to the newest position present at start, `workers` at a
+    /// time. `progress` is called after each instance with (done, total, outcome so far).
+    pub async fn run_until_caught_up<F>(&self, progress: F) -> Result<Outcome>
+    where
+        F: Fn(usize, usize, &Outcome) + Send + Sync + 'static,
+    {
+        let target = self.newest_position().await?;
+        self.run_rounds(target, None, Arc::new(progress)).await
+    }
+
+    /// Rounds over every instance until a round records no new failure. Each round is one
+    /// more attempt for each blocked event, so every failing event is skipped after
+    /// `max_failure_count` rounds at most: the loop ends.
+    pub(crate) async fn run_rounds(
+        &self,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+        progress: Progress,
+    ) -> Result<Outcome> {
+        let mut sum = Outcome::default();
+        loop {
+            let report = progress.clone();
+            let round = self
+                .run_instances(target, replay, move |done, total, o| report(done, total, o))
+                .await?;
+            sum.add(round);
+            if round.failed == 0 {
+                break;
+            }
+        }
+        Ok(sum)
+    }
+
+    pub async fn run_instances<F>(
+        &self,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+        progress: F,
+    ) -> Result<Outcome>
+    where
+        F: Fn(usize, usize, &Outcome) + Send + Sync + 'static,
+    {
+        let instances = self.instances().await?;
+        let total = instances.len();
+        let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let mut tasks = JoinSet::new();
+        for instance in instances {
+            let (engine, permits) = (self.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::internal_with("worker pool closed", e))?;
+                engine.catch_up_with(&instance, target, replay).await
+            });
+        }
+        let mut sum = Outcome::default();
+        let mut done = 0;
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined.map_err(|e| Error::internal_with("projection worker panicked", e)) {
+                Ok(Ok(outcome)) => sum.add(outcome),
+                Ok(Err(e)) | Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+            done += 1;
+            progress(done, total, &sum);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(sum),
+        }
+    }
+
+    /// One batch for one instance in one transaction.
+    pub async fn run_batch(
+        &self,
+        instance_id: &str,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Outcome> {
+        let started = Instant::now();
+        let store = PgStore::new(self.pool.clone());
+        let mut session = store.transaction().await?;
+        if !try_lock(session.conn()?, instance_id).await? {
+            session.rollback().await?;
+            return Ok(Outcome {
+                busy: true,
+                ..Outcome::default()
+            });
+        }
+        let cursor = read_cursor(session.conn()?, instance_id).await?;
+        let events = self
+            .events
+            .read(&EventQuery {
+                instance_id: instance_id.to_owned(),
+                aggregate_types: relational::aggregate_types(),
+                event_types: relational::event_types(),
+                after: cursor,
+                max_position: target,
+                limit: Some(self.config.batch_size),
+                ..EventQuery::default()
+            })
+            .await?;
+        if events.is_empty() {
+            session.rollback().await?;
+            return Ok(Outcome {
+                caught_up: true,
+                ..Outcome::default()
+            });
+        }
+        let caught_up = events.len() < self.config.batch_size as usize;
+        let failures = read_failures(session.conn()?, instance_id).await?;
+
+        // Fast path: the whole batch without savepoints.
+        let fast = self
+            .apply_all(&mut session, &events, &failures, replay)
+            .await;
+        let outcome = match fast {
+            Ok(mut outcome) => {
+                let last = events.last().map(StoredEvent::sort_key);
+                write_cursor(session.conn()?, instance_id, last.as_ref(), events.last()).await?;
+                outcome.caught_up = caught_up;
+                outcome
+            }
+            Err(Error::Internal { message, source }) => {
+                let _ = session.rollback().await;
+                return Err(Error::Internal { message, source });
+            }
+            Err(_) => {
+                // Slow path: isolate the failing event(s) with savepoints.
+                let _ = session.rollback().await;
+                session = store.transaction().await?;
+                if !try_lock(session.conn()?, instance_id).await? {
+                    session.rollback().await?;
+                    return Ok(Outcome {
+                        busy: true,
+                        ..Outcome::default()
+                    });
+                }
+                let mut outcome = self
+                    .apply_isolated(&mut session, instance_id, &events, &failures, replay)
+                    .await?;
+                outcome.caught_up =
+                    caught_up && outcome.applied + outcome.skipped == events.len() as u64;
+                outcome
+            }
+        };
+        let newest = events.last().map(|e| e.created_at);
+        session.commit().await?;
+        let label = EngineMetrics::label(relational::NAME);
+        self.metrics.applied(relational::NAME, outcome.applied);
+        self.metrics
+            .failures
+            .get_or_create(&label)
+            .inc_by(outcome.failed);
+        self.metrics
+            .batch_seconds
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(newest) = newest {
+            let lag = (OffsetDateTime::now_utc() - newest)
+                .as_seconds_f64()
+                .max(0.0);
+            self.metrics.lag_seconds.get_or_create(&label).set(lag);
+        }
+        Ok(outcome)
+    }
+
+    fn wanted(
+        event: &StoredEvent,
+        failures: &HashMap<FailureKey, i16>,
+        max: i16,
+        replay: Option<ReplayV3>,
+    ) -> bool {
+        if event.written_by_v3 && replay.is_none_or(|ReplayV3(until)| event.position > until) {
+            return false;
+        }
+        let key = (
+            event.aggregate_type.clone(),
+            event.aggregate_id.clone(),
+            event.sequence,
+        );
+        failures.get(&key).is_none_or(|count| *count < max)
+    }
+
+    async fn apply_all(
+        &self,
+        session: &mut PgSession,
+        events: &[StoredEvent],
+        failures: &HashMap<FailureKey, i16>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Outcome> {
+        let mut outcome = Outcome::default();
+        for event in events {
+            if !Self::wanted(event, failures, self.config.max_failure_count, replay) {
+                outcome.skipped += 1;
+                continue;
+            }
+            apply_event(session, event).await?;
+            clear_recovered(session, event, failures).await?;
+            outcome.applied += 1;
+        }
+        Ok(outcome)
+    }
+
+    async fn apply_isolated(
+        &self,
+        session: &mut PgSession,
+        instance_id: &str,
+        events: &[StoredEvent],
+        failures: &HashMap<FailureKey, i16>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Outcome> {
+        let mut outcome = Outcome::default();
+        let mut last_done: Option<&StoredEvent> = None;
+        for event in events {
+            if !Self::wanted(event, failures, self.config.max_failure_count, replay) {
+                outcome.skipped += 1;
+                last_done = Some(event);
+                continue;
+            }
+            sqlx::query("SAVEPOINT projection_event")
+                .execute(session.conn()?)
+                .await
+                .map_err(on_constraint)?;
+            match apply_event(session, event).await {
+                Ok(()) => {
+                    sqlx::query("RELEASE SAVEPOINT projection_event")
+                        .execute(session.conn()?)
+                        .await
+                        .map_err(on_constraint)?;
+                    clear_recovered(session, event, failures).await?;
+                    outcome.applied += 1;
+                    last_done = Some(event);
+                }
+                Err(Error::Internal { message, source }) => {
+                    return Err(Error::Internal { message, source });
+                }
+                Err(error) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT projection_event")
+                        .execute(session.conn()?)
+                        .await
+                        .map_err(on_constraint)?;
+                    let count = record_failure(session.conn()?, event, &error.to_string()).await?;
+                    outcome.failed += 1;
+                    tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, count, "event failed");
+                    if count >= self.config.max_failure_count {
+                        // Skipped from now on; it stays listed in failed_events2.
+                        outcome.skipped += 1;
+                        last_done = Some(event);
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(event) = last_done {
+            write_cursor(
+                session.conn()?,
+                instance_id,
+                Some(&event.sort_key()),
+                Some(event),
+            )
+            .await?;
+        }
+        Ok(outcome)
+    }
+}
+
+/// Decodes, reduces and applies one event with its `created_at` as the event time.
+pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) -> Result<()> {
+    for change in relational::changes(event)? {
+        apply_change(session, &change, event.created_at).await?;
+    }
+    Ok(())
+}
+
+/// An event that failed before and now applied is no longer a failure.
+async fn clear_recovered(
+    session: &mut PgSession,
+    event: &StoredEvent,
+    failures: &HashMap<FailureKey, i16>,
+) -> Result<()> {
+    let key = (
+        event.aggregate_type.clone(),
+        event.aggregate_id.clone(),
+        event.sequence,
+    );
+    if failures.contains_key(&key) {
+        crate::ops::delete_failure(session.conn()?, event).await?;
+    }
+    Ok(())
+}
+
+async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))")
+        .bind(format!("tenancy.projection:{}", relational::NAME))
+        .bind(instance_id)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+}
+
+async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Option<SortKey>> {
+    let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
+        "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
+         FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2",
+    )
+    .bind(relational::NAME)
+    .bind(instance_id)
+    .fetch_optional(conn)
+    .await
+    .map_err(on_constraint)?;
+    Ok(row.map(
+        |(position, in_tx_order, aggregate_type, aggregate_id, sequence)| SortKey {
+            position,
+            in_tx_order,
+            instance_id: instance_id.to_owned(),
+            aggregate_type,
+            aggregate_id,
+            sequence,
+        },
+    ))
+}
+
+async fn write_cursor(
+    conn: &mut PgConnection,
+    instance_id: &str,
+    key: Option<&SortKey>,
+    event: Option<&StoredEvent>,
+) -> Result<()> {
+    let (Some(key), Some(event)) = (key, event) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO projections.current_states (projection_name, instance_id, \"position\", in_tx_order,
+             aggregate_type, aggregate_id, \"sequence\", event_date, last_updated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+         ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
+             in_tx_order = EXCLUDED.in_tx_order, aggregate_type = EXCLUDED.aggregate_type,
+             aggregate_id = EXCLUDED.aggregate_id, \"sequence\" = EXCLUDED.\"sequence\",
+             event_date = EXCLUDED.event_date, last_updated = now()",
+    )
+    .bind(relational::NAME)
+    .bind(instance_id)
+    .bind(key.position)
+    .bind(key.in_tx_order)
+    .bind(&key.aggregate_type)
+    .bind(&key.aggregate_id)
+    .bind(key.sequence)
+    .bind(event.created_at)
+    .execute(conn)
+    .await
+    .map_err(on_constraint)
+    .map(drop)
+}
+
+async fn read_failures(
+    conn: &mut PgConnection,
+    instance_id: &str,
+) -> Result<HashMap<FailureKey, i16>> {
+    let rows: Vec<(String, String, i64, i16)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, failed_sequence, failure_count FROM projections.failed_events2
+         WHERE projection_name = $1 AND instance_id = $2",
+    )
+    .bind(relational::NAME)
+    .bind(instance_id)
+    .fetch_all(conn)
+    .await
+    .map_err(on_constraint)?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, id, seq, count)| ((t, id, seq), count))
+        .collect())
+}
+
+/// Records one more failed attempt; returns the attempts so far.
+pub(crate) async fn record_failure(
+    conn: &mut PgConnection,
+    event: &StoredEvent,
+    error: &str,
+) -> Result<i16> {
+    sqlx::query_scalar(
+        "INSERT INTO projections.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id,
+             failed_sequence, event_creation_date, failure_count, error, last_failed)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, now())
+         ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence)
+         DO UPDATE SET failure_count = projections.failed_events2.failure_count + 1,
+             error = EXCLUDED.error, last_failed = now()
+         RETURNING failure_count",
+    )
+    .bind(relational::NAME)
+    .bind(&event.instance_id)
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(event.sequence)
+    .bind(event.created_at)
+    .bind(error)
+    .fetch_one(conn)
+    .await
+    .map_err(on_constraint)
+}

@@ -1,0 +1,21 @@
+//! # tenancy-projection
+//!
+//! The engine that keeps the `relational_tables` projection (the five `zitadel.*` tables)
+//! in step with `eventstore.events2`, with the guarantees of projections.md: exactly once
+//! (cursor and table changes in one transaction), no skipped events (gap-safe reads by
+//! sort key), ordered per instance with instances in parallel, many processes at once
+//! (per-instance transaction-scoped advisory lock), failures recorded, retried and
+//! skipped after `max_failure_count`. Operations: [`Engine::status`], [`Engine::failed`],
+//! [`Engine::retry`], [`Engine::dismiss`], [`Engine::rebuild`], [`Engine::verify`];
+//! continuous mode with LISTEN/NOTIFY and a sweep: [`Engine::run_continuous`].
+
+mod continuous;
+mod engine;
+pub mod metrics;
+mod ops;
+pub mod relational;
+mod verify;
+
+pub use engine::{Engine, EngineConfig, Outcome, ReplayV3};
+pub use ops::{FailedEvent, RetryOutcome, Status};
+pub use verify::VerifyReport;

@@ -1,0 +1,31 @@
+//! The `relational_tables` projection: which events it reads and what they change.
+
+use tenancy_core::Result;
+use tenancy_core::event::{
+    EVENT_TYPES, INSTANCE_AGGREGATE, LegacyEvent, ORG_AGGREGATE, StoredEvent,
+};
+use tenancy_core::id::InstanceId;
+use tenancy_core::state::{StateChange, reduce};
+
+/// The projection's name in `projections.current_states` and `failed_events2`.
+pub const NAME: &str = "relational_tables";
+
+/// The aggregate types it reads.
+pub fn aggregate_types() -> Vec<String> {
+    vec![INSTANCE_AGGREGATE.to_owned(), ORG_AGGREGATE.to_owned()]
+}
+
+/// The event types it reads (nothing else of the store is its business).
+pub fn event_types() -> Vec<String> {
+    EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect()
+}
+
+/// Decodes and reduces one stored event.
+pub fn changes(event: &StoredEvent) -> Result<Vec<StateChange>> {
+    let decoded = LegacyEvent::decode(&event.event_type, event.payload.as_ref())?;
+    reduce(
+        &InstanceId::new(event.instance_id.clone())?,
+        &event.aggregate_id,
+        &decoded,
+    )
+}

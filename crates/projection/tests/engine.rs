@@ -1,0 +1,722 @@
+//! The projection engine against PostgreSQL: effects, catch-up of a long churning stream,
+//! verify, rebuild, interruption, two engines at once, poison events and retry.
+#![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tenancy_core::command::{
+    self, AddOrganization, AddOrganizationDomain, RenameOrganization, VerifyOrganizationDomain,
+};
+use tenancy_core::event::NewEvent;
+use tenancy_core::id::{InstanceId, OrgId};
+use tenancy_eventstore::PgEventStore;
+use tenancy_postgres::PgStore;
+use tenancy_projection::{Engine, EngineConfig, Outcome};
+use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::fixtures;
+
+fn ev(
+    instance: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: Value,
+) -> NewEvent {
+    NewEvent {
+        instance_id: instance.into(),
+        aggregate_type: aggregate_type.into(),
+        aggregate_id: aggregate_id.into(),
+        event_type: event_type.into(),
+        revision: 1,
+        payload: Some(payload),
+        creator: "legacy".into(),
+        owner: aggregate_id.into(),
+        created_at: None,
+        written_by_v3: false,
+        expected_sequence: None,
+        unique_constraints: vec![],
+    }
+}
+
+fn inst(i: &str, t: &str, p: Value) -> NewEvent {
+    ev(i, "instance", i, t, p)
+}
+
+fn org(i: &str, o: &str, t: &str, p: Value) -> NewEvent {
+    ev(i, "org", o, t, p)
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        batch_size: 50,
+        max_failure_count: 3,
+        workers: 2,
+        ..EngineConfig::default()
+    }
+}
+
+async fn scalar(db: &TestDatabase, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+async fn text(db: &TestDatabase, sql: &'static str) -> String {
+    let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&db.pool).await.unwrap();
+    rows.join("\n")
+}
+
+async fn assert_verified(engine: &Engine) {
+    let report = engine.verify().await.unwrap();
+    assert!(
+        report.is_equal(),
+        "verify found differences:\n{}",
+        report.differences.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn every_event_type_has_its_effect() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let engine = Engine::new(db.pool.clone(), config());
+    let i = "i1";
+    store.push(vec![
+        inst(i, "instance.added", json!({"name": "ACME"})),
+        inst(i, "instance.changed", json!({"name": "ACME Corp"})),
+        inst(i, "instance.default.org.set", json!({"orgId": "o1"})),
+        inst(i, "instance.iam.project.set", json!({"iamProjectId": "p1"})),
+        inst(i, "instance.iam.console.set", json!({"clientId": "c1", "appId": "a1"})),
+        inst(i, "instance.default.language.set", json!({"language": "de"})),
+        inst(i, "instance.domain.added", json!({"domain": "Gen.Example", "generated": true})),
+        inst(i, "instance.domain.added", json!({"domain": "custom.example"})),
+        inst(i, "instance.domain.primary.set", json!({"domain": "gen.example"})),
+        inst(i, "instance.domain.primary.set", json!({"domain": "custom.example"})),
+        inst(i, "instance.domain.removed", json!({"domain": "gen.example"})),
+        inst(i, "instance.trusted_domains.added", json!({"domain": "t1.example"})),
+        inst(i, "instance.trusted_domains.added", json!({"domain": "t2.example"})),
+        inst(i, "instance.trusted_domains.removed", json!({"domain": "t2.example"})),
+        org(i, "o1", "org.added", json!({"name": "Sales"})),
+        org(i, "o1", "org.changed", json!({"name": "Sales EU"})),
+        org(i, "o1", "org.changed", json!({})),
+        org(i, "o2", "org.added", json!({"name": "Ops"})),
+        org(i, "o2", "org.deactivated", json!({})),
+        org(i, "o3", "org.added", json!({"name": "Gone"})),
+        org(i, "o3", "org.deactivated", json!({})),
+        org(i, "o3", "org.reactivated", json!({})),
+        org(i, "o1", "org.domain.added", json!({"domain": "sales.example"})),
+        org(i, "o1", "org.domain.added", json!({"domain": "eu.sales.example"})),
+        org(i, "o1", "org.domain.verification.added", json!({"domain": "sales.example", "validationType": 2, "validationCode": {"crypted": "x"}})),
+        org(i, "o1", "org.domain.verification.failed", json!({"domain": "sales.example"})),
+        org(i, "o1", "org.domain.verified", json!({"domain": "sales.example"})),
+        org(i, "o1", "org.domain.primary.set", json!({"domain": "sales.example"})),
+        org(i, "o1", "org.domain.verification.added", json!({"domain": "eu.sales.example", "validationType": 1})),
+        org(i, "o1", "org.domain.removed", json!({"domain": "eu.sales.example"})),
+        org(i, "o3", "org.domain.added", json!({"domain": "gone.example"})),
+        org(i, "o3", "org.removed", json!({})),
+        org(i, "o9", "org.changed", json!({"name": "no such org"})),
+    ]).await.unwrap();
+    store
+        .push(vec![ev("", "system", "s", "system.thing", json!({}))])
+        .await
+        .unwrap();
+    store
+        .push(vec![ev(i, "user", "u1", "user.added", json!({"x": 1}))])
+        .await
+        .unwrap();
+    let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert_eq!((outcome.applied, outcome.failed), (33, 0), "{outcome:?}");
+
+    assert_eq!(text(&db, "SELECT concat_ws('|', name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language) FROM zitadel.instances").await,
+        "ACME Corp|o1|p1|c1|a1|de");
+    assert_eq!(text(&db, "SELECT concat_ws('|', domain, type, is_primary, is_generated) FROM zitadel.instance_domains ORDER BY domain").await,
+        "custom.example|custom|t|f\nt1.example|trusted");
+    assert_eq!(text(&db, "SELECT concat_ws('|', id, name, state, deleted_at IS NOT NULL) FROM zitadel.organizations ORDER BY id").await,
+        "o1|Sales EU|active|f\no2|Ops|inactive|f\no3|Gone|active|t");
+    assert_eq!(text(&db, "SELECT concat_ws('|', org_id, domain, is_verified, is_primary, validation_type) FROM zitadel.org_domains ORDER BY domain").await,
+        "o1|sales.example|t|t|dns");
+    assert_eq!(text(&db, "SELECT concat_ws('|', coalesce(org_id, '-'), domain, is_verified, is_primary, validation_type, deleted_at IS NOT NULL) FROM zitadel.domains ORDER BY id").await,
+        "-|Gen.Example|t|f|t\n-|custom.example|t|t|f\no1|sales.example|t|t|2|f\no1|eu.sales.example|f|f|1|t\no3|gone.example|f|f|t");
+    // Rows get the event time.
+    assert_eq!(scalar(&db, "SELECT count(*) FROM zitadel.organizations o JOIN eventstore.events2 e ON e.aggregate_id = o.id AND e.event_type = 'org.added' WHERE o.created_at <> e.created_at").await, 0);
+    assert_verified(&engine).await;
+
+    store
+        .push(vec![inst(
+            i,
+            "instance.removed",
+            json!({"name": "x", "domains": ["custom.example"]}),
+        )])
+        .await
+        .unwrap();
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM zitadel.instances WHERE deleted_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM zitadel.organizations WHERE deleted_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM zitadel.instance_domains").await
+            + scalar(&db, "SELECT count(*) FROM zitadel.org_domains").await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM zitadel.domains WHERE deleted_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_verified(&engine).await;
+}
+
+/// A deterministic pseudo-random generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A churning stream over several instances: orgs and domains added, verified, primary
+/// switched back and forth, removed and re-added; orgs deactivated, reactivated, removed
+/// and re-added; one instance removed and its custom domain re-used by another. Like a
+/// real store's, every event is valid for the write model that emitted it.
+fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut rng = Rng(seed);
+    let mut pushes = Vec::new();
+    // org -> domain -> verified
+    let mut domains: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    let mut primary: BTreeMap<String, String> = BTreeMap::new();
+    let mut active: BTreeMap<String, bool> = BTreeMap::new();
+    let mut trusted: BTreeSet<(String, u64)> = BTreeSet::new();
+    for n in 0..instances {
+        let i = format!("inst{n}");
+        pushes.push(vec![
+            inst(
+                &i,
+                "instance.added",
+                json!({"name": format!("Instance {n}")}),
+            ),
+            inst(
+                &i,
+                "instance.domain.added",
+                json!({"domain": format!("{i}.example"), "generated": true}),
+            ),
+            inst(
+                &i,
+                "instance.domain.primary.set",
+                json!({"domain": format!("{i}.example")}),
+            ),
+        ]);
+        for o in 0..3 {
+            let o = format!("{i}-o{o}");
+            pushes.push(vec![org(
+                &i,
+                &o,
+                "org.added",
+                json!({"name": format!("Org {o}")}),
+            )]);
+            active.insert(o, true);
+        }
+    }
+    for round in 0..rounds {
+        let n = rng.next(instances as u64) as usize;
+        let i = format!("inst{n}");
+        let o = format!("{i}-o{}", rng.next(3));
+        let d = format!("d{}.{o}.example", rng.next(3));
+        let own = domains.entry(o.clone()).or_default();
+        let push = match rng.next(10) {
+            0 | 1 if !own.contains_key(&d) => {
+                own.insert(d.clone(), false);
+                vec![org(&i, &o, "org.domain.added", json!({"domain": d}))]
+            }
+            2 if own.get(&d) == Some(&false) => {
+                vec![org(
+                    &i,
+                    &o,
+                    "org.domain.verification.added",
+                    json!({"domain": d, "validationType": 1 + rng.next(2)}),
+                )]
+            }
+            3 if own.get(&d) == Some(&false) => {
+                own.insert(d.clone(), true);
+                vec![org(&i, &o, "org.domain.verified", json!({"domain": d}))]
+            }
+            4 if own.get(&d) == Some(&true) => {
+                primary.insert(o.clone(), d.clone());
+                vec![org(&i, &o, "org.domain.primary.set", json!({"domain": d}))]
+            }
+            5 if own.contains_key(&d) && primary.get(&o) != Some(&d) => {
+                own.remove(&d);
+                vec![org(&i, &o, "org.domain.removed", json!({"domain": d}))]
+            }
+            6 => {
+                let now = !active[&o];
+                active.insert(o.clone(), now);
+                vec![org(
+                    &i,
+                    &o,
+                    if now {
+                        "org.reactivated"
+                    } else {
+                        "org.deactivated"
+                    },
+                    json!({}),
+                )]
+            }
+            7 => vec![org(
+                &i,
+                &o,
+                "org.changed",
+                json!({"name": format!("Org {o} r{round}")}),
+            )],
+            8 if rng.next(4) == 0 => {
+                own.clear();
+                primary.remove(&o);
+                active.insert(o.clone(), true);
+                vec![
+                    org(&i, &o, "org.removed", json!({})),
+                    org(
+                        &i,
+                        &o,
+                        "org.added",
+                        json!({"name": format!("Org {o} again {round}")}),
+                    ),
+                ]
+            }
+            8 => {
+                let t = rng.next(3);
+                if trusted.insert((i.clone(), t)) {
+                    vec![inst(
+                        &i,
+                        "instance.trusted_domains.added",
+                        json!({"domain": format!("t{t}.example")}),
+                    )]
+                } else {
+                    trusted.remove(&(i.clone(), t));
+                    vec![inst(
+                        &i,
+                        "instance.trusted_domains.removed",
+                        json!({"domain": format!("t{t}.example")}),
+                    )]
+                }
+            }
+            _ => vec![inst(
+                &i,
+                "instance.domain.added",
+                json!({"domain": format!("c{round}.{i}.example")}),
+            )],
+        };
+        pushes.push(push);
+    }
+    pushes.push(vec![inst("inst0", "instance.removed", json!({}))]);
+    pushes.push(vec![inst(
+        "inst1",
+        "instance.domain.added",
+        json!({"domain": "inst0.example"}),
+    )]);
+    pushes.push(vec![inst(
+        "inst1",
+        "instance.domain.primary.set",
+        json!({"domain": "inst0.example"}),
+    )]);
+    pushes
+}
+
+async fn push_all(store: &PgEventStore, pushes: Vec<Vec<NewEvent>>) -> u64 {
+    let mut n = 0;
+    for push in pushes {
+        n += push.len() as u64;
+        store.push(push).await.unwrap();
+    }
+    n
+}
+
+async fn table_snapshot(db: &TestDatabase) -> String {
+    let mut out = String::new();
+    for sql in [
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.instances t",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.organizations t",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.instance_domains t",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.org_domains t",
+        "SELECT string_agg((instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)::text, E'\\n' ORDER BY (instance_id, org_id, domain, created_at)::text) FROM zitadel.domains",
+    ] {
+        let part: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        out.push_str(&part.unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_long_churning_stream_verifies_and_rebuilds_identically() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    push_all(&store, churn(5, 400, 7)).await;
+    let engine = Engine::new(db.pool.clone(), config());
+    let first = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert!(first.applied > 400, "{first:?}");
+    assert!(
+        engine.failed().await.unwrap().is_empty(),
+        "transient cross-instance failures recover"
+    );
+    assert_verified(&engine).await;
+    assert_eq!(engine.status().await.unwrap().events_behind, 0);
+    let before = table_snapshot(&db).await;
+    engine.rebuild().await.unwrap();
+    assert_eq!(
+        table_snapshot(&db).await,
+        before,
+        "rebuild then replay gives identical tables"
+    );
+    assert_verified(&engine).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_prefill_resumes_without_double_application() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let total = push_all(&store, churn(4, 300, 11)).await;
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            batch_size: 7,
+            ..config()
+        },
+    );
+    let mut rng = Rng(3);
+    for _ in 0..8 {
+        let worker = engine.clone();
+        let task = tokio::spawn(async move { worker.run_until_caught_up(|_, _, _| {}).await });
+        tokio::time::sleep(std::time::Duration::from_millis(5 + rng.next(60))).await;
+        task.abort();
+        let _ = task.await;
+    }
+    // A dropped connection mid-batch: kill the engine's backends once.
+    let worker = engine.clone();
+    let task = tokio::spawn(async move { worker.run_until_caught_up(|_, _, _| {}).await });
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let killer = tenancy_testkit::db::TestDatabase::fresh().await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(&db.name)
+        .execute(&killer.pool)
+        .await
+        .unwrap();
+    let _ = task.await;
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert!(
+        engine.failed().await.unwrap().is_empty(),
+        "{:?}",
+        engine.failed().await.unwrap()
+    );
+    assert!(
+        engine.metrics().applied_total() <= total,
+        "no event applied twice: {} > {total}",
+        engine.metrics().applied_total()
+    );
+    assert_verified(&engine).await;
+}
+
+#[tokio::test]
+async fn two_engines_at_once_apply_each_event_once() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let total = push_all(&store, churn(6, 300, 5)).await;
+    let (a, b) = (
+        Engine::new(db.pool.clone(), config()),
+        Engine::new(db.pool.clone(), config()),
+    );
+    let (ra, rb) = tokio::join!(
+        a.run_until_caught_up(|_, _, _| {}),
+        b.run_until_caught_up(|_, _, _| {})
+    );
+    let (ra, rb): (Outcome, Outcome) = (ra.unwrap(), rb.unwrap());
+    // Anything a busy instance left is finished by one more run.
+    let rest = a.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    // A cross-instance dependency (inst1 re-using inst0's custom domain) may fail once while
+    // the instances run in parallel; it is retried and recovers, leaving nothing listed.
+    assert!(
+        a.failed().await.unwrap().is_empty(),
+        "{:?}",
+        a.failed().await.unwrap()
+    );
+    let applied = a.metrics().applied_total() + b.metrics().applied_total();
+    let skipped = ra.skipped + rb.skipped + rest.skipped;
+    assert_eq!(
+        applied + skipped,
+        total,
+        "every event exactly once ({ra:?} {rb:?} {rest:?})"
+    );
+    assert_verified(&a).await;
+}
+
+#[tokio::test]
+async fn poison_events_are_recorded_skipped_and_retried() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    store
+        .push(vec![
+            inst("i", "instance.added", json!({"name": "I"})),
+            org("i", "o", "org.added", json!({"name": "O"})),
+        ])
+        .await
+        .unwrap();
+    store
+        .push(vec![org(
+            "i",
+            "o",
+            "org.domain.added",
+            json!({"domain": "a.example"}),
+        )])
+        .await
+        .unwrap();
+    let mut broken = org("i", "o", "org.domain.added", json!({}));
+    broken.payload = Some(json!("not an object"));
+    store.push(vec![broken]).await.unwrap();
+    store
+        .push(vec![org(
+            "i",
+            "o",
+            "org.domain.verification.added",
+            json!({"domain": "a.example", "validationType": 0}),
+        )])
+        .await
+        .unwrap();
+    store
+        .push(vec![org("i", "o", "org.changed", json!({"name": "After"}))])
+        .await
+        .unwrap();
+    store
+        .push(vec![inst("j", "instance.added", json!({"name": "J"}))])
+        .await
+        .unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert!(outcome.failed >= 2, "{outcome:?}");
+    let failed = engine.failed().await.unwrap();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|f| f.failure_count == 3), "{failed:?}");
+    assert!(
+        failed[0].error.contains("payload") || failed[1].error.contains("payload"),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(|f| f.error.contains("validationType")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        text(&db, "SELECT name FROM zitadel.organizations").await,
+        "After",
+        "later events continue"
+    );
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM zitadel.instances").await,
+        2,
+        "other instances continue"
+    );
+
+    // Fix the cause, then retry.
+    sqlx::query("UPDATE eventstore.events2 SET payload = '{\"domain\": \"a.example\", \"validationType\": 1}' WHERE event_type = 'org.domain.verification.added'")
+        .execute(&db.pool).await.unwrap();
+    let poisoned = failed
+        .iter()
+        .find(|f| f.error.contains("validationType"))
+        .unwrap();
+    let retried = engine
+        .retry(
+            &poisoned.instance_id,
+            &poisoned.aggregate_type,
+            &poisoned.aggregate_id,
+            poisoned.failed_sequence,
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried, tenancy_projection::RetryOutcome::Applied);
+    assert_eq!(
+        text(&db, "SELECT validation_type::text FROM zitadel.org_domains").await,
+        "http"
+    );
+    let other = engine.failed().await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert!(
+        engine
+            .retry(
+                &other[0].instance_id,
+                &other[0].aggregate_type,
+                &other[0].aggregate_id,
+                other[0].failed_sequence
+            )
+            .await
+            .is_err(),
+        "still broken"
+    );
+    assert!(
+        engine
+            .dismiss(
+                &other[0].instance_id,
+                &other[0].aggregate_type,
+                &other[0].aggregate_id,
+                other[0].failed_sequence
+            )
+            .await
+            .unwrap()
+    );
+    assert!(engine.failed().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn v3_commands_and_legacy_writers_interleave_without_double_apply() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let events = Arc::new(PgEventStore::new(db.pool.clone()));
+    let pg = PgStore::with_events(db.pool.clone(), events.clone());
+    let engine = Engine::new(db.pool.clone(), config());
+    let ctx = fixtures::context();
+    events
+        .push(vec![inst("i", "instance.added", json!({"name": "I"}))])
+        .await
+        .unwrap();
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    let instance = InstanceId::new("i").unwrap();
+    let o1 = command::run(
+        &pg,
+        &ctx,
+        &AddOrganization {
+            instance_id: instance.clone(),
+            name: "V3 Org".into(),
+        },
+    )
+    .await
+    .unwrap();
+    events
+        .push(vec![org(
+            "i",
+            "legacy",
+            "org.added",
+            json!({"name": "Legacy Org"}),
+        )])
+        .await
+        .unwrap();
+    command::run(
+        &pg,
+        &ctx,
+        &AddOrganizationDomain {
+            instance_id: instance.clone(),
+            org_id: o1.clone(),
+            domain: "v3.example".into(),
+        },
+    )
+    .await
+    .unwrap();
+    events
+        .push(vec![org(
+            "i",
+            "legacy",
+            "org.domain.added",
+            json!({"domain": "v3.example"}),
+        )])
+        .await
+        .unwrap();
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    command::run(
+        &pg,
+        &ctx,
+        &VerifyOrganizationDomain {
+            instance_id: instance.clone(),
+            org_id: o1.clone(),
+            domain: "v3.example".into(),
+        },
+    )
+    .await
+    .unwrap();
+    command::run(
+        &pg,
+        &ctx,
+        &RenameOrganization {
+            instance_id: instance.clone(),
+            org_id: OrgId::new("legacy").unwrap(),
+            name: "Renamed by v3".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert_eq!(outcome.failed, 0);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM zitadel.domains").await,
+        2,
+        "no double apply"
+    );
+    assert_eq!(
+        text(&db, "SELECT name FROM zitadel.organizations ORDER BY name").await,
+        "Renamed by v3\nV3 Org"
+    );
+    assert_verified(&engine).await;
+}
+
+#[tokio::test]
+async fn continuous_mode_applies_pushed_events_and_stops_gracefully() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            sweep_interval: std::time::Duration::from_secs(3600),
+            ..config()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = engine.clone();
+    let running = tokio::spawn(async move {
+        worker
+            .run_continuous(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    store
+        .push(vec![inst(
+            "live",
+            "instance.added",
+            json!({"name": "Live"}),
+        )])
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..100 {
+        if scalar(&db, "SELECT count(*) FROM zitadel.instances").await == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen,
+        "a pushed event becomes visible through LISTEN/NOTIFY, without waiting for the sweep"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
