@@ -96,6 +96,7 @@ pub struct EmbeddedCluster {
     root: PathBuf,
     run_as: Option<(u32, u32)>,
     port: u16,
+    started: bool,
 }
 
 impl EmbeddedCluster {
@@ -113,6 +114,7 @@ impl EmbeddedCluster {
             root: root.to_owned(),
             run_as,
             port: 0,
+            started: false,
         };
         let data = cluster.data_dir();
         if !data.join("PG_VERSION").exists() {
@@ -148,6 +150,7 @@ impl EmbeddedCluster {
             &options,
         ])?;
         fs::write(&port_file, cluster.port.to_string()).map_err(step("writing the port file"))?;
+        cluster.started = true;
         Ok(cluster)
     }
 
@@ -158,6 +161,7 @@ impl EmbeddedCluster {
             root: root.to_owned(),
             run_as: run_as()?,
             port: 0,
+            started: false,
         };
         if cluster.is_running() {
             cluster.pg_ctl(&["stop", "-m", "fast", "-w"])?;
@@ -173,6 +177,11 @@ impl EmbeddedCluster {
     /// loopback only).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Whether this call started the server (rather than finding it running).
+    pub fn started_here(&self) -> bool {
+        self.started
     }
 
     pub fn port(&self) -> u16 {

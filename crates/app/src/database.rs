@@ -1,0 +1,116 @@
+//! The database: `database_url` when configured, else a private PostgreSQL started from
+//! the local server binaries with a persistent data directory, stopped on exit when this
+//! process started it.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use sqlx::PgPool;
+use tenancy_postgres::embedded::{EmbeddedCluster, EmbeddedError};
+
+/// A connected database, and the embedded cluster behind it if any.
+pub struct Database {
+    pub pool: PgPool,
+    cluster: Option<EmbeddedCluster>,
+}
+
+/// The default data directory: `/var/lib/tenancy` when running as root (the server runs
+/// as the `postgres` user, which cannot enter root's home), else the user's data directory.
+pub fn default_data_dir() -> PathBuf {
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1);
+    if uid == 0 {
+        return PathBuf::from("/var/lib/tenancy");
+    }
+    directories::ProjectDirs::from("", "", "tenancy")
+        .map(|dirs| dirs.data_dir().to_owned())
+        .unwrap_or_else(|| std::env::temp_dir().join("tenancy"))
+}
+
+impl Database {
+    pub async fn open(url: Option<&str>, data_dir: Option<PathBuf>) -> Result<Self> {
+        let (url, cluster) = match url {
+            Some(url) => (url.to_owned(), None),
+            None => {
+                let root = data_dir.unwrap_or_else(default_data_dir).join("postgres");
+                let at = root.clone();
+                let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&at, true))
+                    .await?
+                    .map_err(|e| match e {
+                        EmbeddedError::NoBinaries => anyhow!(
+                            "no database configured and no PostgreSQL server binaries found: set PG_BINDIR to the directory \
+                             holding initdb and pg_ctl, install the distribution's PostgreSQL server package \
+                             (e.g. apt-get install postgresql), or set DATABASE_URL / --database-url"
+                        ),
+                        other => anyhow!("starting the embedded PostgreSQL in {} failed: {other}", root.display()),
+                    })?;
+                tracing::info!(data_dir = %root.display(), url = %cluster.url(), started = cluster.started_here(), "embedded PostgreSQL");
+                let url = cluster.url();
+                // The embedded server's own database for tenancy.
+                ensure_database(&url, "tenancy").await?;
+                (
+                    format!("{}/tenancy", url.trim_end_matches("/postgres")),
+                    Some(cluster),
+                )
+            }
+        };
+        // One direct connection first: it fails at once where the pool would retry for its
+        // whole acquire timeout.
+        {
+            use sqlx::Connection;
+            let probe = sqlx::PgConnection::connect(&url).await.map_err(|e| {
+                anyhow!("cannot connect to the database at {}: {e}; check the URL and that the server runs", redact(&url))
+            })?;
+            let _ = probe.close().await;
+        }
+        let pool = tenancy_postgres::PgStore::connect(&url).await.map_err(|e| {
+            anyhow!("cannot connect to the database at {}: {e}; check the URL and that the server runs", redact(&url))
+        })?;
+        tracing::debug!(url = %redact(&url), "connected");
+        Ok(Self { pool, cluster })
+    }
+
+    /// Closes the pool and stops the embedded server if this process started it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster
+            && cluster.started_here()
+        {
+            let stopped = tokio::task::spawn_blocking(move || cluster.stop()).await;
+            if !matches!(stopped, Ok(Ok(()))) {
+                tracing::warn!("stopping the embedded PostgreSQL failed");
+            }
+        }
+    }
+}
+
+async fn ensure_database(server_url: &str, name: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server_url).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,107 @@
+//! HTTP of `tenancy start`: `/healthz` (alive), `/readyz` (database reachable and the
+//! projection not stuck), `/metrics` (Prometheus text: engine metrics and the pool).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tenancy_projection::Engine;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub registry: Arc<Registry>,
+    pub pool_size: Gauge,
+    pub pool_idle: Gauge,
+    pub stuck_after: Duration,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, stuck_after: Duration) -> Self {
+        let mut registry = Registry::default();
+        engine.metrics().register(&mut registry);
+        let (pool_size, pool_idle) = (Gauge::default(), Gauge::default());
+        let pool = registry.sub_registry_with_prefix("tenancy_db_pool");
+        pool.register(
+            "connections",
+            "Open connections of the pool",
+            pool_size.clone(),
+        );
+        pool.register(
+            "idle_connections",
+            "Idle connections of the pool",
+            pool_idle.clone(),
+        );
+        Self {
+            engine,
+            registry: Arc::new(registry),
+            pool_size,
+            pool_idle,
+            stuck_after,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(e) = sqlx::query("SELECT 1").execute(state.engine.pool()).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {e}\n"),
+        );
+    }
+    match state.engine.status().await {
+        Ok(status) if status.lag_seconds > state.stuck_after.as_secs_f64() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "projection {} stuck: {} events behind, lag {:.0}s\n",
+                status.projection, status.events_behind, status.lag_seconds
+            ),
+        ),
+        Ok(status) => (
+            StatusCode::OK,
+            format!("ready: {} events behind\n", status.events_behind),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("status failed: {e}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.engine.pool();
+    state.pool_size.set(i64::from(pool.size()));
+    state
+        .pool_idle
+        .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        ),
+    }
+}

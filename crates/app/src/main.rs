@@ -1,0 +1,411 @@
+//! `tenancy`: migrate, start, projections, events import, demo.
+#![allow(clippy::print_stdout)] // a CLI prints its results
+
+mod database;
+mod demo;
+mod http;
+mod settings;
+mod telemetry;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tenancy_projection::Engine;
+
+use crate::database::Database;
+use crate::telemetry::LogFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "tenancy",
+    version,
+    about = "State layer of a multi-tenant identity platform"
+)]
+struct Cli {
+    /// PostgreSQL URL; without one, an embedded PostgreSQL is started in --data-dir.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+    /// Data directory of the embedded PostgreSQL.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file (default: ./tenancy.toml if present).
+    #[arg(long, env = "TENANCY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply schema migrations, then prefill the tables from the events in the store.
+    Migrate,
+    /// Migrate if needed, keep the projections current, serve /healthz, /readyz, /metrics.
+    Start {
+        /// HTTP address (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Operate the relational_tables projection.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionAction,
+    },
+    /// The event store.
+    Events {
+        #[command(subcommand)]
+        action: EventAction,
+    },
+    /// Fill an empty database with a realistic dataset through both write paths.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum ProjectionAction {
+    /// Events behind, lag and failures.
+    Status,
+    /// Apply events.
+    Run {
+        /// Apply everything up to the newest position present at start, then exit
+        /// (non-zero when events failed).
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+    /// List failed events.
+    Failed,
+    /// Retry a failed event (after fixing its cause).
+    Retry {
+        instance_id: String,
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+    },
+    /// Forget a failed event.
+    Dismiss {
+        instance_id: String,
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+    },
+    /// Reset the tables and cursors, then replay the whole stream.
+    Rebuild,
+    /// Fold the stream in memory and compare with the tables (exit 0 only when equal).
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum EventAction {
+    /// Import an export (COPY ... WITH (FORMAT csv, HEADER), or JSON lines).
+    Import { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let listen = match &cli.command {
+        Command::Start { listen } => listen.clone(),
+        _ => None,
+    };
+    let settings = settings::load(
+        cli.config.as_deref(),
+        cli.database_url.clone(),
+        cli.data_dir.clone(),
+        listen,
+    )?;
+    if let Command::Events {
+        action: EventAction::Import { file },
+    } = &cli.command
+        && !file.is_file()
+    {
+        bail!("{} is not a readable file", file.display());
+    }
+    let db = Database::open(settings.database_url.as_deref(), settings.data_dir.clone()).await?;
+    let engine = Engine::new(db.pool.clone(), settings.projection.engine());
+    let result = dispatch(cli.command, &db, &engine, &settings).await;
+    db.close().await;
+    result
+}
+
+async fn ensure_migrated(db: &Database) -> Result<()> {
+    let applied = tenancy_postgres::migrate::migrate(&db.pool)
+        .await
+        .context("migrating the schema")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    Ok(())
+}
+
+async fn require_schema(db: &Database) -> Result<()> {
+    let pending: Vec<_> = tenancy_postgres::migrate::status(&db.pool)
+        .await?
+        .into_iter()
+        .filter(|m| !m.applied)
+        .collect();
+    if !pending.is_empty() {
+        bail!(
+            "{} migration(s) pending: run `tenancy migrate` first",
+            pending.len()
+        );
+    }
+    Ok(())
+}
+
+async fn dispatch(
+    command: Command,
+    db: &Database,
+    engine: &Engine,
+    settings: &settings::Settings,
+) -> Result<ExitCode> {
+    match command {
+        Command::Migrate => {
+            let applied = tenancy_postgres::migrate::migrate(&db.pool)
+                .await
+                .context("migrating the schema")?;
+            println!(
+                "migrations: {}",
+                if applied.is_empty() {
+                    "up to date".to_owned()
+                } else {
+                    format!("applied {applied:?}")
+                }
+            );
+            prefill(engine).await
+        }
+        Command::Start { .. } => {
+            ensure_migrated(db).await?;
+            start(engine, settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            ensure_migrated(db).await?;
+            demo::run(&db.pool, engine).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            action: EventAction::Import { file },
+        } => {
+            require_schema(db).await?;
+            let report = tenancy_eventstore::import::import_file(&db.pool, &file).await?;
+            println!(
+                "imported {}: {} rows, {} added, {} already present",
+                file.display(),
+                report.rows,
+                report.inserted,
+                report.already_present
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Projections { action } => {
+            require_schema(db).await?;
+            projections(action, engine).await
+        }
+    }
+}
+
+async fn prefill(engine: &Engine) -> Result<ExitCode> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(ProgressStyle::with_template(
+            "{spinner} projecting {pos}/{len} instances [{elapsed}] {msg}",
+        )?);
+        Some(bar)
+    } else {
+        None
+    };
+    let progress_bar = bar.clone();
+    let outcome = engine
+        .run_until_caught_up(move |done, total, outcome| {
+            if let Some(bar) = &progress_bar {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(format!(
+                    "{} applied, {} failed",
+                    outcome.applied, outcome.failed
+                ));
+            }
+        })
+        .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let failed = engine.failed().await?;
+    println!(
+        "projection relational_tables: {} events applied, {} skipped, {} failed events listed",
+        outcome.applied,
+        outcome.skipped,
+        failed.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCode> {
+    match action {
+        ProjectionAction::Status => {
+            let s = engine.status().await?;
+            println!("projection       instances  events_behind  lag_seconds  failed_events");
+            println!(
+                "{:<16} {:>9}  {:>13}  {:>11.1}  {:>13}",
+                s.projection, s.instances, s.events_behind, s.lag_seconds, s.failed_events
+            );
+        }
+        ProjectionAction::Run { until_caught_up } => {
+            if !until_caught_up {
+                bail!(
+                    "`projections run` needs --until-caught-up (use `tenancy start` to keep projections current)"
+                );
+            }
+            return prefill(engine).await;
+        }
+        ProjectionAction::Failed => {
+            let failed = engine.failed().await?;
+            if failed.is_empty() {
+                println!("no failed events");
+            }
+            for f in failed {
+                println!(
+                    "{} {} {} {} attempts={} last={} error: {}",
+                    f.instance_id,
+                    f.aggregate_type,
+                    f.aggregate_id,
+                    f.failed_sequence,
+                    f.failure_count,
+                    f.last_failed,
+                    f.error
+                );
+            }
+        }
+        ProjectionAction::Retry {
+            instance_id,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+        } => {
+            let outcome = engine
+                .retry(&instance_id, &aggregate_type, &aggregate_id, sequence)
+                .await?;
+            println!("retry: {outcome:?}");
+        }
+        ProjectionAction::Dismiss {
+            instance_id,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+        } => {
+            if !engine
+                .dismiss(&instance_id, &aggregate_type, &aggregate_id, sequence)
+                .await?
+            {
+                bail!("no failed event {instance_id} {aggregate_type} {aggregate_id} {sequence}");
+            }
+            println!("dismissed");
+        }
+        ProjectionAction::Rebuild => {
+            let outcome = engine.rebuild().await?;
+            println!(
+                "rebuilt: {} events applied, {} failed",
+                outcome.applied, outcome.failed
+            );
+        }
+        ProjectionAction::Verify => {
+            let report = engine.verify().await?;
+            for line in &report.differences {
+                println!("{line}");
+            }
+            println!(
+                "verify: {} events folded, {} failed in the fold, {} differences",
+                report.events,
+                report.failed_in_fold,
+                report.differences.len()
+            );
+            return Ok(if report.is_equal() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let state = http::AppState::new(
+        engine.clone(),
+        Duration::from_secs(settings.projection.stuck_after_secs),
+    );
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let mut engine_stop = stop.subscribe();
+    let worker = engine.clone();
+    let projections = tokio::spawn(async move {
+        worker
+            .run_continuous(async move {
+                let _ = engine_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let mut http_stop = stop.subscribe();
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
+    let signals = {
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        }
+    };
+    let (served, ()) = tokio::join!(server, signals);
+    served.context("HTTP server")?;
+    projections.await.context("projection worker")??;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,107 @@
+//! Configuration: a TOML file, environment variables and command-line flags, loaded with
+//! the `config` crate. Precedence, highest first: flags; `DATABASE_URL`; `TENANCY_*`
+//! variables (`TENANCY_LISTEN`, `TENANCY_PROJECTION__WORKERS`, ...); the file given by
+//! `--config` / `TENANCY_CONFIG`, else `./tenancy.toml` if present; built-in defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use tenancy_projection::EngineConfig;
+
+// Not `deny_unknown_fields`: `TENANCY_CONFIG` and `TENANCY_LOG` share the prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The database; none = the embedded cluster in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded cluster keeps its data.
+    pub data_dir: Option<PathBuf>,
+    /// HTTP address of `tenancy start`.
+    pub listen: String,
+    pub projection: ProjectionSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectionSettings {
+    pub batch_size: u32,
+    pub max_failure_count: i16,
+    pub workers: usize,
+    pub sweep_interval_secs: u64,
+    /// `/readyz` fails when the projection lags more than this.
+    pub stuck_after_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: None,
+            listen: "127.0.0.1:8080".into(),
+            projection: ProjectionSettings::default(),
+        }
+    }
+}
+
+impl Default for ProjectionSettings {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        Self {
+            batch_size: engine.batch_size,
+            max_failure_count: engine.max_failure_count,
+            workers: engine.workers,
+            sweep_interval_secs: engine.sweep_interval.as_secs(),
+            stuck_after_secs: 300,
+        }
+    }
+}
+
+impl ProjectionSettings {
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            batch_size: self.batch_size.max(1),
+            max_failure_count: self.max_failure_count.max(1),
+            workers: self.workers.max(1),
+            sweep_interval: Duration::from_secs(self.sweep_interval_secs.max(1)),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// Loads the settings; `database_url` and `data_dir` from flags (or `DATABASE_URL`) win.
+pub fn load(
+    file: Option<&Path>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> Result<Settings> {
+    let mut builder = config::Config::builder();
+    builder = match file {
+        Some(path) => builder.add_source(config::File::from(path).required(true)),
+        None => builder.add_source(config::File::with_name("tenancy").required(false)),
+    };
+    builder = builder.add_source(
+        config::Environment::with_prefix("TENANCY")
+            .prefix_separator("_")
+            .separator("__"),
+    );
+    let mut settings: Settings = builder
+        .build()
+        .and_then(config::Config::try_deserialize)
+        .with_context(|| match file {
+            Some(path) => format!("reading the configuration {}", path.display()),
+            None => "reading the configuration (tenancy.toml, TENANCY_* variables)".to_owned(),
+        })?;
+    if database_url.is_some() {
+        settings.database_url = database_url;
+    }
+    if data_dir.is_some() {
+        settings.data_dir = data_dir;
+    }
+    if let Some(listen) = listen {
+        settings.listen = listen;
+    }
+    Ok(settings)
+}

@@ -1,0 +1,317 @@
+//! The `tenancy` binary end to end (a fresh database per test).
+#![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::json;
+use tenancy_core::event::NewEvent;
+use tenancy_eventstore::PgEventStore;
+use tenancy_testkit::db::TestDatabase;
+
+fn tenancy(db: &TestDatabase) -> Command {
+    let mut cmd = Command::cargo_bin("tenancy").unwrap();
+    cmd.env("DATABASE_URL", db.url())
+        .env_remove("TENANCY_CONFIG")
+        .env("TENANCY_LOG", "warn");
+    cmd
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A database with no tables yet (the testkit's are migrated from a template).
+async fn empty_database() -> TestDatabase {
+    let db = TestDatabase::fresh().await.unwrap();
+    sqlx::raw_sql("DROP SCHEMA eventstore CASCADE; DROP SCHEMA projections CASCADE; DROP SCHEMA zitadel CASCADE; DROP TABLE _sqlx_migrations")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn migrate_demo_and_projection_commands() {
+    let db = empty_database().await;
+    let pending = tenancy(&db)
+        .args(["projections", "status"])
+        .output()
+        .unwrap();
+    assert!(!pending.status.success());
+    assert!(String::from_utf8_lossy(&pending.stderr).contains("run `tenancy migrate` first"));
+
+    assert!(stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3]"));
+    assert!(
+        stdout(tenancy(&db).arg("migrate")).contains("up to date"),
+        "idempotent"
+    );
+    let demo = stdout(tenancy(&db).arg("demo"));
+    assert!(demo.contains("verify: the tables equal"), "{demo}");
+    assert!(
+        demo.contains("host LOGIN.acme.example -> instance acme"),
+        "{demo}"
+    );
+    let status = stdout(tenancy(&db).args(["projections", "status"]));
+    assert!(
+        status
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()[1..]
+            == ["4", "0", "0.0", "0"],
+        "{status}"
+    );
+    assert!(
+        stdout(tenancy(&db).args(["projections", "run", "--until-caught-up"]))
+            .contains("0 events applied")
+    );
+    assert!(stdout(tenancy(&db).args(["projections", "verify"])).contains("0 differences"));
+    assert!(stdout(tenancy(&db).args(["projections", "failed"])).contains("no failed events"));
+    assert!(stdout(tenancy(&db).args(["projections", "rebuild"])).contains("0 failed"));
+    assert!(stdout(tenancy(&db).args(["projections", "verify"])).contains("0 differences"));
+
+    // A difference makes verify fail, naming the row.
+    sqlx::query("UPDATE zitadel.organizations SET name = 'Tampered' WHERE id = 'acme-sales'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = tenancy(&db)
+        .args(["projections", "verify"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Tampered"));
+}
+
+#[tokio::test]
+async fn events_import_and_a_failing_prefill() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let file =
+        std::env::temp_dir().join(format!("tenancy-cli-import-{}.jsonl", std::process::id()));
+    let line = |seq: i64, event_type: &str, payload: serde_json::Value| {
+        json!({"instance_id": "i", "aggregate_type": "instance", "aggregate_id": "i", "event_type": event_type, "sequence": seq,
+               "revision": 1, "created_at": "2024-05-01T10:00:00Z", "payload": payload, "creator": "u", "owner": "i",
+               "position": format!("1714557600.{seq}"), "in_tx_order": 1})
+        .to_string()
+    };
+    std::fs::write(
+        &file,
+        [
+            line(1, "instance.added", json!({"name": "I"})),
+            line(2, "instance.changed", json!({"name": ""})),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let imported = stdout(tenancy(&db).args(["events", "import"]).arg(&file));
+    assert!(
+        imported.contains("2 rows, 2 added, 0 already present"),
+        "{imported}"
+    );
+    assert!(
+        stdout(tenancy(&db).args(["events", "import"]).arg(&file))
+            .contains("0 added, 2 already present")
+    );
+    let run = tenancy(&db)
+        .args(["projections", "run", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        !run.status.success(),
+        "an event that fails makes the prefill exit non-zero"
+    );
+    let failed = stdout(tenancy(&db).args(["projections", "failed"]));
+    assert!(failed.contains("name"), "{failed}");
+
+    std::fs::write(&file, "{\"instance_id\": \"i\"}\n").unwrap();
+    let bad = tenancy(&db)
+        .args(["events", "import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with("error: line 1:") && err.lines().count() == 1,
+        "one line: {err}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn expected_failures_print_one_line() {
+    let out = Command::cargo_bin("tenancy")
+        .unwrap()
+        .args([
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+            "projections",
+            "status",
+        ])
+        .env("TENANCY_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: cannot connect to the database") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let out = Command::cargo_bin("tenancy")
+        .unwrap()
+        .args(["--database-url", "mysql://x", "migrate"])
+        .env("TENANCY_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+
+    let data = std::env::temp_dir().join(format!("tenancy-cli-nobin-{}", std::process::id()));
+    let out = Command::cargo_bin("tenancy")
+        .unwrap()
+        .args(["--data-dir"])
+        .arg(&data)
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("PG_BINDIR", "/nonexistent")
+        .env("TENANCY_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PG_BINDIR")
+            && err.contains("postgresql")
+            && err.contains("DATABASE_URL")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+#[tokio::test]
+async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
+        .args(["start", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", db.url())
+        .env("TENANCY_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "tenancy start did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(port, "/healthz").unwrap(), (200, "ok\n".to_owned()));
+    let (status, body) = get(port, "/readyz").unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let store = PgEventStore::new(db.pool.clone());
+    store
+        .push(vec![NewEvent {
+            instance_id: "live".into(),
+            aggregate_type: "instance".into(),
+            aggregate_id: "live".into(),
+            event_type: "instance.added".into(),
+            revision: 1,
+            payload: Some(json!({"name": "Live"})),
+            creator: "test".into(),
+            owner: "live".into(),
+            created_at: None,
+            written_by_v3: false,
+            expected_sequence: None,
+            unique_constraints: vec![],
+        }])
+        .await
+        .unwrap();
+    let mut visible = false;
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.instances")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n == 1 {
+            visible = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        visible,
+        "a pushed event becomes visible while tenancy start runs"
+    );
+    let (status, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for name in [
+        "tenancy_projection_events_applied_total{projection=\"relational_tables\"} 1",
+        "tenancy_projection_failures_total",
+        "tenancy_projection_batch_duration_seconds_bucket",
+        "tenancy_projection_lag_seconds",
+        "tenancy_db_pool_connections",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    // SIGTERM stops it gracefully (exit 0).
+    let pid = server.0.id();
+    StdCommand::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
