@@ -17,8 +17,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Apply pending migrations (idempotent). Uses DATABASE_URL, else the embedded
-    /// development cluster under target/tenancy-dev-pg.
+    /// Apply pending migrations (idempotent), then prefill the relational tables from the
+    /// events in the store. Uses DATABASE_URL, else the app's embedded PostgreSQL (database
+    /// `tenancy` in its default data directory, as `tenancy` itself would use it).
     Migrate {
         /// List applied and pending migrations instead.
         #[arg(long)]
@@ -52,7 +53,7 @@ fn workspace_root() -> PathBuf {
 }
 
 fn dev_cluster_root() -> PathBuf {
-    workspace_root().join("target").join("tenancy-dev-pg")
+    tenancy_postgres::embedded::default_data_dir().join("postgres")
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -121,11 +122,12 @@ async fn migrate(status: bool) -> Result<()> {
             let cluster =
                 tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, true)).await??;
             println!(
-                "using the embedded development cluster at {} ({})",
+                "using the embedded PostgreSQL in {} (port {})",
                 dev_cluster_root().display(),
-                cluster.url()
+                cluster.port()
             );
-            cluster.url()
+            tenancy_postgres::embedded::ensure_database(&cluster.url(), "tenancy").await?;
+            cluster.database_url("tenancy")
         }
     };
     let pool = tenancy_postgres::PgStore::connect(&url)
@@ -146,6 +148,24 @@ async fn migrate(status: bool) -> Result<()> {
             println!("schema is up to date");
         } else {
             println!("applied migrations {applied:?}");
+        }
+        let engine = tenancy_projection::Engine::new(
+            pool.clone(),
+            tenancy_projection::EngineConfig::default(),
+        );
+        let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
+        let failed = engine.failed().await?;
+        println!(
+            "prefill: {} events applied, {} skipped, {} failed events listed",
+            outcome.applied,
+            outcome.skipped,
+            failed.len()
+        );
+        if !failed.is_empty() {
+            bail!(
+                "{} events failed: see `cargo run -p tenancy-app -- projections failed`",
+                failed.len()
+            );
         }
     }
     Ok(())

@@ -14,26 +14,14 @@ pub struct Database {
     cluster: Option<EmbeddedCluster>,
 }
 
-/// The default data directory: `/var/lib/tenancy` when running as root (the server runs
-/// as the `postgres` user, which cannot enter root's home), else the user's data directory.
-pub fn default_data_dir() -> PathBuf {
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(1);
-    if uid == 0 {
-        return PathBuf::from("/var/lib/tenancy");
-    }
-    directories::ProjectDirs::from("", "", "tenancy")
-        .map(|dirs| dirs.data_dir().to_owned())
-        .unwrap_or_else(|| std::env::temp_dir().join("tenancy"))
-}
-
 impl Database {
     pub async fn open(url: Option<&str>, data_dir: Option<PathBuf>) -> Result<Self> {
         let (url, cluster) = match url {
             Some(url) => (url.to_owned(), None),
             None => {
-                let root = data_dir.unwrap_or_else(default_data_dir).join("postgres");
+                let root = data_dir
+                    .unwrap_or_else(tenancy_postgres::embedded::default_data_dir)
+                    .join("postgres");
                 let at = root.clone();
                 let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&at, true))
                     .await?
@@ -46,13 +34,8 @@ impl Database {
                         other => anyhow!("starting the embedded PostgreSQL in {} failed: {other}", root.display()),
                     })?;
                 tracing::info!(data_dir = %root.display(), url = %cluster.url(), started = cluster.started_here(), "embedded PostgreSQL");
-                let url = cluster.url();
-                // The embedded server's own database for tenancy.
-                ensure_database(&url, "tenancy").await?;
-                (
-                    format!("{}/tenancy", url.trim_end_matches("/postgres")),
-                    Some(cluster),
-                )
+                tenancy_postgres::embedded::ensure_database(&cluster.url(), "tenancy").await?;
+                (cluster.database_url("tenancy"), Some(cluster))
             }
         };
         // One direct connection first: it fails at once where the pool would retry for its
@@ -83,22 +66,6 @@ impl Database {
             }
         }
     }
-}
-
-async fn ensure_database(server_url: &str, name: &str) -> Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(server_url).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// The URL without its password, for messages.

@@ -184,6 +184,11 @@ impl EmbeddedCluster {
         self.started
     }
 
+    /// A URL for database `name` on this cluster.
+    pub fn database_url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -247,6 +252,47 @@ impl EmbeddedCluster {
         }
         command
     }
+}
+
+/// The default data directory of the app's embedded PostgreSQL: `/var/lib/tenancy` when
+/// running as root (the server runs as the `postgres` user, which cannot enter root's
+/// home), else `$XDG_DATA_HOME/tenancy` (or `~/.local/share/tenancy`).
+pub fn default_data_dir() -> PathBuf {
+    let uid = fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1);
+    if uid == 0 {
+        return PathBuf::from("/var/lib/tenancy");
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tenancy")
+}
+
+/// Creates database `name` on the server at `server_url` unless it exists.
+pub async fn ensure_database(server_url: &str, name: &str) -> Result<(), tenancy_core::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .map_err(crate::on_constraint)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(crate::on_constraint)?;
+    if !exists {
+        // Identifiers cannot be bound; the name is quoted and comes from the caller's code.
+        let quoted = name.replace('"', "\"\"");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\"")))
+            .execute(&mut conn)
+            .await
+            .map_err(crate::on_constraint)?;
+    }
+    let _ = conn.close().await;
+    Ok(())
 }
 
 fn check(step: &'static str, out: &Output) -> Result<(), EmbeddedError> {
