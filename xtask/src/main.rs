@@ -25,13 +25,22 @@ enum Task {
         #[arg(long)]
         status: bool,
     },
-    /// Run the whole test suite (nextest when installed, else cargo test), then stop the
-    /// embedded test cluster.
+    /// Run the whole test suite (nextest when installed, else cargo test).
     Test,
     /// cargo fmt --check, clippy -D warnings on all targets, cargo-deny when installed.
     Lint,
     /// lint + test: what CI runs.
     Ci,
+    /// Benchmarks against baselines measured in the same run (release build); prints a
+    /// table and writes target/bench/report.json.
+    Bench {
+        /// Small sizes, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Further arguments for tenancy-bench (e.g. --events 200000 --instances 200).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
     /// Manage the embedded clusters.
     Db {
         #[command(subcommand)]
@@ -90,9 +99,8 @@ fn test() -> Result<()> {
         println!("cargo-nextest is not installed: using cargo test");
         cargo(&["test", "--workspace", "--no-fail-fast"])
     };
-    if std::env::var_os("DATABASE_URL").is_none() {
-        EmbeddedCluster::stop_at(&tenancy_testkit::db::embedded_root()).ok();
-    }
+    // The shared embedded test cluster is left running: other test or bench processes may
+    // be using it. `cargo xtask db stop` stops it.
     result
 }
 
@@ -184,6 +192,14 @@ fn run(task: Task) -> Result<()> {
         Task::Test => test(),
         Task::Lint => lint(),
         Task::Ci => lint().and_then(|()| test()),
+        Task::Bench { quick, rest } => {
+            let mut args = vec!["run", "--release", "--quiet", "-p", "tenancy-bench", "--"];
+            if quick {
+                args.push("--quick");
+            }
+            args.extend(rest.iter().map(String::as_str));
+            cargo(&args)
+        }
         Task::Db {
             action: DbAction::Stop,
         } => {

@@ -10,5 +10,6 @@
 pub mod db;
 pub mod fixtures;
 mod memory;
+pub mod stream;
 
 pub use memory::{InMemoryEventStore, InMemoryStore, InMemoryUnitOfWork};

@@ -34,11 +34,26 @@ pub struct InMemoryState {
     domains: BTreeMap<i64, Domain>,
     /// `(instance, org, lower(domain))` of live unified rows -> id.
     live_domains: HashMap<LiveDomainKey, i64>,
+    /// Ids of the unified rows of each instance (live or not), so per-instance work does
+    /// not scan every instance's rows.
+    domains_of_instance: HashMap<String, Vec<i64>>,
+    /// `lower(domain)` of live unified instance domains (unique across instances) -> id.
+    live_instance_domains: HashMap<String, i64>,
+    /// `lower(domain)` of custom rows of `instance_domains` (unique across instances) -> instance.
+    custom_domains: HashMap<String, String>,
     next_domain_id: i64,
 }
 
 fn lower(s: &str) -> String {
     s.to_lowercase()
+}
+
+/// The keys of a map keyed by `(instance, ..)` that belong to one instance, in order.
+fn keys_of<K: Ord + Clone, V>(map: &BTreeMap<K, V>, from: K, same: impl Fn(&K) -> bool) -> Vec<K> {
+    map.range(from..)
+        .take_while(|(k, _)| same(k))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 fn check_domain_len(domain: &str) -> Result<()> {
@@ -263,8 +278,13 @@ impl InMemoryState {
                     return Ok(0);
                 }
                 let mut n = 0;
-                for org in self.organizations.values_mut() {
-                    if org.instance_id == *instance_id && org.deleted_at.is_none() {
+                let from = (instance_id.as_str().to_owned(), String::new());
+                for (_, org) in self
+                    .organizations
+                    .range_mut(from..)
+                    .take_while(|((i, _), _)| i == instance_id.as_str())
+                {
+                    if org.deleted_at.is_none() {
                         org.deleted_at = Some(at);
                         org.updated_at = at;
                         n += 1;
@@ -286,11 +306,7 @@ impl InMemoryState {
                 );
                 match kind {
                     InstanceDomainKind::Custom { is_primary, .. } => {
-                        if self
-                            .instance_domains
-                            .iter()
-                            .any(|((_, t, d), _)| *t == InstanceDomainType::Custom && *d == key.2)
-                        {
+                        if self.custom_domains.contains_key(&key.2) {
                             return Err(Error::already_exists("custom instance domain", domain));
                         }
                         if *is_primary && self.primary_instance_domain(instance_id).is_some() {
@@ -305,6 +321,9 @@ impl InMemoryState {
                 }
                 if check_only {
                     return Ok(0);
+                }
+                if kind.domain_type() == InstanceDomainType::Custom {
+                    self.custom_domains.insert(key.2.clone(), key.0.clone());
                 }
                 self.instance_domains.insert(
                     key,
@@ -361,16 +380,24 @@ impl InMemoryState {
                 if check_only {
                     return Ok(0);
                 }
-                Ok(u64::from(self.instance_domains.remove(&key).is_some()))
+                Ok(u64::from(self.remove_instance_domain_row(&key)))
             }
             C::DeleteInstanceDomainsOfInstance { instance_id } => {
                 if check_only {
                     return Ok(0);
                 }
-                let before = self.instance_domains.len();
-                self.instance_domains
-                    .retain(|(i, _, _), _| i != instance_id.as_str());
-                Ok((before - self.instance_domains.len()) as u64)
+                let from = (
+                    instance_id.as_str().to_owned(),
+                    InstanceDomainType::Custom,
+                    String::new(),
+                );
+                let keys = keys_of(&self.instance_domains, from, |k| {
+                    k.0 == instance_id.as_str()
+                });
+                for key in &keys {
+                    self.remove_instance_domain_row(key);
+                }
+                Ok(keys.len() as u64)
             }
             C::InsertOrgDomain {
                 instance_id,
@@ -429,12 +456,17 @@ impl InMemoryState {
                 if !self.org_domains.contains_key(&key) {
                     return Ok(0);
                 }
-                if self.org_domains.values().any(|d| {
-                    d.instance_id == *instance_id
-                        && d.org_id != *org_id
-                        && d.is_verified
-                        && lower(&d.domain) == key.2
-                }) {
+                let from = (
+                    instance_id.as_str().to_owned(),
+                    String::new(),
+                    String::new(),
+                );
+                let taken = self
+                    .org_domains
+                    .range(from..)
+                    .take_while(|(k, _)| k.0 == key.0)
+                    .any(|(k, d)| k.1 != key.1 && k.2 == key.2 && d.is_verified);
+                if taken {
                     return Err(Error::already_exists(
                         "verified organization domain",
                         domain,
@@ -460,8 +492,13 @@ impl InMemoryState {
                     return Ok(0);
                 }
                 let mut n = 0;
-                for (k, row) in self.org_domains.iter_mut() {
-                    if k.0 == key.0 && k.1 == key.1 && (row.is_primary || *k == key) {
+                let from = (key.0.clone(), key.1.clone(), String::new());
+                for (k, row) in self
+                    .org_domains
+                    .range_mut(from..)
+                    .take_while(|(k, _)| k.0 == key.0 && k.1 == key.1)
+                {
+                    if row.is_primary || *k == key {
                         row.is_primary = *k == key;
                         row.updated_at = at;
                         n += 1;
@@ -487,19 +524,33 @@ impl InMemoryState {
                 if check_only {
                     return Ok(0);
                 }
-                let before = self.org_domains.len();
-                self.org_domains
-                    .retain(|(i, o, _), _| !(i == instance_id.as_str() && o == org_id.as_str()));
-                Ok((before - self.org_domains.len()) as u64)
+                let from = (
+                    instance_id.as_str().to_owned(),
+                    org_id.as_str().to_owned(),
+                    String::new(),
+                );
+                let keys = keys_of(&self.org_domains, from, |k| {
+                    k.0 == instance_id.as_str() && k.1 == org_id.as_str()
+                });
+                for key in &keys {
+                    self.org_domains.remove(key);
+                }
+                Ok(keys.len() as u64)
             }
             C::DeleteOrgDomainsOfInstance { instance_id } => {
                 if check_only {
                     return Ok(0);
                 }
-                let before = self.org_domains.len();
-                self.org_domains
-                    .retain(|(i, _, _), _| i != instance_id.as_str());
-                Ok((before - self.org_domains.len()) as u64)
+                let from = (
+                    instance_id.as_str().to_owned(),
+                    String::new(),
+                    String::new(),
+                );
+                let keys = keys_of(&self.org_domains, from, |k| k.0 == instance_id.as_str());
+                for key in &keys {
+                    self.org_domains.remove(key);
+                }
+                Ok(keys.len() as u64)
             }
             C::AddInstanceDomain {
                 instance_id,
@@ -535,7 +586,7 @@ impl InMemoryState {
             C::RemoveInstanceDomain {
                 instance_id,
                 domain,
-            } => self.remove_domains(at, check_only, |d| {
+            } => self.remove_domains(instance_id, at, check_only, |d| {
                 d.instance_id == *instance_id
                     && d.org_id.is_none()
                     && lower(&d.domain) == lower(domain)
@@ -544,7 +595,7 @@ impl InMemoryState {
                 instance_id,
                 org_id,
                 domain,
-            } => self.remove_domains(at, check_only, |d| {
+            } => self.remove_domains(instance_id, at, check_only, |d| {
                 d.instance_id == *instance_id
                     && d.org_id.as_ref() == Some(org_id)
                     && lower(&d.domain) == lower(domain)
@@ -552,11 +603,13 @@ impl InMemoryState {
             C::RemoveDomainsOfOrganization {
                 instance_id,
                 org_id,
-            } => self.remove_domains(at, check_only, |d| {
+            } => self.remove_domains(instance_id, at, check_only, |d| {
                 d.instance_id == *instance_id && d.org_id.as_ref() == Some(org_id)
             }),
             C::RemoveDomainsOfInstance { instance_id } => {
-                self.remove_domains(at, check_only, |d| d.instance_id == *instance_id)
+                self.remove_domains(instance_id, at, check_only, |d| {
+                    d.instance_id == *instance_id
+                })
             }
             C::SetOrganizationDomainValidationType {
                 instance_id,
@@ -585,9 +638,8 @@ impl InMemoryState {
                 let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
                     return Ok(0);
                 };
-                let taken = self.domains.values().any(|d| {
+                let taken = self.instance_domain_rows(instance_id).any(|d| {
                     d.deleted_at.is_none()
-                        && d.instance_id == *instance_id
                         && d.org_id.is_some()
                         && d.org_id.as_ref() != Some(org_id)
                         && d.is_verified
@@ -612,6 +664,14 @@ impl InMemoryState {
         }
     }
 
+    fn remove_instance_domain_row(&mut self, key: &InstanceDomainKey) -> bool {
+        let removed = self.instance_domains.remove(key).is_some();
+        if removed && key.1 == InstanceDomainType::Custom {
+            self.custom_domains.remove(&key.2);
+        }
+        removed
+    }
+
     fn check_instance_exists(&self, id: &InstanceId) -> Result<()> {
         // The foreign key references the row, soft-deleted or not.
         if self.instances.contains_key(id.as_str()) {
@@ -633,12 +693,15 @@ impl InMemoryState {
     }
 
     fn check_org_name_free(&self, instance_id: &InstanceId, id: &OrgId, name: &str) -> Result<()> {
-        let taken = self.organizations.values().any(|o| {
-            o.instance_id == *instance_id
-                && o.id != *id
-                && o.deleted_at.is_none()
-                && lower(&o.name) == lower(name)
-        });
+        let (name_lower, from) = (
+            lower(name),
+            (instance_id.as_str().to_owned(), String::new()),
+        );
+        let taken = self
+            .organizations
+            .range(from..)
+            .take_while(|((i, _), _)| i == instance_id.as_str())
+            .any(|(_, o)| o.id != *id && o.deleted_at.is_none() && lower(&o.name) == name_lower);
         if taken {
             Err(Error::already_exists("organization name", name))
         } else {
@@ -647,16 +710,24 @@ impl InMemoryState {
     }
 
     fn primary_instance_domain(&self, instance_id: &InstanceId) -> Option<&InstanceDomain> {
-        self.instance_domains.values().find(|d| {
-            d.instance_id == *instance_id
-                && matches!(
+        let from = (
+            instance_id.as_str().to_owned(),
+            InstanceDomainType::Custom,
+            String::new(),
+        );
+        self.instance_domains
+            .range(from..)
+            .take_while(|((i, _, _), _)| i == instance_id.as_str())
+            .map(|(_, d)| d)
+            .find(|d| {
+                matches!(
                     d.kind,
                     InstanceDomainKind::Custom {
                         is_primary: true,
                         ..
                     }
                 )
-        })
+            })
     }
 
     fn live_domain_id(
@@ -689,11 +760,7 @@ impl InMemoryState {
         match org_id {
             None => {
                 self.check_instance_exists(instance_id)?;
-                if self.domains.values().any(|d| {
-                    d.deleted_at.is_none()
-                        && d.org_id.is_none()
-                        && lower(&d.domain) == lower(domain)
-                }) {
+                if self.live_instance_domains.contains_key(&lower(domain)) {
                     return Err(Error::already_exists("instance domain", domain));
                 }
             }
@@ -729,6 +796,13 @@ impl InMemoryState {
             ),
             id,
         );
+        if org_id.is_none() {
+            self.live_instance_domains.insert(lower(domain), id);
+        }
+        self.domains_of_instance
+            .entry(instance_id.as_str().to_owned())
+            .or_default()
+            .push(id);
         self.domains.insert(id, row.clone());
         Ok(Some(row))
     }
@@ -748,9 +822,16 @@ impl InMemoryState {
             return Ok(0);
         }
         let mut n = 0;
-        for row in self.domains.values_mut() {
+        let ids = self
+            .domains_of_instance
+            .get(instance_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        for id in &ids {
+            let Some(row) = self.domains.get_mut(id) else {
+                continue;
+            };
             if row.deleted_at.is_none()
-                && row.instance_id == *instance_id
                 && row.org_id.as_ref() == org_id
                 && (row.is_primary || row.id == target)
             {
@@ -762,8 +843,10 @@ impl InMemoryState {
         Ok(n)
     }
 
+    /// Soft-deletes the live rows of one instance that `select` picks.
     fn remove_domains(
         &mut self,
+        instance_id: &InstanceId,
         at: OffsetDateTime,
         check_only: bool,
         select: impl Fn(&Domain) -> bool,
@@ -772,19 +855,43 @@ impl InMemoryState {
             return Ok(0);
         }
         let mut n = 0;
-        for row in self.domains.values_mut() {
+        let ids = self
+            .domains_of_instance
+            .get(instance_id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        for id in &ids {
+            let Some(row) = self.domains.get_mut(id) else {
+                continue;
+            };
             if row.deleted_at.is_none() && select(row) {
                 row.deleted_at = Some(at);
                 row.updated_at = at;
+                let domain = lower(&row.domain);
+                if row.org_id.is_none() {
+                    self.live_instance_domains.remove(&domain);
+                }
                 self.live_domains.remove(&(
                     row.instance_id.as_str().to_owned(),
                     row.org_id.as_ref().map(|o| o.as_str().to_owned()),
-                    lower(&row.domain),
+                    domain,
                 ));
                 n += 1;
             }
         }
         Ok(n)
+    }
+
+    /// Every unified row of one instance.
+    fn instance_domain_rows<'a>(
+        &'a self,
+        instance_id: &InstanceId,
+    ) -> impl Iterator<Item = &'a Domain> + 'a {
+        self.domains_of_instance
+            .get(instance_id.as_str())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.domains.get(id))
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -822,12 +929,10 @@ impl InMemoryState {
 
     pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
         let host = lower(host);
-        self.instance_domains
-            .values()
-            .filter(|d| {
-                d.kind.domain_type() == InstanceDomainType::Custom && lower(&d.domain) == host
-            })
-            .find_map(|d| self.instance(&d.instance_id).ok())
+        self.custom_domains
+            .get(&host)
+            .and_then(|instance| InstanceId::new(instance.clone()).ok())
+            .and_then(|id| self.instance(&id).ok())
             .ok_or_else(|| Error::not_found("instance for host", host))
     }
 
@@ -907,9 +1012,7 @@ impl InMemoryState {
             .as_ref()
             .ok_or(Error::MissingTenant("listing domains"))?;
         let mut rows: Vec<Domain> = self
-            .domains
-            .values()
-            .filter(|d| d.instance_id == *instance_id)
+            .instance_domain_rows(instance_id)
             .filter(|d| criteria.include_deleted || d.deleted_at.is_none())
             .filter(|d| criteria.id.is_none_or(|id| id == d.id))
             .filter(|d| {

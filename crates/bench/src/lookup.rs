@@ -1,0 +1,96 @@
+//! Host lookup: instance-by-host through the repository, against a raw prepared SELECT on
+//! the same index, both on one connection, sequentially.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+use sqlx::Connection;
+use tenancy_core::ports::InstanceRepository;
+use tenancy_postgres::PgStore;
+use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::stream::Rng;
+
+use crate::{Args, Figure, percentile_ms};
+
+pub async fn run(args: &Args) -> Result<Vec<Figure>> {
+    let db = TestDatabase::fresh().await?;
+    let instances = if args.quick { 200 } else { 5_000 };
+    let lookups = if args.quick { 2_000 } else { 50_000 };
+    sqlx::query(
+        "INSERT INTO zitadel.instances (id, name) SELECT 'i' || n, 'Instance ' || n FROM generate_series(1, $1) n;
+         ",
+    )
+    .bind(instances as i32)
+    .execute(&db.pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated)
+         SELECT 'i' || n, 'login.i' || n || '.example', 'custom', true, false FROM generate_series(1, $1) n",
+    )
+    .bind(instances as i32)
+    .execute(&db.pool)
+    .await?;
+    sqlx::query("ANALYZE").execute(&db.pool).await?;
+    let hosts: Vec<String> = {
+        let mut rng = Rng(9);
+        (0..lookups)
+            .map(|_| format!("LOGIN.i{}.example", rng.next(instances as u64) + 1))
+            .collect()
+    };
+
+    let store = PgStore::new(db.pool.clone());
+    let mut session = store.session().await?;
+    let mut ours_samples: Vec<Duration> = Vec::with_capacity(lookups);
+    let started = Instant::now();
+    for host in &hosts {
+        let t = Instant::now();
+        session.instance_by_host(host).await?;
+        ours_samples.push(t.elapsed());
+    }
+    let ours = lookups as f64 / started.elapsed().as_secs_f64();
+    drop(session);
+
+    let mut conn = sqlx::PgConnection::connect_with(&db.options).await?;
+    let mut raw_samples: Vec<Duration> = Vec::with_capacity(lookups);
+    let started = Instant::now();
+    for host in &hosts {
+        let t = Instant::now();
+        let _: Option<(String,)> = sqlx::query_as(
+            "SELECT i.id FROM zitadel.instance_domains d JOIN zitadel.instances i ON i.id = d.instance_id
+             WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
+        )
+        .bind(host)
+        .fetch_optional(&mut conn)
+        .await?;
+        raw_samples.push(t.elapsed());
+    }
+    let raw = lookups as f64 / started.elapsed().as_secs_f64();
+    let _ = conn.close().await;
+    let (ours_p99, raw_p99) = (
+        percentile_ms(&mut ours_samples, 0.99),
+        percentile_ms(&mut raw_samples, 0.99),
+    );
+    println!(
+        "host lookup: {ours:.0}/s (p99 {ours_p99:.2} ms); raw SELECT {raw:.0}/s (p99 {raw_p99:.2} ms)"
+    );
+    let parameters = json!({"instances": instances, "lookups": lookups});
+    Ok(vec![
+        Figure::throughput(
+            "host lookup",
+            ours,
+            raw,
+            "raw prepared SELECT on the same index",
+            "queries/s",
+            parameters.clone(),
+        ),
+        Figure::latency(
+            "host lookup p99",
+            ours_p99,
+            raw_p99,
+            "raw prepared SELECT p99",
+            "ms",
+            parameters,
+        ),
+    ])
+}

@@ -1,0 +1,120 @@
+//! `cargo xtask bench`: tenancy against baselines measured in the same run, as ratios.
+//! Prints a table and writes `target/bench/report.json`.
+#![allow(clippy::print_stdout)]
+
+mod catchup;
+mod lookup;
+mod push;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+use serde::Serialize;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "tenancy benchmarks")]
+pub struct Args {
+    /// Small sizes, for a smoke run in CI.
+    #[arg(long)]
+    pub quick: bool,
+    /// Events of the catch-up benchmark.
+    #[arg(long)]
+    pub events: Option<usize>,
+    /// Instances of the catch-up benchmark.
+    #[arg(long)]
+    pub instances: Option<usize>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/bench/report.json")]
+    pub report: PathBuf,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub ours: f64,
+    pub baseline: f64,
+    /// ours / baseline (for latencies: baseline / ours, so > 1 is always better).
+    pub ratio: f64,
+    pub unit: String,
+    pub baseline_name: String,
+    pub parameters: serde_json::Value,
+}
+
+impl Figure {
+    pub fn throughput(
+        name: &str,
+        ours: f64,
+        baseline: f64,
+        baseline_name: &str,
+        unit: &str,
+        parameters: serde_json::Value,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            ours,
+            baseline,
+            ratio: ours / baseline,
+            unit: unit.into(),
+            baseline_name: baseline_name.into(),
+            parameters,
+        }
+    }
+
+    pub fn latency(
+        name: &str,
+        ours: f64,
+        baseline: f64,
+        baseline_name: &str,
+        unit: &str,
+        parameters: serde_json::Value,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            ours,
+            baseline,
+            ratio: baseline / ours,
+            unit: unit.into(),
+            baseline_name: baseline_name.into(),
+            parameters,
+        }
+    }
+}
+
+/// p-th percentile of durations, in milliseconds.
+pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort();
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut figures = Vec::new();
+    figures.extend(catchup::run(&args).await?);
+    figures.extend(push::run(&args).await?);
+    figures.extend(lookup::run(&args).await?);
+    println!();
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}  unit (baseline)",
+        "benchmark", "ours", "baseline", "ratio"
+    );
+    for f in &figures {
+        println!(
+            "{:<34} {:>14.1} {:>14.1} {:>8.2}  {} ({})",
+            f.name, f.ours, f.baseline, f.ratio, f.unit, f.baseline_name
+        );
+    }
+    if let Some(dir) = args.report.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.report, serde_json::to_string_pretty(&figures)?)?;
+    println!("\nwrote {}", args.report.display());
+    Ok(())
+}

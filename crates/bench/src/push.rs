@@ -1,0 +1,165 @@
+//! Push: events/s through the event store (sequences, lock, notify) in batches of 1 and
+//! 100, against plain multi-row INSERTs of the same rows into a copy of the table. And
+//! push -> visible: with the engine running continuously, the time from a push to its row
+//! in `zitadel.instances` (p50, p99 against the 50 ms target).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+use tenancy_core::event::NewEvent;
+use tenancy_eventstore::PgEventStore;
+use tenancy_projection::{Engine, EngineConfig};
+use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::stream::event;
+
+use crate::{Args, Figure, percentile_ms};
+
+fn events(batch: usize, n: usize) -> Vec<Vec<NewEvent>> {
+    (0..n / batch)
+        .map(|b| {
+            (0..batch)
+                .map(|i| {
+                    event(
+                        "bench",
+                        "org",
+                        &format!("o{batch}-{b}-{i}"),
+                        "org.added",
+                        json!({"name": format!("Org {b} {i}")}),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn plain_insert(pool: &PgPool, batch: &[NewEvent], base: i64) -> Result<()> {
+    let n = batch.len();
+    sqlx::query(
+        "INSERT INTO bench_plain (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at,
+             payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
+         SELECT a, b, c, d, 1, 1, now(), e, f, g, h, i, false
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::numeric[], $9::int[])
+             AS t(a, b, c, d, e, f, g, h, i)",
+    )
+    .bind(batch.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.aggregate_id.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.creator.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
+    .bind((0..n).map(|i| Decimal::from(base + i as i64)).collect::<Vec<_>>())
+    .bind((1..=n as i32).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn run(args: &Args) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let db = TestDatabase::fresh().await?;
+    sqlx::query("CREATE TABLE bench_plain (LIKE eventstore.events2 INCLUDING ALL)")
+        .execute(&db.pool)
+        .await?;
+    let store = PgEventStore::new(db.pool.clone());
+    for (batch, n) in [
+        (1, if args.quick { 500 } else { 5_000 }),
+        (100, if args.quick { 5_000 } else { 50_000 }),
+    ] {
+        let pushes = events(batch, n);
+        let started = Instant::now();
+        for push in pushes.clone() {
+            store.push(push).await?;
+        }
+        let ours = n as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for (b, push) in pushes.iter().enumerate() {
+            plain_insert(&db.pool, push, (b * batch) as i64).await?;
+        }
+        let plain = n as f64 / started.elapsed().as_secs_f64();
+        println!("push, batches of {batch}: {ours:.0} events/s; plain INSERT {plain:.0} events/s");
+        figures.push(Figure::throughput(
+            &format!("push, batches of {batch}"),
+            ours,
+            plain,
+            "plain multi-row INSERT into a copy of the table",
+            "events/s",
+            json!({"events": n, "batch": batch}),
+        ));
+    }
+    drop(db);
+
+    // Push -> visible, with the engine in continuous mode (LISTEN/NOTIFY).
+    let db = TestDatabase::fresh().await?;
+    let store = PgEventStore::new(db.pool.clone());
+    let engine = Engine::new(db.pool.clone(), EngineConfig::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = engine.clone();
+    let running = tokio::spawn(async move {
+        worker
+            .run_continuous(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pushes = if args.quick { 200 } else { 1_000 };
+    let mut samples = Vec::with_capacity(pushes);
+    for k in 0..pushes {
+        let id = format!("visible-{k}");
+        let started = Instant::now();
+        store
+            .push(vec![event(
+                &id,
+                "instance",
+                &id,
+                "instance.added",
+                json!({"name": "V"}),
+            )])
+            .await?;
+        loop {
+            let seen: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $1)")
+                    .bind(&id)
+                    .fetch_one(&db.pool)
+                    .await?;
+            if seen {
+                break;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "push {k} not visible after 10 s"
+            );
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    let _ = stop.send(());
+    running.await??;
+    let (p50, p99) = (
+        percentile_ms(&mut samples, 0.5),
+        percentile_ms(&mut samples, 0.99),
+    );
+    println!("push -> visible over {pushes} pushes: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    let parameters = json!({"pushes": pushes, "mode": "LISTEN/NOTIFY, in-process engine"});
+    figures.push(Figure::latency(
+        "push -> visible p50",
+        p50,
+        50.0,
+        "target 50 ms",
+        "ms",
+        parameters.clone(),
+    ));
+    figures.push(Figure::latency(
+        "push -> visible p99",
+        p99,
+        50.0,
+        "target 50 ms",
+        "ms",
+        parameters,
+    ));
+    Ok(figures)
+}
