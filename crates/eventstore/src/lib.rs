@@ -48,7 +48,7 @@ impl PgEventStore {
         let mut attempt = 0;
         loop {
             let mut tx = self.pool.begin().await.map_err(on_constraint)?;
-            match push_on(&mut tx, events.clone()).await {
+            match push_in(&mut tx, events.clone()).await {
                 Ok(stored) => {
                     tx.commit().await.map_err(on_constraint)?;
                     return Ok(stored);
@@ -122,52 +122,87 @@ fn unique_rule(unique_type: &str) -> &'static str {
     }
 }
 
-/// Pushes `events` on `conn`, which must be inside a transaction.
+/// Pushes `events` on `conn`, which must be inside a transaction; a failed push leaves
+/// the caller's transaction usable (it runs in a savepoint) and writes nothing.
 pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+    let mut savepoint = conn.begin().await.map_err(on_constraint)?;
+    let stored = push_in(&mut savepoint, events).await?;
+    savepoint.commit().await.map_err(on_constraint)?;
+    Ok(stored)
+}
+
+/// The push itself, a fixed number of round trips whatever the batch size: the shared
+/// locks, the aggregates' latest sequences, one multi-row insert (`position` stamped per
+/// row with `clock_timestamp()`), the notifications — plus one statement per unique
+/// constraint, in event order.
+async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // A savepoint: a failed push leaves the caller's transaction usable and writes nothing.
-    let mut tx = conn.begin().await.map_err(on_constraint)?;
-    let instances: BTreeSet<&str> = events.iter().map(|e| e.instance_id.as_str()).collect();
-    for instance in instances {
-        sqlx::query("SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext($1))")
-            .bind(instance)
-            .execute(&mut *tx)
-            .await
-            .map_err(on_constraint)?;
-    }
-    let mut latest: HashMap<(String, String, String), i64> = HashMap::new();
-    let mut stored = Vec::with_capacity(events.len());
-    for (index, event) in events.into_iter().enumerate() {
+    let instances: Vec<String> = events
+        .iter()
+        .map(|e| e.instance_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
+         FROM unnest($1::text[]) AS i ORDER BY i",
+    )
+    .bind(&instances)
+    .execute(&mut *conn)
+    .await
+    .map_err(on_constraint)?;
+
+    type Aggregate = (String, String, String);
+    let aggregates: Vec<Aggregate> = events
+        .iter()
+        .map(|e| {
+            (
+                e.instance_id.clone(),
+                e.aggregate_type.clone(),
+                e.aggregate_id.clone(),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let latest: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT a.i, a.t, a.id, coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
+                 WHERE e.instance_id = a.i AND e.aggregate_type = a.t AND e.aggregate_id = a.id), 0)
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS a(i, t, id)",
+    )
+    .bind(aggregates.iter().map(|a| a.0.clone()).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.1.clone()).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.2.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(on_constraint)?;
+    let mut current: HashMap<Aggregate, i64> = latest
+        .into_iter()
+        .map(|(i, t, id, seq)| ((i, t, id), seq))
+        .collect();
+
+    let mut sequences = Vec::with_capacity(events.len());
+    for event in &events {
         let key = (
             event.instance_id.clone(),
             event.aggregate_type.clone(),
             event.aggregate_id.clone(),
         );
-        let current = match latest.get(&key) {
-            Some(seq) => *seq,
-            None => sqlx::query_scalar::<_, i64>(
-                "SELECT coalesce(max(\"sequence\"), 0) FROM eventstore.events2
-                 WHERE instance_id = $1 AND aggregate_type = $2 AND aggregate_id = $3",
-            )
-            .bind(&key.0)
-            .bind(&key.1)
-            .bind(&key.2)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(on_constraint)?,
-        };
+        let seq = current.entry(key).or_insert(0);
         if let Some(expected) = event.expected_sequence
-            && expected != current
+            && expected != *seq
         {
             return Err(Error::Conflict(format!(
-                "{} {} is at sequence {current}, expected {expected}",
+                "{} {} is at sequence {seq}, expected {expected}",
                 event.aggregate_type, event.aggregate_id
             )));
         }
+        *seq += 1;
+        sequences.push(*seq);
         for unique in &event.unique_constraints {
-            let query = match unique.action {
+            let statement = match unique.action {
                 UniqueAction::Add => {
                     "INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field) VALUES ($1, $2, lower($3))"
                 }
@@ -175,11 +210,11 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
                     "DELETE FROM eventstore.unique_constraints WHERE instance_id = $1 AND unique_type = $2 AND unique_field = lower($3)"
                 }
             };
-            let done = sqlx::query(query)
+            let done = sqlx::query(statement)
                 .bind(&unique.instance_id)
                 .bind(&unique.unique_type)
                 .bind(&unique.unique_field)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await;
             if let Err(sqlx::Error::Database(db)) = &done
                 && db.is_unique_violation()
@@ -191,40 +226,60 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
             }
             done.map_err(on_constraint)?;
         }
-        let sequence = current + 1;
-        let in_tx_order = i32::try_from(index + 1)
-            .map_err(|_| Error::invalid("events", "too many events in one push"))?;
-        let inserted: Result<(Decimal, OffsetDateTime), _> = sqlx::query_as(
-            "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
-                 revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
-             VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, statement_timestamp()), $8, $9, $10,
-                 EXTRACT(EPOCH FROM clock_timestamp()), $11, $12)
-             RETURNING \"position\", created_at",
-        )
-        .bind(&event.instance_id)
-        .bind(&event.aggregate_type)
-        .bind(&event.aggregate_id)
-        .bind(&event.event_type)
-        .bind(sequence)
-        .bind(event.revision)
-        .bind(event.created_at)
-        .bind(&event.payload)
-        .bind(&event.creator)
-        .bind(&event.owner)
-        .bind(in_tx_order)
-        .bind(event.written_by_v3)
-        .fetch_one(&mut *tx)
-        .await;
-        let (position, created_at) = match inserted {
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(Error::Conflict(format!(
-                    "{} {}: sequence {sequence} was taken by a concurrent push",
-                    event.aggregate_type, event.aggregate_id
-                )));
-            }
-            other => other.map_err(on_constraint)?,
-        };
-        latest.insert(key, sequence);
+    }
+
+    let n = i32::try_from(events.len())
+        .map_err(|_| Error::invalid("events", "too many events in one push"))?;
+    let inserted: std::result::Result<Vec<(i32, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
+        "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
+             revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
+         SELECT i, t, id, et, seq, rev, coalesce(at, statement_timestamp()), p, c, o,
+                EXTRACT(EPOCH FROM clock_timestamp()), ord, v3
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int2[], $7::timestamptz[],
+                     $8::jsonb[], $9::text[], $10::text[], $11::int4[], $12::bool[])
+              AS e(i, t, id, et, seq, rev, at, p, c, o, ord, v3)
+         ORDER BY ord
+         RETURNING in_tx_order, \"position\", created_at",
+    )
+    .bind(events.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.aggregate_id.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
+    .bind(&sequences)
+    .bind(events.iter().map(|e| e.revision).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.creator.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
+    .bind((1..=n).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.written_by_v3).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await;
+    let mut stamped: HashMap<i32, (Decimal, OffsetDateTime)> = match inserted {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Err(Error::Conflict(
+                "a concurrent push took one of these sequences".into(),
+            ));
+        }
+        other => other
+            .map_err(on_constraint)?
+            .into_iter()
+            .map(|(ord, pos, at)| (ord, (pos, at)))
+            .collect(),
+    };
+    sqlx::query("SELECT pg_notify($1, i) FROM unnest($2::text[]) AS i")
+        .bind(NOTIFY_CHANNEL)
+        .bind(&instances)
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+
+    let mut stored = Vec::with_capacity(events.len());
+    for ((index, event), sequence) in events.into_iter().enumerate().zip(sequences) {
+        let in_tx_order = index as i32 + 1;
+        let (position, created_at) = stamped
+            .remove(&in_tx_order)
+            .ok_or_else(|| Error::internal("the insert returned fewer rows than it was given"))?;
         stored.push(StoredEvent {
             instance_id: event.instance_id,
             aggregate_type: event.aggregate_type,
@@ -241,16 +296,6 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
             written_by_v3: event.written_by_v3,
         });
     }
-    let notified: BTreeSet<&str> = stored.iter().map(|e| e.instance_id.as_str()).collect();
-    for instance in notified {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(instance)
-            .execute(&mut *tx)
-            .await
-            .map_err(on_constraint)?;
-    }
-    tx.commit().await.map_err(on_constraint)?;
     Ok(stored)
 }
 

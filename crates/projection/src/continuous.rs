@@ -2,6 +2,7 @@
 //! anything a notification missed; exponential, capped backoff while the database is
 //! unreachable; on shutdown the batch under way finishes (commits or rolls back) first.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -53,13 +54,29 @@ impl Engine {
         // Connected again: whatever happened meanwhile is caught by a sweep.
         *backoff = Duration::from_millis(100);
         let mut sweep = tokio::time::interval(self.config().sweep_interval);
+        // Instances whose events wait for another instance (deferred) or for another
+        // process (busy): retried soon rather than at the next sweep.
+        let mut again: BTreeSet<String> = BTreeSet::new();
+        let mut retry = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 biased;
                 () = &mut *shutdown => return Ok(()),
                 notification = listener.recv() => {
                     let notification = notification.map_err(on_constraint)?;
-                    self.catch_up(notification.payload(), None).await?;
+                    let instance = notification.payload().to_owned();
+                    let outcome = self.catch_up(&instance, None).await?;
+                    if outcome.deferred > 0 || outcome.busy {
+                        again.insert(instance);
+                    }
+                }
+                _ = retry.tick(), if !again.is_empty() => {
+                    for instance in std::mem::take(&mut again) {
+                        let outcome = self.catch_up(&instance, None).await?;
+                        if outcome.deferred > 0 || outcome.busy {
+                            again.insert(instance);
+                        }
+                    }
                 }
                 _ = sweep.tick() => {
                     self.run_instances(None, None, |_, _, _| {}).await?;

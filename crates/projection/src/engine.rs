@@ -57,6 +57,9 @@ pub struct Outcome {
     pub skipped: u64,
     /// Failures recorded by this run.
     pub failed: u64,
+    /// Events held back because an instance that is behind must move first (a custom
+    /// domain it still holds, released by an event of its own before this one).
+    pub deferred: u64,
     /// Another process holds this instance.
     pub busy: bool,
     /// Nothing left to read (up to the target).
@@ -68,6 +71,7 @@ impl Outcome {
         self.applied += other.applied;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.deferred += other.deferred;
         self.busy |= other.busy;
         self.caught_up = other.caught_up;
     }
@@ -161,7 +165,7 @@ impl Engine {
             // A failure below the limit blocks the instance until a later run retries it:
             // retrying at once would burn the attempts before other instances (whose
             // events it may depend on, e.g. a custom domain released elsewhere) move on.
-            if outcome.busy || outcome.caught_up || outcome.failed > 0 {
+            if outcome.busy || outcome.caught_up || outcome.failed > 0 || outcome.deferred > 0 {
                 return Ok(total);
             }
             if outcome.applied == 0 && outcome.skipped == 0 {
@@ -190,12 +194,21 @@ impl Engine {
         progress: Progress,
     ) -> Result<Outcome> {
         let mut sum = Outcome::default();
+        // Deferred events wait for other instances of this very run; the cap only guards
+        // against an instance held by another process for good.
+        let mut deferred_rounds = 0;
         loop {
             let report = progress.clone();
             let round = self
                 .run_instances(target, replay, move |done, total, o| report(done, total, o))
                 .await?;
             sum.add(round);
+            sum.deferred = round.deferred;
+            if round.deferred > 0 && deferred_rounds < 600 {
+                deferred_rounds += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             if round.failed == 0 {
                 break;
             }
@@ -415,6 +428,10 @@ impl Engine {
                         .execute(session.conn()?)
                         .await
                         .map_err(on_constraint)?;
+                    if waits_for_other_instance(session.conn()?, event, &error).await? {
+                        outcome.deferred += 1;
+                        break;
+                    }
                     let count = record_failure(session.conn()?, event, &error.to_string()).await?;
                     outcome.failed += 1;
                     tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, count, "event failed");
@@ -447,6 +464,56 @@ pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) ->
         apply_change(session, &change, event.created_at).await?;
     }
     Ok(())
+}
+
+/// A custom domain is unique across instances, and instances are projected independently:
+/// an instance may reach `instance.domain.added` for a domain that another instance has
+/// released by an event *before* this one, but which that instance's projection has not
+/// reached yet. Such an event waits (is deferred) rather than counting as a failure.
+async fn waits_for_other_instance(
+    conn: &mut PgConnection,
+    event: &StoredEvent,
+    error: &Error,
+) -> Result<bool> {
+    let is_global_conflict = matches!(
+        error,
+        Error::AlreadyExists {
+            rule: "custom instance domain",
+            ..
+        }
+    );
+    if !is_global_conflict || event.event_type != "instance.domain.added" {
+        return Ok(false);
+    }
+    let Some(domain) = event
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("domain"))
+        .and_then(|d| d.as_str())
+    else {
+        return Ok(false);
+    };
+    sqlx::query_scalar(
+        "WITH holders AS (
+             SELECT instance_id FROM zitadel.instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
+             UNION
+             SELECT instance_id FROM zitadel.domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
+         SELECT EXISTS (
+             SELECT 1 FROM holders h
+             JOIN eventstore.events2 e ON e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
+             LEFT JOIN projections.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
+             WHERE h.instance_id <> $3 AND e.\"position\" < $4
+               AND (c.instance_id IS NULL
+                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\")))",
+    )
+    .bind(relational::NAME)
+    .bind(domain)
+    .bind(&event.instance_id)
+    .bind(event.position)
+    .fetch_one(conn)
+    .await
+    .map_err(on_constraint)
 }
 
 /// An event that failed before and now applied is no longer a failure.

@@ -265,7 +265,8 @@ async fn an_interrupted_prefill_resumes_without_double_application() {
         .await
         .unwrap();
     let _ = task.await;
-    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    let last = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    eprintln!("last run: {last:?}");
     assert!(
         engine.failed().await.unwrap().is_empty(),
         "{:?}",
