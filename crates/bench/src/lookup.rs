@@ -15,27 +15,32 @@ use crate::{Args, Figure, percentile_ms};
 
 pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let db = TestDatabase::fresh().await?;
-    let instances = if args.quick { 200 } else { 5_000 };
+    let instances: i32 = if args.quick { 200 } else { 5_000 };
     let lookups = if args.quick { 2_000 } else { 50_000 };
     sqlx::query(
         "INSERT INTO zitadel.instances (id, name) SELECT 'i' || n, 'Instance ' || n FROM generate_series(1, $1) n;
          ",
     )
-    .bind(instances as i32)
+    .bind(instances)
     .execute(&db.pool)
     .await?;
     sqlx::query(
         "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated)
          SELECT 'i' || n, 'login.i' || n || '.example', 'custom', true, false FROM generate_series(1, $1) n",
     )
-    .bind(instances as i32)
+    .bind(instances)
     .execute(&db.pool)
     .await?;
     sqlx::query("ANALYZE").execute(&db.pool).await?;
     let hosts: Vec<String> = {
         let mut rng = Rng(9);
         (0..lookups)
-            .map(|_| format!("LOGIN.i{}.example", rng.next(instances as u64) + 1))
+            .map(|_| {
+                format!(
+                    "LOGIN.i{}.example",
+                    rng.next(u64::try_from(instances).unwrap_or(1)) + 1
+                )
+            })
             .collect()
     };
 

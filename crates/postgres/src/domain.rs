@@ -1,119 +1,35 @@
 //! The unified `zitadel.domains` table (soft delete; live reads filter `deleted_at IS NULL`).
 
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::{Domain, ValidationType};
 use tenancy_core::ports::DomainRepository;
-use tenancy_core::query::{DomainCriteria, DomainOwner, DomainSort, Pagination};
+use tenancy_core::query::{DomainCriteria, DomainOwner, DomainSort, Pagination, TextMatch};
+use tenancy_core::state::StateChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
+use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::rows::{DOMAIN_COLUMNS, DomainRow, convert};
-use crate::session::{PgSession, lock_primary, push_page, push_text};
+use crate::session::{PgSession, push_page, push_text};
 
-/// Rows of one owner: `org_id IS NULL` for the instance, `org_id = $n` for an org.
-fn owner_sql(org_id: Option<&OrgId>, param: usize) -> String {
-    match org_id {
-        None => "org_id IS NULL".to_owned(),
-        Some(_) => format!("org_id = ${param}"),
-    }
-}
-
-async fn insert(
-    conn: &mut PgConnection,
+/// The live unified row of one owner, just written.
+async fn live_row(
+    session: &mut PgSession,
     instance_id: &InstanceId,
-    org_id: Option<&OrgId>,
+    owner: DomainOwner,
     domain: &str,
-    is_verified: bool,
-    validation_type: Option<ValidationType>,
-    at: OffsetDateTime,
 ) -> Result<Domain> {
-    let sql = format!(
-        "INSERT INTO zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, false, $5, $6, $6) RETURNING {DOMAIN_COLUMNS}"
-    );
-    let row: DomainRow = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(instance_id.as_str())
-        .bind(org_id.map(OrgId::as_str))
-        .bind(domain)
-        .bind(is_verified)
-        .bind(validation_type.map(ValidationType::ordinal))
-        .bind(at)
-        .fetch_one(conn)
-        .await
-        .db()?;
-    row.try_into()
+    let criteria = DomainCriteria::of_instance(instance_id)
+        .owner(owner)
+        .domain(TextMatch::equals(domain).ignoring_case());
+    session.get_domain(&criteria).await
 }
 
-async fn set_primary(
-    session: &mut PgSession,
-    instance_id: &InstanceId,
-    org_id: Option<&OrgId>,
-    domain: &str,
-    at: OffsetDateTime,
-) -> Result<u64> {
-    let owner = owner_sql(org_id, 4);
-    let scope = match org_id {
-        None => format!("domains:{instance_id}"),
-        Some(org) => format!("domains:{instance_id}:{org}"),
-    };
-    let mut tx = session.conn()?.begin().await.db()?;
-    lock_primary(&mut tx, &scope).await?;
-    let demote = format!(
-        "UPDATE zitadel.domains SET is_primary = false, updated_at = $3
-         WHERE instance_id = $1 AND {owner} AND deleted_at IS NULL AND is_primary AND lower(domain) <> lower($2)
-           AND EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = $1 AND {owner}
-                       AND deleted_at IS NULL AND lower(domain) = lower($2))"
-    );
-    let promote = format!(
-        "UPDATE zitadel.domains SET is_primary = true, updated_at = $3
-         WHERE instance_id = $1 AND {owner} AND deleted_at IS NULL AND lower(domain) = lower($2)"
-    );
-    let mut rows = 0;
-    for sql in [demote, promote] {
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(instance_id.as_str())
-            .bind(domain)
-            .bind(at);
-        if let Some(org) = org_id {
-            query = query.bind(org.as_str());
-        }
-        rows += query.execute(&mut *tx).await.db()?.rows_affected();
-    }
-    tx.commit().await.db()?;
-    Ok(rows)
-}
-
-/// Updates the live row of one owner; `set` may use `$v` for `value`.
-async fn update_one(
-    session: &mut PgSession,
-    set: &'static str,
-    instance_id: &InstanceId,
-    org_id: Option<&OrgId>,
-    domain: &str,
-    at: OffsetDateTime,
-    value: Option<i16>,
-) -> Result<u64> {
-    let owner = owner_sql(org_id, 4);
-    let value_param = if org_id.is_some() { "$5" } else { "$4" };
-    let sql = format!(
-        "UPDATE zitadel.domains SET {}, updated_at = $3
-         WHERE instance_id = $1 AND {owner} AND deleted_at IS NULL AND lower(domain) = lower($2)",
-        set.replace("$v", value_param)
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql))
-        .bind(instance_id.as_str())
-        .bind(domain)
-        .bind(at);
-    if let Some(org) = org_id {
-        query = query.bind(org.as_str());
-    }
-    if let Some(value) = value {
-        query = query.bind(value);
-    }
-    Ok(query.execute(session.conn()?).await.db()?.rows_affected())
+async fn apply(session: &mut PgSession, change: StateChange, at: OffsetDateTime) -> Result<u64> {
+    apply_change(session.conn()?, &change, at).await
 }
 
 #[async_trait]
@@ -124,7 +40,16 @@ impl DomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<Domain> {
-        insert(self.conn()?, instance_id, None, domain, true, None, at).await
+        apply(
+            self,
+            StateChange::AddInstanceDomain {
+                instance_id: instance_id.clone(),
+                domain: domain.to_owned(),
+            },
+            at,
+        )
+        .await?;
+        live_row(self, instance_id, DomainOwner::InstanceOnly, domain).await
     }
 
     async fn set_instance_domain_primary(
@@ -133,7 +58,15 @@ impl DomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        set_primary(self, instance_id, None, domain, at).await
+        apply(
+            self,
+            StateChange::SetInstanceDomainPrimary {
+                instance_id: instance_id.clone(),
+                domain: domain.to_owned(),
+            },
+            at,
+        )
+        .await
     }
 
     async fn remove_instance_domain(
@@ -142,7 +75,15 @@ impl DomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        update_one(self, "deleted_at = $3", instance_id, None, domain, at, None).await
+        apply(
+            self,
+            StateChange::RemoveInstanceDomain {
+                instance_id: instance_id.clone(),
+                domain: domain.to_owned(),
+            },
+            at,
+        )
+        .await
     }
 
     async fn add_organization_domain(
@@ -153,14 +94,18 @@ impl DomainRepository for PgSession {
         validation_type: Option<ValidationType>,
         at: OffsetDateTime,
     ) -> Result<Domain> {
-        insert(
-            self.conn()?,
-            instance_id,
-            Some(org_id),
-            domain,
-            false,
+        let change = StateChange::AddOrganizationDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
             validation_type,
-            at,
+        };
+        apply(self, change, at).await?;
+        live_row(
+            self,
+            instance_id,
+            DomainOwner::Organization(org_id.clone()),
+            domain,
         )
         .await
     }
@@ -173,16 +118,13 @@ impl DomainRepository for PgSession {
         validation_type: ValidationType,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        update_one(
-            self,
-            "validation_type = $v",
-            instance_id,
-            Some(org_id),
-            domain,
-            at,
-            Some(validation_type.ordinal()),
-        )
-        .await
+        let change = StateChange::SetOrganizationDomainValidationType {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+            validation_type,
+        };
+        apply(self, change, at).await
     }
 
     async fn set_organization_domain_verified(
@@ -192,16 +134,12 @@ impl DomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        update_one(
-            self,
-            "is_verified = true",
-            instance_id,
-            Some(org_id),
-            domain,
-            at,
-            None,
-        )
-        .await
+        let change = StateChange::SetOrganizationDomainVerified {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply(self, change, at).await
     }
 
     async fn set_organization_domain_primary(
@@ -211,7 +149,12 @@ impl DomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        set_primary(self, instance_id, Some(org_id), domain, at).await
+        let change = StateChange::SetOrganizationDomainPrimary {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply(self, change, at).await
     }
 
     async fn remove_organization_domain(
@@ -221,16 +164,12 @@ impl DomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        update_one(
-            self,
-            "deleted_at = $3",
-            instance_id,
-            Some(org_id),
-            domain,
-            at,
-            None,
-        )
-        .await
+        let change = StateChange::RemoveOrganizationDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply(self, change, at).await
     }
 
     async fn remove_domains_of_organization(
@@ -239,17 +178,15 @@ impl DomainRepository for PgSession {
         org_id: &OrgId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.domains SET deleted_at = $3, updated_at = $3
-             WHERE instance_id = $1 AND org_id = $2 AND deleted_at IS NULL",
+        apply(
+            self,
+            StateChange::RemoveDomainsOfOrganization {
+                instance_id: instance_id.clone(),
+                org_id: org_id.clone(),
+            },
+            at,
         )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(at)
-        .execute(self.conn()?)
         .await
-        .db()?;
-        Ok(done.rows_affected())
     }
 
     async fn remove_domains_of_instance(
@@ -257,15 +194,14 @@ impl DomainRepository for PgSession {
         instance_id: &InstanceId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.domains SET deleted_at = $2, updated_at = $2 WHERE instance_id = $1 AND deleted_at IS NULL",
+        apply(
+            self,
+            StateChange::RemoveDomainsOfInstance {
+                instance_id: instance_id.clone(),
+            },
+            at,
         )
-        .bind(instance_id.as_str())
-        .bind(at)
-        .execute(self.conn()?)
         .await
-        .db()?;
-        Ok(done.rows_affected())
     }
 
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain> {

@@ -6,10 +6,11 @@ use tenancy_core::id::InstanceId;
 use tenancy_core::model::Instance;
 use tenancy_core::ports::InstanceRepository;
 use tenancy_core::query::{InstanceCriteria, NameSort, Pagination};
-use tenancy_core::state::InstanceUpdate;
+use tenancy_core::state::{InstanceUpdate, StateChange};
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
+use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::rows::{INSTANCE_COLUMNS, InstanceRow, convert};
 use crate::session::{PgSession, push_page, push_text};
@@ -22,25 +23,11 @@ impl InstanceRepository for PgSession {
         name: &str,
         at: OffsetDateTime,
     ) -> Result<()> {
-        // A soft-deleted row with that id comes back as new; a live one is a duplicate.
-        let done = sqlx::query(
-            "INSERT INTO zitadel.instances (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, default_org_id = NULL,
-                 iam_project_id = NULL, console_client_id = NULL, console_app_id = NULL,
-                 default_language = NULL, created_at = EXCLUDED.created_at,
-                 updated_at = EXCLUDED.updated_at, deleted_at = NULL
-             WHERE zitadel.instances.deleted_at IS NOT NULL",
-        )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        if done.rows_affected() == 0 {
-            return Err(Error::already_exists("instance id", id));
-        }
-        Ok(())
+        let change = StateChange::CreateInstance {
+            id: id.clone(),
+            name: name.to_owned(),
+        };
+        apply_change(self.conn()?, &change, at).await.map(drop)
     }
 
     async fn update_instance(
@@ -49,41 +36,20 @@ impl InstanceRepository for PgSession {
         update: &InstanceUpdate,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.instances SET
-                 name = coalesce($2, name),
-                 default_org_id = coalesce($3, default_org_id),
-                 iam_project_id = coalesce($4, iam_project_id),
-                 console_client_id = coalesce($5, console_client_id),
-                 console_app_id = coalesce($6, console_app_id),
-                 default_language = coalesce($7, default_language),
-                 updated_at = $8
-             WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(id.as_str())
-        .bind(update.name.as_deref())
-        .bind(update.default_org_id.as_deref())
-        .bind(update.iam_project_id.as_deref())
-        .bind(update.console_client_id.as_deref())
-        .bind(update.console_app_id.as_deref())
-        .bind(update.default_language.as_deref())
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::UpdateInstance {
+            id: id.clone(),
+            update: update.clone(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.instances SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        apply_change(
+            self.conn()?,
+            &StateChange::RemoveInstance { id: id.clone() },
+            at,
         )
-        .bind(id.as_str())
-        .bind(at)
-        .execute(self.conn()?)
         .await
-        .db()?;
-        Ok(done.rows_affected())
     }
 
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {

@@ -1,16 +1,17 @@
 //! `zitadel.instance_domains`.
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use tenancy_core::Result;
 use tenancy_core::id::InstanceId;
 use tenancy_core::model::{InstanceDomain, InstanceDomainKind, InstanceDomainType};
 use tenancy_core::ports::InstanceDomainRepository;
+use tenancy_core::state::StateChange;
 use time::OffsetDateTime;
 
+use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::rows::{InstanceDomainRow, convert};
-use crate::session::{PgSession, lock_primary};
+use crate::session::PgSession;
 
 #[async_trait]
 impl InstanceDomainRepository for PgSession {
@@ -21,27 +22,12 @@ impl InstanceDomainRepository for PgSession {
         kind: InstanceDomainKind,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let (is_primary, is_generated) = match kind {
-            InstanceDomainKind::Custom {
-                is_primary,
-                is_generated,
-            } => (Some(is_primary), Some(is_generated)),
-            InstanceDomainKind::Trusted => (None, None),
+        let change = StateChange::InsertInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+            kind,
         };
-        sqlx::query(
-            "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
-             VALUES ($1, $2, $3::zitadel.domain_type, $4, $5, $6, $6)",
-        )
-        .bind(instance_id.as_str())
-        .bind(domain)
-        .bind(kind.domain_type().as_str())
-        .bind(is_primary)
-        .bind(is_generated)
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()
-        .map(drop)
+        apply_change(self.conn()?, &change, at).await.map(drop)
     }
 
     async fn set_primary_instance_domain(
@@ -50,34 +36,11 @@ impl InstanceDomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        // Unique indexes are checked per row, so demote first, then promote; the lock
-        // serializes concurrent switches of the same instance.
-        let mut tx = self.conn()?.begin().await.db()?;
-        lock_primary(&mut tx, &format!("instance:{instance_id}")).await?;
-        let demoted = sqlx::query(
-            "UPDATE zitadel.instance_domains SET is_primary = false, updated_at = $3
-             WHERE instance_id = $1 AND type = 'custom' AND is_primary AND lower(domain) <> lower($2)
-               AND EXISTS (SELECT 1 FROM zitadel.instance_domains
-                           WHERE instance_id = $1 AND type = 'custom' AND lower(domain) = lower($2))",
-        )
-        .bind(instance_id.as_str())
-        .bind(domain)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        let promoted = sqlx::query(
-            "UPDATE zitadel.instance_domains SET is_primary = true, updated_at = $3
-             WHERE instance_id = $1 AND type = 'custom' AND lower(domain) = lower($2)",
-        )
-        .bind(instance_id.as_str())
-        .bind(domain)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
-        Ok(demoted.rows_affected() + promoted.rows_affected())
+        let change = StateChange::SetPrimaryInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn delete_instance_domain(
@@ -86,29 +49,22 @@ impl InstanceDomainRepository for PgSession {
         domain: &str,
         domain_type: InstanceDomainType,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM zitadel.instance_domains
-             WHERE instance_id = $1 AND type = $3::zitadel.domain_type AND lower(domain) = lower($2)",
-        )
-        .bind(instance_id.as_str())
-        .bind(domain)
-        .bind(domain_type.as_str())
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::DeleteInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+            domain_type,
+        };
+        apply_change(self.conn()?, &change, OffsetDateTime::UNIX_EPOCH).await
     }
 
     async fn delete_instance_domains_of_instance(
         &mut self,
         instance_id: &InstanceId,
     ) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM zitadel.instance_domains WHERE instance_id = $1")
-            .bind(instance_id.as_str())
-            .execute(self.conn()?)
-            .await
-            .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::DeleteInstanceDomainsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        apply_change(self.conn()?, &change, OffsetDateTime::UNIX_EPOCH).await
     }
 
     async fn list_instance_domains(

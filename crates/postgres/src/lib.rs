@@ -16,6 +16,7 @@
 //! # let _ = instance; Ok(()) }
 //! ```
 
+pub mod apply;
 mod domain;
 pub mod dump;
 pub mod embedded;

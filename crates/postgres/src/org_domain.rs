@@ -1,16 +1,17 @@
 //! `zitadel.org_domains`.
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use tenancy_core::Result;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::{OrganizationDomain, ValidationType};
 use tenancy_core::ports::OrgDomainRepository;
+use tenancy_core::state::StateChange;
 use time::OffsetDateTime;
 
+use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::rows::{OrgDomainRow, convert};
-use crate::session::{PgSession, lock_primary};
+use crate::session::PgSession;
 
 #[async_trait]
 impl OrgDomainRepository for PgSession {
@@ -21,18 +22,12 @@ impl OrgDomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(domain)
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()
-        .map(drop)
+        let change = StateChange::InsertOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply_change(self.conn()?, &change, at).await.map(drop)
     }
 
     async fn set_org_domain_validation(
@@ -43,19 +38,13 @@ impl OrgDomainRepository for PgSession {
         validation_type: ValidationType,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.org_domains SET validation_type = $4::zitadel.domain_validation_type, updated_at = $5
-             WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
-        )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(domain)
-        .bind(validation_type.as_str())
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::SetOrgDomainValidation {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+            validation_type,
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn set_org_domain_verified(
@@ -65,18 +54,12 @@ impl OrgDomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.org_domains SET is_verified = true, updated_at = $4
-             WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
-        )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(domain)
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::SetOrgDomainVerified {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn set_primary_org_domain(
@@ -86,34 +69,12 @@ impl OrgDomainRepository for PgSession {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let mut tx = self.conn()?.begin().await.db()?;
-        lock_primary(&mut tx, &format!("org:{instance_id}:{org_id}")).await?;
-        let demoted = sqlx::query(
-            "UPDATE zitadel.org_domains SET is_primary = false, updated_at = $4
-             WHERE instance_id = $1 AND org_id = $2 AND is_primary AND lower(domain) <> lower($3)
-               AND EXISTS (SELECT 1 FROM zitadel.org_domains
-                           WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3))",
-        )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(domain)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        let promoted = sqlx::query(
-            "UPDATE zitadel.org_domains SET is_primary = true, updated_at = $4
-             WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
-        )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(domain)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
-        Ok(demoted.rows_affected() + promoted.rows_affected())
+        let change = StateChange::SetPrimaryOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn delete_org_domain(
@@ -122,16 +83,12 @@ impl OrgDomainRepository for PgSession {
         org_id: &OrgId,
         domain: &str,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM zitadel.org_domains WHERE instance_id = $1 AND org_id = $2 AND lower(domain) = lower($3)",
-        )
-        .bind(instance_id.as_str())
-        .bind(org_id.as_str())
-        .bind(domain)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::DeleteOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        apply_change(self.conn()?, &change, OffsetDateTime::UNIX_EPOCH).await
     }
 
     async fn delete_org_domains_of_org(
@@ -139,23 +96,18 @@ impl OrgDomainRepository for PgSession {
         instance_id: &InstanceId,
         org_id: &OrgId,
     ) -> Result<u64> {
-        let done =
-            sqlx::query("DELETE FROM zitadel.org_domains WHERE instance_id = $1 AND org_id = $2")
-                .bind(instance_id.as_str())
-                .bind(org_id.as_str())
-                .execute(self.conn()?)
-                .await
-                .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::DeleteOrgDomainsOfOrg {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+        };
+        apply_change(self.conn()?, &change, OffsetDateTime::UNIX_EPOCH).await
     }
 
     async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM zitadel.org_domains WHERE instance_id = $1")
-            .bind(instance_id.as_str())
-            .execute(self.conn()?)
-            .await
-            .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::DeleteOrgDomainsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        apply_change(self.conn()?, &change, OffsetDateTime::UNIX_EPOCH).await
     }
 
     async fn list_org_domains(

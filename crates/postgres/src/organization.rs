@@ -6,10 +6,11 @@ use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::Organization;
 use tenancy_core::ports::OrganizationRepository;
 use tenancy_core::query::{NameSort, OrganizationCriteria, Pagination};
-use tenancy_core::state::OrganizationUpdate;
+use tenancy_core::state::{OrganizationUpdate, StateChange};
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
+use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::rows::{ORGANIZATION_COLUMNS, OrganizationRow, convert};
 use crate::session::{PgSession, push_page, push_text};
@@ -23,24 +24,12 @@ impl OrganizationRepository for PgSession {
         name: &str,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at)
-             VALUES ($1, $2, $3, 'active', $4, $4)
-             ON CONFLICT (instance_id, id) DO UPDATE SET name = EXCLUDED.name, state = 'active',
-                 created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, deleted_at = NULL
-             WHERE zitadel.organizations.deleted_at IS NOT NULL",
-        )
-        .bind(instance_id.as_str())
-        .bind(id.as_str())
-        .bind(name)
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        if done.rows_affected() == 0 {
-            return Err(Error::already_exists("organization id", id));
-        }
-        Ok(())
+        let change = StateChange::CreateOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+            name: name.to_owned(),
+        };
+        apply_change(self.conn()?, &change, at).await.map(drop)
     }
 
     async fn update_organization(
@@ -50,20 +39,12 @@ impl OrganizationRepository for PgSession {
         update: &OrganizationUpdate,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.organizations SET name = coalesce($3, name),
-                 state = coalesce($4::zitadel.organization_state, state), updated_at = $5
-             WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL",
-        )
-        .bind(instance_id.as_str())
-        .bind(id.as_str())
-        .bind(update.name.as_deref())
-        .bind(update.state.map(|s| s.as_str()))
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::UpdateOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+            update: update.clone(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn remove_organization(
@@ -72,17 +53,11 @@ impl OrganizationRepository for PgSession {
         id: &OrgId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.organizations SET deleted_at = $3, updated_at = $3
-             WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL",
-        )
-        .bind(instance_id.as_str())
-        .bind(id.as_str())
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::RemoveOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn remove_organizations_of_instance(
@@ -90,16 +65,10 @@ impl OrganizationRepository for PgSession {
         instance_id: &InstanceId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE zitadel.organizations SET deleted_at = $2, updated_at = $2
-             WHERE instance_id = $1 AND deleted_at IS NULL",
-        )
-        .bind(instance_id.as_str())
-        .bind(at)
-        .execute(self.conn()?)
-        .await
-        .db()?;
-        Ok(done.rows_affected())
+        let change = StateChange::RemoveOrganizationsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        apply_change(self.conn()?, &change, at).await
     }
 
     async fn get_organization(

@@ -223,14 +223,3 @@ pub(crate) fn push_page(
             .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
     }
 }
-
-/// Serializes primary switches of one instance or org across transactions, so that
-/// demote-then-promote never races (taken inside the caller's transaction or savepoint).
-pub(crate) async fn lock_primary(conn: &mut PgConnection, scope: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("tenancy.primary:{scope}"))
-        .execute(conn)
-        .await
-        .db()
-        .map(drop)
-}

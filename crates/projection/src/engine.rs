@@ -11,7 +11,6 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use tenancy_core::event::{EventQuery, SortKey, StoredEvent};
 use tenancy_core::ports::{EventReader, UnitOfWork};
-use tenancy_core::state::apply_change;
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::{PgSession, PgStore, on_constraint};
@@ -377,15 +376,32 @@ impl Engine {
         failures: &HashMap<FailureKey, i16>,
         replay: Option<ReplayV3>,
     ) -> Result<Outcome> {
+        // Decode and reduce the whole batch, then apply every change in one round trip.
         let mut outcome = Outcome::default();
+        let mut changes = Vec::new();
+        let mut recovered = Vec::new();
         for event in events {
             if !Self::wanted(event, failures, self.config.max_failure_count, replay) {
                 outcome.skipped += 1;
                 continue;
             }
-            apply_event(session, event).await?;
-            clear_recovered(session, event, failures).await?;
+            changes.extend(
+                relational::changes(event)?
+                    .into_iter()
+                    .map(|c| (c, event.created_at)),
+            );
+            if failures.contains_key(&(
+                event.aggregate_type.clone(),
+                event.aggregate_id.clone(),
+                event.sequence,
+            )) {
+                recovered.push(event);
+            }
             outcome.applied += 1;
+        }
+        tenancy_postgres::apply::apply_changes(session.conn()?, &changes).await?;
+        for event in recovered {
+            crate::ops::delete_failure(session.conn()?, event).await?;
         }
         Ok(outcome)
     }
@@ -460,10 +476,13 @@ impl Engine {
 
 /// Decodes, reduces and applies one event with its `created_at` as the event time.
 pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) -> Result<()> {
-    for change in relational::changes(event)? {
-        apply_change(session, &change, event.created_at).await?;
-    }
-    Ok(())
+    let changes: Vec<_> = relational::changes(event)?
+        .into_iter()
+        .map(|c| (c, event.created_at))
+        .collect();
+    tenancy_postgres::apply::apply_changes(session.conn()?, &changes)
+        .await
+        .map(drop)
 }
 
 /// A custom domain is unique across instances, and instances are projected independently:
