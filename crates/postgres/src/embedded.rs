@@ -169,6 +169,23 @@ impl EmbeddedCluster {
         Ok(())
     }
 
+    /// Restarts the server with the same options and port (pg_ctl keeps them).
+    pub fn restart(&self) -> Result<(), EmbeddedError> {
+        // The log file matters: without it the new server writes to pg_ctl's pipes, and
+        // waiting for pg_ctl's output would wait for the server to exit.
+        let log = self.root.join("server.log");
+        self.pg_ctl(&[
+            "restart",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            &log.to_string_lossy(),
+        ])
+    }
+
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         self.pg_ctl(&["stop", "-m", "fast", "-w"])
     }
