@@ -4,11 +4,10 @@
 -- Errors keep their SQLSTATE and constraint name, so tenancy-postgres maps them to domain
 -- errors in one place. Returns the rows changed (0 when a change aims at no row).
 
-CREATE FUNCTION zitadel.apply_change(c jsonb, at timestamptz) RETURNS bigint
+-- One change: `op` is the variant's name, `d` its fields.
+CREATE FUNCTION zitadel.apply_op(op text, d jsonb, at timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    op text := (SELECT k FROM jsonb_object_keys(c) AS k LIMIT 1);
-    d jsonb := c -> op;
     inst text := coalesce(d ->> 'instance_id', d ->> 'id');
     org text := coalesce(d ->> 'org_id', CASE WHEN d ? 'instance_id' THEN d ->> 'id' END);
     dom text := d ->> 'domain';
@@ -183,15 +182,25 @@ BEGIN
 END;
 $$;
 
--- A batch: [{"change": {...}, "at": "..."}, ...] applied in order, in one round trip.
-CREATE FUNCTION zitadel.apply_changes(batch jsonb) RETURNS bigint
+-- One change as serde writes it: {"Variant": {fields}}.
+CREATE FUNCTION zitadel.apply_change(c jsonb, at timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    item jsonb;
+    op text := (SELECT k FROM jsonb_object_keys(c) AS k LIMIT 1);
+BEGIN
+    RETURN zitadel.apply_op(op, c -> op, at);
+END;
+$$;
+
+-- A batch in one round trip, applied in order: parallel arrays of variant names, fields
+-- and event times (no per-change key lookup).
+CREATE FUNCTION zitadel.apply_changes(ops text[], fields jsonb[], ats timestamptz[]) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
     n bigint := 0;
 BEGIN
-    FOR item IN SELECT value FROM jsonb_array_elements(batch) LOOP
-        n := n + zitadel.apply_change(item -> 'change', (item ->> 'at')::timestamptz);
+    FOR i IN 1 .. coalesce(array_length(ops, 1), 0) LOOP
+        n := n + zitadel.apply_op(ops[i], fields[i], ats[i]);
     END LOOP;
     RETURN n;
 END;

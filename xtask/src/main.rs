@@ -37,6 +37,10 @@ enum Task {
         /// Small sizes, for a smoke run.
         #[arg(long)]
         quick: bool,
+        /// Instead of the benchmarks: the reliability suite at large scale (release build,
+        /// TENANCY_SOAK_SCALE=20).
+        #[arg(long)]
+        soak: bool,
         /// Further arguments for tenancy-bench (e.g. --events 200000 --instances 200).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
@@ -192,7 +196,27 @@ fn run(task: Task) -> Result<()> {
         Task::Test => test(),
         Task::Lint => lint(),
         Task::Ci => lint().and_then(|()| test()),
-        Task::Bench { quick, rest } => {
+        Task::Bench { soak: true, .. } => {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "test",
+                    "--release",
+                    "-p",
+                    "tenancy-tests",
+                    "-p",
+                    "tenancy-app",
+                    "--test",
+                    "reliability",
+                ])
+                .env("TENANCY_SOAK_SCALE", "20")
+                .current_dir(workspace_root())
+                .status()?;
+            if !status.success() {
+                bail!("the soak suite failed ({status})");
+            }
+            Ok(())
+        }
+        Task::Bench { quick, rest, .. } => {
             let mut args = vec!["run", "--release", "--quiet", "-p", "tenancy-bench", "--"];
             if quick {
                 args.push("--quick");

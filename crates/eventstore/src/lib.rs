@@ -135,6 +135,7 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
 /// locks, the aggregates' latest sequences, one multi-row insert (`position` stamped per
 /// row with `clock_timestamp()`), the notifications — plus one statement per unique
 /// constraint, in event order.
+#[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
 async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -145,15 +146,6 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
-         FROM unnest($1::text[]) AS i ORDER BY i",
-    )
-    .bind(&instances)
-    .execute(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
-
     type Aggregate = (String, String, String);
     let aggregates: Vec<Aggregate> = events
         .iter()
@@ -167,14 +159,21 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // One round trip: the per-instance shared locks (held until commit; the gap-safe read
+    // waits them out) and the latest sequence of every aggregate of the batch.
     let latest: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT a.i, a.t, a.id, coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
+        "WITH locks AS (
+             SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
+             FROM unnest($4::text[]) AS i ORDER BY i)
+         SELECT a.i, a.t, a.id, coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
                  WHERE e.instance_id = a.i AND e.aggregate_type = a.t AND e.aggregate_id = a.id), 0)
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS a(i, t, id)",
+         FROM (SELECT count(*) FROM locks) AS held,
+              unnest($1::text[], $2::text[], $3::text[]) AS a(i, t, id)",
     )
     .bind(aggregates.iter().map(|a| a.0.clone()).collect::<Vec<_>>())
     .bind(aggregates.iter().map(|a| a.1.clone()).collect::<Vec<_>>())
     .bind(aggregates.iter().map(|a| a.2.clone()).collect::<Vec<_>>())
+    .bind(&instances)
     .fetch_all(&mut *conn)
     .await
     .map_err(on_constraint)?;
@@ -230,8 +229,9 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
 
     let n = i32::try_from(events.len())
         .map_err(|_| Error::invalid("events", "too many events in one push"))?;
+    // One round trip: the rows, and the notifications (sent at commit).
     let inserted: std::result::Result<Vec<(i32, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
-        "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
+        "WITH inserted AS (INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
              revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
          SELECT i, t, id, et, seq, rev, coalesce(at, statement_timestamp()), p, c, o,
                 EXTRACT(EPOCH FROM clock_timestamp()), ord, v3
@@ -239,7 +239,9 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
                      $8::jsonb[], $9::text[], $10::text[], $11::int4[], $12::bool[])
               AS e(i, t, id, et, seq, rev, at, p, c, o, ord, v3)
          ORDER BY ord
-         RETURNING in_tx_order, \"position\", created_at",
+         RETURNING in_tx_order, \"position\", created_at),
+         notified AS (SELECT pg_notify($13, i) FROM unnest($14::text[]) AS i)
+         SELECT inserted.* FROM inserted, (SELECT count(*) FROM notified) AS n",
     )
     .bind(events.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
@@ -253,6 +255,8 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
     .bind(events.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
     .bind((1..=n).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.written_by_v3).collect::<Vec<_>>())
+    .bind(NOTIFY_CHANNEL)
+    .bind(&instances)
     .fetch_all(&mut *conn)
     .await;
     let mut stamped: HashMap<i32, (Decimal, OffsetDateTime)> = match inserted {
@@ -267,13 +271,6 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
             .map(|(ord, pos, at)| (ord, (pos, at)))
             .collect(),
     };
-    sqlx::query("SELECT pg_notify($1, i) FROM unnest($2::text[]) AS i")
-        .bind(NOTIFY_CHANNEL)
-        .bind(&instances)
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-
     let mut stored = Vec::with_capacity(events.len());
     for ((index, event), sequence) in events.into_iter().enumerate().zip(sequences) {
         let in_tx_order = index as i32 + 1;

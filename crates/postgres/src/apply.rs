@@ -6,7 +6,6 @@ use sqlx::PgConnection;
 use tenancy_core::state::StateChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::error::MapDb;
 
@@ -37,15 +36,26 @@ pub async fn apply_changes(
     if changes.is_empty() {
         return Ok(0);
     }
-    let mut batch = Vec::with_capacity(changes.len());
+    let (mut ops, mut fields, mut ats) = (Vec::new(), Vec::new(), Vec::new());
     for (change, at) in changes {
-        let at = at
-            .format(&Rfc3339)
-            .map_err(|e| Error::internal_with("formatting an event time", e))?;
-        batch.push(serde_json::json!({ "change": encode(change)?, "at": at }));
+        // serde writes {"Variant": {fields}}: split it so the server need not look it up.
+        let serde_json::Value::Object(map) = encode(change)? else {
+            return Err(Error::internal(
+                "a state change did not encode as an object",
+            ));
+        };
+        let (op, value) = map
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::internal("an empty state change"))?;
+        ops.push(op);
+        fields.push(value);
+        ats.push(*at);
     }
-    let rows: i64 = sqlx::query_scalar("SELECT zitadel.apply_changes($1)")
-        .bind(serde_json::Value::Array(batch))
+    let rows: i64 = sqlx::query_scalar("SELECT zitadel.apply_changes($1, $2, $3)")
+        .bind(ops)
+        .bind(fields)
+        .bind(ats)
         .fetch_one(conn)
         .await
         .db()?;

@@ -258,6 +258,7 @@ impl Engine {
     }
 
     /// One batch for one instance in one transaction.
+    #[tracing::instrument(name = "projection_batch", skip(self, target, replay), fields(projection = relational::NAME))]
     pub async fn run_batch(
         &self,
         instance_id: &str,

@@ -90,6 +90,7 @@ pub trait Command: Send + Sync {
 
 /// Runs a command in a fresh unit of work: commit on success, roll back on error, so a
 /// command that breaks a rule writes nothing.
+#[tracing::instrument(name = "command", skip_all, fields(command = std::any::type_name::<C>(), creator = %ctx.creator))]
 pub async fn run<C: Command>(
     factory: &dyn UnitOfWorkFactory,
     ctx: &CommandContext,
