@@ -97,8 +97,9 @@ fn test() -> Result<()> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     let result = if nextest {
-        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])
-            .and_then(|()| cargo(&["test", "--workspace", "--doc"]))
+        // Doc tests first: the run then ends on nextest's summary of the whole suite.
+        cargo(&["test", "--workspace", "--doc"])
+            .and_then(|()| cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {
         println!("cargo-nextest is not installed: using cargo test");
         cargo(&["test", "--workspace", "--no-fail-fast"])
