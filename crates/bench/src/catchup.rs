@@ -193,16 +193,29 @@ async fn project_instance(pool: &PgPool, instance: &str) -> Result<()> {
             sqlx::query("SAVEPOINT exec_stmt")
                 .execute(session.conn()?)
                 .await?;
-            for change in relational::changes(event)? {
-                apply_change(&mut session, &change, event.created_at).await?;
+            if apply_one(&mut session, event).await.is_ok() {
+                sqlx::query("RELEASE SAVEPOINT exec_stmt")
+                    .execute(session.conn()?)
+                    .await?;
+            } else {
+                // As ZITADEL does: the failed event is rolled back and the batch goes on.
+                // (Instances run in parallel, so a custom domain re-used by another
+                // instance can conflict here; the engine defers such events instead.)
+                sqlx::query("ROLLBACK TO SAVEPOINT exec_stmt")
+                    .execute(session.conn()?)
+                    .await?;
             }
-            sqlx::query("RELEASE SAVEPOINT exec_stmt")
-                .execute(session.conn()?)
-                .await?;
         }
         cursor(&mut session, last).await?;
         session.commit().await?;
     }
+}
+
+async fn apply_one(session: &mut tenancy_postgres::PgSession, event: &StoredEvent) -> Result<()> {
+    for change in relational::changes(event)? {
+        apply_change(session, &change, event.created_at).await?;
+    }
+    Ok(())
 }
 
 async fn cursor(session: &mut tenancy_postgres::PgSession, last: &StoredEvent) -> Result<()> {

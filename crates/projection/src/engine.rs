@@ -380,7 +380,7 @@ impl Engine {
         // Decode and reduce the whole batch, then apply every change in one round trip.
         let mut outcome = Outcome::default();
         let mut changes = Vec::new();
-        let mut recovered = Vec::new();
+        let mut applied = Vec::new();
         for event in events {
             if !Self::wanted(event, failures, self.config.max_failure_count, replay) {
                 outcome.skipped += 1;
@@ -391,18 +391,12 @@ impl Engine {
                     .into_iter()
                     .map(|c| (c, event.created_at)),
             );
-            if failures.contains_key(&(
-                event.aggregate_type.clone(),
-                event.aggregate_id.clone(),
-                event.sequence,
-            )) {
-                recovered.push(event);
-            }
-            outcome.applied += 1;
+            applied.push(event);
         }
         tenancy_postgres::apply::apply_changes(session.conn()?, &changes).await?;
-        for event in recovered {
-            crate::ops::delete_failure(session.conn()?, event).await?;
+        for event in applied {
+            clear_recovered(session, event, failures).await?;
+            outcome.applied += 1;
         }
         Ok(outcome)
     }

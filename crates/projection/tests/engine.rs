@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tenancy_core::command::{
     self, AddOrganization, AddOrganizationDomain, RenameOrganization, VerifyOrganizationDomain,
 };
@@ -15,38 +15,7 @@ use tenancy_postgres::PgStore;
 use tenancy_projection::{Engine, EngineConfig, Outcome};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::fixtures;
-use tenancy_testkit::stream::{Rng, churn};
-
-fn ev(
-    instance: &str,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    event_type: &str,
-    payload: Value,
-) -> NewEvent {
-    NewEvent {
-        instance_id: instance.into(),
-        aggregate_type: aggregate_type.into(),
-        aggregate_id: aggregate_id.into(),
-        event_type: event_type.into(),
-        revision: 1,
-        payload: Some(payload),
-        creator: "legacy".into(),
-        owner: aggregate_id.into(),
-        created_at: None,
-        written_by_v3: false,
-        expected_sequence: None,
-        unique_constraints: vec![],
-    }
-}
-
-fn inst(i: &str, t: &str, p: Value) -> NewEvent {
-    ev(i, "instance", i, t, p)
-}
-
-fn org(i: &str, o: &str, t: &str, p: Value) -> NewEvent {
-    ev(i, "org", o, t, p)
-}
+use tenancy_testkit::stream::{Rng, churn, event as ev, inst, org};
 
 fn config() -> EngineConfig {
     EngineConfig {

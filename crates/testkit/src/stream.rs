@@ -29,11 +29,13 @@ pub fn event(
     }
 }
 
-fn inst(i: &str, t: &str, p: Value) -> NewEvent {
+/// An event of instance aggregate `i`.
+pub fn inst(i: &str, t: &str, p: Value) -> NewEvent {
     event(i, "instance", i, t, p)
 }
 
-fn org(i: &str, o: &str, t: &str, p: Value) -> NewEvent {
+/// An event of org aggregate `o` in instance `i`.
+pub fn org(i: &str, o: &str, t: &str, p: Value) -> NewEvent {
     event(i, "org", o, t, p)
 }
 
