@@ -17,28 +17,25 @@ use crate::model::{
     OrganizationDomain, ValidationType,
 };
 use crate::query::{
-    DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
+    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
+    Pagination, TextMatch,
 };
-use crate::state::{InstanceUpdate, OrganizationUpdate};
+use crate::state::{InstanceUpdate, OrganizationUpdate, StateChange};
+
+// Each repository has one required write primitive (`apply_*_change`, applying a
+// `StateChange` of its table); its named write methods are provided on top of it, so the
+// mapping from method to change exists once, here, for every adapter.
 
 /// `zitadel.instances`.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait InstanceRepository: Send {
-    async fn create_instance(
+    /// Applies one change of `zitadel.instances`; returns the rows changed.
+    async fn apply_instance_change(
         &mut self,
-        id: &InstanceId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()>;
-    async fn update_instance(
-        &mut self,
-        id: &InstanceId,
-        update: &InstanceUpdate,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
-    /// Soft delete.
-    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
     /// A live instance, or NotFound.
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
     async fn list_instances(
@@ -48,35 +45,47 @@ pub trait InstanceRepository: Send {
     ) -> Result<Vec<Instance>>;
     /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
+
+    /// Insert; a soft-deleted row with that id comes back as new.
+    async fn create_instance(
+        &mut self,
+        id: &InstanceId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let change = StateChange::CreateInstance {
+            id: id.clone(),
+            name: name.to_owned(),
+        };
+        self.apply_instance_change(change, at).await.map(drop)
+    }
+    async fn update_instance(
+        &mut self,
+        id: &InstanceId,
+        update: &InstanceUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::UpdateInstance {
+            id: id.clone(),
+            update: update.clone(),
+        };
+        self.apply_instance_change(change, at).await
+    }
+    /// Soft delete.
+    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
+        self.apply_instance_change(StateChange::RemoveInstance { id: id.clone() }, at)
+            .await
+    }
 }
 
 /// `zitadel.organizations`.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrganizationRepository: Send {
-    async fn create_organization(
+    /// Applies one change of `zitadel.organizations`; returns the rows changed.
+    async fn apply_organization_change(
         &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()>;
-    async fn update_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        update: &OrganizationUpdate,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn remove_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn remove_organizations_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
     /// A live organization, or NotFound.
@@ -91,53 +100,160 @@ pub trait OrganizationRepository: Send {
         criteria: &OrganizationCriteria,
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Organization>>;
+
+    async fn create_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let change = StateChange::CreateOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+            name: name.to_owned(),
+        };
+        self.apply_organization_change(change, at).await.map(drop)
+    }
+    async fn update_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        update: &OrganizationUpdate,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::UpdateOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+            update: update.clone(),
+        };
+        self.apply_organization_change(change, at).await
+    }
+    async fn remove_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveOrganization {
+            instance_id: instance_id.clone(),
+            id: id.clone(),
+        };
+        self.apply_organization_change(change, at).await
+    }
+    async fn remove_organizations_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveOrganizationsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        self.apply_organization_change(change, at).await
+    }
 }
 
 /// `zitadel.instance_domains` (custom and trusted; no soft delete).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait InstanceDomainRepository: Send {
+    /// Applies one change of `zitadel.instance_domains`; returns the rows changed.
+    async fn apply_instance_domain_change(
+        &mut self,
+        change: StateChange,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    async fn list_instance_domains(
+        &mut self,
+        instance_id: &InstanceId,
+    ) -> Result<Vec<InstanceDomain>>;
+
     async fn insert_instance_domain(
         &mut self,
         instance_id: &InstanceId,
         domain: &str,
         kind: InstanceDomainKind,
         at: OffsetDateTime,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let change = StateChange::InsertInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+            kind,
+        };
+        self.apply_instance_domain_change(change, at)
+            .await
+            .map(drop)
+    }
     /// Demote the current primary, promote `domain`; nothing when `domain` is not there.
     async fn set_primary_instance_domain(
         &mut self,
         instance_id: &InstanceId,
         domain: &str,
         at: OffsetDateTime,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let change = StateChange::SetPrimaryInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_instance_domain_change(change, at).await
+    }
     async fn delete_instance_domain(
         &mut self,
         instance_id: &InstanceId,
         domain: &str,
         domain_type: InstanceDomainType,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let change = StateChange::DeleteInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+            domain_type,
+        };
+        self.apply_instance_domain_change(change, OffsetDateTime::UNIX_EPOCH)
+            .await
+    }
     async fn delete_instance_domains_of_instance(
         &mut self,
         instance_id: &InstanceId,
-    ) -> Result<u64>;
-    async fn list_instance_domains(
-        &mut self,
-        instance_id: &InstanceId,
-    ) -> Result<Vec<InstanceDomain>>;
+    ) -> Result<u64> {
+        let change = StateChange::DeleteInstanceDomainsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        self.apply_instance_domain_change(change, OffsetDateTime::UNIX_EPOCH)
+            .await
+    }
 }
 
 /// `zitadel.org_domains` (no soft delete).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrgDomainRepository: Send {
+    /// Applies one change of `zitadel.org_domains`; returns the rows changed.
+    async fn apply_org_domain_change(
+        &mut self,
+        change: StateChange,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
+    /// The domains of one org.
+    async fn list_org_domains(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+    ) -> Result<Vec<OrganizationDomain>>;
+
     async fn insert_org_domain(
         &mut self,
         instance_id: &InstanceId,
         org_id: &OrgId,
         domain: &str,
         at: OffsetDateTime,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let change = StateChange::InsertOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_org_domain_change(change, at).await.map(drop)
+    }
     async fn set_org_domain_validation(
         &mut self,
         instance_id: &InstanceId,
@@ -145,39 +261,76 @@ pub trait OrgDomainRepository: Send {
         domain: &str,
         validation_type: ValidationType,
         at: OffsetDateTime,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let change = StateChange::SetOrgDomainValidation {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+            validation_type,
+        };
+        self.apply_org_domain_change(change, at).await
+    }
     async fn set_org_domain_verified(
         &mut self,
         instance_id: &InstanceId,
         org_id: &OrgId,
         domain: &str,
         at: OffsetDateTime,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let change = StateChange::SetOrgDomainVerified {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_org_domain_change(change, at).await
+    }
     async fn set_primary_org_domain(
         &mut self,
         instance_id: &InstanceId,
         org_id: &OrgId,
         domain: &str,
         at: OffsetDateTime,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let change = StateChange::SetPrimaryOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_org_domain_change(change, at).await
+    }
     async fn delete_org_domain(
         &mut self,
         instance_id: &InstanceId,
         org_id: &OrgId,
         domain: &str,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
+            .await
+    }
     async fn delete_org_domains_of_org(
         &mut self,
         instance_id: &InstanceId,
         org_id: &OrgId,
-    ) -> Result<u64>;
-    async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
-    /// The domains of one org.
-    async fn list_org_domains(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-    ) -> Result<Vec<OrganizationDomain>>;
+    ) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomainsOfOrg {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+        };
+        self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
+            .await
+    }
+    async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
+        let change = StateChange::DeleteOrgDomainsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
+            .await
+    }
 }
 
 /// The unified `zitadel.domains` table (soft delete; every live read filters
@@ -185,73 +338,9 @@ pub trait OrgDomainRepository: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait DomainRepository: Send {
-    /// Instance domains are always verified.
-    async fn add_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<Domain>;
-    async fn set_instance_domain_primary(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn remove_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn add_organization_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: Option<ValidationType>,
-        at: OffsetDateTime,
-    ) -> Result<Domain>;
-    async fn set_organization_domain_validation_type(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: ValidationType,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn set_organization_domain_verified(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn set_organization_domain_primary(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn remove_organization_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn remove_domains_of_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn remove_domains_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
+    /// Applies one change of `zitadel.domains`; returns the rows changed.
+    async fn apply_domain_change(&mut self, change: StateChange, at: OffsetDateTime)
+    -> Result<u64>;
     /// Exactly one row: NotFound when none matches, MultipleFound when several do.
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
     async fn list_domains(
@@ -259,6 +348,148 @@ pub trait DomainRepository: Send {
         criteria: &DomainCriteria,
         page: &Pagination<DomainSort>,
     ) -> Result<Vec<Domain>>;
+
+    /// Instance domains are always verified.
+    async fn add_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<Domain> {
+        let change = StateChange::AddInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_domain_change(change, at).await?;
+        let criteria = DomainCriteria::of_instance(instance_id)
+            .owner(DomainOwner::InstanceOnly)
+            .domain(TextMatch::equals(domain).ignoring_case());
+        self.get_domain(&criteria).await
+    }
+    async fn set_instance_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetInstanceDomainPrimary {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn remove_instance_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveInstanceDomain {
+            instance_id: instance_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn add_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: Option<ValidationType>,
+        at: OffsetDateTime,
+    ) -> Result<Domain> {
+        let change = StateChange::AddOrganizationDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+            validation_type,
+        };
+        self.apply_domain_change(change, at).await?;
+        let criteria = DomainCriteria::of_instance(instance_id)
+            .owner(DomainOwner::Organization(org_id.clone()))
+            .domain(TextMatch::equals(domain).ignoring_case());
+        self.get_domain(&criteria).await
+    }
+    async fn set_organization_domain_validation_type(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        validation_type: ValidationType,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainValidationType {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+            validation_type,
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn set_organization_domain_verified(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainVerified {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn set_organization_domain_primary(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::SetOrganizationDomainPrimary {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn remove_organization_domain(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        domain: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveOrganizationDomain {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+            domain: domain.to_owned(),
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn remove_domains_of_organization(
+        &mut self,
+        instance_id: &InstanceId,
+        org_id: &OrgId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveDomainsOfOrganization {
+            instance_id: instance_id.clone(),
+            org_id: org_id.clone(),
+        };
+        self.apply_domain_change(change, at).await
+    }
+    async fn remove_domains_of_instance(
+        &mut self,
+        instance_id: &InstanceId,
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        let change = StateChange::RemoveDomainsOfInstance {
+            instance_id: instance_id.clone(),
+        };
+        self.apply_domain_change(change, at).await
+    }
 }
 
 /// Appends events inside the caller's transaction.

@@ -6,7 +6,7 @@ use tenancy_core::id::InstanceId;
 use tenancy_core::model::Instance;
 use tenancy_core::ports::InstanceRepository;
 use tenancy_core::query::{InstanceCriteria, NameSort, Pagination};
-use tenancy_core::state::{InstanceUpdate, StateChange};
+use tenancy_core::state::StateChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
@@ -17,39 +17,12 @@ use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]
 impl InstanceRepository for PgSession {
-    async fn create_instance(
+    async fn apply_instance_change(
         &mut self,
-        id: &InstanceId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = StateChange::CreateInstance {
-            id: id.clone(),
-            name: name.to_owned(),
-        };
-        apply_change(self.conn()?, &change, at).await.map(drop)
-    }
-
-    async fn update_instance(
-        &mut self,
-        id: &InstanceId,
-        update: &InstanceUpdate,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::UpdateInstance {
-            id: id.clone(),
-            update: update.clone(),
-        };
         apply_change(self.conn()?, &change, at).await
-    }
-
-    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        apply_change(
-            self.conn()?,
-            &StateChange::RemoveInstance { id: id.clone() },
-            at,
-        )
-        .await
     }
 
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {

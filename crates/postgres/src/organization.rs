@@ -6,7 +6,7 @@ use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::Organization;
 use tenancy_core::ports::OrganizationRepository;
 use tenancy_core::query::{NameSort, OrganizationCriteria, Pagination};
-use tenancy_core::state::{OrganizationUpdate, StateChange};
+use tenancy_core::state::StateChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
@@ -17,57 +17,11 @@ use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]
 impl OrganizationRepository for PgSession {
-    async fn create_organization(
+    async fn apply_organization_change(
         &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = StateChange::CreateOrganization {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-            name: name.to_owned(),
-        };
-        apply_change(self.conn()?, &change, at).await.map(drop)
-    }
-
-    async fn update_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        update: &OrganizationUpdate,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::UpdateOrganization {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-            update: update.clone(),
-        };
-        apply_change(self.conn()?, &change, at).await
-    }
-
-    async fn remove_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::RemoveOrganization {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-        };
-        apply_change(self.conn()?, &change, at).await
-    }
-
-    async fn remove_organizations_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::RemoveOrganizationsOfInstance {
-            instance_id: instance_id.clone(),
-        };
         apply_change(self.conn()?, &change, at).await
     }
 

@@ -12,19 +12,15 @@ use rust_decimal::Decimal;
 use tenancy_core::error::{Error, Result};
 use tenancy_core::event::{EventQuery, NewEvent, StoredEvent, UniqueAction};
 use tenancy_core::id::{InstanceId, OrgId};
-use tenancy_core::model::{
-    Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
-    OrganizationDomain, ValidationType,
-};
+use tenancy_core::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
 use tenancy_core::ports::{
     DomainRepository, EventReader, EventWriter, InstanceDomainRepository, InstanceRepository,
     OrgDomainRepository, OrganizationRepository, UnitOfWork, UnitOfWorkFactory,
 };
 use tenancy_core::query::{
-    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
-    Pagination, TextMatch,
+    DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
 };
-use tenancy_core::state::{InMemoryState, InstanceUpdate, OrganizationUpdate, StateChange};
+use tenancy_core::state::{InMemoryState, StateChange};
 use time::OffsetDateTime;
 
 type UniqueKey = (String, String, String);
@@ -123,55 +119,18 @@ impl InMemoryUnitOfWork {
             Ok(())
         }
     }
-
-    fn live_domain(
-        &self,
-        instance_id: &InstanceId,
-        owner: DomainOwner,
-        domain: &str,
-    ) -> Result<Domain> {
-        self.state.domain(
-            &DomainCriteria::of_instance(instance_id)
-                .owner(owner)
-                .domain(TextMatch::equals(domain).ignoring_case()),
-        )
-    }
 }
 
 #[async_trait]
 impl InstanceRepository for InMemoryUnitOfWork {
-    async fn create_instance(
+    async fn apply_instance_change(
         &mut self,
-        id: &InstanceId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        self.apply(
-            StateChange::CreateInstance {
-                id: id.clone(),
-                name: name.into(),
-            },
-            at,
-        )
-        .map(drop)
-    }
-    async fn update_instance(
-        &mut self,
-        id: &InstanceId,
-        update: &InstanceUpdate,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        self.apply(
-            StateChange::UpdateInstance {
-                id: id.clone(),
-                update: update.clone(),
-            },
-            at,
-        )
+        self.apply(change, at)
     }
-    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        self.apply(StateChange::RemoveInstance { id: id.clone() }, at)
-    }
+
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {
         self.state.instance(id)
     }
@@ -189,60 +148,14 @@ impl InstanceRepository for InMemoryUnitOfWork {
 
 #[async_trait]
 impl OrganizationRepository for InMemoryUnitOfWork {
-    async fn create_organization(
+    async fn apply_organization_change(
         &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = StateChange::CreateOrganization {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-            name: name.into(),
-        };
-        self.apply(change, at).map(drop)
-    }
-    async fn update_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        update: &OrganizationUpdate,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::UpdateOrganization {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-            update: update.clone(),
-        };
         self.apply(change, at)
     }
-    async fn remove_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        self.apply(
-            StateChange::RemoveOrganization {
-                instance_id: instance_id.clone(),
-                id: id.clone(),
-            },
-            at,
-        )
-    }
-    async fn remove_organizations_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        self.apply(
-            StateChange::RemoveOrganizationsOfInstance {
-                instance_id: instance_id.clone(),
-            },
-            at,
-        )
-    }
+
     async fn get_organization(
         &mut self,
         instance_id: &InstanceId,
@@ -261,58 +174,14 @@ impl OrganizationRepository for InMemoryUnitOfWork {
 
 #[async_trait]
 impl InstanceDomainRepository for InMemoryUnitOfWork {
-    async fn insert_instance_domain(
+    async fn apply_instance_domain_change(
         &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        kind: InstanceDomainKind,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = StateChange::InsertInstanceDomain {
-            instance_id: instance_id.clone(),
-            domain: domain.into(),
-            kind,
-        };
-        self.apply(change, at).map(drop)
-    }
-    async fn set_primary_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        self.apply(
-            StateChange::SetPrimaryInstanceDomain {
-                instance_id: instance_id.clone(),
-                domain: domain.into(),
-            },
-            at,
-        )
+        self.apply(change, at)
     }
-    async fn delete_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        domain_type: InstanceDomainType,
-    ) -> Result<u64> {
-        let change = StateChange::DeleteInstanceDomain {
-            instance_id: instance_id.clone(),
-            domain: domain.into(),
-            domain_type,
-        };
-        self.apply(change, OffsetDateTime::UNIX_EPOCH)
-    }
-    async fn delete_instance_domains_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-    ) -> Result<u64> {
-        self.apply(
-            StateChange::DeleteInstanceDomainsOfInstance {
-                instance_id: instance_id.clone(),
-            },
-            OffsetDateTime::UNIX_EPOCH,
-        )
-    }
+
     async fn list_instance_domains(
         &mut self,
         instance_id: &InstanceId,
@@ -323,96 +192,14 @@ impl InstanceDomainRepository for InMemoryUnitOfWork {
 
 #[async_trait]
 impl OrgDomainRepository for InMemoryUnitOfWork {
-    async fn insert_org_domain(
+    async fn apply_org_domain_change(
         &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = StateChange::InsertOrgDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, at).map(drop)
-    }
-    async fn set_org_domain_validation(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: ValidationType,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetOrgDomainValidation {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-            validation_type,
-        };
         self.apply(change, at)
     }
-    async fn set_org_domain_verified(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::SetOrgDomainVerified {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, at)
-    }
-    async fn set_primary_org_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::SetPrimaryOrgDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, at)
-    }
-    async fn delete_org_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-    ) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, OffsetDateTime::UNIX_EPOCH)
-    }
-    async fn delete_org_domains_of_org(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-    ) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomainsOfOrg {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-        };
-        self.apply(change, OffsetDateTime::UNIX_EPOCH)
-    }
-    async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
-        self.apply(
-            StateChange::DeleteOrgDomainsOfInstance {
-                instance_id: instance_id.clone(),
-            },
-            OffsetDateTime::UNIX_EPOCH,
-        )
-    }
+
     async fn list_org_domains(
         &mut self,
         instance_id: &InstanceId,
@@ -424,154 +211,14 @@ impl OrgDomainRepository for InMemoryUnitOfWork {
 
 #[async_trait]
 impl DomainRepository for InMemoryUnitOfWork {
-    async fn add_instance_domain(
+    async fn apply_domain_change(
         &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<Domain> {
-        self.apply(
-            StateChange::AddInstanceDomain {
-                instance_id: instance_id.clone(),
-                domain: domain.into(),
-            },
-            at,
-        )?;
-        self.live_domain(instance_id, DomainOwner::InstanceOnly, domain)
-    }
-    async fn set_instance_domain_primary(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
+        change: StateChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        self.apply(
-            StateChange::SetInstanceDomainPrimary {
-                instance_id: instance_id.clone(),
-                domain: domain.into(),
-            },
-            at,
-        )
-    }
-    async fn remove_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        self.apply(
-            StateChange::RemoveInstanceDomain {
-                instance_id: instance_id.clone(),
-                domain: domain.into(),
-            },
-            at,
-        )
-    }
-    async fn add_organization_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: Option<ValidationType>,
-        at: OffsetDateTime,
-    ) -> Result<Domain> {
-        let change = StateChange::AddOrganizationDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-            validation_type,
-        };
-        self.apply(change, at)?;
-        self.live_domain(
-            instance_id,
-            DomainOwner::Organization(org_id.clone()),
-            domain,
-        )
-    }
-    async fn set_organization_domain_validation_type(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: ValidationType,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainValidationType {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-            validation_type,
-        };
         self.apply(change, at)
     }
-    async fn set_organization_domain_verified(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainVerified {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, at)
-    }
-    async fn set_organization_domain_primary(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainPrimary {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, at)
-    }
-    async fn remove_organization_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = StateChange::RemoveOrganizationDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.into(),
-        };
-        self.apply(change, at)
-    }
-    async fn remove_domains_of_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        self.apply(
-            StateChange::RemoveDomainsOfOrganization {
-                instance_id: instance_id.clone(),
-                org_id: org_id.clone(),
-            },
-            at,
-        )
-    }
-    async fn remove_domains_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        self.apply(
-            StateChange::RemoveDomainsOfInstance {
-                instance_id: instance_id.clone(),
-            },
-            at,
-        )
-    }
+
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain> {
         self.state.domain(criteria)
     }
