@@ -24,20 +24,14 @@ fn legacy(
     event_type: &str,
     payload: Value,
 ) -> NewEvent {
-    NewEvent {
-        instance_id: instance.into(),
-        aggregate_type: aggregate_type.into(),
-        aggregate_id: aggregate_id.into(),
-        event_type: event_type.into(),
-        revision: 1,
-        payload: Some(payload),
-        creator: "demo-legacy".into(),
-        owner: aggregate_id.into(),
-        created_at: None,
-        written_by_v3: false,
-        expected_sequence: None,
-        unique_constraints: vec![],
-    }
+    NewEvent::legacy(
+        instance,
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        payload,
+        "demo-legacy",
+    )
 }
 
 /// The legacy events of three tenants, as an existing store would hold them.

@@ -255,20 +255,14 @@ async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
 
     let store = PgEventStore::new(db.pool.clone());
     store
-        .push(vec![NewEvent {
-            instance_id: "live".into(),
-            aggregate_type: "instance".into(),
-            aggregate_id: "live".into(),
-            event_type: "instance.added".into(),
-            revision: 1,
-            payload: Some(json!({"name": "Live"})),
-            creator: "test".into(),
-            owner: "live".into(),
-            created_at: None,
-            written_by_v3: false,
-            expected_sequence: None,
-            unique_constraints: vec![],
-        }])
+        .push(vec![NewEvent::legacy(
+            "live",
+            "instance",
+            "live",
+            "instance.added",
+            json!({"name": "Live"}),
+            "test",
+        )])
         .await
         .unwrap();
     let mut visible = false;

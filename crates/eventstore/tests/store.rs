@@ -21,18 +21,15 @@ use tenancy_testkit::{InMemoryStore, fixtures};
 
 fn event(instance: &str, aggregate: &str, event_type: &str, expected: Option<i64>) -> NewEvent {
     NewEvent {
-        instance_id: instance.into(),
-        aggregate_type: "org".into(),
-        aggregate_id: aggregate.into(),
-        event_type: event_type.into(),
-        revision: 1,
-        payload: Some(json!({"name": "x"})),
-        creator: "test".into(),
-        owner: aggregate.into(),
-        created_at: None,
-        written_by_v3: false,
         expected_sequence: expected,
-        unique_constraints: vec![],
+        ..NewEvent::legacy(
+            instance,
+            "org",
+            aggregate,
+            event_type,
+            json!({"name": "x"}),
+            "test",
+        )
     }
 }
 

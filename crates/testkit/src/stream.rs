@@ -13,20 +13,14 @@ pub fn event(
     event_type: &str,
     payload: Value,
 ) -> NewEvent {
-    NewEvent {
-        instance_id: instance.into(),
-        aggregate_type: aggregate_type.into(),
-        aggregate_id: aggregate_id.into(),
-        event_type: event_type.into(),
-        revision: 1,
-        payload: Some(payload),
-        creator: "legacy".into(),
-        owner: aggregate_id.into(),
-        created_at: None,
-        written_by_v3: false,
-        expected_sequence: None,
-        unique_constraints: vec![],
-    }
+    NewEvent::legacy(
+        instance,
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        payload,
+        "legacy",
+    )
 }
 
 /// An event of instance aggregate `i`.

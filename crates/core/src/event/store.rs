@@ -79,6 +79,34 @@ pub struct NewEvent {
     pub unique_constraints: Vec<UniqueConstraint>,
 }
 
+impl NewEvent {
+    /// An event as a legacy (ZITADEL) writer pushes it: revision 1, owned by its aggregate,
+    /// stamped by the store, no expectations, no unique constraints.
+    pub fn legacy(
+        instance_id: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: Value,
+        creator: &str,
+    ) -> Self {
+        Self {
+            instance_id: instance_id.into(),
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: aggregate_id.into(),
+            event_type: event_type.into(),
+            revision: 1,
+            payload: Some(payload),
+            creator: creator.into(),
+            owner: aggregate_id.into(),
+            created_at: None,
+            written_by_v3: false,
+            expected_sequence: None,
+            unique_constraints: vec![],
+        }
+    }
+}
+
 /// The global order of events: `(position, in_tx_order, instance_id, aggregate_type,
 /// aggregate_id, sequence)`, the only order projections may use.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
