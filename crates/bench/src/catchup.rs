@@ -86,9 +86,10 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let started = Instant::now();
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
     let ours = n / started.elapsed().as_secs_f64();
+    let failed = engine.failed().await?;
     ensure!(
-        outcome.failed == 0 && engine.failed().await?.is_empty(),
-        "events failed: {outcome:?}"
+        outcome.failed == 0 && failed.is_empty(),
+        "events failed: {outcome:?}: {failed:#?}"
     );
     let verify_started = Instant::now();
     let report = engine.verify().await?;

@@ -25,9 +25,20 @@ pub struct Args {
     /// Instances of the catch-up benchmark.
     #[arg(long)]
     pub instances: Option<usize>,
+    /// Run one benchmark only (for profiling).
+    #[arg(long, value_enum)]
+    pub only: Option<Bench>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/report.json")]
     pub report: PathBuf,
+}
+
+/// The benchmarks, for `--only`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bench {
+    Catchup,
+    Push,
+    Lookup,
 }
 
 /// One line of the report.
@@ -97,9 +108,16 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let mut figures = Vec::new();
-    figures.extend(catchup::run(&args).await?);
-    figures.extend(push::run(&args).await?);
-    figures.extend(lookup::run(&args).await?);
+    let runs = |bench| args.only.is_none_or(|only| only == bench);
+    if runs(Bench::Catchup) {
+        figures.extend(catchup::run(&args).await?);
+    }
+    if runs(Bench::Push) {
+        figures.extend(push::run(&args).await?);
+    }
+    if runs(Bench::Lookup) {
+        figures.extend(lookup::run(&args).await?);
+    }
     println!();
     println!(
         "{:<34} {:>14} {:>14} {:>8}  unit (baseline)",

@@ -45,20 +45,30 @@ impl PgEventStore {
     /// collision with a concurrent push is retried.
     pub async fn push(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
         let retry = events.iter().all(|e| e.expected_sequence.is_none());
+        // Without unique constraints a push is one statement: atomic on its own, so it
+        // needs no transaction (no BEGIN and COMMIT round trips).
+        let one_statement = events.iter().all(|e| e.unique_constraints.is_empty());
         let mut attempt = 0;
         loop {
-            let mut tx = self.pool.begin().await.map_err(on_constraint)?;
-            match push_in(&mut tx, events.clone()).await {
-                Ok(stored) => {
-                    tx.commit().await.map_err(on_constraint)?;
-                    return Ok(stored);
+            let pushed = if one_statement {
+                let mut conn = self.pool.acquire().await.map_err(on_constraint)?;
+                push_in(&mut conn, events.clone()).await
+            } else {
+                let mut tx = self.pool.begin().await.map_err(on_constraint)?;
+                match push_in(&mut tx, events.clone()).await {
+                    Ok(stored) => tx.commit().await.map_err(on_constraint).map(|()| stored),
+                    Err(e) => {
+                        tx.rollback().await.map_err(on_constraint)?;
+                        Err(e)
+                    }
                 }
+            };
+            match pushed {
                 Err(Error::Conflict(why)) if retry && attempt < 10 => {
                     attempt += 1;
                     tracing::debug!(%why, attempt, "retrying push after a sequence collision");
-                    tx.rollback().await.map_err(on_constraint)?;
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
@@ -131,123 +141,95 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
     Ok(stored)
 }
 
-/// The push itself, a fixed number of round trips whatever the batch size: the shared
-/// locks, the aggregates' latest sequences, one multi-row insert (`position` stamped per
-/// row with `clock_timestamp()`), the notifications — plus one statement per unique
-/// constraint, in event order.
+/// The push itself: one statement per unique constraint, in event order, then one
+/// statement that takes the per-instance shared locks (held until commit; the gap-safe read
+/// waits them out), numbers each aggregate's events after its latest sequence, checks the
+/// expected sequences, inserts the rows (`position` stamped per row with
+/// `clock_timestamp()`) and queues the notifications (sent at commit).
 #[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
 async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    for unique in events.iter().flat_map(|e| &e.unique_constraints) {
+        let statement = match unique.action {
+            UniqueAction::Add => {
+                "INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field) VALUES ($1, $2, lower($3))"
+            }
+            UniqueAction::Remove => {
+                "DELETE FROM eventstore.unique_constraints WHERE instance_id = $1 AND unique_type = $2 AND unique_field = lower($3)"
+            }
+        };
+        let done = sqlx::query(statement)
+            .bind(&unique.instance_id)
+            .bind(&unique.unique_type)
+            .bind(&unique.unique_field)
+            .execute(&mut *conn)
+            .await;
+        if let Err(sqlx::Error::Database(db)) = &done
+            && db.is_unique_violation()
+        {
+            return Err(Error::AlreadyExists {
+                rule: unique_rule(&unique.unique_type),
+                value: unique.unique_field.clone(),
+            });
+        }
+        done.map_err(on_constraint)?;
+    }
+
     let instances: Vec<String> = events
         .iter()
         .map(|e| e.instance_id.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    type Aggregate = (String, String, String);
-    let aggregates: Vec<Aggregate> = events
-        .iter()
-        .map(|e| {
-            (
-                e.instance_id.clone(),
-                e.aggregate_type.clone(),
-                e.aggregate_id.clone(),
-            )
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // One round trip: the per-instance shared locks (held until commit; the gap-safe read
-    // waits them out) and the latest sequence of every aggregate of the batch.
-    let latest: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "WITH locks AS (
-             SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
-             FROM unnest($4::text[]) AS i ORDER BY i)
-         SELECT a.i, a.t, a.id, coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
-                 WHERE e.instance_id = a.i AND e.aggregate_type = a.t AND e.aggregate_id = a.id), 0)
-         FROM (SELECT count(*) FROM locks) AS held,
-              unnest($1::text[], $2::text[], $3::text[]) AS a(i, t, id)",
-    )
-    .bind(aggregates.iter().map(|a| a.0.clone()).collect::<Vec<_>>())
-    .bind(aggregates.iter().map(|a| a.1.clone()).collect::<Vec<_>>())
-    .bind(aggregates.iter().map(|a| a.2.clone()).collect::<Vec<_>>())
-    .bind(&instances)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
-    let mut current: HashMap<Aggregate, i64> = latest
-        .into_iter()
-        .map(|(i, t, id, seq)| ((i, t, id), seq))
-        .collect();
-
-    let mut sequences = Vec::with_capacity(events.len());
-    for event in &events {
-        let key = (
-            event.instance_id.clone(),
-            event.aggregate_type.clone(),
-            event.aggregate_id.clone(),
-        );
-        let seq = current.entry(key).or_insert(0);
-        if let Some(expected) = event.expected_sequence
-            && expected != *seq
-        {
-            return Err(Error::Conflict(format!(
-                "{} {} is at sequence {seq}, expected {expected}",
-                event.aggregate_type, event.aggregate_id
-            )));
-        }
-        *seq += 1;
-        sequences.push(*seq);
-        for unique in &event.unique_constraints {
-            let statement = match unique.action {
-                UniqueAction::Add => {
-                    "INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field) VALUES ($1, $2, lower($3))"
-                }
-                UniqueAction::Remove => {
-                    "DELETE FROM eventstore.unique_constraints WHERE instance_id = $1 AND unique_type = $2 AND unique_field = lower($3)"
-                }
-            };
-            let done = sqlx::query(statement)
-                .bind(&unique.instance_id)
-                .bind(&unique.unique_type)
-                .bind(&unique.unique_field)
-                .execute(&mut *conn)
-                .await;
-            if let Err(sqlx::Error::Database(db)) = &done
-                && db.is_unique_violation()
-            {
-                return Err(Error::AlreadyExists {
-                    rule: unique_rule(&unique.unique_type),
-                    value: unique.unique_field.clone(),
-                });
-            }
-            done.map_err(on_constraint)?;
-        }
-    }
-
     let n = i32::try_from(events.len())
         .map_err(|_| Error::invalid("events", "too many events in one push"))?;
-    // One round trip: the rows, and the notifications (sent at commit).
-    let inserted: std::result::Result<Vec<(i32, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
-        "WITH inserted AS (INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
-             revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
-         SELECT i, t, id, et, seq, rev, coalesce(at, statement_timestamp()), p, c, o,
-                EXTRACT(EPOCH FROM clock_timestamp()), ord, v3
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int2[], $7::timestamptz[],
-                     $8::jsonb[], $9::text[], $10::text[], $11::int4[], $12::bool[])
-              AS e(i, t, id, et, seq, rev, at, p, c, o, ord, v3)
-         ORDER BY ord
-         RETURNING in_tx_order, \"position\", created_at),
-         notified AS (SELECT pg_notify($13, i) FROM unnest($14::text[]) AS i)
-         SELECT inserted.* FROM inserted, (SELECT count(*) FROM notified) AS n",
+    // Rows come back as (in_tx_order, sequence, position, created_at, latest): `latest` is
+    // NULL for inserted rows; if an expectation fails nothing is inserted and the failing
+    // events come back with their aggregate's latest sequence instead.
+    type Returned = (
+        i32,
+        i64,
+        Option<Decimal>,
+        Option<OffsetDateTime>,
+        Option<i64>,
+    );
+    let returned: std::result::Result<Vec<Returned>, sqlx::Error> = sqlx::query_as(
+        "WITH locks AS (
+             SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
+             FROM unnest($13::text[]) AS i ORDER BY i),
+         held AS (SELECT count(*) AS n FROM locks),
+         e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::timestamptz[],
+                                    $7::jsonb[], $8::text[], $9::text[], $10::int4[], $11::bool[], $12::int8[])
+                   AS e(i, t, id, et, rev, at, p, c, o, ord, v3, expected)),
+         latest AS (
+             SELECT a.i, a.t, a.id, coalesce((SELECT max(x.\"sequence\") FROM eventstore.events2 x
+                     WHERE x.instance_id = a.i AND x.aggregate_type = a.t AND x.aggregate_id = a.id), 0) AS seq
+             FROM (SELECT DISTINCT i, t, id FROM e) AS a, held),
+         numbered AS (
+             SELECT e.*, l.seq AS latest,
+                    l.seq + row_number() OVER (PARTITION BY e.i, e.t, e.id ORDER BY e.ord) AS seq
+             FROM e JOIN latest l USING (i, t, id)),
+         unmet AS (SELECT ord, seq, latest FROM numbered WHERE expected IS NOT NULL AND expected <> seq - 1),
+         inserted AS (
+             INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
+                 revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
+             SELECT i, t, id, et, seq, rev, coalesce(at, statement_timestamp()), p, c, o,
+                    EXTRACT(EPOCH FROM clock_timestamp()), ord, v3
+             FROM numbered WHERE NOT EXISTS (SELECT 1 FROM unmet)
+             ORDER BY ord
+             RETURNING in_tx_order, \"sequence\", \"position\", created_at),
+         notified AS (SELECT pg_notify($14, i) FROM unnest($13::text[]) AS i WHERE NOT EXISTS (SELECT 1 FROM unmet))
+         SELECT in_tx_order, \"sequence\", \"position\", created_at, NULL::int8
+         FROM inserted, (SELECT count(*) FROM notified) AS n
+         UNION ALL
+         SELECT ord, seq, NULL, NULL, latest FROM unmet",
     )
     .bind(events.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.aggregate_id.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
-    .bind(&sequences)
     .bind(events.iter().map(|e| e.revision).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
@@ -255,26 +237,39 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
     .bind(events.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
     .bind((1..=n).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.written_by_v3).collect::<Vec<_>>())
-    .bind(NOTIFY_CHANNEL)
+    .bind(events.iter().map(|e| e.expected_sequence).collect::<Vec<_>>())
     .bind(&instances)
+    .bind(NOTIFY_CHANNEL)
     .fetch_all(&mut *conn)
     .await;
-    let mut stamped: HashMap<i32, (Decimal, OffsetDateTime)> = match inserted {
+    let returned = match returned {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             return Err(Error::Conflict(
                 "a concurrent push took one of these sequences".into(),
             ));
         }
-        other => other
-            .map_err(on_constraint)?
-            .into_iter()
-            .map(|(ord, pos, at)| (ord, (pos, at)))
-            .collect(),
+        other => other.map_err(on_constraint)?,
     };
+    if let Some((ord, _, _, _, Some(latest))) = returned.iter().find(|r| r.4.is_some()) {
+        let event = usize::try_from(*ord - 1)
+            .ok()
+            .and_then(|i| events.get(i))
+            .ok_or_else(|| Error::internal("an unmet expectation for an unknown event"))?;
+        return Err(Error::Conflict(format!(
+            "{} {} is at sequence {latest}, expected {}",
+            event.aggregate_type,
+            event.aggregate_id,
+            event.expected_sequence.unwrap_or_default()
+        )));
+    }
+    let mut stamped: HashMap<i32, (i64, Decimal, OffsetDateTime)> = returned
+        .into_iter()
+        .filter_map(|(ord, seq, pos, at, _)| Some((ord, (seq, pos?, at?))))
+        .collect();
     let mut stored = Vec::with_capacity(events.len());
-    for ((index, event), sequence) in events.into_iter().enumerate().zip(sequences) {
+    for (index, event) in events.into_iter().enumerate() {
         let in_tx_order = index as i32 + 1;
-        let (position, created_at) = stamped
+        let (sequence, position, created_at) = stamped
             .remove(&in_tx_order)
             .ok_or_else(|| Error::internal("the insert returned fewer rows than it was given"))?;
         stored.push(StoredEvent {

@@ -55,7 +55,25 @@ async fn sequences_expectations_and_concurrent_pushes() {
     let stale = store
         .push(vec![event("i", "o", "org.changed", Some(1))])
         .await;
-    assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+    assert!(
+        matches!(&stale, Err(Error::Conflict(why)) if why.contains("is at sequence 2, expected 1")),
+        "{stale:?}"
+    );
+    // One unmet expectation in a batch writes none of it (nor the other aggregate's event).
+    let mixed = store
+        .push(vec![
+            event("i", "p", "org.added", Some(0)),
+            event("i", "o", "org.changed", Some(5)),
+        ])
+        .await;
+    assert!(matches!(mixed, Err(Error::Conflict(_))), "{mixed:?}");
+    assert!(
+        store
+            .read_aggregate("i", "org", "p")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Without expectations, concurrent pushes all land with distinct consecutive sequences.
     let mut tasks = Vec::new();
