@@ -12,13 +12,12 @@ use serde_json::json;
 use sqlx::PgPool;
 use tenancy_core::event::{EventQuery, LegacyEvent, StoredEvent};
 use tenancy_core::id::InstanceId;
-use tenancy_core::model::{InstanceDomainKind, ValidationType};
 use tenancy_core::ports::{EventReader, UnitOfWork};
 use tenancy_core::state::{InMemoryState, apply_change};
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows};
 use tenancy_postgres::PgStore;
-use tenancy_projection::{Engine, EngineConfig, relational};
+use tenancy_projection::{Engine, EngineConfig, insert_rows, relational};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::churn;
 use time::{Duration, OffsetDateTime};
@@ -81,26 +80,14 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let config = EngineConfig::default();
     let parameters = json!({"events": rows.len(), "instances": instances, "batch_size": config.batch_size, "workers": config.workers});
 
-    let db = loaded(&rows).await?;
-    let engine = Engine::new(db.pool.clone(), config.clone());
-    let started = Instant::now();
-    let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
-    let ours = n / started.elapsed().as_secs_f64();
-    let failed = engine.failed().await?;
-    ensure!(
-        outcome.failed == 0 && failed.is_empty(),
-        "events failed: {outcome:?}: {failed:#?}"
-    );
-    let verify_started = Instant::now();
-    let report = engine.verify().await?;
-    let verify_rate = report.events as f64 / verify_started.elapsed().as_secs_f64();
-    ensure!(
-        report.is_equal(),
-        "verify found {} differences",
-        report.differences.len()
-    );
+    let (ours, verify_rate) = engine_run(&rows, config.clone()).await?;
     println!("  ours: {ours:.0} events/s; verify {verify_rate:.0} events/s");
-    drop(db);
+    let batch_config = EngineConfig {
+        bulk_limit: 0,
+        ..config.clone()
+    };
+    let (batches, _) = engine_run(&rows, batch_config).await?;
+    println!("  ours, batches only: {batches:.0} events/s");
 
     let db = loaded(&rows).await?;
     let started = Instant::now();
@@ -135,6 +122,14 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             parameters.clone(),
         ),
         Figure::throughput(
+            "catch-up, batches only vs ZITADEL-style",
+            batches,
+            zitadel,
+            "one statement per change, savepoint per event, 200 per tx",
+            "events/s",
+            json!({"events": rows.len(), "instances": instances, "batch_size": config.batch_size, "workers": config.workers, "bulk_limit": 0}),
+        ),
+        Figure::throughput(
             "verify (fold + compare)",
             verify_rate,
             ours,
@@ -143,6 +138,31 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             parameters,
         ),
     ])
+}
+
+/// The engine on a freshly loaded store: events/s of the catch-up, and of `verify` after it
+/// (which must find no difference, and no event may fail).
+async fn engine_run(rows: &[ImportRow], config: EngineConfig) -> Result<(f64, f64)> {
+    let db = loaded(rows).await?;
+    let engine = Engine::new(db.pool.clone(), config);
+    let started = Instant::now();
+    let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
+    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    let failed = engine.failed().await?;
+    ensure!(
+        outcome.failed == 0 && failed.is_empty(),
+        "events failed: {outcome:?}: {failed:#?}"
+    );
+    let verify_started = Instant::now();
+    let report = engine.verify().await?;
+    let verify_rate = report.events as f64 / verify_started.elapsed().as_secs_f64();
+    ensure!(
+        report.is_equal(),
+        "verify found {} differences: {:#?}",
+        report.differences.len(),
+        report.differences.iter().take(5).collect::<Vec<_>>()
+    );
+    Ok((rate, verify_rate))
 }
 
 /// The baseline: per instance, 200 events per transaction, each event in a savepoint.
@@ -251,101 +271,10 @@ fn fold(rows: &[ImportRow]) -> Result<InMemoryState> {
     Ok(state)
 }
 
-/// The final rows, one multi-row statement per table (UNNEST of bound arrays).
+/// The final rows, one multi-row statement per table (the engine's own set-based writer).
 async fn set_based_load(pool: &PgPool, state: &InMemoryState) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let i: Vec<_> = state.all_instances().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
-             default_language, created_at, updated_at, deleted_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])",
-    )
-    .bind(i.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.default_org_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.iam_project_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.console_client_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.console_app_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.default_language.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    let o: Vec<_> = state.all_organizations().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
-         SELECT a, b, c, d::zitadel.organization_state, e, f, g
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
-             AS t(a, b, c, d, e, f, g)",
-    )
-    .bind(o.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    let d: Vec<_> = state.all_instance_domains().collect();
-    let flags = |r: &&tenancy_core::model::InstanceDomain| match r.kind {
-        InstanceDomainKind::Custom {
-            is_primary,
-            is_generated,
-        } => (Some(is_primary), Some(is_generated)),
-        InstanceDomainKind::Trusted => (None, None),
-    };
-    sqlx::query(
-        "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
-         SELECT a, b, c::zitadel.domain_type, d, e, f, g
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::timestamptz[], $7::timestamptz[])
-             AS t(a, b, c, d, e, f, g)",
-    )
-    .bind(d.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| flags(r).0).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| flags(r).1).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    let od: Vec<_> = state.all_org_domains().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
-         SELECT a, b, c, d, e, f::zitadel.domain_validation_type, g, h
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::timestamptz[], $8::timestamptz[])
-             AS t(a, b, c, d, e, f, g, h)",
-    )
-    .bind(od.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.is_verified).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.validation_type.map(|v| v.as_str().to_owned())).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    let u: Vec<_> = state.all_domains().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
-             $8::timestamptz[], $9::timestamptz[])",
-    )
-    .bind(u.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.org_id.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.is_verified).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.validation_type.map(ValidationType::ordinal)).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
+    insert_rows(&mut tx, state).await?;
     tx.commit().await?;
     Ok(())
 }

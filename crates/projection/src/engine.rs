@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::bulk::FellBack;
 use crate::metrics::EngineMetrics;
 use crate::relational;
 
@@ -34,6 +35,10 @@ pub struct EngineConfig {
     pub sweep_interval: Duration,
     /// Continuous mode: cap of the exponential backoff when the database is unreachable.
     pub max_backoff: Duration,
+    /// Events of an instance the tables know nothing of yet that are folded in memory and
+    /// written set-based in one transaction (see `bulk.rs`); the rest go in batches.
+    /// 0 turns the bulk catch-up off.
+    pub bulk_limit: u32,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +49,7 @@ impl Default for EngineConfig {
             workers: 4,
             sweep_interval: Duration::from_secs(60),
             max_backoff: Duration::from_secs(30),
+            bulk_limit: 100_000,
         }
     }
 }
@@ -87,6 +93,7 @@ pub struct Engine {
     events: PgEventStore,
     config: EngineConfig,
     metrics: Arc<EngineMetrics>,
+    fell_back: Arc<FellBack>,
 }
 
 type FailureKey = (String, String, i64);
@@ -101,7 +108,16 @@ impl Engine {
             pool,
             config,
             metrics: Arc::new(EngineMetrics::new()),
+            fell_back: Arc::new(FellBack::default()),
         }
+    }
+
+    pub(crate) fn events(&self) -> &PgEventStore {
+        &self.events
+    }
+
+    pub(crate) fn fell_back(&self) -> &FellBack {
+        &self.fell_back
     }
 
     pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
@@ -158,6 +174,14 @@ impl Engine {
         replay: Option<ReplayV3>,
     ) -> Result<Outcome> {
         let mut total = Outcome::default();
+        if replay.is_none()
+            && let Some(outcome) = self.bulk_catch_up(instance_id, target).await?
+        {
+            total.add(outcome);
+            if outcome.busy || outcome.caught_up {
+                return Ok(total);
+            }
+        }
         loop {
             let outcome = self.run_batch(instance_id, target, replay).await?;
             total.add(outcome);
@@ -334,6 +358,17 @@ impl Engine {
         };
         let newest = events.last().map(|e| e.created_at);
         session.commit().await?;
+        self.observe_batch(started, &outcome, newest);
+        Ok(outcome)
+    }
+
+    /// Metrics of one committed batch (or bulk catch-up).
+    pub(crate) fn observe_batch(
+        &self,
+        started: Instant,
+        outcome: &Outcome,
+        newest: Option<OffsetDateTime>,
+    ) {
         let label = EngineMetrics::label(relational::NAME);
         self.metrics.applied(relational::NAME, outcome.applied);
         self.metrics
@@ -350,7 +385,6 @@ impl Engine {
                 .max(0.0);
             self.metrics.lag_seconds.get_or_create(&label).set(lag);
         }
-        Ok(outcome)
     }
 
     fn wanted(
@@ -547,7 +581,7 @@ async fn clear_recovered(
     Ok(())
 }
 
-async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
+pub(crate) async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
     sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))")
         .bind(format!("tenancy.projection:{}", relational::NAME))
         .bind(instance_id)
@@ -556,7 +590,10 @@ async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
         .map_err(on_constraint)
 }
 
-async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Option<SortKey>> {
+pub(crate) async fn read_cursor(
+    conn: &mut PgConnection,
+    instance_id: &str,
+) -> Result<Option<SortKey>> {
     let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
         "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
          FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2",
@@ -578,7 +615,7 @@ async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Optio
     ))
 }
 
-async fn write_cursor(
+pub(crate) async fn write_cursor(
     conn: &mut PgConnection,
     instance_id: &str,
     key: Option<&SortKey>,

@@ -9,6 +9,7 @@
 //! [`Engine::retry`], [`Engine::dismiss`], [`Engine::rebuild`], [`Engine::verify`];
 //! continuous mode with LISTEN/NOTIFY and a sweep: [`Engine::run_continuous`].
 
+mod bulk;
 mod continuous;
 mod engine;
 pub mod metrics;
@@ -16,6 +17,7 @@ mod ops;
 pub mod relational;
 mod verify;
 
+pub use bulk::insert_rows;
 pub use engine::{Engine, EngineConfig, Outcome, ReplayV3};
 pub use ops::{FailedEvent, RetryOutcome, Status};
 pub use verify::VerifyReport;
