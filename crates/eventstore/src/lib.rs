@@ -141,11 +141,10 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
     Ok(stored)
 }
 
-/// The push itself: one statement per unique constraint, in event order, then one
-/// statement that takes the per-instance shared locks (held until commit; the gap-safe read
-/// waits them out), numbers each aggregate's events after its latest sequence, checks the
-/// expected sequences, inserts the rows (`position` stamped per row with
-/// `clock_timestamp()`) and queues the notifications (sent at commit).
+/// The push itself: one statement per unique constraint, in event order; with expected
+/// sequences, one to read and check the aggregates' latest; then one statement for the
+/// locks, the rows (`position` stamped per row with `clock_timestamp()`) and the
+/// notifications.
 #[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
 async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
     if events.is_empty() {
@@ -183,48 +182,17 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let sequences = if events.iter().any(|e| e.expected_sequence.is_some()) {
+        Some(expected_sequences(conn, &events, &instances).await?)
+    } else {
+        None
+    };
     let n = i32::try_from(events.len())
         .map_err(|_| Error::invalid("events", "too many events in one push"))?;
-    // Rows come back as (in_tx_order, sequence, position, created_at, latest): `latest` is
-    // NULL for inserted rows; if an expectation fails nothing is inserted and the failing
-    // events come back with their aggregate's latest sequence instead.
-    type Returned = (
-        i32,
-        i64,
-        Option<Decimal>,
-        Option<OffsetDateTime>,
-        Option<i64>,
-    );
-    let returned: std::result::Result<Vec<Returned>, sqlx::Error> = sqlx::query_as(
-        "WITH locks AS (
-             SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
-             FROM unnest($13::text[]) AS i ORDER BY i),
-         held AS (SELECT count(*) AS n FROM locks),
-         e AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::timestamptz[],
-                                    $7::jsonb[], $8::text[], $9::text[], $10::int4[], $11::bool[], $12::int8[])
-                   AS e(i, t, id, et, rev, at, p, c, o, ord, v3, expected)),
-         latest AS (
-             SELECT a.i, a.t, a.id, coalesce((SELECT max(x.\"sequence\") FROM eventstore.events2 x
-                     WHERE x.instance_id = a.i AND x.aggregate_type = a.t AND x.aggregate_id = a.id), 0) AS seq
-             FROM (SELECT DISTINCT i, t, id FROM e) AS a, held),
-         numbered AS (
-             SELECT e.*, l.seq AS latest,
-                    l.seq + row_number() OVER (PARTITION BY e.i, e.t, e.id ORDER BY e.ord) AS seq
-             FROM e JOIN latest l USING (i, t, id)),
-         unmet AS (SELECT ord, seq, latest FROM numbered WHERE expected IS NOT NULL AND expected <> seq - 1),
-         inserted AS (
-             INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
-                 revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
-             SELECT i, t, id, et, seq, rev, coalesce(at, statement_timestamp()), p, c, o,
-                    EXTRACT(EPOCH FROM clock_timestamp()), ord, v3
-             FROM numbered WHERE NOT EXISTS (SELECT 1 FROM unmet)
-             ORDER BY ord
-             RETURNING in_tx_order, \"sequence\", \"position\", created_at),
-         notified AS (SELECT pg_notify($14, i) FROM unnest($13::text[]) AS i WHERE NOT EXISTS (SELECT 1 FROM unmet))
-         SELECT in_tx_order, \"sequence\", \"position\", created_at, NULL::int8
-         FROM inserted, (SELECT count(*) FROM notified) AS n
-         UNION ALL
-         SELECT ord, seq, NULL, NULL, latest FROM unmet",
+    // One call (migration 0006): the locks, the rows with their sequences (given, or the
+    // aggregate's latest plus the event's rank in the batch) and the notifications.
+    let inserted: std::result::Result<Vec<(i32, i64, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
+        "SELECT * FROM eventstore.push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(events.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
@@ -237,35 +205,24 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
     .bind(events.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
     .bind((1..=n).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.written_by_v3).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.expected_sequence).collect::<Vec<_>>())
+    .bind(sequences.unwrap_or_else(|| vec![None; events.len()]))
+    .bind(ranks(&events))
     .bind(&instances)
     .bind(NOTIFY_CHANNEL)
     .fetch_all(&mut *conn)
     .await;
-    let returned = match returned {
+    let mut stamped: HashMap<i32, (i64, Decimal, OffsetDateTime)> = match inserted {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             return Err(Error::Conflict(
                 "a concurrent push took one of these sequences".into(),
             ));
         }
-        other => other.map_err(on_constraint)?,
+        other => other
+            .map_err(on_constraint)?
+            .into_iter()
+            .map(|(ord, seq, pos, at)| (ord, (seq, pos, at)))
+            .collect(),
     };
-    if let Some((ord, _, _, _, Some(latest))) = returned.iter().find(|r| r.4.is_some()) {
-        let event = usize::try_from(*ord - 1)
-            .ok()
-            .and_then(|i| events.get(i))
-            .ok_or_else(|| Error::internal("an unmet expectation for an unknown event"))?;
-        return Err(Error::Conflict(format!(
-            "{} {} is at sequence {latest}, expected {}",
-            event.aggregate_type,
-            event.aggregate_id,
-            event.expected_sequence.unwrap_or_default()
-        )));
-    }
-    let mut stamped: HashMap<i32, (i64, Decimal, OffsetDateTime)> = returned
-        .into_iter()
-        .filter_map(|(ord, seq, pos, at, _)| Some((ord, (seq, pos?, at?))))
-        .collect();
     let mut stored = Vec::with_capacity(events.len());
     for (index, event) in events.into_iter().enumerate() {
         let in_tx_order = index as i32 + 1;
@@ -289,6 +246,84 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
         });
     }
     Ok(stored)
+}
+
+/// Each event's rank among the batch's events of its aggregate (1 for the first).
+fn ranks(events: &[NewEvent]) -> Vec<i64> {
+    let mut seen: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    events
+        .iter()
+        .map(|e| {
+            let rank = seen
+                .entry((&e.instance_id, &e.aggregate_type, &e.aggregate_id))
+                .or_insert(0);
+            *rank += 1;
+            *rank
+        })
+        .collect()
+}
+
+/// With expectations, the sequences are fixed before the insert: the latest sequence of
+/// every aggregate of the batch (under the shared locks), checked against each expectation.
+/// The insert then uses them as given, so a concurrent push that took one fails it.
+async fn expected_sequences(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    instances: &[String],
+) -> Result<Vec<Option<i64>>> {
+    type Aggregate = (String, String, String);
+    let aggregates: Vec<Aggregate> = events
+        .iter()
+        .map(|e| {
+            (
+                e.instance_id.clone(),
+                e.aggregate_type.clone(),
+                e.aggregate_id.clone(),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let latest: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "WITH locks AS (
+             SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
+             FROM unnest($4::text[]) AS i ORDER BY i)
+         SELECT a.i, a.t, a.id, coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
+                 WHERE e.instance_id = a.i AND e.aggregate_type = a.t AND e.aggregate_id = a.id), 0)
+         FROM (SELECT count(*) FROM locks) AS held,
+              unnest($1::text[], $2::text[], $3::text[]) AS a(i, t, id)",
+    )
+    .bind(aggregates.iter().map(|a| a.0.clone()).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.1.clone()).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.2.clone()).collect::<Vec<_>>())
+    .bind(instances)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(on_constraint)?;
+    let mut current: HashMap<Aggregate, i64> = latest
+        .into_iter()
+        .map(|(i, t, id, seq)| ((i, t, id), seq))
+        .collect();
+    let mut sequences = Vec::with_capacity(events.len());
+    for event in events {
+        let key = (
+            event.instance_id.clone(),
+            event.aggregate_type.clone(),
+            event.aggregate_id.clone(),
+        );
+        let seq = current.entry(key).or_insert(0);
+        if let Some(expected) = event.expected_sequence
+            && expected != *seq
+        {
+            return Err(Error::Conflict(format!(
+                "{} {} is at sequence {seq}, expected {expected}",
+                event.aggregate_type, event.aggregate_id
+            )));
+        }
+        *seq += 1;
+        sequences.push(Some(*seq));
+    }
+    Ok(sequences)
 }
 
 #[derive(sqlx::FromRow)]
