@@ -30,6 +30,9 @@ pub struct ProjectionSettings {
     pub max_failure_count: i16,
     pub workers: usize,
     pub sweep_interval_secs: u64,
+    /// Events of a not yet projected instance folded in memory and written in one go
+    /// (0 = always in batches).
+    pub bulk_limit: u32,
     /// `/readyz` fails when the projection lags more than this.
     pub stuck_after_secs: u64,
 }
@@ -53,6 +56,7 @@ impl Default for ProjectionSettings {
             max_failure_count: engine.max_failure_count,
             workers: engine.workers,
             sweep_interval_secs: engine.sweep_interval.as_secs(),
+            bulk_limit: engine.bulk_limit,
             stuck_after_secs: 300,
         }
     }
@@ -65,6 +69,7 @@ impl ProjectionSettings {
             max_failure_count: self.max_failure_count.max(1),
             workers: self.workers.max(1),
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.max(1)),
+            bulk_limit: self.bulk_limit,
             ..EngineConfig::default()
         }
     }

@@ -22,11 +22,12 @@ use tenancy_postgres::{PgStore, on_constraint};
 use crate::engine::{Engine, Outcome, read_cursor, try_lock, write_cursor};
 use crate::relational;
 
-/// Instances whose bulk catch-up fell back, so that later rounds go straight to batches.
+/// Instances that go through batches from now on (they have a cursor, rows, or their bulk
+/// catch-up fell back), so later calls skip the check.
 #[derive(Debug, Default)]
-pub(crate) struct FellBack(Mutex<HashSet<String>>);
+pub(crate) struct Batched(Mutex<HashSet<String>>);
 
-impl FellBack {
+impl Batched {
     fn contains(&self, instance_id: &str) -> bool {
         self.0
             .lock()
@@ -54,16 +55,30 @@ struct Folded {
 
 impl Engine {
     /// Bulk catch-up of `instance_id` if it qualifies: no cursor, no recorded failures, no
-    /// rows in any of the five tables, not fallen back before. `None` = use batches.
+    /// rows in any of the five tables. `None` = use batches.
     pub(crate) async fn bulk_catch_up(
         &self,
         instance_id: &str,
         target: Option<Decimal>,
     ) -> Result<Option<Outcome>> {
         let limit = self.config().bulk_limit;
-        if limit == 0 || self.fell_back().contains(instance_id) {
+        if limit == 0 || self.batched().contains(instance_id) {
             return Ok(None);
         }
+        let outcome = self.try_bulk(instance_id, target, limit).await?;
+        if !outcome.is_some_and(|o| o.busy) {
+            // Done in bulk, or not for bulk: either way the instance continues in batches.
+            self.batched().insert(instance_id);
+        }
+        Ok(outcome)
+    }
+
+    async fn try_bulk(
+        &self,
+        instance_id: &str,
+        target: Option<Decimal>,
+        limit: u32,
+    ) -> Result<Option<Outcome>> {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
         let mut session = store.transaction().await?;
@@ -88,7 +103,6 @@ impl Engine {
         if let Some(why) = &folded.rejected {
             tracing::debug!(instance_id, %why, "bulk catch-up falls back to batches");
             session.rollback().await?;
-            self.fell_back().insert(instance_id);
             return Ok(None);
         }
         match insert_rows(session.conn()?, &folded.state).await {
@@ -102,7 +116,6 @@ impl Engine {
                 // defers or records it event by event.
                 tracing::debug!(instance_id, %error, "bulk catch-up falls back to batches");
                 session.rollback().await?;
-                self.fell_back().insert(instance_id);
                 return Ok(None);
             }
         }
@@ -197,42 +210,46 @@ async fn is_fresh(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
 /// the model's order.
 pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Result<()> {
     let i: Vec<_> = state.all_instances().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
-             default_language, created_at, updated_at, deleted_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])",
-    )
-    .bind(i.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.default_org_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.iam_project_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.console_client_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.console_app_id.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.default_language.clone()).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .bind(i.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
+    if !i.is_empty() {
+        sqlx::query(
+            "INSERT INTO zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
+                 default_language, created_at, updated_at, deleted_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                 $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])",
+        )
+        .bind(i.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.default_org_id.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.iam_project_id.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.console_client_id.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.console_app_id.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.default_language.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(i.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    }
     let o: Vec<_> = state.all_organizations().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
-         SELECT a, b, c, d::zitadel.organization_state, e, f, g
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
-             AS t(a, b, c, d, e, f, g)",
-    )
-    .bind(o.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .bind(o.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
+    if !o.is_empty() {
+        sqlx::query(
+            "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
+             SELECT a, b, c, d::zitadel.organization_state, e, f, g
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
+                 AS t(a, b, c, d, e, f, g)",
+        )
+        .bind(o.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(o.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    }
     let d: Vec<_> = state.all_instance_domains().collect();
     let flags = |r: &&InstanceDomain| match r.kind {
         InstanceDomainKind::Custom {
@@ -241,57 +258,63 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
         } => (Some(is_primary), Some(is_generated)),
         InstanceDomainKind::Trusted => (None, None),
     };
-    sqlx::query(
-        "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
-         SELECT a, b, c::zitadel.domain_type, d, e, f, g
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::timestamptz[], $7::timestamptz[])
-             AS t(a, b, c, d, e, f, g)",
-    )
-    .bind(d.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| flags(r).0).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| flags(r).1).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(d.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
+    if !d.is_empty() {
+        sqlx::query(
+            "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
+             SELECT a, b, c::zitadel.domain_type, d, e, f, g
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::timestamptz[], $7::timestamptz[])
+                 AS t(a, b, c, d, e, f, g)",
+        )
+        .bind(d.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| flags(r).0).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| flags(r).1).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(d.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    }
     let od: Vec<_> = state.all_org_domains().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
-         SELECT a, b, c, d, e, f::zitadel.domain_validation_type, g, h
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::timestamptz[], $8::timestamptz[])
-             AS t(a, b, c, d, e, f, g, h)",
-    )
-    .bind(od.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.is_verified).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.validation_type.map(|v| v.as_str().to_owned())).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(od.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
+    if !od.is_empty() {
+        sqlx::query(
+            "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
+             SELECT a, b, c, d, e, f::zitadel.domain_validation_type, g, h
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::timestamptz[], $8::timestamptz[])
+                 AS t(a, b, c, d, e, f, g, h)",
+        )
+        .bind(od.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.is_verified).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.is_primary).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.validation_type.map(|v| v.as_str().to_owned())).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(od.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    }
     let u: Vec<_> = state.all_domains().collect();
-    sqlx::query(
-        "INSERT INTO zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
-             $8::timestamptz[], $9::timestamptz[])",
-    )
-    .bind(u.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.org_id.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.is_verified).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.validation_type.map(ValidationType::ordinal)).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-    .bind(u.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
+    if !u.is_empty() {
+        sqlx::query(
+            "INSERT INTO zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
+                 $8::timestamptz[], $9::timestamptz[])",
+        )
+        .bind(u.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.org_id.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.is_verified).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.is_primary).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.validation_type.map(ValidationType::ordinal)).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(u.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    }
     Ok(())
 }

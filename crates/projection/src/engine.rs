@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bulk::FellBack;
+use crate::bulk::Batched;
 use crate::metrics::EngineMetrics;
 use crate::relational;
 
@@ -93,7 +93,7 @@ pub struct Engine {
     events: PgEventStore,
     config: EngineConfig,
     metrics: Arc<EngineMetrics>,
-    fell_back: Arc<FellBack>,
+    batched: Arc<Batched>,
 }
 
 type FailureKey = (String, String, i64);
@@ -108,7 +108,7 @@ impl Engine {
             pool,
             config,
             metrics: Arc::new(EngineMetrics::new()),
-            fell_back: Arc::new(FellBack::default()),
+            batched: Arc::new(Batched::default()),
         }
     }
 
@@ -116,8 +116,8 @@ impl Engine {
         &self.events
     }
 
-    pub(crate) fn fell_back(&self) -> &FellBack {
-        &self.fell_back
+    pub(crate) fn batched(&self) -> &Batched {
+        &self.batched
     }
 
     pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
