@@ -20,7 +20,7 @@ use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::PgStore;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
-use tenancy_testkit::stream::{Rng, churn, event};
+use tenancy_testkit::stream::{Rng, churn, event, inst};
 
 fn scale() -> usize {
     std::env::var("TENANCY_SOAK_SCALE")
@@ -48,13 +48,7 @@ async fn concurrent_out_of_order_writers_lose_nothing() {
     for i in 0..4 {
         let id = format!("w{i}");
         store
-            .push(vec![event(
-                &id,
-                "instance",
-                &id,
-                "instance.added",
-                json!({"name": id}),
-            )])
+            .push(vec![inst(&id, "instance.added", json!({"name": id}))])
             .await
             .unwrap();
     }

@@ -10,7 +10,7 @@ use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::embedded::EmbeddedCluster;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
-use tenancy_testkit::stream::{Rng, churn, event};
+use tenancy_testkit::stream::{Rng, churn, inst};
 
 fn scale() -> usize {
     std::env::var("TENANCY_SOAK_SCALE")
@@ -106,13 +106,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
     for n in 0..pushes {
         let id = format!("before-{n}");
         store
-            .push(vec![event(
-                &id,
-                "instance",
-                &id,
-                "instance.added",
-                json!({"name": id}),
-            )])
+            .push(vec![inst(&id, "instance.added", json!({"name": id}))])
             .await
             .unwrap();
     }
@@ -126,13 +120,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
     while pushed_after < pushes {
         let id = format!("after-{pushed_after}");
         if store
-            .push(vec![event(
-                &id,
-                "instance",
-                &id,
-                "instance.added",
-                json!({"name": id}),
-            )])
+            .push(vec![inst(&id, "instance.added", json!({"name": id}))])
             .await
             .is_ok()
         {

@@ -13,7 +13,7 @@ use tenancy_core::event::NewEvent;
 use tenancy_eventstore::PgEventStore;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
-use tenancy_testkit::stream::event;
+use tenancy_testkit::stream::{event, inst};
 
 use crate::{Args, Figure, percentile_ms};
 
@@ -112,13 +112,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         let id = format!("visible-{k}");
         let started = Instant::now();
         store
-            .push(vec![event(
-                &id,
-                "instance",
-                &id,
-                "instance.added",
-                json!({"name": "V"}),
-            )])
+            .push(vec![inst(&id, "instance.added", json!({"name": "V"}))])
             .await?;
         loop {
             let seen: bool =

@@ -19,7 +19,7 @@ use tenancy_core::state::InMemoryState;
 use tenancy_core::{Error, Result};
 use tenancy_postgres::{PgStore, on_constraint};
 
-use crate::engine::{Engine, Outcome, read_cursor, try_lock, write_cursor};
+use crate::engine::{Engine, Outcome, try_lock, write_cursor};
 use crate::relational;
 
 /// Instances that go through batches from now on (they have a cursor, rows, or their bulk
@@ -89,9 +89,7 @@ impl Engine {
                 ..Outcome::default()
             }));
         }
-        if read_cursor(session.conn()?, instance_id).await?.is_some()
-            || !is_fresh(session.conn()?, instance_id).await?
-        {
+        if !is_fresh(session.conn()?, instance_id).await? {
             session.rollback().await?;
             return Ok(None);
         }
@@ -186,11 +184,14 @@ impl Engine {
     }
 }
 
-/// No cursor-less instance may have rows already (a v3 command wrote them, or a rebuild is
-/// under way): then only the batch path knows how to continue.
+/// Nothing of the instance anywhere yet — no cursor, no recorded failure, no row (a v3
+/// command may have written rows, or a rebuild may be under way): otherwise only the batch
+/// path knows how to continue. One round trip.
 async fn is_fresh(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
     sqlx::query_scalar(
-        "SELECT NOT (EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $1)
+        "SELECT NOT (EXISTS (SELECT 1 FROM projections.current_states
+                        WHERE projection_name = $2 AND instance_id = $1)
+             OR EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $1)
              OR EXISTS (SELECT 1 FROM zitadel.organizations WHERE instance_id = $1)
              OR EXISTS (SELECT 1 FROM zitadel.instance_domains WHERE instance_id = $1)
              OR EXISTS (SELECT 1 FROM zitadel.org_domains WHERE instance_id = $1)

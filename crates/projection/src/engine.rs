@@ -590,10 +590,7 @@ pub(crate) async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Resu
         .map_err(on_constraint)
 }
 
-pub(crate) async fn read_cursor(
-    conn: &mut PgConnection,
-    instance_id: &str,
-) -> Result<Option<SortKey>> {
+async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Option<SortKey>> {
     let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
         "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
          FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2",
