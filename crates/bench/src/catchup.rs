@@ -1,7 +1,9 @@
-//! Catch-up: N legacy events projected by the engine, against (a) a ZITADEL-style
-//! projection in the same harness — one statement per table change, a savepoint around
-//! each event, 200 events per transaction — and (b) the limit: the same final rows
-//! written by one set-based load.
+//! Catch-up on the operator's path — the store imported, `VACUUM ANALYZE`, then the
+//! prefill — at several numbers of instances with the same events per instance (the scale
+//! curve), each against the limit measured in the same run: the relevant events read in
+//! order and the final rows written by COPY. And, at one size, against a ZITADEL-style
+//! projection in the same harness (one statement per table change, a savepoint around each
+//! event, 200 events per transaction).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -17,7 +19,8 @@ use tenancy_core::state::{InMemoryState, apply_change};
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows};
 use tenancy_postgres::PgStore;
-use tenancy_projection::{Engine, EngineConfig, insert_rows, relational};
+use tenancy_core::model::InstanceDomainKind;
+use tenancy_projection::{Engine, EngineConfig, relational};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::churn;
 use time::{Duration, OffsetDateTime};
@@ -59,85 +62,195 @@ pub fn stream_rows(instances: usize, events: usize, seed: u64) -> Vec<ImportRow>
     rows
 }
 
+/// The operator's path: the store imported (`tenancy events import`'s COPY), then
+/// `VACUUM ANALYZE` of the whole database — the tables tenancy fills are analysed empty.
 async fn loaded(rows: &[ImportRow]) -> Result<TestDatabase> {
     let db = TestDatabase::fresh().await?;
     for chunk in rows.chunks(200_000) {
         import_rows(&db.pool, chunk).await?;
     }
-    sqlx::query("ANALYZE").execute(&db.pool).await?;
+    sqlx::raw_sql("VACUUM ANALYZE").execute(&db.pool).await?;
     Ok(db)
 }
 
-pub async fn run(args: &Args) -> Result<Vec<Figure>> {
-    let (instances, events) = match (args.quick, args.instances, args.events) {
-        (_, Some(i), Some(e)) => (i, e),
-        (true, i, e) => (i.unwrap_or(50), e.unwrap_or(20_000)),
-        (false, i, e) => (i.unwrap_or(1_000), e.unwrap_or(1_000_000)),
-    };
-    let rows = stream_rows(instances, events, 42);
-    let n = rows.len() as f64;
-    println!("catch-up: {} events over {instances} instances", rows.len());
-    let config = EngineConfig::default();
-    let parameters = json!({"events": rows.len(), "instances": instances, "batch_size": config.batch_size, "workers": config.workers});
+/// One point of the scale curve.
+struct Point {
+    instances: usize,
+    events: usize,
+    ours: f64,
+    limit: f64,
+    verify: f64,
+}
 
-    let (ours, verify_rate) = engine_run(&rows, config.clone()).await?;
-    println!("  ours: {ours:.0} events/s; verify {verify_rate:.0} events/s");
+pub async fn run(args: &Args) -> Result<Vec<Figure>> {
+    let per_instance = args
+        .per_instance
+        .unwrap_or(if args.quick { 150 } else { 700 });
+    let sizes = match (&args.sizes, args.quick) {
+        (Some(sizes), _) => sizes.clone(),
+        (None, true) => vec![20, 60],
+        (None, false) => vec![100, 300, 1_000, 3_000],
+    };
+    let config = EngineConfig::default();
+    let mut curve = Vec::new();
+    for &instances in &sizes {
+        let rows = stream_rows(instances, instances * per_instance, 42);
+        println!(
+            "catch-up after import + VACUUM ANALYZE: {} events over {instances} instances",
+            rows.len()
+        );
+        let (ours, verify) = engine_run(&rows, config.clone()).await?;
+        println!("  ours: {ours:.0} events/s; verify {verify:.0} events/s");
+        let limit = limit_run(&rows, config.workers).await?;
+        println!(
+            "  limit (read in order + COPY of the final rows): {limit:.0} events/s; ratio {:.2}",
+            ours / limit
+        );
+        curve.push(Point {
+            instances,
+            events: rows.len(),
+            ours,
+            limit,
+            verify,
+        });
+    }
+    let mut figures = Vec::new();
+    for p in &curve {
+        figures.push(Figure::throughput(
+            &format!("catch-up vs limit, {} instances", p.instances),
+            p.ours,
+            p.limit,
+            "read in order + COPY of the final rows",
+            "events/s",
+            json!({"events": p.events, "instances": p.instances, "per_instance": per_instance,
+                   "batch_size": config.batch_size, "workers": config.workers, "path": "import, VACUUM ANALYZE, prefill"}),
+        ));
+    }
+    if let (Some(small), Some(large)) = (curve.first(), curve.last())
+        && large.instances > small.instances
+    {
+        // Per-event cost = 1 / rate: the ratio is cost(large) / cost(small).
+        let cost = |p: &Point| 1e6 / p.ours;
+        println!(
+            "  per-event cost {} vs {} instances: {:.2}x",
+            large.instances,
+            small.instances,
+            cost(large) / cost(small)
+        );
+        figures.push(Figure {
+            name: format!(
+                "per-event cost, {} vs {} instances",
+                large.instances, small.instances
+            ),
+            ours: cost(large),
+            baseline: cost(small),
+            ratio: cost(large) / cost(small),
+            unit: "us/event (ratio: cost ratio, lower is better)".into(),
+            baseline_name: format!("{} instances", small.instances),
+            parameters: json!({"per_instance": per_instance}),
+        });
+    }
+    if let Some(p) = curve.last() {
+        figures.push(Figure::throughput(
+            "verify (fold + compare)",
+            p.verify,
+            p.ours,
+            "catch-up",
+            "events/s",
+            json!({"events": p.events, "instances": p.instances}),
+        ));
+    }
+
+    // The baselines of the batch path, at one size (the ZITADEL-style run is slow).
+    let instances = args
+        .baseline_instances
+        .unwrap_or(if args.quick { 50 } else { 300 });
+    let rows = stream_rows(instances, instances * per_instance, 42);
+    let n = rows.len() as f64;
+    println!(
+        "baselines: {} events over {instances} instances",
+        rows.len()
+    );
+    let (ours, _) = engine_run(&rows, config.clone()).await?;
     let batch_config = EngineConfig {
         bulk_limit: 0,
         ..config.clone()
     };
     let (batches, _) = engine_run(&rows, batch_config).await?;
-    println!("  ours, batches only: {batches:.0} events/s");
-
+    println!("  ours: {ours:.0} events/s; batches only: {batches:.0} events/s");
     let db = loaded(&rows).await?;
     let started = Instant::now();
     zitadel_style(&db.pool, config.workers).await?;
     let zitadel = n / started.elapsed().as_secs_f64();
     println!("  ZITADEL-style: {zitadel:.0} events/s");
     drop(db);
+    let parameters = json!({"events": rows.len(), "instances": instances, "batch_size": config.batch_size, "workers": config.workers});
+    figures.push(Figure::throughput(
+        "catch-up vs ZITADEL-style",
+        ours,
+        zitadel,
+        "one statement per change, savepoint per event, 200 per tx",
+        "events/s",
+        parameters.clone(),
+    ));
+    figures.push(Figure::throughput(
+        "catch-up, batches only vs ZITADEL-style",
+        batches,
+        zitadel,
+        "one statement per change, savepoint per event, 200 per tx",
+        "events/s",
+        json!({"events": rows.len(), "instances": instances, "batch_size": config.batch_size, "workers": config.workers, "bulk_limit": 0}),
+    ));
+    Ok(figures)
+}
 
-    let db = loaded(&rows).await?;
-    let state = fold(&rows)?;
+/// The limit on the same loaded store: every relevant event read in order (per instance,
+/// as many readers as the engine has workers), then the final rows — folded beforehand,
+/// outside the clock — written by COPY in one transaction.
+async fn limit_run(rows: &[ImportRow], workers: usize) -> Result<f64> {
+    let db = loaded(rows).await?;
+    let state = fold(rows)?;
+    let instances: Vec<String> = rows
+        .iter()
+        .map(|r| r.instance_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let started = Instant::now();
-    set_based_load(&db.pool, &state).await?;
-    let limit = n / started.elapsed().as_secs_f64();
-    println!("  set-based limit: {limit:.0} events/s");
-    drop(db);
-
-    Ok(vec![
-        Figure::throughput(
-            "catch-up vs ZITADEL-style",
-            ours,
-            zitadel,
-            "one statement per change, savepoint per event, 200 per tx",
-            "events/s",
-            parameters.clone(),
-        ),
-        Figure::throughput(
-            "catch-up vs set-based limit",
-            ours,
-            limit,
-            "final rows in one set-based load",
-            "events/s",
-            parameters.clone(),
-        ),
-        Figure::throughput(
-            "catch-up, batches only vs ZITADEL-style",
-            batches,
-            zitadel,
-            "one statement per change, savepoint per event, 200 per tx",
-            "events/s",
-            json!({"events": rows.len(), "instances": instances, "batch_size": config.batch_size, "workers": config.workers, "bulk_limit": 0}),
-        ),
-        Figure::throughput(
-            "verify (fold + compare)",
-            verify_rate,
-            ours,
-            "catch-up",
-            "events/s",
-            parameters,
-        ),
-    ])
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(instances));
+    let mut readers = Vec::new();
+    for _ in 0..workers.max(1) {
+        let (events, queue) = (PgEventStore::new(db.pool.clone()), queue.clone());
+        readers.push(tokio::spawn(async move {
+            let mut read = 0u64;
+            loop {
+                let Some(instance) = queue.lock().await.pop() else {
+                    return Ok::<u64, anyhow::Error>(read);
+                };
+                let query = EventQuery {
+                    instance_id: instance,
+                    aggregate_types: relational::aggregate_types(),
+                    event_types: relational::event_types(),
+                    ..EventQuery::default()
+                };
+                events
+                    .read_in_batches(&query, 500, |batch| {
+                        read += batch.len() as u64;
+                        Ok(())
+                    })
+                    .await?;
+            }
+        }));
+    }
+    let mut read = 0;
+    for reader in readers {
+        read += reader.await??;
+    }
+    ensure!(read as usize == rows.len(), "the limit read {read} of {} events", rows.len());
+    let mut tx = db.pool.begin().await?;
+    copy_rows(&mut tx, &state).await?;
+    tx.commit().await?;
+    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The engine on a freshly loaded store: events/s of the catch-up, and of `verify` after it
@@ -271,10 +384,64 @@ fn fold(rows: &[ImportRow]) -> Result<InMemoryState> {
     Ok(state)
 }
 
-/// The final rows, one multi-row statement per table (the engine's own set-based writer).
-async fn set_based_load(pool: &PgPool, state: &InMemoryState) -> Result<()> {
-    let mut tx = pool.begin().await?;
-    insert_rows(&mut tx, state).await?;
-    tx.commit().await?;
+fn csv_time(t: OffsetDateTime) -> Result<String> {
+    Ok(t.format(&time::format_description::well_known::Rfc3339)?)
+}
+
+/// COPY of every row of `state`, parents first (CSV; an empty field is NULL).
+async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Result<()> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let opt_time = |v: Option<OffsetDateTime>| v.map(csv_time).transpose().map(Option::unwrap_or_default);
+    let flag = |b: bool| if b { "t" } else { "f" }.to_owned();
+    let mut tables: Vec<(&str, Vec<Vec<String>>)> = Vec::new();
+    let mut t = Vec::new();
+    for r in state.all_instances() {
+        t.push(vec![r.id.to_string(), r.name.clone(), opt(&r.default_org_id), opt(&r.iam_project_id),
+            opt(&r.console_client_id), opt(&r.console_app_id), opt(&r.default_language),
+            csv_time(r.created_at)?, csv_time(r.updated_at)?, opt_time(r.deleted_at)?]);
+    }
+    tables.push(("zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language, created_at, updated_at, deleted_at)", t));
+    let mut t = Vec::new();
+    for r in state.all_organizations() {
+        t.push(vec![r.instance_id.to_string(), r.id.to_string(), r.name.clone(), r.state.as_str().to_owned(),
+            csv_time(r.created_at)?, csv_time(r.updated_at)?, opt_time(r.deleted_at)?]);
+    }
+    tables.push(("zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)", t));
+    let mut t = Vec::new();
+    for r in state.all_instance_domains() {
+        let (primary, generated) = match r.kind {
+            InstanceDomainKind::Custom { is_primary, is_generated } => (flag(is_primary), flag(is_generated)),
+            InstanceDomainKind::Trusted => (String::new(), String::new()),
+        };
+        t.push(vec![r.instance_id.to_string(), r.domain.clone(), r.kind.domain_type().as_str().to_owned(),
+            primary, generated, csv_time(r.created_at)?, csv_time(r.updated_at)?]);
+    }
+    tables.push(("zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)", t));
+    let mut t = Vec::new();
+    for r in state.all_org_domains() {
+        t.push(vec![r.instance_id.to_string(), r.org_id.to_string(), r.domain.clone(), flag(r.is_verified),
+            flag(r.is_primary), r.validation_type.map(|v| v.as_str().to_owned()).unwrap_or_default(),
+            csv_time(r.created_at)?, csv_time(r.updated_at)?]);
+    }
+    tables.push(("zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)", t));
+    let mut t = Vec::new();
+    for r in state.all_domains() {
+        t.push(vec![r.instance_id.to_string(), r.org_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+            r.domain.clone(), flag(r.is_verified), flag(r.is_primary),
+            r.validation_type.map(|v| v.ordinal().to_string()).unwrap_or_default(),
+            csv_time(r.created_at)?, csv_time(r.updated_at)?, opt_time(r.deleted_at)?]);
+    }
+    tables.push(("zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)", t));
+    for (target, records) in tables {
+        let mut data = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        for record in records {
+            data.write_record(&record)?;
+        }
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY {target} FROM STDIN WITH (FORMAT csv)"))
+            .await?;
+        copy.send(data.into_inner()?).await?;
+        copy.finish().await?;
+    }
     Ok(())
 }

@@ -19,12 +19,18 @@ pub struct Args {
     /// Small sizes, for a smoke run in CI.
     #[arg(long)]
     pub quick: bool,
-    /// Events of the catch-up benchmark.
+    /// Numbers of instances of the catch-up's scale curve (default 100,300,1000,3000).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Events per instance of the catch-up (default 700).
     #[arg(long)]
-    pub events: Option<usize>,
-    /// Instances of the catch-up benchmark.
+    pub per_instance: Option<usize>,
+    /// Instances of the catch-up's ZITADEL-style and batches-only baselines (default 300).
     #[arg(long)]
-    pub instances: Option<usize>,
+    pub baseline_instances: Option<usize>,
+    /// Events the writer pushes in the grew-from-empty run (default 300,000).
+    #[arg(long)]
+    pub grown_events: Option<usize>,
     /// Run one benchmark only (for profiling).
     #[arg(long, value_enum)]
     pub only: Option<Bench>,

@@ -26,6 +26,7 @@ mod instance_domain;
 pub mod migrate;
 mod org_domain;
 mod organization;
+pub mod pool;
 mod rows;
 mod session;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 use tenancy_core::event::{NewEvent, StoredEvent};
 use tenancy_core::ports::{EventWriter, UnitOfWork, UnitOfWorkFactory};
@@ -56,13 +55,10 @@ impl PgStore {
         }
     }
 
-    /// Connects with sensible pool defaults.
+    /// Connects with sensible pool defaults and tenancy's session settings
+    /// ([`crate::pool`]).
     pub async fn connect(url: &str) -> Result<PgPool> {
-        PgPoolOptions::new()
-            .max_connections(16)
-            .connect(url)
-            .await
-            .map_err(|e| Error::internal_with(format!("cannot connect to the database: {e}"), e))
+        crate::pool::connect(url).await
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 use tenancy_postgres::embedded::EmbeddedCluster;
 use tenancy_postgres::migrate::MIGRATOR;
@@ -237,9 +237,7 @@ impl TestDatabase {
         }
         let _ = admin.close().await;
         let options = server.admin.clone().database(&name);
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect_with(options.clone())
+        let pool = tenancy_postgres::pool::connect_with(options.clone(), 10)
             .await
             .map_err(|e| fail("connecting to the test database", e))?;
         Ok(Self {

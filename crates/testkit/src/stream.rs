@@ -47,7 +47,8 @@ impl Rng {
 
 /// A churning stream over several instances: orgs and domains added, verified, primary
 /// switched back and forth, removed and re-added; orgs deactivated, reactivated, removed
-/// and re-added; one instance removed and its custom domain re-used by another. Like a
+/// and re-added; custom domains released by one instance and taken by another; one
+/// instance removed and its primary custom domain re-used by another. Like a
 /// real store's, every event is valid for the write model that emitted it.
 pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
     let mut rng = Rng(seed);
@@ -57,6 +58,9 @@ pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
     let mut primary: BTreeMap<String, String> = BTreeMap::new();
     let mut active: BTreeMap<String, bool> = BTreeMap::new();
     let mut trusted: BTreeSet<(String, u64)> = BTreeSet::new();
+    // instance -> its non-primary custom domains; domains released and free to take
+    let mut custom: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut released: Vec<String> = Vec::new();
     for n in 0..instances {
         let i = format!("inst{n}");
         pushes.push(vec![
@@ -169,11 +173,26 @@ pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
                     )]
                 }
             }
-            _ => vec![inst(
-                &i,
-                "instance.domain.added",
-                json!({"domain": format!("c{round}.{i}.example")}),
-            )],
+            // Custom instance domains: added, released by one instance and taken by
+            // another later on (a domain moving between tenants).
+            _ => match rng.next(4) {
+                0 if !released.is_empty() => {
+                    let d = released.swap_remove(rng.next(released.len() as u64) as usize);
+                    custom.entry(i.clone()).or_default().push(d.clone());
+                    vec![inst(&i, "instance.domain.added", json!({"domain": d}))]
+                }
+                1 if custom.get(&i).is_some_and(|c| !c.is_empty()) => {
+                    let own = custom.entry(i.clone()).or_default();
+                    let d = own.swap_remove(rng.next(own.len() as u64) as usize);
+                    released.push(d.clone());
+                    vec![inst(&i, "instance.domain.removed", json!({"domain": d}))]
+                }
+                _ => {
+                    let d = format!("c{round}.{i}.example");
+                    custom.entry(i.clone()).or_default().push(d.clone());
+                    vec![inst(&i, "instance.domain.added", json!({"domain": d}))]
+                }
+            },
         };
         pushes.push(push);
     }
