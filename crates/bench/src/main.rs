@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 mod catchup;
+mod grown;
 mod lookup;
 mod push;
 
@@ -43,6 +44,7 @@ pub struct Args {
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bench {
     Catchup,
+    Grown,
     Push,
     Lookup,
 }
@@ -117,6 +119,9 @@ async fn main() -> Result<()> {
     let runs = |bench| args.only.is_none_or(|only| only == bench);
     if runs(Bench::Catchup) {
         figures.extend(catchup::run(&args).await?);
+    }
+    if runs(Bench::Grown) {
+        figures.extend(grown::run(&args).await?);
     }
     if runs(Bench::Push) {
         figures.extend(push::run(&args).await?);

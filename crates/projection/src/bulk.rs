@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -39,6 +40,44 @@ impl Batched {
         if let Ok(mut set) = self.0.lock() {
             set.insert(instance_id.to_owned());
         }
+    }
+}
+
+/// Rows the bulk catch-up wrote, and how many there were when the tables were last
+/// analysed. Plans are made per execution (tenancy_postgres::pool), so they follow the
+/// tables' size; the statistics behind their selectivity (e.g. how many domains an
+/// instance has) are refreshed whenever the bulk writes have doubled the rows since the
+/// last `ANALYZE`, instead of waiting for autovacuum's next round.
+#[derive(Debug, Default)]
+pub(crate) struct Statistics {
+    written: AtomicU64,
+    analyzed_at: AtomicU64,
+}
+
+/// Below this, the statistics of analysed-empty tables serve well enough.
+const ANALYZE_FROM_ROWS: u64 = 5_000;
+
+impl Statistics {
+    /// Counts `rows` written; true when this caller should refresh the statistics now.
+    fn wrote(&self, rows: u64) -> bool {
+        let written = self.written.fetch_add(rows, Ordering::Relaxed) + rows;
+        let at = self.analyzed_at.load(Ordering::Relaxed);
+        written >= ANALYZE_FROM_ROWS.max(2 * at)
+            && self
+                .analyzed_at
+                .compare_exchange(at, written, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// True when rows were written since the last refresh (and claims it).
+    fn stale(&self) -> bool {
+        let written = self.written.load(Ordering::Relaxed);
+        let at = self.analyzed_at.load(Ordering::Relaxed);
+        written > at
+            && self
+                .analyzed_at
+                .compare_exchange(at, written, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -103,8 +142,8 @@ impl Engine {
             session.rollback().await?;
             return Ok(None);
         }
-        match insert_rows(session.conn()?, &folded.state).await {
-            Ok(()) => {}
+        let rows = match insert_rows(session.conn()?, &folded.state).await {
+            Ok(rows) => rows,
             Err(Error::Internal { message, source }) => {
                 let _ = session.rollback().await;
                 return Err(Error::Internal { message, source });
@@ -116,7 +155,7 @@ impl Engine {
                 session.rollback().await?;
                 return Ok(None);
             }
-        }
+        };
         write_cursor(
             session.conn()?,
             instance_id,
@@ -125,6 +164,9 @@ impl Engine {
         )
         .await?;
         session.commit().await?;
+        if self.statistics().wrote(rows) {
+            self.analyze().await?;
+        }
         let outcome = Outcome {
             applied: folded.applied,
             skipped: folded.skipped,
@@ -133,6 +175,22 @@ impl Engine {
         };
         self.observe_batch(started, &outcome, Some(last.created_at));
         Ok(Some(outcome))
+    }
+
+    /// Refreshes the statistics of the tables if the bulk catch-up wrote rows since the
+    /// last refresh (at the end of a prefill, so the running system starts with them).
+    pub(crate) async fn analyze_if_stale(&self) -> Result<()> {
+        if self.statistics().stale() {
+            self.analyze().await?;
+        }
+        Ok(())
+    }
+
+    async fn analyze(&self) -> Result<()> {
+        let started = Instant::now();
+        tenancy_postgres::apply::analyze_tables(self.pool()).await?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "tables analysed");
+        Ok(())
     }
 
     /// Folds up to `limit` events of the instance, in order, into a fresh model.
@@ -208,10 +266,12 @@ async fn is_fresh(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
 
 /// Inserts every row of `state`, one multi-row statement (UNNEST of bound arrays) per
 /// table, parents first. The unified domains get their ids from the identity column, in
-/// the model's order.
-pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Result<()> {
+/// the model's order. Returns the number of rows written.
+pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Result<u64> {
+    let mut rows = 0;
     let i: Vec<_> = state.all_instances().collect();
     if !i.is_empty() {
+        rows += i.len() as u64;
         sqlx::query(
             "INSERT INTO zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
                  default_language, created_at, updated_at, deleted_at)
@@ -234,6 +294,7 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     }
     let o: Vec<_> = state.all_organizations().collect();
     if !o.is_empty() {
+        rows += o.len() as u64;
         sqlx::query(
             "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
              SELECT a, b, c, d::zitadel.organization_state, e, f, g
@@ -260,6 +321,7 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
         InstanceDomainKind::Trusted => (None, None),
     };
     if !d.is_empty() {
+        rows += d.len() as u64;
         sqlx::query(
             "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
              SELECT a, b, c::zitadel.domain_type, d, e, f, g
@@ -279,6 +341,7 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     }
     let od: Vec<_> = state.all_org_domains().collect();
     if !od.is_empty() {
+        rows += od.len() as u64;
         sqlx::query(
             "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
              SELECT a, b, c, d, e, f::zitadel.domain_validation_type, g, h
@@ -299,6 +362,7 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     }
     let u: Vec<_> = state.all_domains().collect();
     if !u.is_empty() {
+        rows += u.len() as u64;
         sqlx::query(
             "INSERT INTO zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
@@ -317,5 +381,5 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
         .await
         .map_err(on_constraint)?;
     }
-    Ok(())
+    Ok(rows)
 }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bulk::Batched;
+use crate::bulk::{Batched, Statistics};
 use crate::metrics::EngineMetrics;
 use crate::relational;
 
@@ -94,6 +94,7 @@ pub struct Engine {
     config: EngineConfig,
     metrics: Arc<EngineMetrics>,
     batched: Arc<Batched>,
+    statistics: Arc<Statistics>,
 }
 
 type FailureKey = (String, String, i64);
@@ -109,6 +110,7 @@ impl Engine {
             config,
             metrics: Arc::new(EngineMetrics::new()),
             batched: Arc::new(Batched::default()),
+            statistics: Arc::new(Statistics::default()),
         }
     }
 
@@ -118,6 +120,10 @@ impl Engine {
 
     pub(crate) fn batched(&self) -> &Batched {
         &self.batched
+    }
+
+    pub(crate) fn statistics(&self) -> &Statistics {
+        &self.statistics
     }
 
     pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
@@ -148,6 +154,8 @@ impl Engine {
                  FROM ids WHERE ids.id IS NOT NULL)
              SELECT id FROM ids WHERE id IS NOT NULL",
         )
+        // No parameters: prepared, it would keep its first plan (see tenancy_postgres::pool).
+        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(on_constraint)
@@ -156,6 +164,7 @@ impl Engine {
     /// The newest position in the store now (the target of a catch-up).
     pub async fn newest_position(&self) -> Result<Option<Decimal>> {
         sqlx::query_scalar("SELECT max(\"position\") FROM eventstore.events2")
+            .persistent(false)
             .fetch_one(&self.pool)
             .await
             .map_err(on_constraint)
@@ -204,7 +213,9 @@ impl Engine {
         F: Fn(usize, usize, &Outcome) + Send + Sync + 'static,
     {
         let target = self.newest_position().await?;
-        self.run_rounds(target, None, Arc::new(progress)).await
+        let outcome = self.run_rounds(target, None, Arc::new(progress)).await?;
+        self.analyze_if_stale().await?;
+        Ok(outcome)
     }
 
     /// Rounds over every instance until a round records no new failure. Each round is one

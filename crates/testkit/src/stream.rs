@@ -51,6 +51,13 @@ impl Rng {
 /// instance removed and its primary custom domain re-used by another. Like a
 /// real store's, every event is valid for the write model that emitted it.
 pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
+    churn_shaped(instances, 3, rounds, seed)
+}
+
+/// [`churn`] with `orgs` organizations per instance (a ZITADEL instance serving many
+/// customers has dozens).
+pub fn churn_shaped(instances: usize, orgs: u64, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
+    let orgs = orgs.max(1);
     let mut rng = Rng(seed);
     let mut pushes = Vec::new();
     // org -> domain -> verified
@@ -80,7 +87,7 @@ pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
                 json!({"domain": format!("{i}.example")}),
             ),
         ]);
-        for o in 0..3 {
+        for o in 0..orgs {
             let o = format!("{i}-o{o}");
             pushes.push(vec![org(
                 &i,
@@ -94,7 +101,7 @@ pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
     for round in 0..rounds {
         let n = rng.next(instances as u64) as usize;
         let i = format!("inst{n}");
-        let o = format!("{i}-o{}", rng.next(3));
+        let o = format!("{i}-o{}", rng.next(orgs));
         let d = format!("d{}.{o}.example", rng.next(3));
         let own = domains.entry(o.clone()).or_default();
         let push = match rng.next(10) {
