@@ -41,7 +41,7 @@ enum Task {
         /// TENANCY_SOAK_SCALE=20).
         #[arg(long)]
         soak: bool,
-        /// Further arguments for tenancy-bench (e.g. --events 200000 --instances 200).
+        /// Further arguments for tenancy-bench (e.g. --sizes 100,1000 --per-instance 700).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
     },

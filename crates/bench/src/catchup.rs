@@ -14,15 +14,15 @@ use serde_json::json;
 use sqlx::{Connection, PgPool};
 use tenancy_core::event::{EventQuery, LegacyEvent, StoredEvent};
 use tenancy_core::id::InstanceId;
+use tenancy_core::model::InstanceDomainKind;
 use tenancy_core::ports::{EventReader, UnitOfWork};
 use tenancy_core::state::{InMemoryState, apply_change};
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows};
 use tenancy_postgres::PgStore;
-use tenancy_core::model::InstanceDomainKind;
 use tenancy_projection::{Engine, EngineConfig, relational};
 use tenancy_testkit::db::TestDatabase;
-use tenancy_testkit::stream::churn_shaped;
+use tenancy_testkit::stream::{Shape, churn_shaped};
 use time::{Duration, OffsetDateTime};
 
 use crate::{Args, Figure};
@@ -38,7 +38,15 @@ pub fn stream_rows(instances: usize, events: usize, seed: u64) -> Vec<ImportRow>
     let start = OffsetDateTime::now_utc() - Duration::days(30);
     let mut sequences: HashMap<(String, String, String), i64> = HashMap::new();
     let mut rows = Vec::with_capacity(events);
-    for push in churn_shaped(instances, ORGS_PER_INSTANCE, rounds, seed) {
+    for push in churn_shaped(
+        Shape {
+            instances,
+            orgs: ORGS_PER_INSTANCE,
+            moves: false,
+        },
+        rounds,
+        seed,
+    ) {
         for (order, event) in push.into_iter().enumerate() {
             let n = rows.len() as i64;
             let key = (
@@ -251,7 +259,11 @@ async fn limit_run(rows: &[ImportRow], workers: usize) -> Result<f64> {
     for reader in readers {
         read += reader.await??;
     }
-    ensure!(read as usize == rows.len(), "the limit read {read} of {} events", rows.len());
+    ensure!(
+        read as usize == rows.len(),
+        "the limit read {read} of {} events",
+        rows.len()
+    );
     // A connection with PostgreSQL's default plan caching: within one COPY the foreign-key
     // checks switch to a generic plan made once the parents are all there, the cheapest way.
     let mut conn = sqlx::PgConnection::connect_with(&db.options).await?;
@@ -401,49 +413,102 @@ fn csv_time(t: OffsetDateTime) -> Result<String> {
 /// COPY of every row of `state`, parents first (CSV; an empty field is NULL).
 async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Result<()> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let opt_time = |v: Option<OffsetDateTime>| v.map(csv_time).transpose().map(Option::unwrap_or_default);
+    let opt_time =
+        |v: Option<OffsetDateTime>| v.map(csv_time).transpose().map(Option::unwrap_or_default);
     let flag = |b: bool| if b { "t" } else { "f" }.to_owned();
     let mut tables: Vec<(&str, Vec<Vec<String>>)> = Vec::new();
     let mut t = Vec::new();
     for r in state.all_instances() {
-        t.push(vec![r.id.to_string(), r.name.clone(), opt(&r.default_org_id), opt(&r.iam_project_id),
-            opt(&r.console_client_id), opt(&r.console_app_id), opt(&r.default_language),
-            csv_time(r.created_at)?, csv_time(r.updated_at)?, opt_time(r.deleted_at)?]);
+        t.push(vec![
+            r.id.to_string(),
+            r.name.clone(),
+            opt(&r.default_org_id),
+            opt(&r.iam_project_id),
+            opt(&r.console_client_id),
+            opt(&r.console_app_id),
+            opt(&r.default_language),
+            csv_time(r.created_at)?,
+            csv_time(r.updated_at)?,
+            opt_time(r.deleted_at)?,
+        ]);
     }
     tables.push(("zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language, created_at, updated_at, deleted_at)", t));
     let mut t = Vec::new();
     for r in state.all_organizations() {
-        t.push(vec![r.instance_id.to_string(), r.id.to_string(), r.name.clone(), r.state.as_str().to_owned(),
-            csv_time(r.created_at)?, csv_time(r.updated_at)?, opt_time(r.deleted_at)?]);
+        t.push(vec![
+            r.instance_id.to_string(),
+            r.id.to_string(),
+            r.name.clone(),
+            r.state.as_str().to_owned(),
+            csv_time(r.created_at)?,
+            csv_time(r.updated_at)?,
+            opt_time(r.deleted_at)?,
+        ]);
     }
-    tables.push(("zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)", t));
+    tables.push((
+        "zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)",
+        t,
+    ));
     let mut t = Vec::new();
     for r in state.all_instance_domains() {
         let (primary, generated) = match r.kind {
-            InstanceDomainKind::Custom { is_primary, is_generated } => (flag(is_primary), flag(is_generated)),
+            InstanceDomainKind::Custom {
+                is_primary,
+                is_generated,
+            } => (flag(is_primary), flag(is_generated)),
             InstanceDomainKind::Trusted => (String::new(), String::new()),
         };
-        t.push(vec![r.instance_id.to_string(), r.domain.clone(), r.kind.domain_type().as_str().to_owned(),
-            primary, generated, csv_time(r.created_at)?, csv_time(r.updated_at)?]);
+        t.push(vec![
+            r.instance_id.to_string(),
+            r.domain.clone(),
+            r.kind.domain_type().as_str().to_owned(),
+            primary,
+            generated,
+            csv_time(r.created_at)?,
+            csv_time(r.updated_at)?,
+        ]);
     }
     tables.push(("zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)", t));
     let mut t = Vec::new();
     for r in state.all_org_domains() {
-        t.push(vec![r.instance_id.to_string(), r.org_id.to_string(), r.domain.clone(), flag(r.is_verified),
-            flag(r.is_primary), r.validation_type.map(|v| v.as_str().to_owned()).unwrap_or_default(),
-            csv_time(r.created_at)?, csv_time(r.updated_at)?]);
+        t.push(vec![
+            r.instance_id.to_string(),
+            r.org_id.to_string(),
+            r.domain.clone(),
+            flag(r.is_verified),
+            flag(r.is_primary),
+            r.validation_type
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+            csv_time(r.created_at)?,
+            csv_time(r.updated_at)?,
+        ]);
     }
     tables.push(("zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)", t));
     let mut t = Vec::new();
     for r in state.all_domains() {
-        t.push(vec![r.instance_id.to_string(), r.org_id.as_ref().map(ToString::to_string).unwrap_or_default(),
-            r.domain.clone(), flag(r.is_verified), flag(r.is_primary),
-            r.validation_type.map(|v| v.ordinal().to_string()).unwrap_or_default(),
-            csv_time(r.created_at)?, csv_time(r.updated_at)?, opt_time(r.deleted_at)?]);
+        t.push(vec![
+            r.instance_id.to_string(),
+            r.org_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            r.domain.clone(),
+            flag(r.is_verified),
+            flag(r.is_primary),
+            r.validation_type
+                .map(|v| v.ordinal().to_string())
+                .unwrap_or_default(),
+            csv_time(r.created_at)?,
+            csv_time(r.updated_at)?,
+            opt_time(r.deleted_at)?,
+        ]);
     }
     tables.push(("zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)", t));
     for (target, records) in tables {
-        let mut data = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        let mut data = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
         for record in records {
             data.write_record(&record)?;
         }

@@ -17,7 +17,7 @@ use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::PgStore;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
-use tenancy_testkit::stream::{Rng, churn_shaped, org};
+use tenancy_testkit::stream::{Rng, Shape, churn_shaped, org};
 
 use crate::catchup::ORGS_PER_INSTANCE;
 use crate::{Args, Figure, percentile_ms};
@@ -46,10 +46,18 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     });
 
     let rounds = total.saturating_sub(instances * (3 + ORGS_PER_INSTANCE as usize));
-    let pushes: Vec<NewEvent> = churn_shaped(instances, ORGS_PER_INSTANCE, rounds, 77)
-        .into_iter()
-        .flatten()
-        .collect();
+    let pushes: Vec<NewEvent> = churn_shaped(
+        Shape {
+            instances,
+            orgs: ORGS_PER_INSTANCE,
+            moves: false,
+        },
+        rounds,
+        77,
+    )
+    .into_iter()
+    .flatten()
+    .collect();
     let hosts: Vec<String> = (1..instances).map(|n| format!("inst{n}.example")).collect();
     println!(
         "grew from empty: {} events over {instances} instances pushed in batches of {PUSH_BATCH} while projecting",
@@ -82,7 +90,11 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     );
 
     let fresh = tenancy_postgres::pool::connect_with(db.options.clone(), 16).await?;
-    let (lookups, push_batches) = if args.quick { (1_000, 20) } else { (5_000, 100) };
+    let (lookups, push_batches) = if args.quick {
+        (1_000, 20)
+    } else {
+        (5_000, 100)
+    };
     let mut grown_samples = Vec::new();
     let mut fresh_samples = Vec::new();
     let (mut grown_push, mut fresh_push) = (Duration::ZERO, Duration::ZERO);
@@ -105,7 +117,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             }
         }
     }
-    let rate = |samples: &[Duration]| samples.len() as f64 / samples.iter().sum::<Duration>().as_secs_f64();
+    let rate = |samples: &[Duration]| {
+        samples.len() as f64 / samples.iter().sum::<Duration>().as_secs_f64()
+    };
     let (grown_rate, fresh_rate) = (rate(&grown_samples), rate(&fresh_samples));
     let (grown_p99, fresh_p99) = (
         percentile_ms(&mut grown_samples, 0.99),
@@ -154,7 +168,12 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
 }
 
 /// `count` host lookups on one session of `pool`, each timed.
-async fn lookup(pool: &PgPool, hosts: &[String], count: usize, round: u64) -> Result<Vec<Duration>> {
+async fn lookup(
+    pool: &PgPool,
+    hosts: &[String],
+    count: usize,
+    round: u64,
+) -> Result<Vec<Duration>> {
     let mut rng = Rng(round + 11);
     let mut session = PgStore::new(pool.clone()).session().await?;
     let mut samples = Vec::with_capacity(count);

@@ -582,31 +582,24 @@ async fn migrations_are_idempotent_and_reported() {
 }
 
 #[tokio::test]
-async fn entry_points_plan_every_execution_and_pools_do_too() {
+async fn state_change_entry_points_plan_with_seqscan_disabled() {
     // Plans cached while the tables were empty must not turn into sequential scans of
-    // large tables (tenancy_postgres::pool, migration 0007): tenancy's connections plan
-    // every execution, and the PL/pgSQL entry points pin it for callers with other pools.
+    // large tables (migration 0005): the entry points plan with seqscan disabled.
     let db = TestDatabase::fresh().await.unwrap();
     let settings: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
         "SELECT proname::text, proconfig FROM pg_proc
-         WHERE (pronamespace = 'zitadel'::regnamespace AND proname IN ('apply_change', 'apply_changes'))
-            OR (pronamespace = 'eventstore'::regnamespace AND proname = 'push')
+         WHERE pronamespace = 'zitadel'::regnamespace AND proname IN ('apply_change', 'apply_changes')
          ORDER BY proname",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(settings.len(), 3, "{settings:?}");
+    assert_eq!(settings.len(), 2, "{settings:?}");
     for (name, config) in settings {
         assert_eq!(
             config.as_deref(),
-            Some(&["plan_cache_mode=force_custom_plan".to_owned()][..]),
+            Some(&["enable_seqscan=off".to_owned()][..]),
             "{name}"
         );
     }
-    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(mode, "force_custom_plan");
 }

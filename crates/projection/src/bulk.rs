@@ -189,7 +189,10 @@ impl Engine {
     async fn analyze(&self) -> Result<()> {
         let started = Instant::now();
         tenancy_postgres::apply::analyze_tables(self.pool()).await?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "tables analysed");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "tables analysed"
+        );
         Ok(())
     }
 

@@ -154,8 +154,6 @@ impl Engine {
                  FROM ids WHERE ids.id IS NOT NULL)
              SELECT id FROM ids WHERE id IS NOT NULL",
         )
-        // No parameters: prepared, it would keep its first plan (see tenancy_postgres::pool).
-        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(on_constraint)
@@ -164,7 +162,6 @@ impl Engine {
     /// The newest position in the store now (the target of a catch-up).
     pub async fn newest_position(&self) -> Result<Option<Decimal>> {
         sqlx::query_scalar("SELECT max(\"position\") FROM eventstore.events2")
-            .persistent(false)
             .fetch_one(&self.pool)
             .await
             .map_err(on_constraint)

@@ -205,7 +205,6 @@ impl Engine {
         }
         let target: Option<Decimal> =
             sqlx::query_scalar("SELECT max(\"position\") FROM eventstore.events2")
-                .persistent(false)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(on_constraint)?;

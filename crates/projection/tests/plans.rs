@@ -53,10 +53,23 @@ async fn flush_stats(pool: &PgPool, connections: u32) {
 async fn new_instance(events: &PgEventStore, i: &str) {
     events
         .push(vec![
-            inst(i, "instance.added", json!({"name": format!("Instance {i}")})),
-            inst(i, "instance.domain.added", json!({"domain": format!("{i}.example")})),
+            inst(
+                i,
+                "instance.added",
+                json!({"name": format!("Instance {i}")}),
+            ),
+            inst(
+                i,
+                "instance.domain.added",
+                json!({"domain": format!("{i}.example")}),
+            ),
             org(i, &format!("{i}-o"), "org.added", json!({"name": "Org"})),
-            org(i, &format!("{i}-o"), "org.domain.added", json!({"domain": format!("o.{i}.example")})),
+            org(
+                i,
+                &format!("{i}-o"),
+                "org.domain.added",
+                json!({"domain": format!("o.{i}.example")}),
+            ),
         ])
         .await
         .unwrap();
@@ -67,10 +80,29 @@ async fn more_of(events: &PgEventStore, i: &str, round: usize) {
     let o = format!("{i}-o");
     events
         .push(vec![
-            org(i, &o, "org.changed", json!({"name": format!("Org r{round}")})),
-            org(i, &o, "org.domain.added", json!({"domain": format!("r{round}.{i}.example")})),
-            org(i, &o, "org.domain.verified", json!({"domain": format!("r{round}.{i}.example")})),
-            inst(i, "instance.domain.added", json!({"domain": format!("r{round}.{i}.example")})),
+            org(
+                i,
+                &o,
+                "org.changed",
+                json!({"name": format!("Org r{round}")}),
+            ),
+            org(
+                i,
+                &o,
+                "org.domain.added",
+                json!({"domain": format!("r{round}.{i}.example")}),
+            ),
+            org(
+                i,
+                &o,
+                "org.domain.verified",
+                json!({"domain": format!("r{round}.{i}.example")}),
+            ),
+            inst(
+                i,
+                "instance.domain.added",
+                json!({"domain": format!("r{round}.{i}.example")}),
+            ),
         ])
         .await
         .unwrap();
@@ -104,7 +136,10 @@ async fn every_path(pool: &PgPool, engine: &Engine, fresh: &str, existing: &str,
         .unwrap();
     assert_eq!(orgs.len(), 1);
     let domains = session
-        .list_domains(&DomainCriteria::of_instance(&instance), &Pagination::default())
+        .list_domains(
+            &DomainCriteria::of_instance(&instance),
+            &Pagination::default(),
+        )
         .await
         .unwrap();
     assert!(!domains.is_empty());
@@ -149,7 +184,10 @@ async fn grow(db: &TestDatabase) {
 #[tokio::test]
 async fn no_sequential_scan_once_tables_grew_after_vacuum_analyze_of_empty_tables() {
     let db = TestDatabase::fresh().await.unwrap();
-    sqlx::raw_sql("VACUUM ANALYZE").execute(&db.pool).await.unwrap();
+    sqlx::raw_sql("VACUUM ANALYZE")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     // Two connections, so that the sessions planning on empty tables are the very ones
     // used after the growth.
     let connections = 2;
