@@ -44,10 +44,10 @@ impl Batched {
 }
 
 /// Rows the bulk catch-up wrote, and how many there were when the tables were last
-/// analysed. Plans are made per execution (tenancy_postgres::pool), so they follow the
-/// tables' size; the statistics behind their selectivity (e.g. how many domains an
-/// instance has) are refreshed whenever the bulk writes have doubled the rows since the
-/// last `ANALYZE`, instead of waiting for autovacuum's next round.
+/// analysed. Index choice does not depend on the statistics (tenancy_postgres::pool); the
+/// selectivity estimates do (e.g. how many domains an instance has), so they are refreshed
+/// whenever the bulk writes have doubled the rows since the last `ANALYZE`, instead of
+/// waiting for autovacuum's next round.
 #[derive(Debug, Default)]
 pub(crate) struct Statistics {
     written: AtomicU64,
