@@ -42,7 +42,7 @@ pub fn stream_rows(instances: usize, events: usize, seed: u64) -> Vec<ImportRow>
         Shape {
             instances,
             orgs: ORGS_PER_INSTANCE,
-            moves: false,
+            moves: true,
         },
         rounds,
         seed,

@@ -50,7 +50,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         Shape {
             instances,
             orgs: ORGS_PER_INSTANCE,
-            moves: false,
+            moves: true,
         },
         rounds,
         77,

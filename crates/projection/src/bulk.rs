@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
-use tenancy_core::event::{EventQuery, StoredEvent};
+use tenancy_core::event::{EventQuery, SortKey, StoredEvent};
 use tenancy_core::model::{InstanceDomain, InstanceDomainKind, ValidationType};
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::state::InMemoryState;
 use tenancy_core::{Error, Result};
 use tenancy_postgres::{PgStore, on_constraint};
 
+use crate::claims;
 use crate::engine::{Engine, Outcome, try_lock, write_cursor};
 use crate::relational;
 
@@ -90,6 +91,8 @@ struct Folded {
     last: Option<StoredEvent>,
     /// The first event the model rejected (or could not decode): the batch path handles it.
     rejected: Option<String>,
+    /// The fold ended before a domain add that must wait for another instance.
+    stopped: bool,
 }
 
 impl Engine {
@@ -132,7 +135,10 @@ impl Engine {
             session.rollback().await?;
             return Ok(None);
         }
-        let folded = self.fold(instance_id, target, limit).await?;
+        // Up to the first domain it may not take yet; the batches wait there.
+        let stop =
+            claims::first_waiting_add(session.conn()?, instance_id, None, target, None).await?;
+        let folded = self.fold(instance_id, target, limit, stop.as_ref()).await?;
         let Some(last) = folded.last.as_ref() else {
             session.rollback().await?;
             return Ok(None);
@@ -170,7 +176,7 @@ impl Engine {
         let outcome = Outcome {
             applied: folded.applied,
             skipped: folded.skipped,
-            caught_up: folded.read < u64::from(limit),
+            caught_up: !folded.stopped && folded.read < u64::from(limit),
             ..Outcome::default()
         };
         self.observe_batch(started, &outcome, Some(last.created_at));
@@ -196,8 +202,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Folds up to `limit` events of the instance, in order, into a fresh model.
-    async fn fold(&self, instance_id: &str, target: Option<Decimal>, limit: u32) -> Result<Folded> {
+    /// Folds up to `limit` events of the instance, in order, into a fresh model, ending
+    /// before `stop` if given.
+    async fn fold(
+        &self,
+        instance_id: &str,
+        target: Option<Decimal>,
+        limit: u32,
+        stop: Option<&SortKey>,
+    ) -> Result<Folded> {
         let mut folded = Folded {
             state: InMemoryState::new(),
             applied: 0,
@@ -205,6 +218,7 @@ impl Engine {
             read: 0,
             last: None,
             rejected: None,
+            stopped: false,
         };
         let query = EventQuery {
             instance_id: instance_id.to_owned(),
@@ -218,7 +232,8 @@ impl Engine {
             .read_in_batches(&query, self.config().batch_size.max(1), |events| {
                 for event in events {
                     folded.read += 1;
-                    if folded.rejected.is_some() {
+                    folded.stopped |= stop.is_some_and(|key| claims::is_event(&event, key));
+                    if folded.rejected.is_some() || folded.stopped {
                         continue;
                     }
                     if event.written_by_v3 {

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::bulk::{Batched, Statistics};
+use crate::claims;
 use crate::metrics::EngineMetrics;
 use crate::relational;
 
@@ -308,26 +309,47 @@ impl Engine {
             });
         }
         let cursor = read_cursor(session.conn()?, instance_id).await?;
-        let events = self
+        let mut events = self
             .events
             .read(&EventQuery {
                 instance_id: instance_id.to_owned(),
                 aggregate_types: relational::aggregate_types(),
                 event_types: relational::event_types(),
-                after: cursor,
+                after: cursor.clone(),
                 max_position: target,
                 limit: Some(self.config.batch_size),
                 ..EventQuery::default()
             })
             .await?;
+        // A domain another instance has yet to reach an earlier add of: the batch ends
+        // before it (crate::claims).
+        let mut waiting = false;
+        if claims::has_domain_adds(&events) {
+            let until = events.last().map(|e| e.position);
+            let first = claims::first_waiting_add(
+                session.conn()?,
+                instance_id,
+                cursor.as_ref(),
+                until,
+                replay,
+            )
+            .await?;
+            if let Some(at) =
+                first.and_then(|key| events.iter().position(|e| claims::is_event(e, &key)))
+            {
+                events.truncate(at);
+                waiting = true;
+            }
+        }
         if events.is_empty() {
             session.rollback().await?;
             return Ok(Outcome {
-                caught_up: true,
+                caught_up: !waiting,
+                deferred: u64::from(waiting),
                 ..Outcome::default()
             });
         }
-        let caught_up = events.len() < self.config.batch_size as usize;
+        let caught_up = !waiting && events.len() < self.config.batch_size as usize;
         let failures = read_failures(session.conn()?, instance_id).await?;
 
         // Fast path: the whole batch without savepoints.
@@ -364,6 +386,8 @@ impl Engine {
                 outcome
             }
         };
+        let mut outcome = outcome;
+        outcome.deferred += u64::from(waiting);
         let newest = events.last().map(|e| e.created_at);
         session.commit().await?;
         self.observe_batch(started, &outcome, newest);

@@ -10,6 +10,7 @@
 //! continuous mode with LISTEN/NOTIFY and a sweep: [`Engine::run_continuous`].
 
 mod bulk;
+mod claims;
 mod continuous;
 mod engine;
 pub mod metrics;

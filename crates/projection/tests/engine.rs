@@ -16,7 +16,7 @@ use tenancy_postgres::PgStore;
 use tenancy_projection::{Engine, EngineConfig, Outcome};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::fixtures;
-use tenancy_testkit::stream::{Rng, churn, event as ev, inst, org};
+use tenancy_testkit::stream::{Rng, Shape, churn, churn_shaped, event as ev, inst, org};
 
 fn config() -> EngineConfig {
     EngineConfig {
@@ -204,16 +204,9 @@ async fn a_long_churning_stream_verifies_and_rebuilds_identically() {
     assert_verified(&engine).await;
 }
 
-#[tokio::test]
-async fn bulk_catch_up_writes_the_same_tables_as_batches() {
-    // Fresh instances are folded in memory and written set-based; with `bulk_limit` 0
-    // everything goes through batches; with a small limit the rest of each instance follows
-    // in batches. The churn ends with a custom domain moving between instances, so one
-    // instance's bulk write meets a domain the other still holds and falls back.
-    let source = TestDatabase::fresh().await.unwrap();
-    push_all(&PgEventStore::new(source.pool.clone()), churn(6, 500, 23)).await;
-    // The same rows, timestamps included, in each database.
-    let rows: Vec<ImportRow> = sqlx::query_as::<_, (String, String, String, String, i64, i16, time::OffsetDateTime, Option<serde_json::Value>, String, String, rust_decimal::Decimal, i32, bool)>(
+/// Every row of the source's store, timestamps included, to import into other databases.
+async fn stored_rows(source: &TestDatabase) -> Vec<ImportRow> {
+    sqlx::query_as::<_, (String, String, String, String, i64, i16, time::OffsetDateTime, Option<serde_json::Value>, String, String, rust_decimal::Decimal, i32, bool)>(
         "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at, payload,
                 creator, \"owner\", \"position\", in_tx_order, written_by_v3 FROM eventstore.events2",
     )
@@ -236,7 +229,70 @@ async fn bulk_catch_up_writes_the_same_tables_as_batches() {
         in_tx_order: r.11,
         written_by_v3: r.12,
     })
-    .collect();
+    .collect()
+}
+
+#[tokio::test]
+async fn custom_domains_moving_between_instances_never_fail() {
+    // Domains released by one instance and taken by another all along the stream. Projected
+    // independently, an instance must not take a domain while another one has not yet
+    // reached its own earlier add of it, whether in batches or in bulk: no failure is
+    // recorded, and both paths end with the fold's tables.
+    let source = TestDatabase::fresh().await.unwrap();
+    let shape = Shape {
+        instances: 12,
+        orgs: 4,
+        moves: true,
+    };
+    push_all(
+        &PgEventStore::new(source.pool.clone()),
+        churn_shaped(shape, 1_200, 42),
+    )
+    .await;
+    let rows = stored_rows(&source).await;
+    let moved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT lower(payload->>'domain') FROM eventstore.events2
+         WHERE event_type = 'instance.domain.added' GROUP BY 1 HAVING count(DISTINCT instance_id) > 1) t",
+    )
+    .fetch_one(&source.pool)
+    .await
+    .unwrap();
+    assert!(moved > 20, "the stream moves domains: {moved}");
+    let mut snapshots = Vec::new();
+    for bulk_limit in [0, 100_000] {
+        let db = TestDatabase::fresh().await.unwrap();
+        import_rows(&db.pool, &rows).await.unwrap();
+        let engine = Engine::new(
+            db.pool.clone(),
+            EngineConfig {
+                bulk_limit,
+                workers: 4,
+                ..config()
+            },
+        );
+        let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+        let failed = engine.failed().await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "bulk_limit {bulk_limit}: {outcome:?}, first failure {:?}",
+            failed.first()
+        );
+        assert_eq!(engine.status().await.unwrap().events_behind, 0);
+        assert_verified(&engine).await;
+        snapshots.push(table_snapshot(&db).await);
+    }
+    assert_eq!(snapshots[0], snapshots[1], "bulk vs batches");
+}
+
+#[tokio::test]
+async fn bulk_catch_up_writes_the_same_tables_as_batches() {
+    // Fresh instances are folded in memory and written set-based; with `bulk_limit` 0
+    // everything goes through batches; with a small limit the rest of each instance follows
+    // in batches. The churn ends with a custom domain moving between instances, so one
+    // instance's bulk write meets a domain the other still holds and falls back.
+    let source = TestDatabase::fresh().await.unwrap();
+    push_all(&PgEventStore::new(source.pool.clone()), churn(6, 500, 23)).await;
+    let rows = stored_rows(&source).await;
     let mut snapshots = Vec::new();
     for bulk_limit in [0, 40, 100_000] {
         let db = TestDatabase::fresh().await.unwrap();

@@ -69,8 +69,8 @@ pub struct Shape {
     /// Organizations per instance (a ZITADEL instance serving many customers has dozens).
     pub orgs: u64,
     /// Custom domains released by one instance and taken by another all along the stream
-    /// (not only once at its end). The engine does not handle these yet: an instance
-    /// projected after the one that took the domain fails its own earlier add of it.
+    /// (not only once at its end): instances projected at different paces meet them in
+    /// an order the store did not have.
     pub moves: bool,
 }
 
