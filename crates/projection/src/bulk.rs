@@ -144,9 +144,10 @@ impl Engine {
             return Ok(None);
         };
         if let Some(why) = &folded.rejected {
-            tracing::debug!(instance_id, %why, "bulk catch-up falls back to batches");
-            session.rollback().await?;
-            return Ok(None);
+            // The events before it are written in bulk; the batch path takes over at the
+            // rejected event (records, retries, skips it) rather than replaying the whole
+            // history after other instances may have moved past it.
+            tracing::debug!(instance_id, %why, "bulk catch-up stops before a rejected event");
         }
         let rows = match insert_rows(session.conn()?, &folded.state).await {
             Ok(rows) => rows,
@@ -176,7 +177,9 @@ impl Engine {
         let outcome = Outcome {
             applied: folded.applied,
             skipped: folded.skipped,
-            caught_up: !folded.stopped && folded.read < u64::from(limit),
+            caught_up: !folded.stopped
+                && folded.rejected.is_none()
+                && folded.read < u64::from(limit),
             ..Outcome::default()
         };
         self.observe_batch(started, &outcome, Some(last.created_at));

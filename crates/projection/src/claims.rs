@@ -33,6 +33,11 @@ pub(crate) fn has_domain_adds(events: &[StoredEvent]) -> bool {
 /// (inclusive) that must wait for another instance. One statement: the instance's adds in
 /// order, each probed in the adds of its domain (index `events2_tenancy_instance_domain_added`)
 /// for an earlier one of another instance that that instance's cursor has not passed.
+///
+/// The bulk catch-up applies the same rule, although instances folded to the same target
+/// never share a domain: an instance whose own bulk stops early (at a rejected event, at
+/// `bulk_limit`, at a wait) replays the rest in batches, and must not meet a domain that
+/// another instance took, in bulk, after its own add of it.
 pub(crate) async fn first_waiting_add(
     conn: &mut PgConnection,
     instance_id: &str,

@@ -216,9 +216,10 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Rounds over every instance until a round records no new failure. Each round is one
-    /// more attempt for each blocked event, so every failing event is skipped after
-    /// `max_failure_count` rounds at most: the loop ends.
+    /// Rounds until no instance records a new failure or waits. The first round covers
+    /// every instance; later rounds only those that failed or waited (deferred) in the
+    /// previous one. Each round is one more attempt for each blocked event, so every failing
+    /// event is skipped after `max_failure_count` rounds at most: the loop ends.
     pub(crate) async fn run_rounds(
         &self,
         target: Option<Decimal>,
@@ -226,23 +227,37 @@ impl Engine {
         progress: Progress,
     ) -> Result<Outcome> {
         let mut sum = Outcome::default();
-        // Deferred events wait for other instances of this very run; the cap only guards
-        // against an instance held by another process for good.
-        let mut deferred_rounds = 0;
-        loop {
+        let mut pending = self.instances().await?;
+        // Deferred events wait for other instances of this very run, which move on in the
+        // same rounds; the cap only guards against an instance another process holds for
+        // good. Rounds without any progress pause briefly.
+        let mut idle_rounds = 0;
+        while !pending.is_empty() {
             let report = progress.clone();
-            let round = self
-                .run_instances(target, replay, move |done, total, o| report(done, total, o))
+            let outcomes = self
+                .run_list(pending, target, replay, move |done, total, o| {
+                    report(done, total, o)
+                })
                 .await?;
+            let mut round = Outcome::default();
+            pending = Vec::new();
+            for (instance, outcome) in outcomes {
+                round.add(outcome);
+                if outcome.failed > 0 || outcome.deferred > 0 {
+                    pending.push(instance);
+                }
+            }
             sum.add(round);
             sum.deferred = round.deferred;
-            if round.deferred > 0 && deferred_rounds < 600 {
-                deferred_rounds += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            if round.failed == 0 {
+            if round.failed == 0 && round.deferred == 0 {
                 break;
+            }
+            if round.applied == 0 && round.failed == 0 {
+                idle_rounds += 1;
+                if idle_rounds > 600 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         Ok(sum)
@@ -258,6 +273,24 @@ impl Engine {
         F: Fn(usize, usize, &Outcome) + Send + Sync + 'static,
     {
         let instances = self.instances().await?;
+        let mut sum = Outcome::default();
+        for (_, outcome) in self.run_list(instances, target, replay, progress).await? {
+            sum.add(outcome);
+        }
+        Ok(sum)
+    }
+
+    /// Catches each of `instances` up, `workers` at a time; the outcome of each.
+    async fn run_list<F>(
+        &self,
+        instances: Vec<String>,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+        progress: F,
+    ) -> Result<Vec<(String, Outcome)>>
+    where
+        F: Fn(usize, usize, &Outcome) + Send + Sync + 'static,
+    {
         let total = instances.len();
         let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut tasks = JoinSet::new();
@@ -268,25 +301,28 @@ impl Engine {
                     .acquire_owned()
                     .await
                     .map_err(|e| Error::internal_with("worker pool closed", e))?;
-                engine.catch_up_with(&instance, target, replay).await
+                let outcome = engine.catch_up_with(&instance, target, replay).await?;
+                Ok::<_, Error>((instance, outcome))
             });
         }
         let mut sum = Outcome::default();
-        let mut done = 0;
+        let mut outcomes = Vec::with_capacity(total);
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
             match joined.map_err(|e| Error::internal_with("projection worker panicked", e)) {
-                Ok(Ok(outcome)) => sum.add(outcome),
+                Ok(Ok((instance, outcome))) => {
+                    sum.add(outcome);
+                    outcomes.push((instance, outcome));
+                }
                 Ok(Err(e)) | Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
-            done += 1;
-            progress(done, total, &sum);
+            progress(outcomes.len(), total, &sum);
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(sum),
+            None => Ok(outcomes),
         }
     }
 
@@ -573,12 +609,14 @@ async fn waits_for_other_instance(
     else {
         return Ok(false);
     };
+    // A holder that released the domain between the failed insert and this check (its
+    // batch committed meanwhile) leaves no holder: retried soon, not counted as a failure.
     sqlx::query_scalar(
         "WITH holders AS (
              SELECT instance_id FROM zitadel.instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
              UNION
              SELECT instance_id FROM zitadel.domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
-         SELECT EXISTS (
+         SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
              SELECT 1 FROM holders h
              JOIN eventstore.events2 e ON e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
              LEFT JOIN projections.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
