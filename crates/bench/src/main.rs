@@ -115,6 +115,14 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // Diagnostics on demand (RUST_LOG=tenancy_projection=debug), quiet otherwise.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut figures = Vec::new();
     let runs = |bench| args.only.is_none_or(|only| only == bench);
     if runs(Bench::Catchup) {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
-use tenancy_core::event::{EventQuery, SortKey, StoredEvent};
+use tenancy_core::event::{EventQuery, StoredEvent};
 use tenancy_core::model::{InstanceDomain, InstanceDomainKind, ValidationType};
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::state::InMemoryState;
@@ -21,7 +21,7 @@ use tenancy_core::{Error, Result};
 use tenancy_postgres::{PgStore, on_constraint};
 
 use crate::claims;
-use crate::engine::{Engine, Outcome, try_lock, write_cursor};
+use crate::engine::{Engine, Outcome, record_failure, try_lock, write_cursor};
 use crate::relational;
 
 /// Instances that go through batches from now on (they have a cursor, rows, or their bulk
@@ -87,12 +87,9 @@ struct Folded {
     state: InMemoryState,
     applied: u64,
     skipped: u64,
-    read: u64,
     last: Option<StoredEvent>,
-    /// The first event the model rejected (or could not decode): the batch path handles it.
-    rejected: Option<String>,
-    /// The fold ended before a domain add that must wait for another instance.
-    stopped: bool,
+    /// Events the model rejected (or could not decode), with why.
+    rejected: Vec<(StoredEvent, String)>,
 }
 
 impl Engine {
@@ -108,7 +105,7 @@ impl Engine {
             return Ok(None);
         }
         let outcome = self.try_bulk(instance_id, target, limit).await?;
-        if !outcome.is_some_and(|o| o.busy) {
+        if !outcome.is_some_and(|o| o.busy || o.deferred > 0) {
             // Done in bulk, or not for bulk: either way the instance continues in batches.
             self.batched().insert(instance_id);
         }
@@ -131,24 +128,25 @@ impl Engine {
                 ..Outcome::default()
             }));
         }
-        if !is_fresh(session.conn()?, instance_id).await? {
+        if !claims::is_fresh(session.conn()?, instance_id, limit).await? {
             session.rollback().await?;
             return Ok(None);
         }
-        // Up to the first domain it may not take yet; the batches wait there.
-        let stop =
-            claims::first_waiting_add(session.conn()?, instance_id, None, target, None).await?;
-        let folded = self.fold(instance_id, target, limit, stop.as_ref()).await?;
+        // A domain a replaying instance has yet to reach an earlier add of: nothing is
+        // written now, the instance stays fresh and is tried again (crate::claims).
+        let waits =
+            claims::first_waiting_add(session.conn()?, instance_id, None, target, None, limit)
+                .await?
+                .is_some();
+        if waits {
+            session.rollback().await?;
+            return Ok(Some(deferred()));
+        }
+        let folded = self.fold(instance_id, target).await?;
         let Some(last) = folded.last.as_ref() else {
             session.rollback().await?;
             return Ok(None);
         };
-        if let Some(why) = &folded.rejected {
-            // The events before it are written in bulk; the batch path takes over at the
-            // rejected event (records, retries, skips it) rather than replaying the whole
-            // history after other instances may have moved past it.
-            tracing::debug!(instance_id, %why, "bulk catch-up stops before a rejected event");
-        }
         let rows = match insert_rows(session.conn()?, &folded.state).await {
             Ok(rows) => rows,
             Err(Error::Internal { message, source }) => {
@@ -156,13 +154,25 @@ impl Engine {
                 return Err(Error::Internal { message, source });
             }
             Err(error) => {
-                // Typically a custom domain another instance still holds: the batch path
-                // defers or records it event by event.
-                tracing::debug!(instance_id, %error, "bulk catch-up falls back to batches");
                 session.rollback().await?;
+                // A custom domain still held by an instance that has not replayed its
+                // release yet: wait for it. Anything else is not for bulk: the batch path
+                // records it event by event.
+                let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
+                if holder_is_behind(&mut conn, &error, &folded.state, instance_id, last).await? {
+                    return Ok(Some(deferred()));
+                }
+                tracing::debug!(instance_id, %error, "bulk catch-up falls back to batches");
                 return Ok(None);
             }
         };
+        // Events the model rejects in the fold fail the same way on every attempt: they
+        // are recorded as failed and skipped at once, as the batch path ends up doing.
+        let attempts = self.config().max_failure_count.max(1);
+        for (event, error) in &folded.rejected {
+            record_failure(session.conn()?, event, error, attempts).await?;
+            tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, "event failed");
+        }
         write_cursor(
             session.conn()?,
             instance_id,
@@ -174,12 +184,12 @@ impl Engine {
         if self.statistics().wrote(rows) {
             self.analyze().await?;
         }
+        let rejected = folded.rejected.len() as u64;
         let outcome = Outcome {
             applied: folded.applied,
-            skipped: folded.skipped,
-            caught_up: !folded.stopped
-                && folded.rejected.is_none()
-                && folded.read < u64::from(limit),
+            skipped: folded.skipped + rejected,
+            failed: rejected,
+            caught_up: true,
             ..Outcome::default()
         };
         self.observe_batch(started, &outcome, Some(last.created_at));
@@ -205,54 +215,35 @@ impl Engine {
         Ok(())
     }
 
-    /// Folds up to `limit` events of the instance, in order, into a fresh model, ending
-    /// before `stop` if given.
-    async fn fold(
-        &self,
-        instance_id: &str,
-        target: Option<Decimal>,
-        limit: u32,
-        stop: Option<&SortKey>,
-    ) -> Result<Folded> {
+    /// Folds every event of the instance up to `target`, in order, into a fresh model.
+    async fn fold(&self, instance_id: &str, target: Option<Decimal>) -> Result<Folded> {
         let mut folded = Folded {
             state: InMemoryState::new(),
             applied: 0,
             skipped: 0,
-            read: 0,
             last: None,
-            rejected: None,
-            stopped: false,
+            rejected: Vec::new(),
         };
         let query = EventQuery {
             instance_id: instance_id.to_owned(),
             aggregate_types: relational::aggregate_types(),
             event_types: relational::event_types(),
             max_position: target,
-            limit: Some(limit),
             ..EventQuery::default()
         };
         self.events()
             .read_in_batches(&query, self.config().batch_size.max(1), |events| {
                 for event in events {
-                    folded.read += 1;
-                    folded.stopped |= stop.is_some_and(|key| claims::is_event(&event, key));
-                    if folded.rejected.is_some() || folded.stopped {
-                        continue;
-                    }
                     if event.written_by_v3 {
                         // Its rows were written by the v3 command itself.
                         folded.skipped += 1;
                     } else {
                         let applied = relational::changes(&event)
                             .and_then(|changes| folded.state.apply_all(&changes, event.created_at));
-                        if let Err(error) = applied {
-                            folded.rejected = Some(format!(
-                                "{} {} sequence {}: {error}",
-                                event.aggregate_type, event.aggregate_id, event.sequence
-                            ));
-                            continue;
+                        match applied {
+                            Ok(_) => folded.applied += 1,
+                            Err(error) => folded.rejected.push((event.clone(), error.to_string())),
                         }
-                        folded.applied += 1;
                     }
                     folded.last = Some(event);
                 }
@@ -263,23 +254,53 @@ impl Engine {
     }
 }
 
-/// Nothing of the instance anywhere yet — no cursor, no recorded failure, no row (a v3
-/// command may have written rows, or a rebuild may be under way): otherwise only the batch
-/// path knows how to continue. One round trip.
-async fn is_fresh(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
+fn deferred() -> Outcome {
+    Outcome {
+        deferred: 1,
+        ..Outcome::default()
+    }
+}
+
+/// True when the bulk insert failed on a custom domain that an instance holds which has
+/// not yet projected all its events before `last` (it may release the domain).
+async fn holder_is_behind(
+    conn: &mut PgConnection,
+    error: &Error,
+    state: &InMemoryState,
+    instance_id: &str,
+    last: &StoredEvent,
+) -> Result<bool> {
+    if !matches!(
+        error,
+        Error::AlreadyExists {
+            rule: "custom instance domain",
+            ..
+        }
+    ) {
+        return Ok(false);
+    }
+    let domains: Vec<String> = state
+        .all_instance_domains()
+        .filter(|d| matches!(d.kind, InstanceDomainKind::Custom { .. }))
+        .map(|d| d.domain.to_lowercase())
+        .collect();
     sqlx::query_scalar(
-        "SELECT NOT (EXISTS (SELECT 1 FROM projections.current_states
-                        WHERE projection_name = $2 AND instance_id = $1)
-             OR EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $1)
-             OR EXISTS (SELECT 1 FROM zitadel.organizations WHERE instance_id = $1)
-             OR EXISTS (SELECT 1 FROM zitadel.instance_domains WHERE instance_id = $1)
-             OR EXISTS (SELECT 1 FROM zitadel.org_domains WHERE instance_id = $1)
-             OR EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = $1)
-             OR EXISTS (SELECT 1 FROM projections.failed_events2
-                        WHERE projection_name = $2 AND instance_id = $1))",
+        "SELECT EXISTS (
+             SELECT 1 FROM zitadel.instance_domains h
+             LEFT JOIN projections.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
+             WHERE lower(h.domain) = ANY($2) AND h.type = 'custom' AND h.instance_id <> $3
+               AND EXISTS (
+                   SELECT 1 FROM eventstore.events2 e
+                   WHERE e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
+                     AND e.\"position\" <= $4
+                     AND (c.instance_id IS NULL
+                          OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                             > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))))",
     )
-    .bind(instance_id)
     .bind(relational::NAME)
+    .bind(domains)
+    .bind(instance_id)
+    .bind(last.position)
     .fetch_one(conn)
     .await
     .map_err(on_constraint)

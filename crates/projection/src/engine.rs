@@ -185,7 +185,8 @@ impl Engine {
             && let Some(outcome) = self.bulk_catch_up(instance_id, target).await?
         {
             total.add(outcome);
-            if outcome.busy || outcome.caught_up {
+            // A fresh instance that waits stays fresh: it never replays in batches.
+            if outcome.busy || outcome.caught_up || outcome.deferred > 0 {
                 return Ok(total);
             }
         }
@@ -249,6 +250,13 @@ impl Engine {
             }
             sum.add(round);
             sum.deferred = round.deferred;
+            tracing::debug!(
+                applied = round.applied,
+                failed = round.failed,
+                deferred = round.deferred,
+                next = pending.len(),
+                "round"
+            );
             if round.failed == 0 && round.deferred == 0 {
                 break;
             }
@@ -368,6 +376,7 @@ impl Engine {
                 cursor.as_ref(),
                 until,
                 replay,
+                self.config.bulk_limit,
             )
             .await?;
             if let Some(at) =
@@ -545,7 +554,8 @@ impl Engine {
                         outcome.deferred += 1;
                         break;
                     }
-                    let count = record_failure(session.conn()?, event, &error.to_string()).await?;
+                    let count =
+                        record_failure(session.conn()?, event, &error.to_string(), 1).await?;
                     outcome.failed += 1;
                     tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, count, "event failed");
                     if count >= self.config.max_failure_count {
@@ -734,17 +744,19 @@ async fn read_failures(
 }
 
 /// Records one more failed attempt; returns the attempts so far.
+/// Records `attempts` more failed attempts; returns the attempts so far.
 pub(crate) async fn record_failure(
     conn: &mut PgConnection,
     event: &StoredEvent,
     error: &str,
+    attempts: i16,
 ) -> Result<i16> {
     sqlx::query_scalar(
         "INSERT INTO projections.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id,
              failed_sequence, event_creation_date, failure_count, error, last_failed)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, now())
+         VALUES ($1, $2, $3, $4, $5, $6, $8, $7, now())
          ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence)
-         DO UPDATE SET failure_count = projections.failed_events2.failure_count + 1,
+         DO UPDATE SET failure_count = projections.failed_events2.failure_count + EXCLUDED.failure_count,
              error = EXCLUDED.error, last_failed = now()
          RETURNING failure_count",
     )
@@ -755,6 +767,7 @@ pub(crate) async fn record_failure(
     .bind(event.sequence)
     .bind(event.created_at)
     .bind(error)
+    .bind(attempts)
     .fetch_one(conn)
     .await
     .map_err(on_constraint)

@@ -142,7 +142,7 @@ impl Engine {
         if passed && let Err(error) = apply_event(&mut session, &event).await {
             session.rollback().await?;
             let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
-            record_failure(&mut conn, &event, &error.to_string()).await?;
+            record_failure(&mut conn, &event, &error.to_string(), 1).await?;
             return Err(error);
         }
         delete_failure(session.conn()?, &event).await?;
