@@ -155,11 +155,13 @@ impl Engine {
             }
             Err(error) => {
                 session.rollback().await?;
-                // A custom domain still held by an instance that has not replayed its
-                // release yet: wait for it. Anything else is not for bulk: the batch path
-                // records it event by event.
+                // A deadlock, or a custom domain still held by an instance that has not
+                // replayed its release yet: wait and try again. Anything else is not for
+                // bulk: the batch path records it event by event.
                 let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
-                if holder_is_behind(&mut conn, &error, &folded.state, instance_id, last).await? {
+                if matches!(error, Error::Conflict(_))
+                    || holder_is_behind(&mut conn, &error, &folded.state, instance_id, last).await?
+                {
                     return Ok(Some(deferred()));
                 }
                 tracing::debug!(instance_id, %error, "bulk catch-up falls back to batches");

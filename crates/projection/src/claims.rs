@@ -92,29 +92,32 @@ pub(crate) async fn first_waiting_add(
     bulk_limit: u32,
 ) -> Result<Option<SortKey>> {
     let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(concat!(
+        // LATERAL ... LIMIT 1 keeps the probe per add (the domain as the index condition);
+        // as a semi-join, the planner scanned every add of every domain for each add.
         "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"
          FROM eventstore.events2 a
+         CROSS JOIN LATERAL (
+             SELECT 1 FROM eventstore.events2 b
+             LEFT JOIN projections.current_states c
+                 ON c.projection_name = $1 AND c.instance_id = b.instance_id
+             WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
+               AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
+               AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
+               AND b.instance_id <> $4
+               AND (NOT b.written_by_v3 OR b.\"position\" <= $11)
+               AND (c.instance_id IS NULL
+                    OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
+                       > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
+               AND ",
+        replays_in_batches!("b.instance_id"),
+        "
+             LIMIT 1) waiting
          WHERE a.instance_id = $4 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
            AND (NOT a.written_by_v3 OR a.\"position\" <= $11)
            AND ($5::numeric IS NULL
                 OR (a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\")
                    > ($5, $6, $7, $8, $9))
            AND ($10::numeric IS NULL OR a.\"position\" <= $10)
-           AND EXISTS (
-               SELECT 1 FROM eventstore.events2 b
-               LEFT JOIN projections.current_states c
-                   ON c.projection_name = $1 AND c.instance_id = b.instance_id
-               WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
-                 AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
-                 AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
-                 AND b.instance_id <> $4
-                 AND (NOT b.written_by_v3 OR b.\"position\" <= $11)
-                 AND (c.instance_id IS NULL
-                      OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
-                         > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
-                 AND ",
-        replays_in_batches!("b.instance_id"),
-        ")
          ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"
          LIMIT 1"
     ))

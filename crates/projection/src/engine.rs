@@ -550,7 +550,11 @@ impl Engine {
                         .execute(session.conn()?)
                         .await
                         .map_err(on_constraint)?;
-                    if waits_for_other_instance(session.conn()?, event, &error).await? {
+                    // A deadlock or serialization failure with another instance's
+                    // transaction says nothing about the event: tried again soon.
+                    let transient = matches!(error, Error::Conflict(_));
+                    if transient || waits_for_other_instance(session.conn()?, event, &error).await?
+                    {
                         outcome.deferred += 1;
                         break;
                     }
