@@ -128,16 +128,23 @@ impl Engine {
                 ..Outcome::default()
             }));
         }
-        if !claims::is_fresh(session.conn()?, instance_id, limit).await? {
+        if !claims::is_fresh(session.conn()?, self.fresh(), instance_id, limit).await? {
             session.rollback().await?;
             return Ok(None);
         }
         // A domain a replaying instance has yet to reach an earlier add of: nothing is
         // written now, the instance stays fresh and is tried again (crate::claims).
-        let waits =
-            claims::first_waiting_add(session.conn()?, instance_id, None, target, None, limit)
-                .await?
-                .is_some();
+        let waits = claims::first_waiting_add(
+            session.conn()?,
+            self.fresh(),
+            instance_id,
+            None,
+            target,
+            None,
+            limit,
+        )
+        .await?
+        .is_some();
         if waits {
             session.rollback().await?;
             return Ok(Some(deferred()));

@@ -23,6 +23,9 @@
 //! has not yet reached its release — is checked when the insert conflicts
 //! (`engine::waits_for_other_instance`).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use tenancy_core::Result;
@@ -34,43 +37,74 @@ use crate::relational;
 
 const DOMAIN_ADDED: &str = "instance.domain.added";
 
-/// SQL: true when the instance `$id` replays in batches (is not fresh). Parameters: `$1`
-/// projection name, `$2` `bulk_limit`, `$3` aggregate types. One definition for the bulk
-/// path's own check and for the waits.
-macro_rules! replays_in_batches {
+/// SQL: true when the instance `$id` has a cursor, a recorded failure or a row (it
+/// replays in batches whatever its size). Parameter `$1`: the projection name.
+macro_rules! has_state {
     ($id:literal) => {
         concat!(
-            "($2 = 0
-              OR EXISTS (SELECT 1 FROM projections.current_states WHERE projection_name = $1 AND instance_id = ", $id, ")
+            "(EXISTS (SELECT 1 FROM projections.current_states WHERE projection_name = $1 AND instance_id = ", $id, ")
               OR EXISTS (SELECT 1 FROM projections.failed_events2 WHERE projection_name = $1 AND instance_id = ", $id, ")
               OR EXISTS (SELECT 1 FROM zitadel.instances WHERE id = ", $id, ")
               OR EXISTS (SELECT 1 FROM zitadel.organizations WHERE instance_id = ", $id, ")
               OR EXISTS (SELECT 1 FROM zitadel.instance_domains WHERE instance_id = ", $id, ")
               OR EXISTS (SELECT 1 FROM zitadel.org_domains WHERE instance_id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = ", $id, ")
-              OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
-                                        WHERE n.instance_id = ", $id, " AND n.aggregate_type = ANY($3)
-                                        LIMIT $2 + 1) t) > $2)"
+              OR EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = ", $id, "))"
         )
     };
 }
 
-/// True when the instance is fresh: caught up in bulk, never replayed (see the module).
-/// Its events are counted up to `bulk_limit` + 1 (all events of its aggregate types: never
-/// fewer than the bulk fold reads).
+/// The instances this engine found fresh. Once another instance relied on one being fresh
+/// (took a domain ahead of it), it must be caught up in bulk whatever it grew to since.
+#[derive(Debug, Default)]
+pub(crate) struct Fresh(Mutex<HashSet<String>>);
+
+impl Fresh {
+    fn contains(&self, instance_id: &str) -> bool {
+        self.0
+            .lock()
+            .map(|set| set.contains(instance_id))
+            .unwrap_or(false)
+    }
+
+    fn insert(&self, instance_id: &str) {
+        if let Ok(mut set) = self.0.lock() {
+            set.insert(instance_id.to_owned());
+        }
+    }
+}
+
+/// True when the instance is fresh (see the module): no cursor, failure or row, and at
+/// most `bulk_limit` events of its aggregate types (never fewer than the bulk fold reads),
+/// or found fresh before. Remembered in `fresh`.
 pub(crate) async fn is_fresh(
     conn: &mut PgConnection,
+    fresh: &Fresh,
     instance_id: &str,
     bulk_limit: u32,
 ) -> Result<bool> {
-    sqlx::query_scalar(concat!("SELECT NOT ", replays_in_batches!("$4")))
-        .bind(relational::NAME)
-        .bind(i64::from(bulk_limit))
-        .bind(relational::aggregate_types())
-        .bind(instance_id)
-        .fetch_one(conn)
-        .await
-        .map_err(on_constraint)
+    if bulk_limit == 0 {
+        return Ok(false);
+    }
+    let known = fresh.contains(instance_id);
+    let is_fresh: bool = sqlx::query_scalar(concat!(
+        "SELECT NOT ",
+        has_state!("$2"),
+        " AND ($5 OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
+                                            WHERE n.instance_id = $2 AND n.aggregate_type = ANY($3)
+                                            LIMIT $4 + 1) t) <= $4)"
+    ))
+    .bind(relational::NAME)
+    .bind(instance_id)
+    .bind(relational::aggregate_types())
+    .bind(i64::from(bulk_limit))
+    .bind(known)
+    .fetch_one(conn)
+    .await
+    .map_err(on_constraint)?;
+    if is_fresh {
+        fresh.insert(instance_id);
+    }
+    Ok(is_fresh)
 }
 
 /// True when `events` hold an add of an instance domain, the only events that can wait.
@@ -79,51 +113,46 @@ pub(crate) fn has_domain_adds(events: &[StoredEvent]) -> bool {
 }
 
 /// The first of the instance's domain adds after `after` (exclusive) and up to `until`
-/// (inclusive) that must wait for a replaying instance. One statement: the instance's adds
-/// in order, each probed in the adds of its domain (index
-/// `events2_tenancy_instance_domain_added`) for an earlier one of a replaying instance that
-/// that instance's cursor has not passed.
+/// (inclusive) that must wait for a replaying instance. One statement lists, in order,
+/// the instance's adds with the other instances that have an earlier add of the same
+/// domain not yet projected (index `events2_tenancy_instance_domain_added`); an add waits
+/// if one of them replays. Instances without state are classified once (`is_fresh`).
 pub(crate) async fn first_waiting_add(
     conn: &mut PgConnection,
+    fresh: &Fresh,
     instance_id: &str,
     after: Option<&SortKey>,
     until: Option<Decimal>,
     replay: Option<ReplayV3>,
     bulk_limit: u32,
 ) -> Result<Option<SortKey>> {
-    let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(concat!(
-        // LATERAL ... LIMIT 1 keeps the probe per add (the domain as the index condition);
-        // as a semi-join, the planner scanned every add of every domain for each add.
-        "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"
-         FROM eventstore.events2 a
-         CROSS JOIN LATERAL (
-             SELECT 1 FROM eventstore.events2 b
-             LEFT JOIN projections.current_states c
-                 ON c.projection_name = $1 AND c.instance_id = b.instance_id
-             WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
-               AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
-               AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
-               AND b.instance_id <> $4
-               AND (NOT b.written_by_v3 OR b.\"position\" <= $11)
-               AND (c.instance_id IS NULL
-                    OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
-                       > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
-               AND ",
-        replays_in_batches!("b.instance_id"),
+    type Row = (Decimal, i32, String, String, i64, String, bool);
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
+                b.instance_id, c.instance_id IS NOT NULL OR ",
+        has_state!("b.instance_id"),
         "
-             LIMIT 1) waiting
-         WHERE a.instance_id = $4 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
-           AND (NOT a.written_by_v3 OR a.\"position\" <= $11)
-           AND ($5::numeric IS NULL
+         FROM eventstore.events2 a
+         JOIN eventstore.events2 b
+             ON b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
+            AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
+            AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
+            AND b.instance_id <> $2
+            AND (NOT b.written_by_v3 OR b.\"position\" <= $9)
+         LEFT JOIN projections.current_states c
+             ON c.projection_name = $1 AND c.instance_id = b.instance_id
+         WHERE a.instance_id = $2 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
+           AND (NOT a.written_by_v3 OR a.\"position\" <= $9)
+           AND ($3::numeric IS NULL
                 OR (a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\")
-                   > ($5, $6, $7, $8, $9))
-           AND ($10::numeric IS NULL OR a.\"position\" <= $10)
-         ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"
-         LIMIT 1"
+                   > ($3, $4, $5, $6, $7))
+           AND ($8::numeric IS NULL OR a.\"position\" <= $8)
+           AND (c.instance_id IS NULL
+                OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
+                   > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
+         ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\""
     ))
     .bind(relational::NAME)
-    .bind(i64::from(bulk_limit))
-    .bind(relational::aggregate_types())
     .bind(instance_id)
     .bind(after.map(|k| k.position))
     .bind(after.map(|k| k.in_tx_order))
@@ -132,19 +161,33 @@ pub(crate) async fn first_waiting_add(
     .bind(after.map(|k| k.sequence))
     .bind(until)
     .bind(replay.map(|ReplayV3(until)| until))
-    .fetch_optional(conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(on_constraint)?;
-    Ok(row.map(
-        |(position, in_tx_order, aggregate_type, aggregate_id, sequence)| SortKey {
-            position,
-            in_tx_order,
-            instance_id: instance_id.to_owned(),
-            aggregate_type,
-            aggregate_id,
-            sequence,
-        },
-    ))
+    let mut checked: HashMap<String, bool> = HashMap::new();
+    for (position, in_tx_order, aggregate_type, aggregate_id, sequence, blocker, has_state) in rows
+    {
+        let replays = has_state
+            || match checked.get(&blocker) {
+                Some(replays) => *replays,
+                None => {
+                    let replays = !is_fresh(conn, fresh, &blocker, bulk_limit).await?;
+                    checked.insert(blocker, replays);
+                    replays
+                }
+            };
+        if replays {
+            return Ok(Some(SortKey {
+                position,
+                in_tx_order,
+                instance_id: instance_id.to_owned(),
+                aggregate_type,
+                aggregate_id,
+                sequence,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// True when `event` is the one `key` names.

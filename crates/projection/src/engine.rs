@@ -95,6 +95,7 @@ pub struct Engine {
     config: EngineConfig,
     metrics: Arc<EngineMetrics>,
     batched: Arc<Batched>,
+    fresh: Arc<claims::Fresh>,
     statistics: Arc<Statistics>,
 }
 
@@ -111,12 +112,17 @@ impl Engine {
             config,
             metrics: Arc::new(EngineMetrics::new()),
             batched: Arc::new(Batched::default()),
+            fresh: Arc::new(claims::Fresh::default()),
             statistics: Arc::new(Statistics::default()),
         }
     }
 
     pub(crate) fn events(&self) -> &PgEventStore {
         &self.events
+    }
+
+    pub(crate) fn fresh(&self) -> &claims::Fresh {
+        &self.fresh
     }
 
     pub(crate) fn batched(&self) -> &Batched {
@@ -372,6 +378,7 @@ impl Engine {
             let until = events.last().map(|e| e.position);
             let first = claims::first_waiting_add(
                 session.conn()?,
+                &self.fresh,
                 instance_id,
                 cursor.as_ref(),
                 until,
