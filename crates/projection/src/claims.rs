@@ -133,12 +133,17 @@ pub(crate) async fn first_waiting_add(
         has_state!("b.instance_id"),
         "
          FROM eventstore.events2 a
-         JOIN eventstore.events2 b
-             ON b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
-            AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
-            AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
-            AND b.instance_id <> $2
-            AND (NOT b.written_by_v3 OR b.\"position\" <= $9)
+         CROSS JOIN LATERAL (
+             -- OFFSET 0 keeps the probe per add, the domain as the index condition: as a
+             -- join, the planner hashed every add of the store for each call.
+             SELECT b.instance_id, b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\"
+             FROM eventstore.events2 b
+             WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
+               AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
+               AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
+               AND b.instance_id <> $2
+               AND (NOT b.written_by_v3 OR b.\"position\" <= $9)
+             OFFSET 0) b
          LEFT JOIN projections.current_states c
              ON c.projection_name = $1 AND c.instance_id = b.instance_id
          WHERE a.instance_id = $2 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
