@@ -116,7 +116,7 @@ pub(crate) fn has_domain_adds(events: &[StoredEvent]) -> bool {
 /// (inclusive) that must wait for a replaying instance. One statement lists, in order,
 /// the instance's adds with the other instances that have an earlier add of the same
 /// domain not yet projected (index `events2_tenancy_instance_domain_added`); an add waits
-/// if one of them replays. Instances without state are classified once (`is_fresh`).
+/// if one of them replays: it has a cursor, or it is not fresh (`is_fresh`, remembered).
 pub(crate) async fn first_waiting_add(
     conn: &mut PgConnection,
     fresh: &Fresh,
@@ -127,11 +127,9 @@ pub(crate) async fn first_waiting_add(
     bulk_limit: u32,
 ) -> Result<Option<SortKey>> {
     type Row = (Decimal, i32, String, String, i64, String, bool);
-    let rows: Vec<Row> = sqlx::query_as(concat!(
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
-                b.instance_id, c.instance_id IS NOT NULL OR ",
-        has_state!("b.instance_id"),
-        "
+                b.instance_id, c.instance_id IS NOT NULL
          FROM eventstore.events2 a
          CROSS JOIN LATERAL (
              -- OFFSET 0 keeps the probe per add, the domain as the index condition: as a
@@ -155,8 +153,8 @@ pub(crate) async fn first_waiting_add(
            AND (c.instance_id IS NULL
                 OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
                    > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
-         ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\""
-    ))
+         ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"",
+    )
     .bind(relational::NAME)
     .bind(instance_id)
     .bind(after.map(|k| k.position))
@@ -170,13 +168,16 @@ pub(crate) async fn first_waiting_add(
     .await
     .map_err(on_constraint)?;
     let mut checked: HashMap<String, bool> = HashMap::new();
-    for (position, in_tx_order, aggregate_type, aggregate_id, sequence, blocker, has_state) in rows
+    for (position, in_tx_order, aggregate_type, aggregate_id, sequence, blocker, has_cursor) in rows
     {
-        let replays = has_state
+        // Without a cursor: fresh if found so before (another instance may already have
+        // relied on it), else classified now.
+        let replays = has_cursor
             || match checked.get(&blocker) {
                 Some(replays) => *replays,
                 None => {
-                    let replays = !is_fresh(conn, fresh, &blocker, bulk_limit).await?;
+                    let replays = !(fresh.contains(&blocker)
+                        || is_fresh(conn, fresh, &blocker, bulk_limit).await?);
                     checked.insert(blocker, replays);
                     replays
                 }
