@@ -50,7 +50,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         Shape {
             instances,
             orgs: ORGS_PER_INSTANCE,
-            moves: true,
+            // This run is about plans made while the tables were small; with domains
+            // moving all along, an engine this far behind advances as a wavefront (README).
+            moves: false,
         },
         rounds,
         77,

@@ -37,22 +37,6 @@ use crate::relational;
 
 const DOMAIN_ADDED: &str = "instance.domain.added";
 
-/// SQL: true when the instance `$id` has a cursor, a recorded failure or a row (it
-/// replays in batches whatever its size). Parameter `$1`: the projection name.
-macro_rules! has_state {
-    ($id:literal) => {
-        concat!(
-            "(EXISTS (SELECT 1 FROM projections.current_states WHERE projection_name = $1 AND instance_id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM projections.failed_events2 WHERE projection_name = $1 AND instance_id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM zitadel.instances WHERE id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM zitadel.organizations WHERE instance_id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM zitadel.instance_domains WHERE instance_id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM zitadel.org_domains WHERE instance_id = ", $id, ")
-              OR EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = ", $id, "))"
-        )
-    };
-}
-
 /// The instances this engine found fresh. Once another instance relied on one being fresh
 /// (took a domain ahead of it), it must be caught up in bulk whatever it grew to since.
 #[derive(Debug, Default)]
@@ -86,13 +70,19 @@ pub(crate) async fn is_fresh(
         return Ok(false);
     }
     let known = fresh.contains(instance_id);
-    let is_fresh: bool = sqlx::query_scalar(concat!(
-        "SELECT NOT ",
-        has_state!("$2"),
-        " AND ($5 OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
-                                            WHERE n.instance_id = $2 AND n.aggregate_type = ANY($3)
-                                            LIMIT $4 + 1) t) <= $4)"
-    ))
+    // No cursor, failure or row (which replay whatever the size), and few enough events.
+    let is_fresh: bool = sqlx::query_scalar(
+        "SELECT NOT (EXISTS (SELECT 1 FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM projections.failed_events2 WHERE projection_name = $1 AND instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $2)
+                  OR EXISTS (SELECT 1 FROM zitadel.organizations WHERE instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM zitadel.instance_domains WHERE instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM zitadel.org_domains WHERE instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = $2))
+            AND ($5 OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
+                                              WHERE n.instance_id = $2 AND n.aggregate_type = ANY($3)
+                                              LIMIT $4 + 1) t) <= $4)",
+    )
     .bind(relational::NAME)
     .bind(instance_id)
     .bind(relational::aggregate_types())
