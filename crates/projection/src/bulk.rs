@@ -20,7 +20,7 @@ use tenancy_core::state::InMemoryState;
 use tenancy_core::{Error, Result};
 use tenancy_postgres::{PgStore, on_constraint};
 
-use crate::claims::{self, Waiting};
+use crate::claims;
 use crate::engine::{Engine, Outcome, record_failure, try_lock, write_cursor};
 use crate::relational;
 
@@ -99,20 +99,17 @@ impl Engine {
         &self,
         instance_id: &str,
         target: Option<Decimal>,
-    ) -> Result<Option<(Outcome, Option<Waiting>)>> {
+    ) -> Result<Option<Outcome>> {
         let limit = self.config().bulk_limit;
         if limit == 0 || self.batched().contains(instance_id) {
             return Ok(None);
         }
-        let mut waiting = None;
-        let outcome = self
-            .try_bulk(instance_id, target, limit, &mut waiting)
-            .await?;
+        let outcome = self.try_bulk(instance_id, target, limit).await?;
         if !outcome.is_some_and(|o| o.busy || o.deferred > 0) {
             // Done in bulk, or not for bulk: either way the instance continues in batches.
             self.batched().insert(instance_id);
         }
-        Ok(outcome.map(|o| (o, waiting)))
+        Ok(outcome)
     }
 
     async fn try_bulk(
@@ -120,7 +117,6 @@ impl Engine {
         instance_id: &str,
         target: Option<Decimal>,
         limit: u32,
-        waiting: &mut Option<Waiting>,
     ) -> Result<Option<Outcome>> {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
@@ -147,9 +143,9 @@ impl Engine {
             None,
             limit,
         )
-        .await?;
-        if waits.is_some() {
-            *waiting = waits;
+        .await?
+        .is_some();
+        if waits {
             session.rollback().await?;
             return Ok(Some(deferred()));
         }

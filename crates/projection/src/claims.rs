@@ -97,15 +97,6 @@ pub(crate) async fn is_fresh(
     Ok(is_fresh)
 }
 
-/// An add that must wait, and a replaying instance it waits for: that instance has to
-/// project up to `blocker_position` (its own earlier add of the domain).
-#[derive(Debug, Clone)]
-pub(crate) struct Waiting {
-    pub add: SortKey,
-    pub blocker: String,
-    pub blocker_position: Decimal,
-}
-
 /// True when `events` hold an add of an instance domain, the only events that can wait.
 pub(crate) fn has_domain_adds(events: &[StoredEvent]) -> bool {
     events.iter().any(|e| e.event_type == DOMAIN_ADDED)
@@ -124,11 +115,11 @@ pub(crate) async fn first_waiting_add(
     until: Option<Decimal>,
     replay: Option<ReplayV3>,
     bulk_limit: u32,
-) -> Result<Option<Waiting>> {
-    type Row = (Decimal, i32, String, String, i64, String, Decimal, bool);
+) -> Result<Option<SortKey>> {
+    type Row = (Decimal, i32, String, String, i64, String, bool);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
-                b.instance_id, b.\"position\", c.instance_id IS NOT NULL
+                b.instance_id, c.instance_id IS NOT NULL
          FROM eventstore.events2 a
          CROSS JOIN LATERAL (
              -- OFFSET 0 keeps the probe per add, the domain as the index condition: as a
@@ -167,16 +158,7 @@ pub(crate) async fn first_waiting_add(
     .await
     .map_err(on_constraint)?;
     let mut checked: HashMap<String, bool> = HashMap::new();
-    for (
-        position,
-        in_tx_order,
-        aggregate_type,
-        aggregate_id,
-        sequence,
-        blocker,
-        blocker_position,
-        has_cursor,
-    ) in rows
+    for (position, in_tx_order, aggregate_type, aggregate_id, sequence, blocker, has_cursor) in rows
     {
         // Without a cursor: fresh if found so before (another instance may already have
         // relied on it), else classified now.
@@ -186,22 +168,18 @@ pub(crate) async fn first_waiting_add(
                 None => {
                     let replays = !(fresh.contains(&blocker)
                         || is_fresh(conn, fresh, &blocker, bulk_limit).await?);
-                    checked.insert(blocker.clone(), replays);
+                    checked.insert(blocker, replays);
                     replays
                 }
             };
         if replays {
-            return Ok(Some(Waiting {
-                add: SortKey {
-                    position,
-                    in_tx_order,
-                    instance_id: instance_id.to_owned(),
-                    aggregate_type,
-                    aggregate_id,
-                    sequence,
-                },
-                blocker,
-                blocker_position,
+            return Ok(Some(SortKey {
+                position,
+                in_tx_order,
+                instance_id: instance_id.to_owned(),
+                aggregate_type,
+                aggregate_id,
+                sequence,
             }));
         }
     }

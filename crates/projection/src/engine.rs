@@ -4,8 +4,6 @@
 //! retried and skipped after `max_failure_count`.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::bulk::{Batched, Statistics};
-use crate::claims::{self, Waiting};
+use crate::claims;
 use crate::metrics::EngineMetrics;
 use crate::relational;
 
@@ -88,11 +86,6 @@ impl Outcome {
 /// Replays v3-written events too (after a rebuild reset the tables), up to this position.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayV3(pub Decimal);
-
-/// How often one catch-up helps the instances it waits for before it gives its turn up.
-const MAX_HELP: usize = 10_000;
-/// How deep help may go (instance A helps B, which helps C, ...).
-const MAX_HELP_DEPTH: usize = 32;
 
 /// The projection engine for `relational_tables` on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -193,99 +186,29 @@ impl Engine {
         target: Option<Decimal>,
         replay: Option<ReplayV3>,
     ) -> Result<Outcome> {
-        self.catch_up_helping(instance_id, target, replay, 0).await
-    }
-
-    /// `catch_up_with`; an instance that waits for another one (a custom domain, see
-    /// crate::claims) first catches that one up to the event it waits for, in this worker,
-    /// then goes on: instances that take domains from each other all along then advance
-    /// together instead of one round per wait. Waits point at strictly earlier events, so
-    /// the help ends; `depth` bounds it all the same.
-    fn catch_up_helping<'a>(
-        &'a self,
-        instance_id: &'a str,
-        target: Option<Decimal>,
-        replay: Option<ReplayV3>,
-        depth: usize,
-    ) -> Pin<Box<dyn Future<Output = Result<Outcome>> + Send + 'a>> {
-        Box::pin(async move {
-            let mut total = Outcome::default();
-            if replay.is_none()
-                && let Some((outcome, waiting)) = self.bulk_catch_up(instance_id, target).await?
-            {
-                // A fresh instance that waits stays fresh: it never replays in batches.
-                if outcome.deferred > 0
-                    && let Some(waiting) = waiting
-                    && self.help(&waiting, replay, depth, &mut total).await?
-                {
-                    return Box::pin(self.catch_up_helping(instance_id, target, replay, depth + 1))
-                        .await
-                        .map(|more| {
-                            total.add(more);
-                            total
-                        });
-                }
-                total.add(outcome);
-                if outcome.busy || outcome.caught_up || outcome.deferred > 0 {
-                    return Ok(total);
-                }
+        let mut total = Outcome::default();
+        if replay.is_none()
+            && let Some(outcome) = self.bulk_catch_up(instance_id, target).await?
+        {
+            total.add(outcome);
+            // A fresh instance that waits stays fresh: it never replays in batches.
+            if outcome.busy || outcome.caught_up || outcome.deferred > 0 {
+                return Ok(total);
             }
-            let mut helped = 0;
-            loop {
-                let (outcome, waiting) =
-                    self.run_batch_waiting(instance_id, target, replay).await?;
-                if outcome.deferred > 0
-                    && outcome.failed == 0
-                    && helped < MAX_HELP
-                    && let Some(waiting) = waiting
-                {
-                    let mut applied = outcome;
-                    applied.deferred = 0;
-                    total.add(applied);
-                    if self.help(&waiting, replay, depth, &mut total).await? {
-                        helped += 1;
-                        continue;
-                    }
-                    total.deferred += outcome.deferred;
-                    return Ok(total);
-                }
-                total.add(outcome);
-                // A failure below the limit blocks the instance until a later run retries it:
-                // retrying at once would burn the attempts before other instances (whose
-                // events it may depend on, e.g. a custom domain released elsewhere) move on.
-                if outcome.busy || outcome.caught_up || outcome.failed > 0 || outcome.deferred > 0 {
-                    return Ok(total);
-                }
-                if outcome.applied == 0 && outcome.skipped == 0 {
-                    return Ok(total);
-                }
-            }
-        })
-    }
-
-    /// Catches the instance `waiting` names up to the event waited for; true when it moved.
-    async fn help(
-        &self,
-        waiting: &Waiting,
-        replay: Option<ReplayV3>,
-        depth: usize,
-        total: &mut Outcome,
-    ) -> Result<bool> {
-        if depth >= MAX_HELP_DEPTH {
-            return Ok(false);
         }
-        let helped = self
-            .catch_up_helping(
-                &waiting.blocker,
-                Some(waiting.blocker_position),
-                replay,
-                depth + 1,
-            )
-            .await?;
-        // Its events count where they were applied; its waits and failures are its own.
-        total.applied += helped.applied;
-        total.skipped += helped.skipped;
-        Ok(helped.applied + helped.skipped > 0)
+        loop {
+            let outcome = self.run_batch(instance_id, target, replay).await?;
+            total.add(outcome);
+            // A failure below the limit blocks the instance until a later run retries it:
+            // retrying at once would burn the attempts before other instances (whose
+            // events it may depend on, e.g. a custom domain released elsewhere) move on.
+            if outcome.busy || outcome.caught_up || outcome.failed > 0 || outcome.deferred > 0 {
+                return Ok(total);
+            }
+            if outcome.applied == 0 && outcome.skipped == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Catches every instance up to the newest position present at start, `workers` at a
@@ -327,8 +250,7 @@ impl Engine {
             pending = Vec::new();
             for (instance, outcome) in outcomes {
                 round.add(outcome);
-                // Busy: held by another worker's help or by another process for a moment.
-                if outcome.failed > 0 || outcome.deferred > 0 || outcome.busy {
+                if outcome.failed > 0 || outcome.deferred > 0 {
                     pending.push(instance);
                 }
             }
@@ -341,7 +263,7 @@ impl Engine {
                 next = pending.len(),
                 "round"
             );
-            if pending.is_empty() {
+            if round.failed == 0 && round.deferred == 0 {
                 break;
             }
             if round.applied == 0 && round.failed == 0 {
@@ -419,35 +341,22 @@ impl Engine {
     }
 
     /// One batch for one instance in one transaction.
+    #[tracing::instrument(name = "projection_batch", skip(self, target, replay), fields(projection = relational::NAME))]
     pub async fn run_batch(
         &self,
         instance_id: &str,
         target: Option<Decimal>,
         replay: Option<ReplayV3>,
     ) -> Result<Outcome> {
-        Ok(self.run_batch_waiting(instance_id, target, replay).await?.0)
-    }
-
-    /// One batch, and when it ends at an add that waits, what it waits for.
-    #[tracing::instrument(name = "projection_batch", skip(self, target, replay), fields(projection = relational::NAME))]
-    async fn run_batch_waiting(
-        &self,
-        instance_id: &str,
-        target: Option<Decimal>,
-        replay: Option<ReplayV3>,
-    ) -> Result<(Outcome, Option<Waiting>)> {
         let started = Instant::now();
         let store = PgStore::new(self.pool.clone());
         let mut session = store.transaction().await?;
         if !try_lock(session.conn()?, instance_id).await? {
             session.rollback().await?;
-            return Ok((
-                Outcome {
-                    busy: true,
-                    ..Outcome::default()
-                },
-                None,
-            ));
+            return Ok(Outcome {
+                busy: true,
+                ..Outcome::default()
+            });
         }
         let cursor = read_cursor(session.conn()?, instance_id).await?;
         let mut events = self
@@ -464,7 +373,7 @@ impl Engine {
             .await?;
         // A domain another instance has yet to reach an earlier add of: the batch ends
         // before it (crate::claims).
-        let mut waiting = None;
+        let mut waiting = false;
         if claims::has_domain_adds(&events) {
             let until = events.last().map(|e| e.position);
             let first = claims::first_waiting_add(
@@ -477,25 +386,22 @@ impl Engine {
                 self.config.bulk_limit,
             )
             .await?;
-            if let Some(first) = first
-                && let Some(at) = events.iter().position(|e| claims::is_event(e, &first.add))
+            if let Some(at) =
+                first.and_then(|key| events.iter().position(|e| claims::is_event(e, &key)))
             {
                 events.truncate(at);
-                waiting = Some(first);
+                waiting = true;
             }
         }
         if events.is_empty() {
             session.rollback().await?;
-            return Ok((
-                Outcome {
-                    caught_up: waiting.is_none(),
-                    deferred: u64::from(waiting.is_some()),
-                    ..Outcome::default()
-                },
-                waiting,
-            ));
+            return Ok(Outcome {
+                caught_up: !waiting,
+                deferred: u64::from(waiting),
+                ..Outcome::default()
+            });
         }
-        let caught_up = waiting.is_none() && events.len() < self.config.batch_size as usize;
+        let caught_up = !waiting && events.len() < self.config.batch_size as usize;
         let failures = read_failures(session.conn()?, instance_id).await?;
 
         // Fast path: the whole batch without savepoints.
@@ -519,13 +425,10 @@ impl Engine {
                 session = store.transaction().await?;
                 if !try_lock(session.conn()?, instance_id).await? {
                     session.rollback().await?;
-                    return Ok((
-                        Outcome {
-                            busy: true,
-                            ..Outcome::default()
-                        },
-                        None,
-                    ));
+                    return Ok(Outcome {
+                        busy: true,
+                        ..Outcome::default()
+                    });
                 }
                 let mut outcome = self
                     .apply_isolated(&mut session, instance_id, &events, &failures, replay)
@@ -536,11 +439,11 @@ impl Engine {
             }
         };
         let mut outcome = outcome;
-        outcome.deferred += u64::from(waiting.is_some());
+        outcome.deferred += u64::from(waiting);
         let newest = events.last().map(|e| e.created_at);
         session.commit().await?;
         self.observe_batch(started, &outcome, newest);
-        Ok((outcome, waiting))
+        Ok(outcome)
     }
 
     /// Metrics of one committed batch (or bulk catch-up).
