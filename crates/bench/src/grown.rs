@@ -85,7 +85,12 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let _ = stop.send(());
     running.await??;
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
-    ensure!(outcome.failed == 0, "events failed: {outcome:?}");
+    let failed = engine.failed().await?;
+    ensure!(
+        outcome.failed == 0 && failed.is_empty(),
+        "events failed: {outcome:?}: {:#?}",
+        failed.iter().take(3).collect::<Vec<_>>()
+    );
     println!(
         "  pushed and projected in {:.1} s",
         started.elapsed().as_secs_f64()
