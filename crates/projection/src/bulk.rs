@@ -2,9 +2,11 @@
 //! store): its events are folded in memory, with the rules of the schema, and the final
 //! rows are written set-based, one statement per table, together with the cursor. Each
 //! event is still applied in order and checked exactly (the same model `verify` folds); only
-//! the writes of intermediate states are saved. Anything unusual — a failing or malformed
-//! event, a row another instance holds — falls back to the batch path, which records,
-//! retries and defers event by event.
+//! the writes of intermediate states are saved. All of it to the target, or nothing: an
+//! event the model rejects is recorded and skipped in the fold; a custom domain another
+//! instance still holds, or a claim it has yet to reach (crate::claims), leaves the
+//! instance untouched until a later attempt. Only an unexpected conflict falls back to the
+//! batch path, which records, retries and defers event by event.
 
 use std::collections::HashSet;
 use std::sync::Mutex;

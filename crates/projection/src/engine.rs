@@ -36,9 +36,9 @@ pub struct EngineConfig {
     pub sweep_interval: Duration,
     /// Continuous mode: cap of the exponential backoff when the database is unreachable.
     pub max_backoff: Duration,
-    /// Events of an instance the tables know nothing of yet that are folded in memory and
-    /// written set-based in one transaction (see `bulk.rs`); the rest go in batches.
-    /// 0 turns the bulk catch-up off.
+    /// An instance the tables know nothing of yet, with at most this many events, is
+    /// folded in memory and written set-based in one transaction (see `bulk.rs`); larger
+    /// ones go in batches. 0 turns the bulk catch-up off.
     pub bulk_limit: u32,
 }
 
