@@ -30,8 +30,8 @@ pub struct ProjectionSettings {
     pub max_failure_count: i16,
     pub workers: usize,
     pub sweep_interval_secs: u64,
-    /// Events of a not yet projected instance folded in memory and written in one go
-    /// (0 = always in batches).
+    /// A not yet projected instance with at most this many events is folded in memory
+    /// and written in one go (0 = always in batches).
     pub bulk_limit: u32,
     /// `/readyz` fails when the projection lags more than this.
     pub stuck_after_secs: u64,
