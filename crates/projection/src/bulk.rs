@@ -9,8 +9,8 @@
 //! batch path, which records, retries and defers event by event.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -26,25 +26,30 @@ use crate::claims;
 use crate::engine::{Engine, Outcome, record_failure, try_lock, write_cursor};
 use crate::relational;
 
-/// Instances that go through batches from now on (they have a cursor, rows, or their bulk
-/// catch-up fell back), so later calls skip the check.
+/// A set of instance ids shared by the engine's workers.
 #[derive(Debug, Default)]
-pub(crate) struct Batched(Mutex<HashSet<String>>);
+pub(crate) struct InstanceSet(Mutex<HashSet<String>>);
 
-impl Batched {
-    fn contains(&self, instance_id: &str) -> bool {
+impl InstanceSet {
+    // No code panics while holding the lock, so a poisoned set is still a valid one.
+    pub(crate) fn contains(&self, instance_id: &str) -> bool {
         self.0
             .lock()
-            .map(|set| set.contains(instance_id))
-            .unwrap_or(true)
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(instance_id)
     }
 
-    fn insert(&self, instance_id: &str) {
-        if let Ok(mut set) = self.0.lock() {
-            set.insert(instance_id.to_owned());
-        }
+    pub(crate) fn insert(&self, instance_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(instance_id.to_owned());
     }
 }
+
+/// Instances that go through batches from now on (they have a cursor, rows, or their bulk
+/// catch-up fell back), so later calls skip the check.
+pub(crate) type Batched = InstanceSet;
 
 /// Rows the bulk catch-up wrote, and how many there were when the tables were last
 /// analysed. Index choice does not depend on the statistics (tenancy_postgres::pool); the

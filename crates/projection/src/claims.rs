@@ -23,8 +23,7 @@
 //! has not yet reached its release — is checked when the insert conflicts
 //! (`engine::waits_for_other_instance`).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -32,30 +31,14 @@ use tenancy_core::Result;
 use tenancy_core::event::{SortKey, StoredEvent};
 use tenancy_postgres::on_constraint;
 
-use crate::engine::ReplayV3;
+use crate::engine::{ReplayV3, sort_key};
 use crate::relational;
 
 const DOMAIN_ADDED: &str = "instance.domain.added";
 
 /// The instances this engine found fresh. Once another instance relied on one being fresh
 /// (took a domain ahead of it), it must be caught up in bulk whatever it grew to since.
-#[derive(Debug, Default)]
-pub(crate) struct Fresh(Mutex<HashSet<String>>);
-
-impl Fresh {
-    fn contains(&self, instance_id: &str) -> bool {
-        self.0
-            .lock()
-            .map(|set| set.contains(instance_id))
-            .unwrap_or(false)
-    }
-
-    fn insert(&self, instance_id: &str) {
-        if let Ok(mut set) = self.0.lock() {
-            set.insert(instance_id.to_owned());
-        }
-    }
-}
+pub(crate) type Fresh = crate::bulk::InstanceSet;
 
 /// True when the instance is fresh (see the module): no cursor, failure or row, and at
 /// most `bulk_limit` events of its aggregate types (never fewer than the bulk fold reads),
@@ -173,14 +156,16 @@ pub(crate) async fn first_waiting_add(
                 }
             };
         if replays {
-            return Ok(Some(SortKey {
-                position,
-                in_tx_order,
-                instance_id: instance_id.to_owned(),
-                aggregate_type,
-                aggregate_id,
-                sequence,
-            }));
+            return Ok(Some(sort_key(
+                instance_id,
+                (
+                    position,
+                    in_tx_order,
+                    aggregate_type,
+                    aggregate_id,
+                    sequence,
+                ),
+            )));
         }
     }
     Ok(None)

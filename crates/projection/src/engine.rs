@@ -691,16 +691,29 @@ async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Optio
     .fetch_optional(conn)
     .await
     .map_err(on_constraint)?;
-    Ok(row.map(
-        |(position, in_tx_order, aggregate_type, aggregate_id, sequence)| SortKey {
-            position,
-            in_tx_order,
-            instance_id: instance_id.to_owned(),
-            aggregate_type,
-            aggregate_id,
-            sequence,
-        },
-    ))
+    Ok(row.map(|row| sort_key(instance_id, row)))
+}
+
+/// The sort key of one instance's event from its stored columns (position, in_tx_order,
+/// aggregate_type, aggregate_id, sequence).
+pub(crate) fn sort_key(
+    instance_id: &str,
+    (position, in_tx_order, aggregate_type, aggregate_id, sequence): (
+        Decimal,
+        i32,
+        String,
+        String,
+        i64,
+    ),
+) -> SortKey {
+    SortKey {
+        position,
+        in_tx_order,
+        instance_id: instance_id.to_owned(),
+        aggregate_type,
+        aggregate_id,
+        sequence,
+    }
 }
 
 pub(crate) async fn write_cursor(
