@@ -105,11 +105,11 @@ async fn concurrent_out_of_order_writers_lose_nothing() {
     engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
     let _ = stop.send(());
     running.await.unwrap().unwrap();
-    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.organizations")
+    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    let domains: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.org_domains")
+    let domains: i64 = sqlx::query_scalar("SELECT count(*) FROM org_domains")
         .fetch_one(&db.pool)
         .await
         .unwrap();

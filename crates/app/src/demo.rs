@@ -111,9 +111,11 @@ fn legacy_events() -> Vec<Vec<NewEvent>> {
 }
 
 pub async fn run(pool: &PgPool, engine: &Engine) -> Result<()> {
-    let existing: i64 = sqlx::query_scalar("SELECT (SELECT count(*) FROM eventstore.events2) + (SELECT count(*) FROM zitadel.instances)")
-        .fetch_one(pool)
-        .await?;
+    let existing: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM eventstore.events2) + (SELECT count(*) FROM instances)",
+    )
+    .fetch_one(pool)
+    .await?;
     if existing > 0 {
         bail!(
             "the database is not empty; the demo fills an empty one (use another --database-url or --data-dir)"
@@ -245,12 +247,11 @@ pub async fn run(pool: &PgPool, engine: &Engine) -> Result<()> {
         "org_domains",
         "domains",
     ] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM zitadel.{table}"
-        )))
-        .fetch_one(pool)
-        .await?;
-        println!("  zitadel.{table:<17} {n:>4} rows");
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(pool)
+                .await?;
+        println!("  {table:<25} {n:>4} rows");
     }
     let host = "LOGIN.acme.example";
     let instance = store.session().await?.instance_by_host(host).await?;

@@ -35,10 +35,12 @@ fn stdout(cmd: &mut Command) -> String {
 /// A database with no tables yet (the testkit's are migrated from a template).
 async fn empty_database() -> TestDatabase {
     let db = TestDatabase::fresh().await.unwrap();
-    sqlx::raw_sql("DROP SCHEMA eventstore CASCADE; DROP SCHEMA projections CASCADE; DROP SCHEMA zitadel CASCADE; DROP TABLE _sqlx_migrations")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "DROP SCHEMA eventstore CASCADE; DROP SCHEMA tenancy CASCADE; DROP SCHEMA zitadel CASCADE",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     db
 }
 
@@ -52,7 +54,7 @@ async fn migrate_demo_and_projection_commands() {
     assert!(!pending.status.success());
     assert!(String::from_utf8_lossy(&pending.stderr).contains("run `tenancy migrate` first"));
 
-    assert!(stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7]"));
+    assert!(stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5]"));
     assert!(
         stdout(tenancy(&db).arg("migrate")).contains("up to date"),
         "idempotent"
@@ -84,7 +86,7 @@ async fn migrate_demo_and_projection_commands() {
     assert!(stdout(tenancy(&db).args(["projections", "verify"])).contains("0 differences"));
 
     // A difference makes verify fail, naming the row.
-    sqlx::query("UPDATE zitadel.organizations SET name = 'Tampered' WHERE id = 'acme-sales'")
+    sqlx::query("UPDATE organizations SET name = 'Tampered' WHERE id = 'acme-sales'")
         .execute(&db.pool)
         .await
         .unwrap();
@@ -267,7 +269,7 @@ async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
         .unwrap();
     let mut visible = false;
     for _ in 0..200 {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.instances")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
             .fetch_one(&db.pool)
             .await
             .unwrap();

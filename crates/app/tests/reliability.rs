@@ -90,7 +90,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
         .unwrap();
     let pool = tenancy_postgres::PgStore::connect(&url).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while sqlx::query("SELECT 1 FROM zitadel.instances LIMIT 1")
+    while sqlx::query("SELECT 1 FROM instances LIMIT 1")
         .execute(&pool)
         .await
         .is_err()
@@ -131,7 +131,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.instances")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
             .fetch_one(&pool)
             .await
             .unwrap_or(0);

@@ -379,7 +379,7 @@ async fn apply_one(session: &mut tenancy_postgres::PgSession, event: &StoredEven
 
 async fn cursor(session: &mut tenancy_postgres::PgSession, last: &StoredEvent) -> Result<()> {
     sqlx::query(
-        "INSERT INTO projections.current_states VALUES ('zitadel_style', $1, $2, $3, $4, $5, $6, $7, now())
+        "INSERT INTO tenancy.current_states VALUES ('zitadel_style', $1, $2, $3, $4, $5, $6, $7, now())
          ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
              in_tx_order = EXCLUDED.in_tx_order, \"sequence\" = EXCLUDED.\"sequence\"",
     )
@@ -435,7 +435,7 @@ async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Resu
             opt_time(r.deleted_at)?,
         ]);
     }
-    tables.push(("zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language, created_at, updated_at, deleted_at)", t));
+    tables.push(("instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language, created_at, updated_at, deleted_at)", t));
     let mut t = Vec::new();
     for r in state.all_organizations() {
         t.push(vec![
@@ -449,7 +449,7 @@ async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Resu
         ]);
     }
     tables.push((
-        "zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)",
+        "organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)",
         t,
     ));
     let mut t = Vec::new();
@@ -471,7 +471,7 @@ async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Resu
             csv_time(r.updated_at)?,
         ]);
     }
-    tables.push(("zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)", t));
+    tables.push(("instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)", t));
     let mut t = Vec::new();
     for r in state.all_org_domains() {
         t.push(vec![
@@ -487,7 +487,7 @@ async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Resu
             csv_time(r.updated_at)?,
         ]);
     }
-    tables.push(("zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)", t));
+    tables.push(("org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)", t));
     let mut t = Vec::new();
     for r in state.all_domains() {
         t.push(vec![
@@ -507,7 +507,7 @@ async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Resu
             opt_time(r.deleted_at)?,
         ]);
     }
-    tables.push(("zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)", t));
+    tables.push(("domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)", t));
     for (target, records) in tables {
         let mut data = csv::WriterBuilder::new()
             .has_headers(false)

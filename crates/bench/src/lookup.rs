@@ -18,14 +18,14 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let instances: i32 = if args.quick { 200 } else { 5_000 };
     let lookups = if args.quick { 2_000 } else { 50_000 };
     sqlx::query(
-        "INSERT INTO zitadel.instances (id, name) SELECT 'i' || n, 'Instance ' || n FROM generate_series(1, $1) n;
+        "INSERT INTO instances (id, name) SELECT 'i' || n, 'Instance ' || n FROM generate_series(1, $1) n;
          ",
     )
     .bind(instances)
     .execute(&db.pool)
     .await?;
     sqlx::query(
-        "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated)
+        "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated)
          SELECT 'i' || n, 'login.i' || n || '.example', 'custom', true, false FROM generate_series(1, $1) n",
     )
     .bind(instances)
@@ -62,7 +62,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     for host in &hosts {
         let t = Instant::now();
         let _: Option<(String,)> = sqlx::query_as(
-            "SELECT i.id FROM zitadel.instance_domains d JOIN zitadel.instances i ON i.id = d.instance_id
+            "SELECT i.id FROM instance_domains d JOIN instances i ON i.id = d.instance_id
              WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
         )
         .bind(host)

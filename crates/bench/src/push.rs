@@ -116,7 +116,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             .await?;
         loop {
             let seen: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $1)")
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)")
                     .bind(&id)
                     .fetch_one(&db.pool)
                     .await?;

@@ -14,6 +14,7 @@
 pub mod import;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -34,11 +35,24 @@ pub const NOTIFY_CHANNEL: &str = "tenancy_events";
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    /// Whether the store is ZITADEL's (`tenancy.layout`), read once.
+    adopted: Arc<OnceLock<bool>>,
 }
 
 impl PgEventStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            adopted: Arc::default(),
+        }
+    }
+
+    async fn adopted(&self, conn: &mut PgConnection) -> Result<bool> {
+        if let Some(adopted) = self.adopted.get() {
+            return Ok(*adopted);
+        }
+        let adopted = adopted_store(conn).await?;
+        Ok(*self.adopted.get_or_init(|| adopted))
     }
 
     /// Pushes in a transaction of its own. Without expected sequences, a sequence
@@ -52,10 +66,12 @@ impl PgEventStore {
         loop {
             let pushed = if one_statement {
                 let mut conn = self.pool.acquire().await.map_err(on_constraint)?;
-                push_in(&mut conn, events.clone()).await
+                let adopted = self.adopted(&mut conn).await?;
+                push_in(&mut conn, events.clone(), adopted).await
             } else {
                 let mut tx = self.pool.begin().await.map_err(on_constraint)?;
-                match push_in(&mut tx, events.clone()).await {
+                let adopted = self.adopted(&mut tx).await?;
+                match push_in(&mut tx, events.clone(), adopted).await {
                     Ok(stored) => tx.commit().await.map_err(on_constraint).map(|()| stored),
                     Err(e) => {
                         tx.rollback().await.map_err(on_constraint)?;
@@ -119,8 +135,21 @@ impl EventPusher for PgEventStore {
         conn: &mut PgConnection,
         events: Vec<NewEvent>,
     ) -> Result<Vec<StoredEvent>> {
-        push_on(conn, events).await
+        let adopted = self.adopted(conn).await?;
+        push_savepoint(conn, events, adopted).await
     }
+}
+
+/// Whether the event store is ZITADEL's, adopted as found (`tenancy.layout`).
+async fn adopted_store(conn: &mut PgConnection) -> Result<bool> {
+    let layout = tenancy_postgres::layout::stored(conn)
+        .await?
+        .ok_or_else(|| {
+            Error::PreconditionFailed(
+                "tenancy's migrations have not run on this database: run `tenancy migrate`".into(),
+            )
+        })?;
+    Ok(layout.adopted())
 }
 
 fn unique_rule(unique_type: &str) -> &'static str {
@@ -135,8 +164,17 @@ fn unique_rule(unique_type: &str) -> &'static str {
 /// Pushes `events` on `conn`, which must be inside a transaction; a failed push leaves
 /// the caller's transaction usable (it runs in a savepoint) and writes nothing.
 pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+    let adopted = adopted_store(conn).await?;
+    push_savepoint(conn, events, adopted).await
+}
+
+async fn push_savepoint(
+    conn: &mut PgConnection,
+    events: Vec<NewEvent>,
+    adopted: bool,
+) -> Result<Vec<StoredEvent>> {
     let mut savepoint = conn.begin().await.map_err(on_constraint)?;
-    let stored = push_in(&mut savepoint, events).await?;
+    let stored = push_in(&mut savepoint, events, adopted).await?;
     savepoint.commit().await.map_err(on_constraint)?;
     Ok(stored)
 }
@@ -146,7 +184,11 @@ pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<V
 /// locks, the rows (`position` stamped per row with `clock_timestamp()`) and the
 /// notifications.
 #[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
-async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+async fn push_in(
+    conn: &mut PgConnection,
+    events: Vec<NewEvent>,
+    adopted: bool,
+) -> Result<Vec<StoredEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -192,7 +234,7 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
     // One call (migration 0006): the locks, the rows with their sequences (given, or the
     // aggregate's latest plus the event's rank in the batch) and the notifications.
     let inserted: std::result::Result<Vec<(i32, i64, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
-        "SELECT * FROM eventstore.push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        "SELECT * FROM tenancy.push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(events.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
@@ -209,6 +251,7 @@ async fn push_in(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<S
     .bind(ranks(&events))
     .bind(&instances)
     .bind(NOTIFY_CHANNEL)
+    .bind(adopted)
     .fetch_all(&mut *conn)
     .await;
     let mut stamped: HashMap<i32, (i64, Decimal, OffsetDateTime)> = match inserted {
@@ -363,7 +406,29 @@ impl From<EventRow> for StoredEvent {
     }
 }
 
-const EVENT_COLUMNS: &str = "instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3";
+/// SQL: whether tenancy's tables already hold the rows of the events2 row aliased
+/// `alias` — its push listed it in `tenancy.written_events`, in the same transaction as the
+/// rows. Not the `written_by_v3` column: in an adopted ZITADEL store that column is
+/// ZITADEL's (those rows live in ZITADEL's tables, not tenancy's), and older stores lack it.
+/// `alias` is a literal of the caller's SQL.
+pub fn written_by_tenancy(alias: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM tenancy.written_events w
+                 WHERE w.instance_id = {alias}.instance_id AND w.aggregate_type = {alias}.aggregate_type
+                   AND w.aggregate_id = {alias}.aggregate_id AND w.\"sequence\" = {alias}.\"sequence\")"
+    )
+}
+
+/// The columns of a [`StoredEvent`] from `eventstore.events2 {alias}`; its `written_by_v3`
+/// is [`written_by_tenancy`].
+pub fn event_columns(alias: &str) -> String {
+    format!(
+        "{alias}.instance_id, {alias}.aggregate_type, {alias}.aggregate_id, {alias}.event_type, {alias}.\"sequence\",
+         {alias}.revision, {alias}.created_at, {alias}.payload, {alias}.creator, {alias}.\"owner\", {alias}.\"position\",
+         {alias}.in_tx_order, {} AS written_by_v3",
+        written_by_tenancy(alias)
+    )
+}
 
 #[async_trait]
 impl EventReader for PgEventStore {
@@ -395,7 +460,7 @@ impl EventReader for PgEventStore {
         .map_err(on_constraint)?;
         let cursor = query.after.clone();
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM eventstore.events2
+            "SELECT {} FROM eventstore.events2 e
              WHERE instance_id = $1
                AND (cardinality($2::text[]) = 0 OR aggregate_type = ANY($2))
                AND (cardinality($3::text[]) = 0 OR aggregate_id = ANY($3))
@@ -405,7 +470,8 @@ impl EventReader for PgEventStore {
                                > ($6::numeric, $7::int, $8::text, $9::text, $10::text, $11::bigint))
                AND ($13::numeric IS NULL OR \"position\" <= $13)
              ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
-             LIMIT $12"
+             LIMIT $12",
+            event_columns("e")
         );
         let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&query.instance_id)
@@ -450,8 +516,9 @@ impl EventReader for PgEventStore {
         aggregate_id: &str,
     ) -> Result<Vec<StoredEvent>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM eventstore.events2
-             WHERE instance_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 ORDER BY \"sequence\""
+            "SELECT {} FROM eventstore.events2 e
+             WHERE instance_id = $1 AND aggregate_type = $2 AND aggregate_id = $3 ORDER BY \"sequence\"",
+            event_columns("e")
         );
         let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(instance_id)

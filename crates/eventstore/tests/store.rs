@@ -378,7 +378,7 @@ async fn commands_write_state_and_events_together_and_match_the_in_memory_adapte
         "one event per successful command step, none for failures"
     );
     assert_eq!(count, 10);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.domains")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM domains")
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -393,7 +393,7 @@ async fn commands_write_state_and_events_together_and_match_the_in_memory_adapte
     );
     // Rows and events carry one timestamp.
     let mismatched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM zitadel.organizations o JOIN eventstore.events2 e
+        "SELECT count(*) FROM organizations o JOIN eventstore.events2 e
          ON e.aggregate_id = o.id AND e.event_type = 'org.added' WHERE e.created_at <> o.created_at",
     )
     .fetch_one(&db.pool)
@@ -438,7 +438,7 @@ async fn a_failing_command_writes_nothing() {
         "{failed:?}"
     );
     drop(uow);
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.instance_domains")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM instance_domains")
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -641,11 +641,10 @@ async fn two_instances_racing_for_one_custom_domain_exactly_one_wins() {
             .any(|r| matches!(r, Err(Error::AlreadyExists { .. }))),
         "{results:?}"
     );
-    let rows: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM zitadel.domains WHERE domain = 'contested.example'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM domains WHERE domain = 'contested.example'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(rows, 1);
 }

@@ -19,7 +19,7 @@ pub async fn apply_change(
     change: &StateChange,
     at: OffsetDateTime,
 ) -> Result<u64> {
-    let rows: i64 = sqlx::query_scalar("SELECT zitadel.apply_change($1, $2)")
+    let rows: i64 = sqlx::query_scalar("SELECT tenancy.apply_change($1, $2)")
         .bind(encode(change)?)
         .bind(at)
         .fetch_one(conn)
@@ -52,7 +52,7 @@ pub async fn apply_changes(
         fields.push(value);
         ats.push(*at);
     }
-    let rows: i64 = sqlx::query_scalar("SELECT zitadel.apply_changes($1, $2, $3)")
+    let rows: i64 = sqlx::query_scalar("SELECT tenancy.apply_changes($1, $2, $3)")
         .bind(ops)
         .bind(fields)
         .bind(ats)
@@ -65,11 +65,9 @@ pub async fn apply_changes(
 /// Refreshes the planner's statistics of the five tables (after large bulk writes, so that
 /// selectivity estimates follow the data rather than the empty tables of a fresh database).
 pub async fn analyze_tables(pool: &sqlx::PgPool) -> Result<()> {
-    sqlx::raw_sql(
-        "ANALYZE zitadel.instances, zitadel.organizations, zitadel.instance_domains, zitadel.org_domains, zitadel.domains",
-    )
-    .execute(pool)
-    .await
-    .db()
-    .map(drop)
+    sqlx::raw_sql("ANALYZE instances, organizations, instance_domains, org_domains, domains")
+        .execute(pool)
+        .await
+        .db()
+        .map(drop)
 }

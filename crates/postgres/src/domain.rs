@@ -48,7 +48,7 @@ impl DomainRepository for PgSession {
             .as_ref()
             .ok_or(Error::MissingTenant("listing domains"))?;
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {DOMAIN_COLUMNS} FROM zitadel.domains WHERE instance_id = "
+            "SELECT {DOMAIN_COLUMNS} FROM domains WHERE instance_id = "
         ));
         qb.push_bind(instance_id.as_str().to_owned());
         if !criteria.include_deleted {

@@ -28,20 +28,20 @@ pub async fn all_rows(pool: &PgPool) -> Result<TableRows> {
         .await
         .db()?;
     let instances: Vec<InstanceRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {INSTANCE_COLUMNS} FROM zitadel.instances"
+        "SELECT {INSTANCE_COLUMNS} FROM instances"
     )))
     .fetch_all(&mut *tx)
     .await
     .db()?;
     let organizations: Vec<OrganizationRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations"
+        "SELECT {ORGANIZATION_COLUMNS} FROM organizations"
     )))
     .fetch_all(&mut *tx)
     .await
     .db()?;
     let instance_domains: Vec<InstanceDomainRow> = sqlx::query_as(
         "SELECT instance_id, domain, type::text AS type, is_primary, is_generated, created_at, updated_at
-         FROM zitadel.instance_domains",
+         FROM instance_domains",
     )
     .fetch_all(&mut *tx)
     .await
@@ -49,13 +49,13 @@ pub async fn all_rows(pool: &PgPool) -> Result<TableRows> {
     let org_domains: Vec<OrgDomainRow> = sqlx::query_as(
         "SELECT instance_id, org_id, domain, is_verified, is_primary, validation_type::text AS validation_type,
                 created_at, updated_at
-         FROM zitadel.org_domains",
+         FROM org_domains",
     )
     .fetch_all(&mut *tx)
     .await
     .db()?;
     let domains: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {DOMAIN_COLUMNS} FROM zitadel.domains"
+        "SELECT {DOMAIN_COLUMNS} FROM domains"
     )))
     .fetch_all(&mut *tx)
     .await

@@ -27,7 +27,7 @@ impl InstanceRepository for PgSession {
 
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {
         let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM zitadel.instances WHERE id = $1 AND deleted_at IS NULL"
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1 AND deleted_at IS NULL"
         );
         let row: Option<InstanceRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id.as_str())
@@ -44,7 +44,7 @@ impl InstanceRepository for PgSession {
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Instance>> {
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {INSTANCE_COLUMNS} FROM zitadel.instances WHERE true"
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE true"
         ));
         if !criteria.include_deleted {
             qb.push(" AND deleted_at IS NULL");
@@ -72,9 +72,13 @@ impl InstanceRepository for PgSession {
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
         // One indexed round trip: instance_domains_custom_key on lower(domain).
         let sql = format!(
-            "SELECT {} FROM zitadel.instance_domains d JOIN zitadel.instances i ON i.id = d.instance_id
+            "SELECT {} FROM instance_domains d JOIN instances i ON i.id = d.instance_id
              WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
-            INSTANCE_COLUMNS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ")
+            INSTANCE_COLUMNS
+                .split(", ")
+                .map(|c| format!("i.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let row: Option<InstanceRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(host)

@@ -29,7 +29,7 @@ impl InstanceDomainRepository for PgSession {
     ) -> Result<Vec<InstanceDomain>> {
         let rows: Vec<InstanceDomainRow> = sqlx::query_as(
             "SELECT instance_id, domain, type::text AS type, is_primary, is_generated, created_at, updated_at
-             FROM zitadel.instance_domains WHERE instance_id = $1
+             FROM instance_domains WHERE instance_id = $1
              ORDER BY domain COLLATE \"C\", type::text COLLATE \"C\"",
         )
         .bind(instance_id.as_str())

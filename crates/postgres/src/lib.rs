@@ -23,6 +23,7 @@ pub mod embedded;
 mod error;
 mod instance;
 mod instance_domain;
+pub mod layout;
 pub mod migrate;
 mod org_domain;
 mod organization;

@@ -31,7 +31,7 @@ impl OrgDomainRepository for PgSession {
         let rows: Vec<OrgDomainRow> = sqlx::query_as(
             "SELECT instance_id, org_id, domain, is_verified, is_primary, validation_type::text AS validation_type,
                     created_at, updated_at
-             FROM zitadel.org_domains WHERE instance_id = $1 AND org_id = $2 ORDER BY domain COLLATE \"C\"",
+             FROM org_domains WHERE instance_id = $1 AND org_id = $2 ORDER BY domain COLLATE \"C\"",
         )
         .bind(instance_id.as_str())
         .bind(org_id.as_str())

@@ -31,7 +31,7 @@ impl OrganizationRepository for PgSession {
         id: &OrgId,
     ) -> Result<Organization> {
         let sql = format!(
-            "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations
+            "SELECT {ORGANIZATION_COLUMNS} FROM organizations
              WHERE instance_id = $1 AND id = $2 AND deleted_at IS NULL"
         );
         let row: Option<OrganizationRow> = sqlx::query_as(AssertSqlSafe(sql))
@@ -54,7 +54,7 @@ impl OrganizationRepository for PgSession {
             .as_ref()
             .ok_or(Error::MissingTenant("listing organizations"))?;
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {ORGANIZATION_COLUMNS} FROM zitadel.organizations WHERE instance_id = "
+            "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE instance_id = "
         ));
         qb.push_bind(instance_id.as_str().to_owned());
         if !criteria.include_deleted {
@@ -66,7 +66,7 @@ impl OrganizationRepository for PgSession {
         if let Some(state) = criteria.state {
             qb.push(" AND state = ")
                 .push_bind(state.as_str())
-                .push("::zitadel.organization_state");
+                .push("::organization_state");
         }
         let column = match page.sort {
             NameSort::CreatedAt => "created_at",

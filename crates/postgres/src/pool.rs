@@ -9,24 +9,59 @@
 //! still scans. Measured against `plan_cache_mode = force_custom_plan` (planning every
 //! execution), which doubled the cost of a host lookup. The event read, whose best plan
 //! depends on the cursor, additionally plans each call (`tenancy-eventstore`).
+//!
+//! Every connection also carries the database's `search_path` (`<relational schema>,
+//! tenancy`, [`crate::layout`]): tenancy's SQL names its own tables unqualified, so the
+//! same statements serve the relational tables in `zitadel` (no ZITADEL present) and in a
+//! schema of tenancy's own next to a ZITADEL. The layout is read (or, before the first
+//! migration, decided as the runner will) on one connection before the pool opens.
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
 use tenancy_core::{Error, Result};
+
+use crate::layout::{self, Layout};
 
 /// The session settings of every tenancy connection, sent in the startup packet.
 pub const SESSION_SETTINGS: [(&str, &str); 1] = [("enable_seqscan", "off")];
 
-/// `options` with tenancy's session settings.
-pub fn connect_options(options: PgConnectOptions) -> PgConnectOptions {
-    options.options(SESSION_SETTINGS)
+/// `options` with tenancy's session settings and the layout's search path.
+pub fn connect_options(options: PgConnectOptions, layout: &Layout) -> PgConnectOptions {
+    options
+        .options(SESSION_SETTINGS)
+        .options([("search_path", layout.search_path())])
+}
+
+/// The layout of the database behind `options` (stored, or as the runner would decide it
+/// with `relational_schema` configured).
+pub async fn layout_of(
+    options: &PgConnectOptions,
+    relational_schema: Option<&str>,
+) -> Result<Layout> {
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|e| Error::internal_with(format!("cannot connect to the database: {e}"), e))?;
+    let layout = layout::resolve(&mut conn, relational_schema).await;
+    let _ = conn.close().await;
+    layout
 }
 
 /// A pool of at most `max_connections`, each with tenancy's session settings.
 pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<PgPool> {
+    connect_with_schema(options, max_connections, None).await
+}
+
+/// As [`connect_with`], with the configured schema of the relational tables.
+pub async fn connect_with_schema(
+    options: PgConnectOptions,
+    max_connections: u32,
+    relational_schema: Option<&str>,
+) -> Result<PgPool> {
+    let layout = layout_of(&options, relational_schema).await?;
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .connect_with(connect_options(options))
+        .connect_with(connect_options(options, &layout))
         .await
         .map_err(|e| Error::internal_with(format!("cannot connect to the database: {e}"), e))
 }

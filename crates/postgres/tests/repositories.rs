@@ -584,11 +584,11 @@ async fn migrations_are_idempotent_and_reported() {
 #[tokio::test]
 async fn state_change_entry_points_plan_with_seqscan_disabled() {
     // Plans cached while the tables were empty must not turn into sequential scans of
-    // large tables (migration 0005): the entry points plan with seqscan disabled.
+    // large tables (migration 0004): the entry points plan with seqscan disabled.
     let db = TestDatabase::fresh().await.unwrap();
     let settings: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
         "SELECT proname::text, proconfig FROM pg_proc
-         WHERE pronamespace = 'zitadel'::regnamespace AND proname IN ('apply_change', 'apply_changes')
+         WHERE pronamespace = 'tenancy'::regnamespace AND proname IN ('apply_change', 'apply_changes')
          ORDER BY proname",
     )
     .fetch_all(&db.pool)

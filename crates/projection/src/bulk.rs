@@ -302,8 +302,8 @@ async fn holder_is_behind(
         .collect();
     sqlx::query_scalar(
         "SELECT EXISTS (
-             SELECT 1 FROM zitadel.instance_domains h
-             LEFT JOIN projections.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
+             SELECT 1 FROM instance_domains h
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
              WHERE lower(h.domain) = ANY($2) AND h.type = 'custom' AND h.instance_id <> $3
                AND EXISTS (
                    SELECT 1 FROM eventstore.events2 e
@@ -331,7 +331,7 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     if !i.is_empty() {
         rows += i.len() as u64;
         sqlx::query(
-            "INSERT INTO zitadel.instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
+            "INSERT INTO instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
                  default_language, created_at, updated_at, deleted_at)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                  $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])",
@@ -354,8 +354,8 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     if !o.is_empty() {
         rows += o.len() as u64;
         sqlx::query(
-            "INSERT INTO zitadel.organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
-             SELECT a, b, c, d::zitadel.organization_state, e, f, g
+            "INSERT INTO organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
+             SELECT a, b, c, d::organization_state, e, f, g
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
                  AS t(a, b, c, d, e, f, g)",
         )
@@ -381,8 +381,8 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     if !d.is_empty() {
         rows += d.len() as u64;
         sqlx::query(
-            "INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
-             SELECT a, b, c::zitadel.domain_type, d, e, f, g
+            "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
+             SELECT a, b, c::domain_type, d, e, f, g
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::timestamptz[], $7::timestamptz[])
                  AS t(a, b, c, d, e, f, g)",
         )
@@ -401,8 +401,8 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     if !od.is_empty() {
         rows += od.len() as u64;
         sqlx::query(
-            "INSERT INTO zitadel.org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
-             SELECT a, b, c, d, e, f::zitadel.domain_validation_type, g, h
+            "INSERT INTO org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
+             SELECT a, b, c, d, e, f::domain_validation_type, g, h
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::timestamptz[], $8::timestamptz[])
                  AS t(a, b, c, d, e, f, g, h)",
         )
@@ -422,7 +422,7 @@ pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Resu
     if !u.is_empty() {
         rows += u.len() as u64;
         sqlx::query(
-            "INSERT INTO zitadel.domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
+            "INSERT INTO domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
                  $8::timestamptz[], $9::timestamptz[])",
         )

@@ -55,13 +55,13 @@ pub(crate) async fn is_fresh(
     let known = fresh.contains(instance_id);
     // No cursor, failure or row (which replay whatever the size), and few enough events.
     let is_fresh: bool = sqlx::query_scalar(
-        "SELECT NOT (EXISTS (SELECT 1 FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM projections.failed_events2 WHERE projection_name = $1 AND instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM zitadel.instances WHERE id = $2)
-                  OR EXISTS (SELECT 1 FROM zitadel.organizations WHERE instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM zitadel.instance_domains WHERE instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM zitadel.org_domains WHERE instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM zitadel.domains WHERE instance_id = $2))
+        "SELECT NOT (EXISTS (SELECT 1 FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM instances WHERE id = $2)
+                  OR EXISTS (SELECT 1 FROM organizations WHERE instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM instance_domains WHERE instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM org_domains WHERE instance_id = $2)
+                  OR EXISTS (SELECT 1 FROM domains WHERE instance_id = $2))
             AND ($5 OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
                                               WHERE n.instance_id = $2 AND n.aggregate_type = ANY($3)
                                               LIMIT $4 + 1) t) <= $4)",
@@ -100,7 +100,7 @@ pub(crate) async fn first_waiting_add(
     bulk_limit: u32,
 ) -> Result<Option<SortKey>> {
     type Row = (Decimal, i32, String, String, i64, String, bool);
-    let rows: Vec<Row> = sqlx::query_as(
+    let sql = format!(
         "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
                 b.instance_id, c.instance_id IS NOT NULL
          FROM eventstore.events2 a
@@ -113,12 +113,12 @@ pub(crate) async fn first_waiting_add(
                AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
                AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
                AND b.instance_id <> $2
-               AND (NOT b.written_by_v3 OR b.\"position\" <= $9)
+               AND (NOT {written_b} OR b.\"position\" <= $9)
              OFFSET 0) b
-         LEFT JOIN projections.current_states c
+         LEFT JOIN tenancy.current_states c
              ON c.projection_name = $1 AND c.instance_id = b.instance_id
          WHERE a.instance_id = $2 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
-           AND (NOT a.written_by_v3 OR a.\"position\" <= $9)
+           AND (NOT {written_a} OR a.\"position\" <= $9)
            AND ($3::numeric IS NULL
                 OR (a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\")
                    > ($3, $4, $5, $6, $7))
@@ -127,19 +127,22 @@ pub(crate) async fn first_waiting_add(
                 OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
                    > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
          ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"",
-    )
-    .bind(relational::NAME)
-    .bind(instance_id)
-    .bind(after.map(|k| k.position))
-    .bind(after.map(|k| k.in_tx_order))
-    .bind(after.map(|k| k.aggregate_type.as_str()))
-    .bind(after.map(|k| k.aggregate_id.as_str()))
-    .bind(after.map(|k| k.sequence))
-    .bind(until)
-    .bind(replay.map(|ReplayV3(until)| until))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(on_constraint)?;
+        written_a = tenancy_eventstore::written_by_tenancy("a"),
+        written_b = tenancy_eventstore::written_by_tenancy("b"),
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(relational::NAME)
+        .bind(instance_id)
+        .bind(after.map(|k| k.position))
+        .bind(after.map(|k| k.in_tx_order))
+        .bind(after.map(|k| k.aggregate_type.as_str()))
+        .bind(after.map(|k| k.aggregate_id.as_str()))
+        .bind(after.map(|k| k.sequence))
+        .bind(until)
+        .bind(replay.map(|ReplayV3(until)| until))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
     let mut checked: HashMap<String, bool> = HashMap::new();
     for (position, in_tx_order, aggregate_type, aggregate_id, sequence, blocker, has_cursor) in rows
     {

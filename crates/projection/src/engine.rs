@@ -634,13 +634,13 @@ async fn waits_for_other_instance(
     // batch committed meanwhile) leaves no holder: retried soon, not counted as a failure.
     sqlx::query_scalar(
         "WITH holders AS (
-             SELECT instance_id FROM zitadel.instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
+             SELECT instance_id FROM instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
              UNION
-             SELECT instance_id FROM zitadel.domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
+             SELECT instance_id FROM domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
          SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
              SELECT 1 FROM holders h
              JOIN eventstore.events2 e ON e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
-             LEFT JOIN projections.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
              WHERE h.instance_id <> $3 AND e.\"position\" < $4
                AND (c.instance_id IS NULL
                     OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
@@ -684,7 +684,7 @@ pub(crate) async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Resu
 async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Option<SortKey>> {
     let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
         "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
-         FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2",
+         FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2",
     )
     .bind(relational::NAME)
     .bind(instance_id)
@@ -726,7 +726,7 @@ pub(crate) async fn write_cursor(
         return Ok(());
     };
     sqlx::query(
-        "INSERT INTO projections.current_states (projection_name, instance_id, \"position\", in_tx_order,
+        "INSERT INTO tenancy.current_states (projection_name, instance_id, \"position\", in_tx_order,
              aggregate_type, aggregate_id, \"sequence\", event_date, last_updated)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
          ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
@@ -753,7 +753,7 @@ async fn read_failures(
     instance_id: &str,
 ) -> Result<HashMap<FailureKey, i16>> {
     let rows: Vec<(String, String, i64, i16)> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, failed_sequence, failure_count FROM projections.failed_events2
+        "SELECT aggregate_type, aggregate_id, failed_sequence, failure_count FROM tenancy.failed_events2
          WHERE projection_name = $1 AND instance_id = $2",
     )
     .bind(relational::NAME)
@@ -776,11 +776,11 @@ pub(crate) async fn record_failure(
     attempts: i16,
 ) -> Result<i16> {
     sqlx::query_scalar(
-        "INSERT INTO projections.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id,
+        "INSERT INTO tenancy.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id,
              failed_sequence, event_creation_date, failure_count, error, last_failed)
          VALUES ($1, $2, $3, $4, $5, $6, $8, $7, now())
          ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence)
-         DO UPDATE SET failure_count = projections.failed_events2.failure_count + EXCLUDED.failure_count,
+         DO UPDATE SET failure_count = tenancy.failed_events2.failure_count + EXCLUDED.failure_count,
              error = EXCLUDED.error, last_failed = now()
          RETURNING failure_count",
     )

@@ -50,7 +50,7 @@ impl Engine {
     pub async fn status(&self) -> Result<Status> {
         let (events_behind, oldest): (i64, Option<OffsetDateTime>) = sqlx::query_as(
             "SELECT count(*), min(e.created_at) FROM eventstore.events2 e
-             LEFT JOIN projections.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
              WHERE e.instance_id <> '' AND e.aggregate_type = ANY($2) AND e.event_type = ANY($3)
                AND (c.instance_id IS NULL
                     OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
@@ -63,8 +63,8 @@ impl Engine {
         .await
         .map_err(on_constraint)?;
         let (instances, failed_events): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM projections.current_states WHERE projection_name = $1),
-                    (SELECT count(*) FROM projections.failed_events2 WHERE projection_name = $1)",
+            "SELECT (SELECT count(*) FROM tenancy.current_states WHERE projection_name = $1),
+                    (SELECT count(*) FROM tenancy.failed_events2 WHERE projection_name = $1)",
         )
         .bind(relational::NAME)
         .fetch_one(self.pool())
@@ -86,7 +86,7 @@ impl Engine {
         sqlx::query_as(
             "SELECT instance_id, aggregate_type, aggregate_id, failed_sequence, event_creation_date, failure_count,
                     error, last_failed
-             FROM projections.failed_events2 WHERE projection_name = $1
+             FROM tenancy.failed_events2 WHERE projection_name = $1
              ORDER BY instance_id, event_creation_date, aggregate_id, failed_sequence",
         )
         .bind(relational::NAME)
@@ -125,7 +125,7 @@ impl Engine {
             .await
             .map_err(on_constraint)?;
         let passed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM projections.current_states WHERE projection_name = $1 AND instance_id = $2
+            "SELECT EXISTS (SELECT 1 FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2
                  AND (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
                      >= ($3, $4, $2, $5, $6, $7))",
         )
@@ -163,7 +163,7 @@ impl Engine {
         sequence: i64,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "DELETE FROM projections.failed_events2 WHERE projection_name = $1 AND instance_id = $2
+            "DELETE FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = $2
              AND aggregate_type = $3 AND aggregate_id = $4 AND failed_sequence = $5",
         )
         .bind(relational::NAME)
@@ -183,18 +183,18 @@ impl Engine {
     pub async fn rebuild(&self) -> Result<Outcome> {
         let mut tx = self.pool().begin().await.map_err(on_constraint)?;
         // No worker may hold a cursor while the tables are reset.
-        sqlx::query("LOCK TABLE projections.current_states IN EXCLUSIVE MODE")
+        sqlx::query("LOCK TABLE tenancy.current_states IN EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await
             .map_err(on_constraint)?;
         sqlx::query(
-            "TRUNCATE zitadel.domains, zitadel.org_domains, zitadel.instance_domains, zitadel.organizations,
-                 zitadel.instances RESTART IDENTITY",
+            "TRUNCATE domains, org_domains, instance_domains, organizations,
+                 instances RESTART IDENTITY",
         )
         .execute(&mut *tx)
         .await
         .map_err(on_constraint)?;
-        for table in ["projections.current_states", "projections.failed_events2"] {
+        for table in ["tenancy.current_states", "tenancy.failed_events2"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE projection_name = $1"
             )))
@@ -233,7 +233,7 @@ pub(crate) async fn delete_failure(
     event: &StoredEvent,
 ) -> Result<()> {
     sqlx::query(
-        "DELETE FROM projections.failed_events2 WHERE projection_name = $1 AND instance_id = $2
+        "DELETE FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = $2
          AND aggregate_type = $3 AND aggregate_id = $4 AND failed_sequence = $5",
     )
     .bind(relational::NAME)

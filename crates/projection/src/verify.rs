@@ -138,9 +138,11 @@ impl Engine {
         let mut report = VerifyReport::default();
         let mut after: Option<(Decimal, i32, String, String, String, i64)> = None;
         loop {
+            // Every event is folded, those tenancy's commands wrote included (their rows
+            // are in the tables): the column is not needed, and older stores lack it.
             let rows: Vec<EventRow> = sqlx::query_as(
                 "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at,
-                        payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3
+                        payload, creator, \"owner\", \"position\", in_tx_order, false
                  FROM eventstore.events2
                  WHERE instance_id <> '' AND aggregate_type = ANY($1) AND event_type = ANY($2)
                    AND ($3::numeric IS NULL OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")

@@ -97,18 +97,18 @@ async fn every_event_type_has_its_effect() {
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
     assert_eq!((outcome.applied, outcome.failed), (33, 0), "{outcome:?}");
 
-    assert_eq!(text(&db, "SELECT concat_ws('|', name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language) FROM zitadel.instances").await,
+    assert_eq!(text(&db, "SELECT concat_ws('|', name, default_org_id, iam_project_id, console_client_id, console_app_id, default_language) FROM instances").await,
         "ACME Corp|o1|p1|c1|a1|de");
-    assert_eq!(text(&db, "SELECT concat_ws('|', domain, type, is_primary, is_generated) FROM zitadel.instance_domains ORDER BY domain").await,
+    assert_eq!(text(&db, "SELECT concat_ws('|', domain, type, is_primary, is_generated) FROM instance_domains ORDER BY domain").await,
         "custom.example|custom|t|f\nt1.example|trusted");
-    assert_eq!(text(&db, "SELECT concat_ws('|', id, name, state, deleted_at IS NOT NULL) FROM zitadel.organizations ORDER BY id").await,
+    assert_eq!(text(&db, "SELECT concat_ws('|', id, name, state, deleted_at IS NOT NULL) FROM organizations ORDER BY id").await,
         "o1|Sales EU|active|f\no2|Ops|inactive|f\no3|Gone|active|t");
-    assert_eq!(text(&db, "SELECT concat_ws('|', org_id, domain, is_verified, is_primary, validation_type) FROM zitadel.org_domains ORDER BY domain").await,
+    assert_eq!(text(&db, "SELECT concat_ws('|', org_id, domain, is_verified, is_primary, validation_type) FROM org_domains ORDER BY domain").await,
         "o1|sales.example|t|t|dns");
-    assert_eq!(text(&db, "SELECT concat_ws('|', coalesce(org_id, '-'), domain, is_verified, is_primary, validation_type, deleted_at IS NOT NULL) FROM zitadel.domains ORDER BY id").await,
+    assert_eq!(text(&db, "SELECT concat_ws('|', coalesce(org_id, '-'), domain, is_verified, is_primary, validation_type, deleted_at IS NOT NULL) FROM domains ORDER BY id").await,
         "-|Gen.Example|t|f|t\n-|custom.example|t|t|f\no1|sales.example|t|t|2|f\no1|eu.sales.example|f|f|1|t\no3|gone.example|f|f|t");
     // Rows get the event time.
-    assert_eq!(scalar(&db, "SELECT count(*) FROM zitadel.organizations o JOIN eventstore.events2 e ON e.aggregate_id = o.id AND e.event_type = 'org.added' WHERE o.created_at <> e.created_at").await, 0);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM organizations o JOIN eventstore.events2 e ON e.aggregate_id = o.id AND e.event_type = 'org.added' WHERE o.created_at <> e.created_at").await, 0);
     assert_verified(&engine).await;
 
     store
@@ -123,7 +123,7 @@ async fn every_event_type_has_its_effect() {
     assert_eq!(
         scalar(
             &db,
-            "SELECT count(*) FROM zitadel.instances WHERE deleted_at IS NULL"
+            "SELECT count(*) FROM instances WHERE deleted_at IS NULL"
         )
         .await,
         0
@@ -131,22 +131,18 @@ async fn every_event_type_has_its_effect() {
     assert_eq!(
         scalar(
             &db,
-            "SELECT count(*) FROM zitadel.organizations WHERE deleted_at IS NULL"
+            "SELECT count(*) FROM organizations WHERE deleted_at IS NULL"
         )
         .await,
         0
     );
     assert_eq!(
-        scalar(&db, "SELECT count(*) FROM zitadel.instance_domains").await
-            + scalar(&db, "SELECT count(*) FROM zitadel.org_domains").await,
+        scalar(&db, "SELECT count(*) FROM instance_domains").await
+            + scalar(&db, "SELECT count(*) FROM org_domains").await,
         0
     );
     assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(*) FROM zitadel.domains WHERE deleted_at IS NULL"
-        )
-        .await,
+        scalar(&db, "SELECT count(*) FROM domains WHERE deleted_at IS NULL").await,
         0
     );
     assert_verified(&engine).await;
@@ -164,11 +160,11 @@ async fn push_all(store: &PgEventStore, pushes: Vec<Vec<NewEvent>>) -> u64 {
 async fn table_snapshot(db: &TestDatabase) -> String {
     let mut out = String::new();
     for sql in [
-        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.instances t",
-        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.organizations t",
-        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.instance_domains t",
-        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM zitadel.org_domains t",
-        "SELECT string_agg((instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)::text, E'\\n' ORDER BY (instance_id, org_id, domain, created_at)::text) FROM zitadel.domains",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM instances t",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM organizations t",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM instance_domains t",
+        "SELECT string_agg(t::text, E'\\n' ORDER BY t::text) FROM org_domains t",
+        "SELECT string_agg((instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)::text, E'\\n' ORDER BY (instance_id, org_id, domain, created_at)::text) FROM domains",
     ] {
         let part: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .fetch_one(&db.pool)
@@ -466,12 +462,12 @@ async fn poison_events_are_recorded_skipped_and_retried() {
         "{failed:?}"
     );
     assert_eq!(
-        text(&db, "SELECT name FROM zitadel.organizations").await,
+        text(&db, "SELECT name FROM organizations").await,
         "After",
         "later events continue"
     );
     assert_eq!(
-        scalar(&db, "SELECT count(*) FROM zitadel.instances").await,
+        scalar(&db, "SELECT count(*) FROM instances").await,
         2,
         "other instances continue"
     );
@@ -494,7 +490,7 @@ async fn poison_events_are_recorded_skipped_and_retried() {
         .unwrap();
     assert_eq!(retried, tenancy_projection::RetryOutcome::Applied);
     assert_eq!(
-        text(&db, "SELECT validation_type::text FROM zitadel.org_domains").await,
+        text(&db, "SELECT validation_type::text FROM org_domains").await,
         "http"
     );
     let other = engine.failed().await.unwrap();
@@ -603,12 +599,12 @@ async fn v3_commands_and_legacy_writers_interleave_without_double_apply() {
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
     assert_eq!(outcome.failed, 0);
     assert_eq!(
-        scalar(&db, "SELECT count(*) FROM zitadel.domains").await,
+        scalar(&db, "SELECT count(*) FROM domains").await,
         2,
         "no double apply"
     );
     assert_eq!(
-        text(&db, "SELECT name FROM zitadel.organizations ORDER BY name").await,
+        text(&db, "SELECT name FROM organizations ORDER BY name").await,
         "Renamed by v3\nV3 Org"
     );
     assert_verified(&engine).await;
@@ -645,7 +641,7 @@ async fn continuous_mode_applies_pushed_events_and_stops_gracefully() {
         .unwrap();
     let mut seen = false;
     for _ in 0..100 {
-        if scalar(&db, "SELECT count(*) FROM zitadel.instances").await == 1 {
+        if scalar(&db, "SELECT count(*) FROM instances").await == 1 {
             seen = true;
             break;
         }
@@ -1049,11 +1045,7 @@ async fn every_v3_command_end_to_end_matches_the_fold_of_its_events() {
     .await
     .unwrap();
     assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(*) FROM zitadel.domains WHERE deleted_at IS NULL"
-        )
-        .await,
+        scalar(&db, "SELECT count(*) FROM domains WHERE deleted_at IS NULL").await,
         0
     );
     let gone = command::run(

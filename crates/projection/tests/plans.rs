@@ -150,13 +150,13 @@ async fn every_path(pool: &PgPool, engine: &Engine, fresh: &str, existing: &str,
 async fn grow(db: &TestDatabase) {
     let mut conn = db.pool.acquire().await.unwrap().detach();
     sqlx::raw_sql(
-        "INSERT INTO zitadel.instances (id, name) SELECT 'g' || n, 'G' || n FROM generate_series(1, 4000) n;
-         INSERT INTO zitadel.organizations (instance_id, id, name) SELECT 'g' || n, 'o', 'O' FROM generate_series(1, 4000) n;
-         INSERT INTO zitadel.instance_domains (instance_id, domain, type, is_primary, is_generated)
+        "INSERT INTO instances (id, name) SELECT 'g' || n, 'G' || n FROM generate_series(1, 4000) n;
+         INSERT INTO organizations (instance_id, id, name) SELECT 'g' || n, 'o', 'O' FROM generate_series(1, 4000) n;
+         INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated)
              SELECT 'g' || n, 'g' || n || '.grown.example', 'custom', false, false FROM generate_series(1, 4000) n;
-         INSERT INTO zitadel.org_domains (instance_id, org_id, domain)
+         INSERT INTO org_domains (instance_id, org_id, domain)
              SELECT 'g' || n, 'o', 'o.g' || n || '.grown.example' FROM generate_series(1, 4000) n;
-         INSERT INTO zitadel.domains (instance_id, org_id, domain)
+         INSERT INTO domains (instance_id, org_id, domain)
              SELECT 'g' || n, CASE WHEN n % 2 = 0 THEN 'o' END, 'd.g' || n || '.grown.example'
              FROM generate_series(1, 4000) n;
          INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision,
@@ -169,7 +169,7 @@ async fn grow(db: &TestDatabase) {
     .unwrap();
     // Its own scans (the count, the checks of the inserts) are published before the
     // baseline is read.
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM zitadel.organizations")
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
         .fetch_one(&mut conn)
         .await
         .unwrap();

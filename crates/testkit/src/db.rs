@@ -176,8 +176,7 @@ async fn build_template(
         .connect()
         .await
         .map_err(|e| fail("connecting to the template", e))?;
-    MIGRATOR
-        .run(&mut template)
+    tenancy_postgres::migrate::migrate_on(&mut template, None)
         .await
         .map_err(|e| fail("migrating the template", e))?;
     let _ = template.close().await;
