@@ -1,11 +1,16 @@
 //! Continuous mode: woken by `LISTEN/NOTIFY` from pushes and by a periodic sweep for
 //! anything a notification missed; exponential, capped backoff while the database is
 //! unreachable; on shutdown the batch under way finishes (commits or rolls back) first.
+//! On an adopted ZITADEL store, whose pushes notify nobody, a poll every `poll_interval`
+//! wakes the instances whose newest position moved (one range scan of the position index
+//! over the last `poll_lookback`), so their events reach the tables within a second or so
+//! instead of at the next sweep.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
+use rust_decimal::Decimal;
 use sqlx::postgres::PgListener;
 use tenancy_core::Result;
 use tenancy_eventstore::NOTIFY_CHANNEL;
@@ -58,6 +63,16 @@ impl Engine {
         // process (busy): retried soon rather than at the next sweep.
         let mut again: BTreeSet<String> = BTreeSet::new();
         let mut retry = tokio::time::interval(Duration::from_millis(100));
+        let adopted = {
+            let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
+            tenancy_postgres::layout::stored(&mut conn)
+                .await?
+                .is_some_and(|layout| layout.adopted())
+        };
+        let mut poll =
+            tokio::time::interval(self.config().poll_interval.max(Duration::from_millis(10)));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut newest: HashMap<String, Decimal> = HashMap::new();
         loop {
             tokio::select! {
                 biased;
@@ -81,7 +96,48 @@ impl Engine {
                 _ = sweep.tick() => {
                     self.run_instances(None, None, |_, _, _| {}).await?;
                 }
+                _ = poll.tick(), if adopted => {
+                    for instance in self.pushed_since_last_poll(&mut newest).await? {
+                        let outcome = self.catch_up(&instance, None).await?;
+                        if outcome.deferred > 0 || outcome.busy {
+                            again.insert(instance);
+                        }
+                    }
+                }
             }
         }
+    }
+}
+
+impl Engine {
+    /// The instances whose newest position rose since the last poll (`newest` remembers
+    /// each instance's newest position seen within the lookback, and forgets older ones).
+    async fn pushed_since_last_poll(
+        &self,
+        newest: &mut HashMap<String, Decimal>,
+    ) -> Result<Vec<String>> {
+        let lookback = Decimal::try_from(self.config().poll_lookback.as_secs_f64())
+            .unwrap_or(Decimal::from(30));
+        // now() is stable (clock_timestamp() is not), so the bound is an index condition.
+        let rows: Vec<(String, Decimal)> = sqlx::query_as(
+            "SELECT instance_id, max(\"position\") FROM eventstore.events2
+             WHERE \"position\" > EXTRACT(EPOCH FROM now()) - $1 AND instance_id <> ''
+             GROUP BY instance_id",
+        )
+        .bind(lookback)
+        .fetch_all(self.pool())
+        .await
+        .map_err(on_constraint)?;
+        let mut moved = Vec::new();
+        let mut seen_now = HashMap::with_capacity(rows.len());
+        for (instance, position) in rows {
+            if newest.get(&instance).is_none_or(|seen| *seen < position) {
+                moved.push(instance.clone());
+            }
+            seen_now.insert(instance, position);
+        }
+        // Only the instances within the lookback are remembered.
+        *newest = seen_now;
+        Ok(moved)
     }
 }

@@ -40,6 +40,13 @@ pub struct EngineConfig {
     /// folded in memory and written set-based in one transaction (see `bulk.rs`); larger
     /// ones go in batches. 0 turns the bulk catch-up off.
     pub bulk_limit: u32,
+    /// Continuous mode on an adopted (ZITADEL) event store, whose pushes send no
+    /// notification: how often to look for events pushed since the last look (one index
+    /// range scan over the last `poll_lookback` of positions).
+    pub poll_interval: Duration,
+    /// How far back each poll looks: a ZITADEL push committing later than this after its
+    /// statement started is left to the sweep.
+    pub poll_lookback: Duration,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +58,8 @@ impl Default for EngineConfig {
             sweep_interval: Duration::from_secs(60),
             max_backoff: Duration::from_secs(30),
             bulk_limit: 100_000,
+            poll_interval: Duration::from_millis(500),
+            poll_lookback: Duration::from_secs(30),
         }
     }
 }

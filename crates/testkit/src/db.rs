@@ -201,9 +201,22 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Provisions a fresh database (see the module docs for how the server is chosen).
     pub async fn fresh() -> Result<Self, ProvisionError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let server = server().await?;
         let template = template(&server.admin).await?;
+        Self::create(server, &template).await
+    }
+
+    /// Provisions an empty database, not migrated: for tests of the migrations themselves
+    /// and of databases laid out by others (ZITADEL). Its `pool` is opened before anything
+    /// is created: open a new one (`tenancy_postgres::pool::connect_with(db.options...)`)
+    /// once the layout exists.
+    pub async fn empty() -> Result<Self, ProvisionError> {
+        let server = server().await?;
+        Self::create(server, "template0").await
+    }
+
+    async fn create(server: &Server, template: &str) -> Result<Self, ProvisionError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "tenancy_test_{}_{}_{}",
             std::process::id(),
