@@ -499,3 +499,112 @@ async fn zitadel_pushes_reach_the_tables_of_a_running_engine_without_notificatio
     );
     assert_verified(&engine).await;
 }
+
+#[tokio::test]
+async fn upgrades_a_database_laid_out_by_an_earlier_release_in_place() {
+    // The layout of releases before the `tenancy` schema, with a little history: instance
+    // a half projected (a cursor), b written by a v3 command (rows and event together),
+    // one recorded failure.
+    let db = TestDatabase::empty().await.unwrap();
+    // As those releases connected: the server's default search path.
+    let plain = PgPool::connect_with(db.options.clone()).await.unwrap();
+    let legacy = sqlx::migrate!("../migrations/legacy");
+    legacy.run(&plain).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision,
+             created_at, payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3) VALUES
+           ('a', 'instance', 'a', 'instance.added', 1, 1, '2026-01-01Z', '{\"name\": \"A\"}', 'c', 'a', 1.0, 1, false),
+           ('a', 'org', 'o1', 'org.added', 1, 1, '2026-01-02Z', '{\"name\": \"O1\"}', 'c', 'o1', 2.0, 1, false),
+           ('b', 'instance', 'b', 'instance.added', 1, 1, '2026-01-03Z', '{\"name\": \"B\"}', 'c', 'b', 3.0, 1, true);
+         INSERT INTO zitadel.instances (id, name, created_at, updated_at) VALUES
+           ('a', 'A', '2026-01-01Z', '2026-01-01Z'), ('b', 'B', '2026-01-03Z', '2026-01-03Z');
+         INSERT INTO projections.current_states (projection_name, instance_id, \"position\", in_tx_order, aggregate_type,
+             aggregate_id, \"sequence\", event_date) VALUES ('relational_tables', 'a', 1.0, 1, 'instance', 'a', 1, '2026-01-01Z');
+         INSERT INTO projections.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence,
+             event_creation_date, failure_count, error) VALUES ('relational_tables', 'z', 'org', 'x', 1, '2026-01-01Z', 5, 'kept');",
+    )
+    .execute(&plain)
+    .await
+    .unwrap();
+
+    let pool = tenancy_pool(&db).await;
+    let applied = tenancy_postgres::migrate::migrate(&pool).await.unwrap();
+    assert_eq!(applied, vec![1, 2, 3, 4, 5]);
+    let layout = tenancy_postgres::layout::stored(&mut pool.acquire().await.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            layout.relational_schema.as_str(),
+            layout.event_store,
+            layout.zitadel_present
+        ),
+        ("zitadel", EventStore::Owned, false)
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM tenancy.migrations WHERE skipped"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM tenancy.current_states").await,
+        1
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM tenancy.failed_events2").await,
+        1
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM tenancy.written_events").await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'projections'
+             UNION ALL SELECT count(*) FROM pg_proc WHERE pronamespace = 'zitadel'::regnamespace AND proname LIKE 'apply_%'
+             UNION ALL SELECT count(*) FROM pg_class WHERE relname = '_sqlx_migrations'
+             ORDER BY 1 DESC LIMIT 1"
+        )
+        .await,
+        0,
+        "the old bookkeeping, functions and ledger are gone"
+    );
+    // The earlier indexes on events2 serve: nothing is built twice.
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM pg_class WHERE relname IN ('events2_tenancy_projection', 'events2_tenancy_position')").await,
+        0
+    );
+    let engine = engine(&pool);
+    let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert_eq!((outcome.applied, outcome.skipped), (1, 1), "{outcome:?}");
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM zitadel.organizations").await,
+        1
+    );
+    assert_verified(&engine).await;
+
+    // Removed again: its tables and schemas go, the store it created stays with the events.
+    let removed = tenancy_postgres::migrate::remove(&mut pool.acquire().await.unwrap().detach())
+        .await
+        .unwrap();
+    assert_eq!(removed.relational_schema.as_deref(), Some("zitadel"));
+    assert_eq!(removed.store_indexes.len(), 3, "{removed:?}");
+    pool.close().await;
+    assert_eq!(
+        scalar(
+            &plain,
+            "SELECT count(*) FROM pg_namespace WHERE nspname IN ('tenancy', 'zitadel')"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&plain, "SELECT count(*) FROM eventstore.events2").await,
+        3
+    );
+}

@@ -15,7 +15,11 @@ pub struct Database {
 }
 
 impl Database {
-    pub async fn open(url: Option<&str>, data_dir: Option<PathBuf>) -> Result<Self> {
+    pub async fn open(
+        url: Option<&str>,
+        data_dir: Option<PathBuf>,
+        relational_schema: Option<&str>,
+    ) -> Result<Self> {
         let (url, cluster) = match url {
             Some(url) => (url.to_owned(), None),
             None => {
@@ -47,7 +51,10 @@ impl Database {
             })?;
             let _ = probe.close().await;
         }
-        let pool = tenancy_postgres::PgStore::connect(&url).await.map_err(|e| {
+        let options: sqlx::postgres::PgConnectOptions = url
+            .parse()
+            .map_err(|e| anyhow!("invalid database URL {}: {e}", redact(&url)))?;
+        let pool = tenancy_postgres::pool::connect_with_schema(options, 16, relational_schema).await.map_err(|e| {
             anyhow!("cannot connect to the database at {}: {e}; check the URL and that the server runs", redact(&url))
         })?;
         tracing::debug!(url = %redact(&url), "connected");

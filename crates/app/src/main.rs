@@ -66,6 +66,15 @@ enum Command {
     },
     /// Fill an empty database with a realistic dataset through both write paths.
     Demo,
+    /// Show where tenancy's objects live in this database (or would, before `migrate`).
+    Layout,
+    /// Remove everything tenancy added: its schema, the relational tables, its indexes on
+    /// eventstore.events2. The events stay.
+    Remove {
+        /// Required: the relational tables and tenancy's bookkeeping are dropped.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,17 +158,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     {
         bail!("{} is not a readable file", file.display());
     }
-    let db = Database::open(settings.database_url.as_deref(), settings.data_dir.clone()).await?;
+    let db = Database::open(
+        settings.database_url.as_deref(),
+        settings.data_dir.clone(),
+        settings.relational_schema.as_deref(),
+    )
+    .await?;
     let engine = Engine::new(db.pool.clone(), settings.projection.engine());
     let result = dispatch(cli.command, &db, &engine, &settings).await;
     db.close().await;
     result
 }
 
-async fn ensure_migrated(db: &Database) -> Result<()> {
-    let applied = tenancy_postgres::migrate::migrate(&db.pool)
-        .await
-        .context("migrating the schema")?;
+async fn ensure_migrated(db: &Database, settings: &settings::Settings) -> Result<()> {
+    let applied =
+        tenancy_postgres::migrate::migrate_with(&db.pool, settings.relational_schema.as_deref())
+            .await
+            .context("migrating the schema")?;
     if !applied.is_empty() {
         tracing::info!(?applied, "applied migrations");
     }
@@ -189,9 +204,12 @@ async fn dispatch(
 ) -> Result<ExitCode> {
     match command {
         Command::Migrate => {
-            let applied = tenancy_postgres::migrate::migrate(&db.pool)
-                .await
-                .context("migrating the schema")?;
+            let applied = tenancy_postgres::migrate::migrate_with(
+                &db.pool,
+                settings.relational_schema.as_deref(),
+            )
+            .await
+            .context("migrating the schema")?;
             println!(
                 "migrations: {}",
                 if applied.is_empty() {
@@ -203,12 +221,12 @@ async fn dispatch(
             prefill(engine).await
         }
         Command::Start { .. } => {
-            ensure_migrated(db).await?;
+            ensure_migrated(db, settings).await?;
             start(engine, settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => {
-            ensure_migrated(db).await?;
+            ensure_migrated(db, settings).await?;
             demo::run(&db.pool, engine).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -229,6 +247,51 @@ async fn dispatch(
         Command::Projections { action } => {
             require_schema(db).await?;
             projections(action, engine).await
+        }
+        Command::Layout => {
+            let mut conn = db.pool.acquire().await?;
+            let stored = tenancy_postgres::layout::stored(&mut conn).await?;
+            let layout = match &stored {
+                Some(layout) => layout.clone(),
+                None => {
+                    tenancy_postgres::layout::resolve(
+                        &mut conn,
+                        settings.relational_schema.as_deref(),
+                    )
+                    .await?
+                }
+            };
+            println!(
+                "{}\nZITADEL present:    {}\nevent store:        {}\nrelational tables:  schema {}\nbookkeeping:        schema tenancy",
+                if stored.is_some() {
+                    "layout (stored by the first migration)"
+                } else {
+                    "layout (not migrated yet: what `tenancy migrate` would decide)"
+                },
+                if layout.zitadel_present { "yes" } else { "no" },
+                if layout.adopted() {
+                    "adopted (ZITADEL's, used as found)"
+                } else {
+                    "owned (created by tenancy)"
+                },
+                layout.relational_schema,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Remove { yes } => {
+            if !yes {
+                bail!(
+                    "`tenancy remove` drops the relational tables and tenancy's bookkeeping: run it with --yes"
+                );
+            }
+            let mut conn = db.pool.acquire().await?;
+            let removed = tenancy_postgres::migrate::remove(&mut conn).await?;
+            println!(
+                "removed: schema tenancy, the relational tables in schema {}, indexes {:?} on eventstore.events2; the events stay",
+                removed.relational_schema.as_deref().unwrap_or("tenancy"),
+                removed.store_indexes
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

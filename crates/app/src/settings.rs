@@ -20,6 +20,9 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// HTTP address of `tenancy start`.
     pub listen: String,
+    /// Schema of the relational tables next to a ZITADEL (default `tenancy`); without a
+    /// ZITADEL they live in `zitadel` unless this is set. Decided by the first migration.
+    pub relational_schema: Option<String>,
     pub projection: ProjectionSettings,
 }
 
@@ -30,6 +33,8 @@ pub struct ProjectionSettings {
     pub max_failure_count: i16,
     pub workers: usize,
     pub sweep_interval_secs: u64,
+    /// On an adopted ZITADEL store (no notifications): how often to look for new events.
+    pub poll_interval_ms: u64,
     /// A not yet projected instance with at most this many events is folded in memory
     /// and written in one go (0 = always in batches).
     pub bulk_limit: u32,
@@ -43,6 +48,7 @@ impl Default for Settings {
             database_url: None,
             data_dir: None,
             listen: "127.0.0.1:8080".into(),
+            relational_schema: None,
             projection: ProjectionSettings::default(),
         }
     }
@@ -56,6 +62,7 @@ impl Default for ProjectionSettings {
             max_failure_count: engine.max_failure_count,
             workers: engine.workers,
             sweep_interval_secs: engine.sweep_interval.as_secs(),
+            poll_interval_ms: engine.poll_interval.as_millis() as u64,
             bulk_limit: engine.bulk_limit,
             stuck_after_secs: 300,
         }
@@ -69,6 +76,7 @@ impl ProjectionSettings {
             max_failure_count: self.max_failure_count.max(1),
             workers: self.workers.max(1),
             sweep_interval: Duration::from_secs(self.sweep_interval_secs.max(1)),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             bulk_limit: self.bulk_limit,
             ..EngineConfig::default()
         }

@@ -191,13 +191,17 @@ async fn apply_pending(conn: &mut PgConnection, layout: &Layout, legacy: bool) -
 }
 
 /// A database of a release before the `tenancy` schema: its cursors and failures move
-/// into tenancy's tables, its functions (now in `tenancy`) and its ledger go. The tables it
-/// created in `zitadel` and `eventstore` are the same and stay.
+/// into tenancy's tables, its v3 marks into `tenancy.written_events`, its functions (now in
+/// `tenancy`) and its ledger go. The tables it created in `zitadel` and `eventstore` are the
+/// same and stay.
 async fn upgrade_legacy(conn: &mut PgConnection) -> Result<()> {
     sqlx::raw_sql(
-        "INSERT INTO tenancy.current_states SELECT * FROM tenancy.current_states;
-         INSERT INTO tenancy.failed_events2 SELECT * FROM tenancy.failed_events2;
-         DROP TABLE tenancy.current_states, tenancy.failed_events2;
+        "INSERT INTO tenancy.current_states SELECT * FROM projections.current_states;
+         INSERT INTO tenancy.failed_events2 SELECT * FROM projections.failed_events2;
+         DROP TABLE projections.current_states, projections.failed_events2;
+         -- Those releases owned the store: written_by_v3 was their own mark.
+         INSERT INTO tenancy.written_events (instance_id, aggregate_type, aggregate_id, \"sequence\")
+         SELECT instance_id, aggregate_type, aggregate_id, \"sequence\" FROM eventstore.events2 WHERE written_by_v3;
          DROP FUNCTION zitadel.apply_changes(text[], jsonb[], timestamptz[]);
          DROP FUNCTION zitadel.apply_change(jsonb, timestamptz);
          DROP FUNCTION zitadel.apply_op(text, jsonb, timestamptz);
@@ -299,4 +303,89 @@ pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>> {
             applied: applied.contains(&m.version),
         })
         .collect())
+}
+
+/// What [`remove`] dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The schema of the relational tables, when tenancy's (not dropped when it holds
+    /// other objects).
+    pub relational_schema: Option<String>,
+    /// Indexes tenancy built on `eventstore.events2`.
+    pub store_indexes: Vec<String>,
+}
+
+/// Removes everything tenancy added to the database — its schema (bookkeeping, functions,
+/// ledger, and the relational tables when they live there), the relational tables, types
+/// and trigger function elsewhere, and its indexes on `eventstore.events2` (dropped
+/// CONCURRENTLY) — and nothing else: the events, including those tenancy pushed, stay;
+/// so does an event store tenancy created (drop `eventstore` yourself if it is not
+/// ZITADEL's and you want the events gone). The relational tables go first, in one
+/// transaction; then the indexes.
+pub async fn remove(conn: &mut PgConnection) -> Result<Removed> {
+    let Some(layout) = layout::stored(conn).await? else {
+        return Err(Error::PreconditionFailed(
+            "tenancy's migrations have not run on this database: nothing to remove".into(),
+        ));
+    };
+    let schema = layout.relational_schema.clone();
+    layout::check_schema_name(&schema)?;
+    let mut removed = Removed::default();
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    if schema != layout::TENANCY_SCHEMA {
+        // Identifiers cannot be bound; the stored name is checked above.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE {schema}.domains, {schema}.org_domains, {schema}.instance_domains,
+                        {schema}.organizations, {schema}.instances;
+             DROP TYPE {schema}.organization_state, {schema}.domain_type, {schema}.domain_validation_type;
+             DROP FUNCTION {schema}.stamp_updated_at();"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        let empty: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = to_regnamespace($1)::oid)
+                AND NOT EXISTS (SELECT 1 FROM pg_type WHERE typnamespace = to_regnamespace($1)::oid)
+                AND NOT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = to_regnamespace($1)::oid)",
+        )
+        .bind(&schema)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        if empty {
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema}")))
+                .execute(&mut *tx)
+                .await
+                .map_err(on_constraint)?;
+        }
+    }
+    removed.relational_schema = Some(schema);
+    sqlx::query("DROP SCHEMA tenancy CASCADE")
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    tx.commit().await.map_err(on_constraint)?;
+    let mut names: Vec<&str> = STORE_INDEXES.iter().map(|i| i.name).collect();
+    if layout.event_store == EventStore::Owned {
+        // The names of releases before the `tenancy` schema, on a store they created.
+        names.extend(["events2_projection", "events2_position"]);
+    }
+    let ours: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE i.indrelid = to_regclass('eventstore.events2') AND c.relname = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(on_constraint)?;
+    for name in ours {
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS eventstore.{name}"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+        removed.store_indexes.push(name);
+    }
+    Ok(removed)
 }
