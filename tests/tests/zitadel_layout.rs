@@ -14,6 +14,7 @@ use tenancy_core::command::{AddOrganization, run};
 use tenancy_core::event::NewEvent;
 use tenancy_core::id::InstanceId;
 use tenancy_eventstore::PgEventStore;
+use tenancy_eventstore::import::{ImportRow, import_rows};
 use tenancy_postgres::PgStore;
 use tenancy_postgres::layout::EventStore;
 use tenancy_projection::{Engine, EngineConfig};

@@ -12,8 +12,14 @@ use std::path::Path;
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tenancy_core::Error;
+use tenancy_core::event::{
+    EVENT_TYPES, INSTANCE_AGGREGATE, LegacyEvent, ORG_AGGREGATE, UNIQUE_INSTANCE_DOMAIN,
+    UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
+};
+use tenancy_core::id::InstanceId;
+use tenancy_core::state::InMemoryState;
 use tenancy_postgres::on_constraint;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -285,6 +291,31 @@ pub async fn import_file(pool: &PgPool, path: &Path) -> Result<ImportReport, Imp
 
 /// Loads validated rows in one transaction (COPY into a temporary table, then one insert).
 pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportReport, ImportError> {
+    // An adopted ZITADEL store older than written_by_v3 has no such column: nothing to
+    // write there, and a row that needs it cannot be stored without losing its mark.
+    let with_v3: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'eventstore.events2'::regclass
+                        AND attname = 'written_by_v3' AND NOT attisdropped)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(on_constraint)?;
+    if !with_v3 && let Some(line) = rows.iter().position(|r| r.written_by_v3) {
+        return Err(Error::invalid(
+            "written_by_v3",
+            format!(
+                "row {} is marked written_by_v3, but this event store has no written_by_v3 column \
+                 (a ZITADEL store older than that column): nothing was imported",
+                line + 1
+            ),
+        )
+        .into());
+    }
+    let columns = if with_v3 {
+        &COLUMNS[..]
+    } else {
+        &COLUMNS[..12]
+    };
     let mut data = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
@@ -294,7 +325,7 @@ pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportRepo
             .format(&Rfc3339)
             .map_err(|e| Error::internal(e.to_string()))?;
         let payload = r.payload.as_ref().map(Value::to_string).unwrap_or_default();
-        data.write_record([
+        let record = [
             r.instance_id.as_str(),
             &r.aggregate_type,
             &r.aggregate_id,
@@ -308,8 +339,9 @@ pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportRepo
             &r.position.to_string(),
             &r.in_tx_order.to_string(),
             if r.written_by_v3 { "t" } else { "f" },
-        ])
-        .map_err(|e| Error::internal(e.to_string()))?;
+        ];
+        data.write_record(&record[..columns.len()])
+            .map_err(|e| Error::internal(e.to_string()))?;
     }
     let data = data
         .into_inner()
@@ -324,7 +356,7 @@ pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportRepo
     let mut copy = tx
         .copy_in_raw(&format!(
             "COPY import_events ({}) FROM STDIN WITH (FORMAT csv)",
-            quoted_columns()
+            quoted_columns(columns)
         ))
         .await
         .map_err(on_constraint)?;
@@ -338,6 +370,7 @@ pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportRepo
     .map_err(on_constraint)?
     .rows_affected();
     let instances: BTreeSet<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
+    fill_unique_constraints(&mut tx, &instances).await?;
     for instance in instances {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::NOTIFY_CHANNEL)
@@ -355,8 +388,126 @@ pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportRepo
     })
 }
 
-fn quoted_columns() -> String {
-    COLUMNS
+/// Fills `eventstore.unique_constraints` for the imported instances as the v3 commands
+/// keep it (an import has no commands to do it): their whole streams — imported rows and
+/// any already present — are folded with the projection's rules, and the constraints of
+/// the final state are written: every live custom domain (global), live organization name
+/// and verified organization domain (per instance). Per-instance constraints of these
+/// instances that the final state does not hold are deleted; a global domain constraint
+/// is deleted only when no other instance ever added that domain (another may hold it).
+/// Events the rules reject are left out of the fold, as the projection skips them.
+async fn fill_unique_constraints(
+    conn: &mut PgConnection,
+    instances: &BTreeSet<&str>,
+) -> Result<(), ImportError> {
+    let instances: Vec<&str> = instances
+        .iter()
+        .copied()
+        .filter(|i| !i.is_empty())
+        .collect();
+    if instances.is_empty() {
+        return Ok(());
+    }
+    let mut state = InMemoryState::new();
+    let mut added_domains: BTreeSet<String> = BTreeSet::new();
+    let mut after: Option<(Decimal, i32, String, String, String, i64)> = None;
+    loop {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            i64,
+            Option<Value>,
+            OffsetDateTime,
+            Decimal,
+            i32,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", payload, created_at,
+                    \"position\", in_tx_order
+             FROM eventstore.events2
+             WHERE instance_id = ANY($1) AND aggregate_type = ANY($2) AND event_type = ANY($3)
+               AND ($4::numeric IS NULL OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
+                    > ($4, $5, $6, $7, $8, $9))
+             ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
+             LIMIT 10000",
+        )
+        .bind(&instances)
+        .bind([INSTANCE_AGGREGATE, ORG_AGGREGATE])
+        .bind(EVENT_TYPES)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1))
+        .bind(after.as_ref().map(|a| a.2.clone()))
+        .bind(after.as_ref().map(|a| a.3.clone()))
+        .bind(after.as_ref().map(|a| a.4.clone()))
+        .bind(after.as_ref().map(|a| a.5))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+        let Some(last) = rows.last() else { break };
+        after = Some((
+            last.7,
+            last.8,
+            last.0.clone(),
+            last.1.clone(),
+            last.2.clone(),
+            last.4,
+        ));
+        for (instance, _, aggregate_id, event_type, _, payload, created_at, _, _) in rows {
+            let Ok(event) = LegacyEvent::decode(&event_type, payload.as_ref()) else {
+                continue;
+            };
+            if let LegacyEvent::InstanceDomainAdded { domain, .. } = &event {
+                added_domains.insert(domain.to_lowercase());
+            }
+            let Ok(instance) = InstanceId::new(instance) else {
+                continue;
+            };
+            // Rejected by the rules: skipped, as the projection skips it.
+            let _ = state.apply_event(&instance, &aggregate_id, &event, created_at);
+        }
+    }
+    let uniques = state.unique_constraints();
+    let held_domains: Vec<&str> = uniques
+        .iter()
+        .filter(|u| u.unique_type == UNIQUE_INSTANCE_DOMAIN)
+        .map(|u| u.unique_field.as_str())
+        .collect();
+    let released: Vec<&str> = added_domains
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !held_domains.contains(d))
+        .collect();
+    sqlx::query(
+        "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS w(i, t, f)),
+              stale AS (
+                  DELETE FROM eventstore.unique_constraints u
+                  WHERE (u.instance_id = ANY($4) AND u.unique_type = ANY($5)
+                         AND NOT EXISTS (SELECT 1 FROM wanted w WHERE (w.i, w.t, w.f) = (u.instance_id, u.unique_type, u.unique_field)))
+                     OR (u.instance_id = '' AND u.unique_type = $6 AND u.unique_field = ANY($7)
+                         AND NOT EXISTS (SELECT 1 FROM eventstore.events2 e
+                                         WHERE e.aggregate_type = 'instance' AND e.event_type = 'instance.domain.added'
+                                           AND lower(e.payload ->> 'domain') = u.unique_field
+                                           AND e.instance_id <> ALL($4))))
+         INSERT INTO eventstore.unique_constraints (instance_id, unique_type, unique_field)
+         SELECT i, t, f FROM wanted ON CONFLICT DO NOTHING",
+    )
+    .bind(uniques.iter().map(|u| u.instance_id.clone()).collect::<Vec<_>>())
+    .bind(uniques.iter().map(|u| u.unique_type.clone()).collect::<Vec<_>>())
+    .bind(uniques.iter().map(|u| u.unique_field.clone()).collect::<Vec<_>>())
+    .bind(&instances)
+    .bind([UNIQUE_ORG_NAME, UNIQUE_ORG_DOMAIN])
+    .bind(UNIQUE_INSTANCE_DOMAIN)
+    .bind(&released)
+    .execute(&mut *conn)
+    .await
+    .map_err(on_constraint)?;
+    Ok(())
+}
+
+fn quoted_columns(columns: &[&str]) -> String {
+    columns
         .iter()
         .map(|c| format!("\"{c}\""))
         .collect::<Vec<_>>()

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::event::LegacyEvent;
+use crate::event::{LegacyEvent, UniqueConstraint};
 use crate::id::{InstanceId, OrgId};
 use crate::model::{
     Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
@@ -1048,6 +1048,47 @@ impl InMemoryState {
             1 => Ok(rows.remove(0)),
             _ => Err(Error::MultipleFound { kind: "domain" }),
         }
+    }
+
+    /// The unique constraints (`eventstore.unique_constraints`) the v3 commands keep for
+    /// this state: every live custom instance domain (global), every live organization's
+    /// name and verified domains (per instance). All of them adds.
+    pub fn unique_constraints(&self) -> Vec<UniqueConstraint> {
+        let live_instance = |id: &InstanceId| {
+            self.instances
+                .get(id.as_str())
+                .is_some_and(|i| i.deleted_at.is_none())
+        };
+        let live_org = |instance: &InstanceId, org: &OrgId| {
+            self.organizations
+                .get(&(instance.as_str().to_owned(), org.as_str().to_owned()))
+                .is_some_and(|o| o.deleted_at.is_none())
+        };
+        let mut uniques = Vec::new();
+        for d in self.instance_domains.values() {
+            if matches!(d.kind, InstanceDomainKind::Custom { .. }) && live_instance(&d.instance_id)
+            {
+                uniques.push(UniqueConstraint::add_instance_domain(&d.domain));
+            }
+        }
+        for o in self.organizations.values() {
+            if o.deleted_at.is_none() && live_instance(&o.instance_id) {
+                uniques.push(UniqueConstraint::add_org_name(
+                    o.instance_id.as_str(),
+                    &o.name,
+                ));
+            }
+        }
+        for d in self.org_domains.values() {
+            if d.is_verified && live_instance(&d.instance_id) && live_org(&d.instance_id, &d.org_id)
+            {
+                uniques.push(UniqueConstraint::add_org_domain(
+                    d.instance_id.as_str(),
+                    &d.domain,
+                ));
+            }
+        }
+        uniques
     }
 
     /// Every row of every table, for comparisons (`verify`).
