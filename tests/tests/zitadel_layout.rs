@@ -353,6 +353,54 @@ async fn adopts_an_older_store_without_written_by_v3_or_cursor_order() {
         1
     );
     assert_verified(&engine).await;
+
+    // An import into this store: a row marked written_by_v3 cannot be kept (no column) and
+    // nothing is imported; unmarked rows are, with their unique constraints.
+    let row = |v3: bool| ImportRow {
+        instance_id: "imported".into(),
+        aggregate_type: "instance".into(),
+        aggregate_id: "imported".into(),
+        event_type: if v3 {
+            "instance.changed"
+        } else {
+            "instance.added"
+        }
+        .into(),
+        sequence: if v3 { 3 } else { 1 },
+        revision: 1,
+        created_at: time::OffsetDateTime::now_utc(),
+        payload: Some(json!({"name": "Imported"})),
+        creator: "export".into(),
+        owner: "imported".into(),
+        position: rust_decimal::Decimal::from(1),
+        in_tx_order: 1,
+        written_by_v3: v3,
+    };
+    let mut domain = row(false);
+    domain.event_type = "instance.domain.added".into();
+    domain.sequence = 2;
+    domain.in_tx_order = 2;
+    domain.payload = Some(json!({"domain": "Imported.Example", "generated": false}));
+    let refused = import_rows(&pool, &[row(false), domain.clone(), row(true)]).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("no written_by_v3 column")
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM eventstore.events2 WHERE instance_id = 'imported'"
+        )
+        .await,
+        0
+    );
+    import_rows(&pool, &[row(false), domain]).await.unwrap();
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM eventstore.unique_constraints WHERE instance_id = '' AND unique_field = 'imported.example'").await,
+        1
+    );
     pool.close().await;
 }
 
