@@ -1,4 +1,4 @@
-//! Adopting a database laid out by ZITADEL itself (fixtures in `tests/fixtures/zitadel/`,
+//! Adopting a database laid out by ZITADEL itself (fixtures in `crates/testkit/fixtures/zitadel/`,
 //! written from the facts of ZITADEL's source): migrate, prefill, verify and continuous
 //! projection next to ZITADEL-style writers; nothing of ZITADEL's changed; ZITADEL's own
 //! setup and push still working afterwards. Also the upgrade of a database laid out by an
@@ -21,22 +21,10 @@ use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::fixtures;
 use tenancy_testkit::stream::{churn, inst, org};
+use tenancy_testkit::zitadel::{self, INIT, SETUP_NEXT, TRANSACTIONAL_TABLES, V4};
 
-const INIT: &str = include_str!("../fixtures/zitadel/01_init.sql");
-const V4: &str = include_str!("../fixtures/zitadel/02_v4.sql");
-const TRANSACTIONAL_TABLES: &str = include_str!("../fixtures/zitadel/03_transactional_tables.sql");
-const SETUP_NEXT: &str = include_str!("../fixtures/zitadel/04_setup_next.sql");
-
-/// An empty database laid out with the given fixture files.
 async fn zitadel_database(fixtures: &[&str]) -> TestDatabase {
-    let db = TestDatabase::empty().await.unwrap();
-    for sql in fixtures {
-        sqlx::raw_sql(AssertSqlSafe(*sql))
-            .execute(&db.pool)
-            .await
-            .unwrap();
-    }
-    db
+    zitadel::database(fixtures).await.unwrap()
 }
 
 /// A tenancy pool for the database as it is now (layout stored or decided).
@@ -46,56 +34,10 @@ async fn tenancy_pool(db: &TestDatabase) -> PgPool {
         .unwrap()
 }
 
-/// Pushes like ZITADEL does: per-instance shared lock, then `eventstore.push(commands)`,
-/// in one transaction; no notification. `v3` marks the events ZITADEL's own v3 code wrote.
 async fn zitadel_push(pool: &PgPool, events: &[NewEvent], with_v3_column: bool, v3: bool) {
-    let row = if with_v3_column {
-        "ROW(i, t, id, et, 1, p, c, o, $8)::eventstore.command"
-    } else {
-        "ROW(i, t, id, et, 1, p, c, o)::eventstore.command"
-    };
-    let sql = format!(
-        "SELECT count(*) FROM eventstore.push(ARRAY(
-             SELECT {row} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[])
-                 WITH ORDINALITY AS x(i, t, id, et, p, c, o, n)
-             ORDER BY n))"
-    );
-    let mut tx = pool.begin().await.unwrap();
-    let query = sqlx::query(AssertSqlSafe(sql))
-        .bind(
-            events
-                .iter()
-                .map(|e| e.instance_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.aggregate_type.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.aggregate_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.event_type.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.creator.clone()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.owner.clone()).collect::<Vec<_>>());
-    let query = if with_v3_column {
-        query.bind(v3)
-    } else {
-        query
-    };
-    query.execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
+    zitadel::push(pool, events, with_v3_column, v3)
+        .await
+        .unwrap();
 }
 
 /// Everything of ZITADEL's that tenancy must not change: relations with their columns,

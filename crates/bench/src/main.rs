@@ -6,6 +6,7 @@ mod catchup;
 mod grown;
 mod lookup;
 mod push;
+mod zitadel;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub enum Bench {
     Grown,
     Push,
     Lookup,
+    Zitadel,
 }
 
 /// One line of the report.
@@ -136,6 +138,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Lookup) {
         figures.extend(lookup::run(&args).await?);
+    }
+    if runs(Bench::Zitadel) {
+        figures.extend(zitadel::run(&args).await?);
     }
     println!();
     println!(

@@ -289,8 +289,20 @@ pub async fn import_file(pool: &PgPool, path: &Path) -> Result<ImportReport, Imp
     import_rows(pool, &rows).await
 }
 
-/// Loads validated rows in one transaction (COPY into a temporary table, then one insert).
+/// Loads validated rows in one transaction (COPY into a temporary table, then one insert)
+/// and fills the unique constraints of the instances they touch.
 pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportReport, ImportError> {
+    import_rows_with(pool, rows, true).await
+}
+
+/// [`import_rows`]; without `unique_constraints` the constraints are left as they are (a
+/// store loaded in many chunks would otherwise fold its instances once per chunk: fill
+/// them with a last call that has them on).
+pub async fn import_rows_with(
+    pool: &PgPool,
+    rows: &[ImportRow],
+    unique_constraints: bool,
+) -> Result<ImportReport, ImportError> {
     // An adopted ZITADEL store older than written_by_v3 has no such column: nothing to
     // write there, and a row that needs it cannot be stored without losing its mark.
     let with_v3: bool = sqlx::query_scalar(
@@ -370,7 +382,9 @@ pub async fn import_rows(pool: &PgPool, rows: &[ImportRow]) -> Result<ImportRepo
     .map_err(on_constraint)?
     .rows_affected();
     let instances: BTreeSet<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
-    fill_unique_constraints(&mut tx, &instances).await?;
+    if unique_constraints {
+        fill_unique_constraints(&mut tx, &instances).await?;
+    }
     for instance in instances {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::NOTIFY_CHANNEL)

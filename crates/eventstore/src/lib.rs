@@ -231,7 +231,7 @@ async fn push_in(
     };
     let n = i32::try_from(events.len())
         .map_err(|_| Error::invalid("events", "too many events in one push"))?;
-    // One call (migration 0006): the locks, the rows with their sequences (given, or the
+    // One call (migration 0005, `tenancy.push`): the locks, the rows with their sequences (given, or the
     // aggregate's latest plus the event's rank in the batch) and the notifications.
     let inserted: std::result::Result<Vec<(i32, i64, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
         "SELECT * FROM tenancy.push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",

@@ -1,4 +1,4 @@
-//! State changes applied by `zitadel.apply_change` / `zitadel.apply_changes` (migration
+//! State changes applied by `tenancy.apply_change` / `tenancy.apply_changes` (migration
 //! 0004): the one implementation of every write, for the repositories (one change) and the
 //! projection (a batch per round trip).
 

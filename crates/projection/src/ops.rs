@@ -24,7 +24,7 @@ pub struct Status {
     pub failed_events: i64,
 }
 
-/// A row of `projections.failed_events2`.
+/// A row of `tenancy.failed_events2`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FailedEvent {
     pub instance_id: String,

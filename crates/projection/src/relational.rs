@@ -7,7 +7,8 @@ use tenancy_core::event::{
 use tenancy_core::id::InstanceId;
 use tenancy_core::state::{StateChange, reduce};
 
-/// The projection's name in `projections.current_states` and `failed_events2`.
+/// The projection's name in `tenancy.current_states` and `tenancy.failed_events2` (tenancy's own
+/// tables: ZITADEL's handler of the same name keeps its cursors in `projections.*`).
 pub const NAME: &str = "relational_tables";
 
 /// The aggregate types it reads.

@@ -73,6 +73,8 @@ pub struct NewEvent {
     /// The event time; `None` lets the store stamp the statement time. v3 commands pass the
     /// time they also wrote on the rows (one timestamp for rows and events).
     pub created_at: Option<OffsetDateTime>,
+    /// A v3 command wrote the rows of this event in the same unit of work: the projection
+    /// must not apply it again.
     pub written_by_v3: bool,
     /// Optimistic concurrency: the aggregate's latest sequence the writer saw (0 = new).
     pub expected_sequence: Option<i64>,
@@ -134,6 +136,9 @@ pub struct StoredEvent {
     pub owner: String,
     pub position: Decimal,
     pub in_tx_order: i32,
+    /// tenancy's tables already hold this event's rows: a tenancy command wrote them with
+    /// the event (`tenancy.written_events` in PostgreSQL). Not necessarily the store's
+    /// `written_by_v3` column, which in an adopted ZITADEL store is ZITADEL's own mark.
     pub written_by_v3: bool,
 }
 
