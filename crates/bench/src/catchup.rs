@@ -270,7 +270,13 @@ async fn limit_run(rows: &[ImportRow], workers: usize) -> Result<f64> {
     );
     // A connection with PostgreSQL's default plan caching: within one COPY the foreign-key
     // checks switch to a generic plan made once the parents are all there, the cheapest way.
-    let mut conn = sqlx::PgConnection::connect_with(&db.options).await?;
+    // It names the tables as tenancy does (unqualified): the layout's search path only.
+    let layout = tenancy_postgres::pool::layout_of(&db.options, None).await?;
+    let options = db
+        .options
+        .clone()
+        .options([("search_path", layout.search_path())]);
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
     let mut tx = conn.begin().await?;
     copy_rows(&mut tx, &state).await?;
     tx.commit().await?;

@@ -62,7 +62,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     for host in &hosts {
         let t = Instant::now();
         let _: Option<(String,)> = sqlx::query_as(
-            "SELECT i.id FROM instance_domains d JOIN instances i ON i.id = d.instance_id
+            // A plain connection, names qualified: the test database's layout keeps the
+            // relational tables in `zitadel`.
+            "SELECT i.id FROM zitadel.instance_domains d JOIN zitadel.instances i ON i.id = d.instance_id
              WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
         )
         .bind(host)

@@ -15,8 +15,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tenancy_core::Error;
 use tenancy_core::event::{
-    EVENT_TYPES, INSTANCE_AGGREGATE, LegacyEvent, ORG_AGGREGATE, UNIQUE_INSTANCE_DOMAIN,
-    UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
+    LegacyEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
 };
 use tenancy_core::id::InstanceId;
 use tenancy_core::state::InMemoryState;
@@ -25,21 +24,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// schema.md's column order of `eventstore.events2`.
-pub const COLUMNS: [&str; 13] = [
-    "instance_id",
-    "aggregate_type",
-    "aggregate_id",
-    "event_type",
-    "sequence",
-    "revision",
-    "created_at",
-    "payload",
-    "creator",
-    "owner",
-    "position",
-    "in_tx_order",
-    "written_by_v3",
-];
+pub const COLUMNS: [&str; 13] = tenancy_postgres::layout::EVENTS2_COLUMNS;
 
 /// The file formats understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,64 +409,19 @@ async fn fill_unique_constraints(
     }
     let mut state = InMemoryState::new();
     let mut added_domains: BTreeSet<String> = BTreeSet::new();
-    let mut after: Option<(Decimal, i32, String, String, String, i64)> = None;
-    loop {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            i64,
-            Option<Value>,
-            OffsetDateTime,
-            Decimal,
-            i32,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", payload, created_at,
-                    \"position\", in_tx_order
-             FROM eventstore.events2
-             WHERE instance_id = ANY($1) AND aggregate_type = ANY($2) AND event_type = ANY($3)
-               AND ($4::numeric IS NULL OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
-                    > ($4, $5, $6, $7, $8, $9))
-             ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
-             LIMIT 10000",
-        )
-        .bind(&instances)
-        .bind([INSTANCE_AGGREGATE, ORG_AGGREGATE])
-        .bind(EVENT_TYPES)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1))
-        .bind(after.as_ref().map(|a| a.2.clone()))
-        .bind(after.as_ref().map(|a| a.3.clone()))
-        .bind(after.as_ref().map(|a| a.4.clone()))
-        .bind(after.as_ref().map(|a| a.5))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-        let Some(last) = rows.last() else { break };
-        after = Some((
-            last.7,
-            last.8,
-            last.0.clone(),
-            last.1.clone(),
-            last.2.clone(),
-            last.4,
-        ));
-        for (instance, _, aggregate_id, event_type, _, payload, created_at, _, _) in rows {
-            let Ok(event) = LegacyEvent::decode(&event_type, payload.as_ref()) else {
-                continue;
-            };
-            if let LegacyEvent::InstanceDomainAdded { domain, .. } = &event {
-                added_domains.insert(domain.to_lowercase());
-            }
-            let Ok(instance) = InstanceId::new(instance) else {
-                continue;
-            };
-            // Rejected by the rules: skipped, as the projection skips it.
-            let _ = state.apply_event(&instance, &aggregate_id, &event, created_at);
+    crate::for_each_in_order(conn, Some(&instances), |event| {
+        let Ok(decoded) = LegacyEvent::decode(&event.event_type, event.payload.as_ref()) else {
+            return;
+        };
+        if let LegacyEvent::InstanceDomainAdded { domain, .. } = &decoded {
+            added_domains.insert(domain.to_lowercase());
         }
-    }
+        if let Ok(instance) = InstanceId::new(event.instance_id) {
+            // Rejected by the rules: skipped, as the projection skips it.
+            let _ = state.apply_event(&instance, &event.aggregate_id, &decoded, event.created_at);
+        }
+    })
+    .await?;
     let uniques = state.unique_constraints();
     let held_domains: Vec<&str> = uniques
         .iter()

@@ -18,10 +18,10 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tenancy_core::event::{
-    EventQuery, NewEvent, StoredEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
-    UniqueAction,
+    EVENT_TYPES, EventQuery, INSTANCE_AGGREGATE, NewEvent, ORG_AGGREGATE, SortKey, StoredEvent,
+    UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME, UniqueAction,
 };
 use tenancy_core::ports::EventReader;
 use tenancy_core::{Error, Result};
@@ -528,5 +528,99 @@ impl EventReader for PgEventStore {
             .await
             .map_err(on_constraint)?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+}
+
+/// Every event of the catalogue (instance and org aggregates, [`EVENT_TYPES`]) in global
+/// sort-key order — the order cross-instance rules such as global custom domains were
+/// judged in — of every instance, or only of `instances`; read in pages of 10,000 and
+/// passed to `on_event`. For folds (`verify`, the import's unique constraints), which take
+/// every event: `written_by_v3` is false, and older stores lack the column. Returns the
+/// number of events.
+pub async fn for_each_in_order<F>(
+    conn: &mut PgConnection,
+    instances: Option<&[&str]>,
+    mut on_event: F,
+) -> Result<u64>
+where
+    F: FnMut(StoredEvent) + Send,
+{
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i16,
+        OffsetDateTime,
+        Option<serde_json::Value>,
+        String,
+        String,
+        Decimal,
+        i32,
+    );
+    // Two statements rather than an `IS NULL OR` filter, whose generic plan could not use
+    // the instance as an index condition.
+    let filter = if instances.is_some() {
+        "instance_id = ANY($9)"
+    } else {
+        "true"
+    };
+    let sql = format!(
+        "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at,
+                payload, creator, \"owner\", \"position\", in_tx_order
+         FROM eventstore.events2
+         WHERE {filter} AND instance_id <> '' AND aggregate_type = ANY($1) AND event_type = ANY($2)
+           AND ($3::numeric IS NULL OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
+                > ($3, $4, $5, $6, $7, $8))
+         ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
+         LIMIT 10000"
+    );
+    let mut after: Option<SortKey> = None;
+    let mut seen = 0;
+    loop {
+        let query = sqlx::query_as(AssertSqlSafe(sql.clone()))
+            .bind([INSTANCE_AGGREGATE, ORG_AGGREGATE])
+            .bind(EVENT_TYPES)
+            .bind(after.as_ref().map(|a| a.position))
+            .bind(after.as_ref().map(|a| a.in_tx_order))
+            .bind(after.as_ref().map(|a| a.instance_id.clone()))
+            .bind(after.as_ref().map(|a| a.aggregate_type.clone()))
+            .bind(after.as_ref().map(|a| a.aggregate_id.clone()))
+            .bind(after.as_ref().map(|a| a.sequence));
+        let query = match instances {
+            Some(list) => query.bind(list.to_vec()),
+            None => query,
+        };
+        let rows: Vec<Row> = query.fetch_all(&mut *conn).await.map_err(on_constraint)?;
+        let Some(last) = rows.last() else {
+            return Ok(seen);
+        };
+        after = Some(SortKey {
+            position: last.10,
+            in_tx_order: last.11,
+            instance_id: last.0.clone(),
+            aggregate_type: last.1.clone(),
+            aggregate_id: last.2.clone(),
+            sequence: last.4,
+        });
+        for r in rows {
+            seen += 1;
+            on_event(StoredEvent {
+                instance_id: r.0,
+                aggregate_type: r.1,
+                aggregate_id: r.2,
+                event_type: r.3,
+                sequence: r.4,
+                revision: r.5,
+                created_at: r.6,
+                payload: r.7,
+                creator: r.8,
+                owner: r.9,
+                position: r.10,
+                in_tx_order: r.11,
+                written_by_v3: false,
+            });
+        }
     }
 }

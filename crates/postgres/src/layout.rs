@@ -106,8 +106,8 @@ pub const LEGACY_MIGRATIONS: [&str; 7] = [
     "instance domain claims",
 ];
 
-/// The columns of events2 tenancy reads and writes (written_by_v3 is optional).
-pub const EVENTS2_COLUMNS: [&str; 12] = [
+/// schema.md's columns of `eventstore.events2`, in its order.
+pub const EVENTS2_COLUMNS: [&str; 13] = [
     "instance_id",
     "aggregate_type",
     "aggregate_id",
@@ -120,7 +120,12 @@ pub const EVENTS2_COLUMNS: [&str; 12] = [
     "owner",
     "position",
     "in_tx_order",
+    "written_by_v3",
 ];
+
+/// The columns tenancy cannot do without: all but `written_by_v3`, which stores older
+/// than it lack (read as its default).
+pub const REQUIRED_EVENTS2_COLUMNS: &[&str] = EVENTS2_COLUMNS.split_at(12).0;
 
 /// Reads the catalog facts the decision rests on.
 pub async fn facts(conn: &mut PgConnection) -> Result<Facts> {
@@ -212,7 +217,7 @@ pub fn decide(facts: &Facts, preferred: Option<&str>) -> Result<Layout> {
         EventStore::Owned
     };
     if facts.events2 {
-        let missing: Vec<&str> = EVENTS2_COLUMNS
+        let missing: Vec<&str> = REQUIRED_EVENTS2_COLUMNS
             .iter()
             .copied()
             .filter(|c| !facts.events2_columns.iter().any(|have| have == c))

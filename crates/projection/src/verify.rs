@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
 use tenancy_core::Result;
 use tenancy_core::event::{LegacyEvent, StoredEvent};
 use tenancy_core::id::InstanceId;
@@ -12,10 +11,8 @@ use tenancy_core::model::{
 };
 use tenancy_core::state::InMemoryState;
 use tenancy_postgres::on_constraint;
-use time::OffsetDateTime;
 
 use crate::engine::Engine;
-use crate::relational;
 
 /// The result of a verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,22 +29,6 @@ impl VerifyReport {
         self.differences.is_empty()
     }
 }
-
-type EventRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i16,
-    OffsetDateTime,
-    Option<serde_json::Value>,
-    String,
-    String,
-    Decimal,
-    i32,
-    bool,
-);
 
 fn instance_line(i: &Instance) -> String {
     format!(
@@ -136,62 +117,16 @@ impl Engine {
     pub async fn verify(&self) -> Result<VerifyReport> {
         let mut state = InMemoryState::new();
         let mut report = VerifyReport::default();
-        let mut after: Option<(Decimal, i32, String, String, String, i64)> = None;
-        loop {
-            // Every event is folded, those tenancy's commands wrote included (their rows
-            // are in the tables): the column is not needed, and older stores lack it.
-            let rows: Vec<EventRow> = sqlx::query_as(
-                "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at,
-                        payload, creator, \"owner\", \"position\", in_tx_order, false
-                 FROM eventstore.events2
-                 WHERE instance_id <> '' AND aggregate_type = ANY($1) AND event_type = ANY($2)
-                   AND ($3::numeric IS NULL OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
-                        > ($3, $4, $5, $6, $7, $8))
-                 ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
-                 LIMIT 10000",
-            )
-            .bind(relational::aggregate_types())
-            .bind(relational::event_types())
-            .bind(after.as_ref().map(|a| a.0))
-            .bind(after.as_ref().map(|a| a.1))
-            .bind(after.as_ref().map(|a| a.2.clone()))
-            .bind(after.as_ref().map(|a| a.3.clone()))
-            .bind(after.as_ref().map(|a| a.4.clone()))
-            .bind(after.as_ref().map(|a| a.5))
-            .fetch_all(self.pool())
-            .await
-            .map_err(on_constraint)?;
-            let Some(last) = rows.last() else { break };
-            after = Some((
-                last.10,
-                last.11,
-                last.0.clone(),
-                last.1.clone(),
-                last.2.clone(),
-                last.4,
-            ));
-            for row in rows {
-                let event = StoredEvent {
-                    instance_id: row.0,
-                    aggregate_type: row.1,
-                    aggregate_id: row.2,
-                    event_type: row.3,
-                    sequence: row.4,
-                    revision: row.5,
-                    created_at: row.6,
-                    payload: row.7,
-                    creator: row.8,
-                    owner: row.9,
-                    position: row.10,
-                    in_tx_order: row.11,
-                    written_by_v3: row.12,
-                };
-                report.events += 1;
-                if fold(&mut state, &event).is_err() {
-                    report.failed_in_fold += 1;
-                }
+        // Every event is folded, those tenancy's commands wrote included (their rows are
+        // in the tables).
+        let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
+        report.events = tenancy_eventstore::for_each_in_order(&mut conn, None, |event| {
+            if fold(&mut state, &event).is_err() {
+                report.failed_in_fold += 1;
             }
-        }
+        })
+        .await?;
+        drop(conn);
         let expected = count_lines(
             state
                 .all_instances()

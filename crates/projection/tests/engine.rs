@@ -1072,46 +1072,7 @@ async fn every_v3_command_end_to_end_matches_the_fold_of_its_events() {
 /// Exports `db`'s events, imports them into a fresh database, and compares the unique
 /// constraints: the import derives them from the fold, the commands kept them as they went.
 async fn assert_import_keeps_unique_constraints(db: &TestDatabase) {
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        i64,
-        i16,
-        time::OffsetDateTime,
-        Option<serde_json::Value>,
-        String,
-        String,
-        rust_decimal::Decimal,
-        i32,
-        bool,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at, payload,
-                creator, \"owner\", \"position\", in_tx_order, written_by_v3 FROM eventstore.events2",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    let rows: Vec<ImportRow> = rows
-        .into_iter()
-        .map(|r| ImportRow {
-            instance_id: r.0,
-            aggregate_type: r.1,
-            aggregate_id: r.2,
-            event_type: r.3,
-            sequence: r.4,
-            revision: r.5,
-            created_at: r.6,
-            payload: r.7,
-            creator: r.8,
-            owner: r.9,
-            position: r.10,
-            in_tx_order: r.11,
-            written_by_v3: r.12,
-        })
-        .collect();
+    let rows = stored_rows(db).await;
     let uniques = "SELECT instance_id || ' ' || unique_type || ' ' || unique_field FROM eventstore.unique_constraints ORDER BY 1";
     let kept: Vec<String> = sqlx::query_scalar(uniques)
         .fetch_all(&db.pool)
