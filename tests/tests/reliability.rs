@@ -59,15 +59,7 @@ async fn concurrent_out_of_order_writers_lose_nothing() {
             ..EngineConfig::default()
         },
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = engine.clone();
-    let running = tokio::spawn(async move {
-        worker
-            .run_continuous(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = engine.spawn_continuous();
     let per_writer = 25 * scale();
     let mut writers = Vec::new();
     for w in 0..8u64 {
@@ -103,8 +95,7 @@ async fn concurrent_out_of_order_writers_lose_nothing() {
         w.await.unwrap();
     }
     engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
         .fetch_one(&db.pool)
         .await

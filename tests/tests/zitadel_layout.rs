@@ -428,17 +428,7 @@ async fn zitadel_pushes_reach_the_tables_of_a_running_engine_without_notificatio
     drop(pool);
     let pool = tenancy_pool(&db).await;
     let engine = engine(&pool);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .run_continuous(async {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let running = engine.spawn_continuous();
     // Four ZITADEL-style writers, each its own instance, pushing orgs with pauses.
     let mut writers = Vec::new();
     for w in 0..4 {
@@ -477,8 +467,7 @@ async fn zitadel_pushes_reach_the_tables_of_a_running_engine_without_notificatio
         latencies.extend(writer.await.unwrap());
     }
     latencies.sort();
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     eprintln!(
         "pick-up of ZITADEL pushes (no notification): p50 {:?}, max {:?}",
         latencies[latencies.len() / 2],

@@ -35,15 +35,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let grown = tenancy_postgres::pool::connect_with(db.options.clone(), 16).await?;
 
     let engine = Engine::new(grown.clone(), EngineConfig::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = engine.clone();
-    let running = tokio::spawn(async move {
-        worker
-            .run_continuous(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = engine.spawn_continuous();
 
     let rounds = total.saturating_sub(instances * (3 + ORGS_PER_INSTANCE as usize));
     let pushes: Vec<NewEvent> = churn_shaped(
@@ -82,8 +74,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             }
         }
     }
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
     let failed = engine.failed().await?;
     ensure!(

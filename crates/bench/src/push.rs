@@ -96,15 +96,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let db = TestDatabase::fresh().await?;
     let store = PgEventStore::new(db.pool.clone());
     let engine = Engine::new(db.pool.clone(), EngineConfig::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = engine.clone();
-    let running = tokio::spawn(async move {
-        worker
-            .run_continuous(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = engine.spawn_continuous();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pushes = if args.quick { 200 } else { 1_000 };
     let mut samples = Vec::with_capacity(pushes);
@@ -131,8 +123,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         }
         samples.push(started.elapsed());
     }
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     let (p50, p99) = (
         percentile_ms(&mut samples, 0.5),
         percentile_ms(&mut samples, 0.99),

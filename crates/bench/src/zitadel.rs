@@ -250,20 +250,11 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     tenancy_postgres::migrate::migrate(&pool).await?;
     let pool = tenancy_postgres::pool::connect_with(db.options.clone(), 8).await?;
     let engine = Engine::new(pool.clone(), EngineConfig::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = engine.clone();
-    let running = tokio::spawn(async move {
-        worker
-            .run_continuous(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = engine.spawn_continuous();
     let samples = if args.quick { 20 } else { 200 };
     let mut zitadel_push = pick_up(&pool, samples, true).await?;
     let mut own_push = pick_up(&pool, samples, false).await?;
-    let _ = stop.send(());
-    running.await??;
+    running.stop().await?;
     let (z50, z99) = (
         percentile_ms(&mut zitadel_push, 0.5),
         percentile_ms(&mut zitadel_push, 0.99),

@@ -18,7 +18,38 @@ use tenancy_postgres::on_constraint;
 
 use crate::engine::Engine;
 
+/// The engine running continuously on a task of its own ([`Engine::spawn_continuous`]).
+#[derive(Debug)]
+pub struct Continuous {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Continuous {
+    /// Stops it (the batch under way finishes first) and returns how it ended.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| tenancy_core::Error::internal_with("the projection task failed", e))?
+    }
+}
+
 impl Engine {
+    /// Runs [`Engine::run_continuous`] on a task of its own until [`Continuous::stop`].
+    pub fn spawn_continuous(&self) -> Continuous {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = self.clone();
+        let task = tokio::spawn(async move {
+            engine
+                .run_continuous(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Continuous { stop, task }
+    }
+
     /// Keeps the projection current until `shutdown` resolves.
     pub async fn run_continuous<S>(&self, shutdown: S) -> Result<()>
     where

@@ -7,7 +7,8 @@
 //! (per-instance transaction-scoped advisory lock), failures recorded, retried and
 //! skipped after `max_failure_count`. Operations: [`Engine::status`], [`Engine::failed`],
 //! [`Engine::retry`], [`Engine::dismiss`], [`Engine::rebuild`], [`Engine::verify`];
-//! continuous mode with LISTEN/NOTIFY and a sweep: [`Engine::run_continuous`].
+//! continuous mode with LISTEN/NOTIFY and a sweep: [`Engine::run_continuous`] (or
+//! [`Engine::spawn_continuous`] on a task of its own).
 
 mod bulk;
 mod claims;
@@ -19,6 +20,7 @@ pub mod relational;
 mod verify;
 
 pub use bulk::insert_rows;
+pub use continuous::Continuous;
 pub use engine::{Engine, EngineConfig, Outcome, ReplayV3};
 pub use ops::{FailedEvent, RetryOutcome, Status};
 pub use verify::VerifyReport;

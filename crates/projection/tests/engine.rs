@@ -621,15 +621,7 @@ async fn continuous_mode_applies_pushed_events_and_stops_gracefully() {
             ..config()
         },
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = engine.clone();
-    let running = tokio::spawn(async move {
-        worker
-            .run_continuous(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = engine.spawn_continuous();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     store
         .push(vec![inst(
@@ -651,10 +643,8 @@ async fn continuous_mode_applies_pushed_events_and_stops_gracefully() {
         seen,
         "a pushed event becomes visible through LISTEN/NOTIFY, without waiting for the sweep"
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(5), running)
+    tokio::time::timeout(std::time::Duration::from_secs(5), running.stop())
         .await
-        .unwrap()
         .unwrap()
         .unwrap();
 }
