@@ -311,3 +311,60 @@ async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn layout_refusal_and_remove_on_zitadel_databases() {
+    use tenancy_testkit::zitadel::{self, INIT, V4};
+    // A ZITADEL database: `layout` shows the decision before anything is created.
+    let db = zitadel::database(&[INIT, V4]).await.unwrap();
+    let shown = stdout(tenancy(&db).arg("layout"));
+    assert!(
+        shown.contains("not migrated yet")
+            && shown.contains("ZITADEL present:    yes")
+            && shown.contains("adopted")
+            && shown.contains("schema tenancy"),
+        "{shown}"
+    );
+    assert!(stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5]"));
+    let refused = tenancy(&db).arg("remove").output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    let removed = stdout(tenancy(&db).args(["remove", "--yes"]));
+    assert!(removed.contains("the events stay"), "{removed}");
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenancy'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+
+    // An event store without the columns tenancy reads: one `error:` line, nothing created.
+    let db = TestDatabase::empty().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE SCHEMA eventstore;
+         CREATE TABLE eventstore.events2 (instance_id TEXT NOT NULL, aggregate_type TEXT NOT NULL,
+             aggregate_id TEXT NOT NULL, event_type TEXT NOT NULL, \"sequence\" BIGINT NOT NULL)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let out = tenancy(&db)
+        .arg("migrate")
+        .env("TENANCY_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("lacks the column(s)")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenancy'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+}

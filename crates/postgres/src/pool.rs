@@ -58,7 +58,20 @@ pub async fn connect_with_schema(
     max_connections: u32,
     relational_schema: Option<&str>,
 ) -> Result<PgPool> {
-    let layout = layout_of(&options, relational_schema).await?;
+    let layout = match layout_of(&options, relational_schema).await {
+        Ok(layout) => layout,
+        // A database tenancy cannot adopt as it is: connect anyway (with the layout it
+        // would have without ZITADEL), so that `migrate` can say why, changing nothing.
+        Err(Error::PreconditionFailed(why)) => {
+            tracing::warn!(%why, "tenancy cannot adopt this database as it is");
+            Layout {
+                relational_schema: layout::DEFAULT_SHARED_RELATIONAL_SCHEMA.to_owned(),
+                event_store: layout::EventStore::Adopted,
+                zitadel_present: true,
+            }
+        }
+        Err(other) => return Err(other),
+    };
     PgPoolOptions::new()
         .max_connections(max_connections)
         .connect_with(connect_options(options, &layout))
