@@ -369,7 +369,7 @@ async fn expected_sequences(
     Ok(sequences)
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct EventRow {
     instance_id: String,
     aggregate_type: String,
@@ -545,20 +545,6 @@ pub async fn for_each_in_order<F>(
 where
     F: FnMut(StoredEvent) + Send,
 {
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        i64,
-        i16,
-        OffsetDateTime,
-        Option<serde_json::Value>,
-        String,
-        String,
-        Decimal,
-        i32,
-    );
     // Two statements rather than an `IS NULL OR` filter, whose generic plan could not use
     // the instance as an index condition.
     let filter = if instances.is_some() {
@@ -568,7 +554,7 @@ where
     };
     let sql = format!(
         "SELECT instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at,
-                payload, creator, \"owner\", \"position\", in_tx_order
+                payload, creator, \"owner\", \"position\", in_tx_order, false AS written_by_v3
          FROM eventstore.events2
          WHERE {filter} AND instance_id <> '' AND aggregate_type = ANY($1) AND event_type = ANY($2)
            AND ($3::numeric IS NULL OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
@@ -592,35 +578,14 @@ where
             Some(list) => query.bind(list.to_vec()),
             None => query,
         };
-        let rows: Vec<Row> = query.fetch_all(&mut *conn).await.map_err(on_constraint)?;
+        let rows: Vec<EventRow> = query.fetch_all(&mut *conn).await.map_err(on_constraint)?;
         let Some(last) = rows.last() else {
             return Ok(seen);
         };
-        after = Some(SortKey {
-            position: last.10,
-            in_tx_order: last.11,
-            instance_id: last.0.clone(),
-            aggregate_type: last.1.clone(),
-            aggregate_id: last.2.clone(),
-            sequence: last.4,
-        });
-        for r in rows {
+        after = Some(StoredEvent::from(last.clone()).sort_key());
+        for row in rows {
             seen += 1;
-            on_event(StoredEvent {
-                instance_id: r.0,
-                aggregate_type: r.1,
-                aggregate_id: r.2,
-                event_type: r.3,
-                sequence: r.4,
-                revision: r.5,
-                created_at: r.6,
-                payload: r.7,
-                creator: r.8,
-                owner: r.9,
-                position: r.10,
-                in_tx_order: r.11,
-                written_by_v3: false,
-            });
+            on_event(StoredEvent::from(row));
         }
     }
 }

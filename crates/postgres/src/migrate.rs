@@ -104,12 +104,15 @@ pub async fn migrate_on(
 }
 
 async fn run(conn: &mut PgConnection, relational_schema: Option<&str>) -> Result<Vec<i64>> {
-    let facts = layout::facts(conn).await?;
-    let layout = match layout::stored(conn).await? {
-        Some(stored) => stored,
-        None => layout::decide(&facts, relational_schema)?,
+    // A stored layout means tenancy's ledger exists: nothing to detect, no legacy upgrade.
+    let (layout, legacy) = match layout::stored(conn).await? {
+        Some(stored) => (stored, false),
+        None => {
+            let facts = layout::facts(conn).await?;
+            let legacy = facts.legacy_migrations > 0 && !facts.tenancy_ledger;
+            (layout::decide(&facts, relational_schema)?, legacy)
+        }
     };
-    let legacy = facts.legacy_migrations > 0 && !facts.tenancy_ledger;
     let applied = apply_pending(conn, &layout, legacy).await?;
     build_store_indexes(conn).await?;
     Ok(applied)
