@@ -139,6 +139,7 @@ pub async fn run(pool: &PgPool, engine: &Engine) -> Result<()> {
     let ctx = CommandContext {
         clock: Arc::new(SystemClock),
         ids: Arc::new(SonyflakeGenerator::new(1)),
+        tokens: Arc::new(tenancy_core::challenge::OsTokens),
         creator: "demo-v3".into(),
     };
     let umbrella = command::run(

@@ -41,6 +41,10 @@ pub enum Error {
     #[error("missing tenant: {0} requires an instance id")]
     MissingTenant(&'static str),
 
+    /// A domain verification found no valid proof; the failure says what to do.
+    #[error("domain verification failed: {0}")]
+    Challenge(#[from] crate::challenge::ChallengeFailure),
+
     /// Anything else: infrastructure failures and broken invariants, with the cause.
     #[error("internal error: {message}")]
     Internal {

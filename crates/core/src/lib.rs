@@ -28,6 +28,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod challenge;
 pub mod command;
 pub mod error;
 pub mod event;

@@ -64,6 +64,7 @@ pub fn context() -> CommandContext {
     CommandContext {
         clock: Arc::new(SteppingClock::default()),
         ids: Arc::new(SequentialIds::default()),
+        tokens: Arc::new(tenancy_core::challenge::OsTokens),
         creator: "test".into(),
     }
 }

@@ -11,6 +11,7 @@
 pub mod db;
 pub mod fixtures;
 mod memory;
+pub mod servers;
 pub mod stream;
 pub mod zitadel;
 

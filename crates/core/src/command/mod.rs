@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::challenge::TokenGenerator;
 use crate::error::Result;
 use crate::event::{INSTANCE_AGGREGATE, LegacyEvent, NewEvent, ORG_AGGREGATE, UniqueConstraint};
 use crate::id::{InstanceId, OrgId};
@@ -31,6 +32,8 @@ mod instance_trusted_domain_remove;
 mod org_domain_add;
 mod org_domain_remove;
 mod org_domain_set_primary;
+mod org_domain_validate;
+mod org_domain_validation_generate;
 mod org_domain_verification_add;
 mod org_domain_verify;
 mod organization_add;
@@ -54,6 +57,8 @@ pub use instance_trusted_domain_remove::RemoveInstanceTrustedDomain;
 pub use org_domain_add::AddOrganizationDomain;
 pub use org_domain_remove::RemoveOrganizationDomain;
 pub use org_domain_set_primary::SetOrganizationDomainPrimary;
+pub use org_domain_validate::ValidateOrganizationDomain;
+pub use org_domain_validation_generate::{DomainValidation, GenerateOrganizationDomainValidation};
 pub use org_domain_verification_add::AddOrganizationDomainVerification;
 pub use org_domain_verify::VerifyOrganizationDomain;
 pub use organization_add::AddOrganization;
@@ -67,6 +72,8 @@ pub use organization_rename::RenameOrganization;
 pub struct CommandContext {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
+    /// Domain validation tokens.
+    pub tokens: Arc<dyn TokenGenerator>,
     /// The user or system on whose behalf the command runs (`events2.creator`).
     pub creator: String,
 }
@@ -229,7 +236,20 @@ pub(crate) mod testing {
         CommandContext {
             clock: Arc::new(clock),
             ids: Arc::new(ids),
+            tokens: Arc::new(FixedToken),
             creator: "tester".into(),
+        }
+    }
+
+    pub const TOKEN: &str = "tokentokentoken";
+
+    /// Always [`TOKEN`].
+    #[derive(Debug)]
+    pub struct FixedToken;
+
+    impl crate::challenge::TokenGenerator for FixedToken {
+        fn token(&self) -> crate::error::Result<String> {
+            Ok(TOKEN.into())
         }
     }
 

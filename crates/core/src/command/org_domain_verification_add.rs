@@ -33,6 +33,7 @@ impl Command for AddOrganizationDomainVerification {
             domain: existing.domain,
             validation_type: self.validation_type,
             validation_code: None,
+            expires_at: None,
         };
         emit_org_event(
             uow,

@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::model::ValidationType;
@@ -71,7 +72,10 @@ pub enum LegacyEvent {
         domain: String,
         validation_type: ValidationType,
         /// An encrypted value the projection ignores; kept so encoding round-trips.
+        /// tenancy's own tokens are readable (see `challenge`).
         validation_code: Option<Value>,
+        /// When the token stops being accepted (tenancy's events; ZITADEL's have none).
+        expires_at: Option<OffsetDateTime>,
     },
     OrgDomainVerificationFailed {
         domain: String,
@@ -186,6 +190,12 @@ struct VerificationPayload {
     validation_type: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     validation_code: Option<Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    expires_at: Option<OffsetDateTime>,
 }
 
 fn payload<T: DeserializeOwned>(
@@ -314,6 +324,7 @@ impl LegacyEvent {
                     domain: p.domain,
                     validation_type,
                     validation_code: p.validation_code,
+                    expires_at: p.expires_at,
                 }
             }
             "org.domain.verification.failed" => E::OrgDomainVerificationFailed {
@@ -403,10 +414,12 @@ impl LegacyEvent {
                 domain,
                 validation_type,
                 validation_code,
+                expires_at,
             } => to_value(&VerificationPayload {
                 domain: domain.clone(),
                 validation_type: Some(i64::from(validation_type.ordinal())),
                 validation_code: validation_code.clone(),
+                expires_at: *expires_at,
             }),
             E::InstanceDomainPrimarySet { domain }
             | E::InstanceDomainRemoved { domain }
