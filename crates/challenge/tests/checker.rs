@@ -1,4 +1,5 @@
 //! The two adapters against real servers on loopback (started by each test).
+#![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

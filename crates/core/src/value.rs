@@ -59,6 +59,23 @@ impl DomainName {
         Ok(Self(domain))
     }
 
+    /// The domain of an HTTP `Host` header: without a `:port` and a trailing dot.
+    /// `[::1]:8080` and other IP literals in brackets are not domains.
+    pub fn from_host(host: &str) -> Result<Self> {
+        let host = host.trim();
+        let host = match host.rsplit_once(':') {
+            Some((name, port))
+                if !name.contains(':')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
+            _ => host,
+        };
+        Self::parse(host.strip_suffix('.').unwrap_or(host))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -168,6 +185,21 @@ impl From<LanguageTag> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_headers_lose_port_and_trailing_dot() {
+        for (host, domain) in [
+            ("Login.ACME.example", "login.acme.example"),
+            ("login.acme.example:8080", "login.acme.example"),
+            ("login.acme.example.", "login.acme.example"),
+            (" login.acme.example.:443 ", "login.acme.example"),
+        ] {
+            assert_eq!(DomainName::from_host(host).unwrap().as_str(), domain);
+        }
+        for bad in ["", ":80", "[::1]:8080", "a b", "login.acme.example:http"] {
+            assert!(DomainName::from_host(bad).is_err(), "{bad:?}");
+        }
+    }
     use proptest::prelude::*;
 
     fn reason(result: Result<DomainName>) -> String {

@@ -21,6 +21,7 @@ mod domain;
 pub mod dump;
 pub mod embedded;
 mod error;
+pub mod hosts;
 mod instance;
 mod instance_domain;
 pub mod layout;

@@ -1,0 +1,610 @@
+//! Host resolution for login services: `Host` header → instance, and verified domain →
+//! organization within an instance, answered from an in-process cache.
+//!
+//! - **Bounded**: at most `capacity` entries, least recently used out first.
+//! - **Negative entries** for unknown hosts, with a short TTL.
+//! - **Misses are batched**: a few workers each take every miss waiting and answer them
+//!   with one query, so a flood of distinct unknown hosts costs the database a bounded
+//!   number of queries per second, not one per host; beyond `max_waiting` misses, lookups
+//!   fail at once instead of queueing without bound.
+//! - **Invalidation** by LISTEN/NOTIFY on `tenancy_hosts` (triggers of migration 0006 send
+//!   the domains a committed change touched). A TTL is the safety net; when the listening
+//!   connection drops, the cache forgets everything and stores nothing until it listens
+//!   again.
+//! - **No stale write-back**: a lookup stores its answer only if no invalidation of its key
+//!   (nor a flush) happened since its query started: per-key generation counters, striped
+//!   by hash so that their memory stays fixed.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lru::LruCache;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tenancy_core::id::{InstanceId, OrgId};
+use tenancy_core::value::DomainName;
+use tenancy_core::{Error, Result};
+use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::MapDb;
+
+/// The channel migration 0006's triggers notify.
+pub const HOSTS_CHANNEL: &str = "tenancy_hosts";
+
+const STRIPES: usize = 4096;
+
+/// What is looked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostKey {
+    /// A live custom domain of a live instance (lower case).
+    Host(String),
+    /// A verified domain of a live organization of `instance_id` (lower case).
+    OrgDomain { instance_id: String, domain: String },
+}
+
+impl HostKey {
+    fn domain(&self) -> &str {
+        match self {
+            Self::Host(domain) | Self::OrgDomain { domain, .. } => domain,
+        }
+    }
+}
+
+/// Answers misses: the id each key maps to (instance id, or org id); absent = unknown.
+#[async_trait]
+pub trait HostSource: Send + Sync {
+    async fn resolve(&self, keys: &[HostKey]) -> Result<HashMap<HostKey, String>>;
+}
+
+/// The tables, two indexed queries per batch at most.
+#[derive(Debug, Clone)]
+pub struct PgHostSource {
+    pool: PgPool,
+}
+
+impl PgHostSource {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl HostSource for PgHostSource {
+    async fn resolve(&self, keys: &[HostKey]) -> Result<HashMap<HostKey, String>> {
+        let mut hosts = Vec::new();
+        let (mut org_instances, mut org_domains) = (Vec::new(), Vec::new());
+        for key in keys {
+            match key {
+                HostKey::Host(domain) => hosts.push(domain.as_str()),
+                HostKey::OrgDomain {
+                    instance_id,
+                    domain,
+                } => {
+                    org_instances.push(instance_id.as_str());
+                    org_domains.push(domain.as_str());
+                }
+            }
+        }
+        let mut found = HashMap::new();
+        if !hosts.is_empty() {
+            // instance_domains_custom_key on lower(domain).
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT lower(d.domain), d.instance_id
+                   FROM instance_domains d JOIN instances i ON i.id = d.instance_id
+                  WHERE d.type = 'custom' AND lower(d.domain) = ANY($1) AND i.deleted_at IS NULL",
+            )
+            .bind(&hosts)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+            found.extend(rows.into_iter().map(|(d, i)| (HostKey::Host(d), i)));
+        }
+        if !org_domains.is_empty() {
+            // org_domains_verified_key on (instance_id, lower(domain)) WHERE is_verified.
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT d.instance_id, lower(d.domain), d.org_id
+                   FROM unnest($1::text[], $2::text[]) AS k(instance_id, domain)
+                   JOIN org_domains d
+                     ON d.instance_id = k.instance_id AND lower(d.domain) = k.domain AND d.is_verified
+                   JOIN organizations o
+                     ON o.instance_id = d.instance_id AND o.id = d.org_id AND o.deleted_at IS NULL",
+            )
+            .bind(&org_instances)
+            .bind(&org_domains)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+            found.extend(rows.into_iter().map(|(instance_id, domain, org)| {
+                (
+                    HostKey::OrgDomain {
+                        instance_id,
+                        domain,
+                    },
+                    org,
+                )
+            }));
+        }
+        Ok(found)
+    }
+}
+
+/// Sizes and times of the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostResolverConfig {
+    /// Entries kept, positive and negative together.
+    pub capacity: usize,
+    /// How long a found mapping is kept without a notification (the safety net).
+    pub ttl: Duration,
+    /// How long "unknown" is kept.
+    pub negative_ttl: Duration,
+    /// Most keys answered by one query.
+    pub max_batch: usize,
+    /// Misses waiting beyond this fail at once (load shedding).
+    pub max_waiting: usize,
+    /// Concurrent miss queries.
+    pub workers: usize,
+}
+
+impl Default for HostResolverConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            max_batch: 500,
+            max_waiting: 10_000,
+            workers: 2,
+        }
+    }
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostResolverStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Queries sent to the source (each answers a batch of misses).
+    pub source_queries: u64,
+    /// Misses refused because too many were waiting.
+    pub shed: u64,
+    /// Answers not stored because their key was invalidated while they were looked up.
+    pub discarded: u64,
+    pub invalidations: u64,
+    pub flushes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    source_queries: AtomicU64,
+    shed: AtomicU64,
+    discarded: AtomicU64,
+    invalidations: AtomicU64,
+    flushes: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Option<String>,
+    expires: Instant,
+}
+
+type Reply = oneshot::Sender<Result<Option<String>>>;
+
+#[derive(Debug)]
+struct Waiting {
+    key: HostKey,
+    reply: Reply,
+}
+
+struct Inner {
+    config: HostResolverConfig,
+    cache: Mutex<LruCache<HostKey, Entry>>,
+    /// Per-key generations, by the hash of the key's domain.
+    stripes: Box<[AtomicU64]>,
+    /// Bumped by every flush.
+    epoch: AtomicU64,
+    /// Stores are allowed only while notifications can arrive.
+    listening: AtomicBool,
+    counters: Counters,
+    queue: mpsc::Sender<Waiting>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn stripe(domain: &str) -> usize {
+    let mut hasher = DefaultHasher::new();
+    domain.hash(&mut hasher);
+    (hasher.finish() as usize) % STRIPES
+}
+
+impl Inner {
+    fn cached(&self, key: &HostKey) -> Option<Option<String>> {
+        let mut cache = lock(&self.cache);
+        match cache.get(key) {
+            Some(entry) if entry.expires > Instant::now() => Some(entry.value.clone()),
+            Some(_) => {
+                cache.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn generation(&self, key: &HostKey) -> u64 {
+        self.stripes[stripe(key.domain())].load(Ordering::Acquire)
+    }
+
+    /// Forgets `domain` (as a host, and as an org domain of `instance_id`).
+    fn invalidate(&self, instance_id: &str, domain: &str) {
+        self.stripes[stripe(domain)].fetch_add(1, Ordering::AcqRel);
+        let mut cache = lock(&self.cache);
+        cache.pop(&HostKey::Host(domain.to_owned()));
+        cache.pop(&HostKey::OrgDomain {
+            instance_id: instance_id.to_owned(),
+            domain: domain.to_owned(),
+        });
+        self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        lock(&self.cache).clear();
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A notification's payload: `*`, or lines `<instance_id> <domain>`.
+    fn apply(&self, payload: &str) {
+        if payload.trim() == "*" {
+            self.flush();
+            return;
+        }
+        for line in payload.lines() {
+            match line.split_once(' ') {
+                Some((instance_id, domain)) => self.invalidate(instance_id, domain),
+                // Not ours to parse: be safe.
+                None => return self.flush(),
+            }
+        }
+    }
+
+    /// Stores answers whose keys saw no invalidation since `generations` were read.
+    fn store(&self, key: HostKey, value: Option<String>, generation: u64, epoch: u64) {
+        let ttl = if value.is_some() {
+            self.config.ttl
+        } else {
+            self.config.negative_ttl
+        };
+        let mut cache = lock(&self.cache);
+        // Checked under the cache lock, which invalidations also take after bumping.
+        if !self.listening.load(Ordering::Acquire)
+            || self.epoch.load(Ordering::Acquire) != epoch
+            || self.generation(&key) != generation
+        {
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        cache.put(
+            key,
+            Entry {
+                value,
+                expires: Instant::now() + ttl,
+            },
+        );
+    }
+}
+
+/// Stops the background tasks when the last resolver handle is dropped.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The cache; cheap to clone (one shared cache).
+#[derive(Clone)]
+pub struct HostResolver {
+    inner: Arc<Inner>,
+    _tasks: Arc<Tasks>,
+}
+
+impl std::fmt::Debug for HostResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostResolver")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostResolver {
+    /// A resolver over the tables of `pool`'s database, listening for their changes;
+    /// returns once it listens.
+    pub async fn start(pool: PgPool, config: HostResolverConfig) -> Result<Self> {
+        let listener = connect_listener(&pool).await?;
+        let source = Arc::new(PgHostSource::new(pool.clone()));
+        let (inner, mut tasks) = build(source, config);
+        inner.listening.store(true, Ordering::Release);
+        tasks.push(tokio::spawn(listen(Arc::downgrade(&inner), pool, listener)));
+        Ok(Self {
+            inner,
+            _tasks: Arc::new(Tasks(tasks)),
+        })
+    }
+
+    /// A resolver over any source; the caller feeds invalidations (tests, other stores).
+    /// It stores nothing until [`Invalidations::listening`] says notifications can arrive.
+    pub fn with_source(
+        source: Arc<dyn HostSource>,
+        config: HostResolverConfig,
+    ) -> (Self, Invalidations) {
+        let (inner, tasks) = build(source, config);
+        let invalidations = Invalidations {
+            inner: Arc::downgrade(&inner),
+        };
+        let resolver = Self {
+            inner,
+            _tasks: Arc::new(Tasks(tasks)),
+        };
+        (resolver, invalidations)
+    }
+
+    /// The live instance whose live custom domain is `host` (a `Host` header: port and
+    /// case do not matter); NotFound when none is.
+    pub async fn instance_by_host(&self, host: &str) -> Result<InstanceId> {
+        let domain = DomainName::from_host(host)?;
+        let key = HostKey::Host(domain.as_str().to_owned());
+        match self.lookup(key).await? {
+            Some(id) => InstanceId::new(id),
+            None => Err(Error::not_found("instance for host", domain)),
+        }
+    }
+
+    /// The live organization of `instance_id` that verified `domain`; NotFound when none
+    /// did.
+    pub async fn org_by_domain(&self, instance_id: &InstanceId, domain: &str) -> Result<OrgId> {
+        let domain = DomainName::from_host(domain)?;
+        let key = HostKey::OrgDomain {
+            instance_id: instance_id.as_str().to_owned(),
+            domain: domain.as_str().to_owned(),
+        };
+        match self.lookup(key).await? {
+            Some(id) => OrgId::new(id),
+            None => Err(Error::not_found("organization for domain", domain)),
+        }
+    }
+
+    async fn lookup(&self, key: HostKey) -> Result<Option<String>> {
+        let counters = &self.inner.counters;
+        if let Some(value) = self.inner.cached(&key) {
+            counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(value);
+        }
+        counters.misses.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        if self.inner.queue.try_send(Waiting { key, reply }).is_err() {
+            counters.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::internal(format!(
+                "host resolution is overloaded: {} lookups are waiting for the database",
+                self.inner.config.max_waiting
+            )));
+        }
+        answer
+            .await
+            .map_err(|_| Error::internal("host resolution stopped"))?
+    }
+
+    /// Whether invalidations can currently arrive (answers are cached only then).
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// Entries held now (expired ones included until touched).
+    pub fn len(&self) -> usize {
+        lock(&self.inner.cache).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> HostResolverStats {
+        let c = &self.inner.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HostResolverStats {
+            hits: load(&c.hits),
+            misses: load(&c.misses),
+            source_queries: load(&c.source_queries),
+            shed: load(&c.shed),
+            discarded: load(&c.discarded),
+            invalidations: load(&c.invalidations),
+            flushes: load(&c.flushes),
+        }
+    }
+}
+
+/// The invalidation side of a resolver built [`HostResolver::with_source`].
+#[derive(Debug, Clone)]
+pub struct Invalidations {
+    inner: Weak<Inner>,
+}
+
+impl Invalidations {
+    /// Applies a `tenancy_hosts` payload.
+    pub fn notify(&self, payload: &str) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.apply(payload);
+        }
+    }
+
+    /// Notifications can (`true`) or cannot (`false`, everything is forgotten) arrive.
+    pub fn listening(&self, listening: bool) {
+        if let Some(inner) = self.inner.upgrade() {
+            if !listening {
+                inner.listening.store(false, Ordering::Release);
+            }
+            // Forget what was stored while notifications could not arrive; a lookup that
+            // started before this flush does not store its answer.
+            inner.flush();
+            if listening {
+                inner.listening.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+fn build(
+    source: Arc<dyn HostSource>,
+    config: HostResolverConfig,
+) -> (Arc<Inner>, Vec<JoinHandle<()>>) {
+    let (queue, receiver) = mpsc::channel(config.max_waiting.max(1));
+    let capacity = NonZeroUsize::new(config.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+    let inner = Arc::new(Inner {
+        cache: Mutex::new(LruCache::new(capacity)),
+        stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+        epoch: AtomicU64::new(0),
+        listening: AtomicBool::new(false),
+        counters: Counters::default(),
+        queue,
+        config,
+    });
+    let receiver = Arc::new(AsyncMutex::new(receiver));
+    let tasks = (0..inner.config.workers.max(1))
+        .map(|_| {
+            tokio::spawn(work(
+                Arc::downgrade(&inner),
+                source.clone(),
+                receiver.clone(),
+            ))
+        })
+        .collect();
+    (inner, tasks)
+}
+
+/// One miss worker: takes every miss waiting (up to `max_batch`), answers them with one
+/// source call, stores what no invalidation overtook.
+async fn work(
+    inner: Weak<Inner>,
+    source: Arc<dyn HostSource>,
+    receiver: Arc<AsyncMutex<mpsc::Receiver<Waiting>>>,
+) {
+    loop {
+        let max_batch = match inner.upgrade() {
+            Some(inner) => inner.config.max_batch.max(1),
+            None => return,
+        };
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < max_batch {
+                match receiver.try_recv() {
+                    Ok(waiting) => batch.push(waiting),
+                    Err(_) => break,
+                }
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let mut replies: HashMap<HostKey, Vec<Reply>> = HashMap::new();
+        for waiting in batch {
+            // Answered meanwhile by another batch: no query.
+            if let Some(value) = inner.cached(&waiting.key) {
+                let _ = waiting.reply.send(Ok(value));
+                continue;
+            }
+            replies.entry(waiting.key).or_default().push(waiting.reply);
+        }
+        if replies.is_empty() {
+            continue;
+        }
+        let keys: Vec<HostKey> = replies.keys().cloned().collect();
+        // Read before the query: an invalidation after this point prevents the store.
+        let epoch = inner.epoch.load(Ordering::Acquire);
+        let generations: Vec<u64> = keys.iter().map(|k| inner.generation(k)).collect();
+        inner
+            .counters
+            .source_queries
+            .fetch_add(1, Ordering::Relaxed);
+        match source.resolve(&keys).await {
+            Ok(mut found) => {
+                for (key, generation) in keys.into_iter().zip(generations) {
+                    let value = found.remove(&key);
+                    for reply in replies.remove(&key).unwrap_or_default() {
+                        let _ = reply.send(Ok(value.clone()));
+                    }
+                    inner.store(key, value, generation, epoch);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for reply in replies.into_values().flatten() {
+                    let _ =
+                        reply.send(Err(Error::internal(format!("resolving a host: {message}"))));
+                }
+            }
+        }
+    }
+}
+
+/// Listens on [`HOSTS_CHANNEL`]; on a dropped connection forgets everything, reconnects,
+/// and allows stores again once it listens.
+async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
+    let invalidations = Invalidations {
+        inner: inner.clone(),
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Ok(None) or Err: the connection is gone.
+        while let Ok(Some(notification)) = listener.try_recv().await {
+            match inner.upgrade() {
+                Some(inner) => inner.apply(notification.payload()),
+                None => return,
+            }
+        }
+        tracing::warn!("host resolution lost its notifications; forgetting the cache");
+        invalidations.listening(false);
+        loop {
+            if inner.strong_count() == 0 {
+                return;
+            }
+            match connect_listener(&pool).await {
+                Ok(fresh) => {
+                    listener = fresh;
+                    invalidations.listening(true);
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "host resolution cannot listen yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+async fn connect_listener(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.db()?;
+    listener.listen(HOSTS_CHANNEL).await.db()?;
+    Ok(listener)
+}
