@@ -4,6 +4,7 @@
 
 mod catchup;
 mod grown;
+mod hosts;
 mod lookup;
 mod push;
 mod zitadel;
@@ -36,6 +37,9 @@ pub struct Args {
     /// Run one benchmark only (for profiling).
     #[arg(long, value_enum)]
     pub only: Option<Bench>,
+    /// Internal: the writer process of the host-invalidation benchmark (database URL).
+    #[arg(long, hide = true)]
+    pub hosts_writer: Option<String>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/report.json")]
     pub report: PathBuf,
@@ -48,6 +52,7 @@ pub enum Bench {
     Grown,
     Push,
     Lookup,
+    Hosts,
     Zitadel,
 }
 
@@ -117,6 +122,9 @@ pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.hosts_writer {
+        return hosts::writer(url).await;
+    }
     // Diagnostics on demand (RUST_LOG=tenancy_projection=debug), quiet otherwise.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -138,6 +146,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Lookup) {
         figures.extend(lookup::run(&args).await?);
+    }
+    if runs(Bench::Hosts) {
+        figures.extend(hosts::run(&args).await?);
     }
     if runs(Bench::Zitadel) {
         figures.extend(zitadel::run(&args).await?);
