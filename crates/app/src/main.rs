@@ -4,6 +4,7 @@
 mod database;
 mod demo;
 mod http;
+mod org_domains;
 mod settings;
 mod telemetry;
 
@@ -66,6 +67,11 @@ enum Command {
     },
     /// Fill an empty database with a realistic dataset through both write paths.
     Demo,
+    /// Verify organization domains: generate a token, check its DNS record or HTTP file.
+    OrgDomains {
+        #[command(subcommand)]
+        action: org_domains::OrgDomainAction,
+    },
     /// Show where tenancy's objects live in this database (or would, before `migrate`).
     Layout,
     /// Remove everything tenancy added: its schema, the relational tables, its indexes on
@@ -243,6 +249,10 @@ async fn dispatch(
                 report.already_present
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::OrgDomains { action } => {
+            require_schema(db).await?;
+            org_domains::run_action(action, &db.pool, settings).await
         }
         Command::Projections { action } => {
             require_schema(db).await?;

@@ -24,6 +24,66 @@ pub struct Settings {
     /// ZITADEL they live in `zitadel` unless this is set. Decided by the first migration.
     pub relational_schema: Option<String>,
     pub projection: ProjectionSettings,
+    pub verification: VerificationSettings,
+}
+
+/// Org domain verification (`tenancy org-domains ...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerificationSettings {
+    /// `_<prefix>-challenge.<domain>` and `/.well-known/<prefix>-challenge/<token>`.
+    pub prefix: String,
+    /// DNS server (`ip:port`) for TXT and address lookups; none: the system's.
+    pub resolver: Option<std::net::SocketAddr>,
+    /// One DNS lookup, one HTTP request.
+    pub timeout_ms: u64,
+    /// How long a generated token can be verified.
+    pub token_lifetime_secs: u64,
+    /// Largest challenge file read.
+    pub max_body_bytes: usize,
+    /// `http` instead of `https`, another port, and private addresses allowed: for tests
+    /// against local servers only.
+    pub insecure_http_port: Option<u16>,
+}
+
+impl Default for VerificationSettings {
+    fn default() -> Self {
+        let defaults = tenancy_challenge::ChallengeConfig::default();
+        Self {
+            prefix: defaults.prefix,
+            resolver: None,
+            timeout_ms: defaults.timeout.as_millis() as u64,
+            token_lifetime_secs: tenancy_core::challenge::DEFAULT_LIFETIME.as_secs(),
+            max_body_bytes: defaults.max_body_bytes,
+            insecure_http_port: None,
+        }
+    }
+}
+
+impl VerificationSettings {
+    pub fn challenge(&self) -> tenancy_challenge::ChallengeConfig {
+        let insecure = self.insecure_http_port.is_some();
+        tenancy_challenge::ChallengeConfig {
+            prefix: self.prefix.clone(),
+            resolver: self.resolver,
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+            http_scheme: if insecure {
+                tenancy_challenge::HttpScheme::Http
+            } else {
+                tenancy_challenge::HttpScheme::Https
+            },
+            http_port: self.insecure_http_port,
+            allow_private_targets: insecure,
+        }
+    }
+
+    pub fn tokens(&self) -> tenancy_core::challenge::ChallengeSettings {
+        tenancy_core::challenge::ChallengeSettings {
+            prefix: self.prefix.clone(),
+            lifetime: Duration::from_secs(self.token_lifetime_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +110,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             relational_schema: None,
             projection: ProjectionSettings::default(),
+            verification: VerificationSettings::default(),
         }
     }
 }

@@ -368,3 +368,102 @@ async fn layout_refusal_and_remove_on_zitadel_databases() {
             .unwrap();
     assert_eq!(left, 0);
 }
+
+/// `org-domains generate-validation` prints what to publish; `verify` checks it through
+/// the configured resolver (a DNS server the test runs on loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_domain_verification_by_dns() {
+    use std::sync::Arc;
+    use tenancy_core::command::{AddInstance, AddOrganization, AddOrganizationDomain, run};
+
+    let db = TestDatabase::fresh().await.unwrap();
+    let events = Arc::new(PgEventStore::new(db.pool.clone()));
+    let store = tenancy_postgres::PgStore::with_events(db.pool.clone(), events);
+    let ctx = tenancy_testkit::fixtures::context();
+    let instance = run(
+        &store,
+        &ctx,
+        &AddInstance {
+            name: "ACME".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let org = run(
+        &store,
+        &ctx,
+        &AddOrganization {
+            instance_id: instance.clone(),
+            name: "Sales".into(),
+        },
+    )
+    .await
+    .unwrap();
+    run(
+        &store,
+        &ctx,
+        &AddOrganizationDomain {
+            instance_id: instance.clone(),
+            org_id: org.clone(),
+            domain: "sales.example".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let dns = tenancy_testkit::servers::LocalDns::start().await.unwrap();
+    let ids = [
+        "--instance",
+        instance.as_str(),
+        "--org",
+        org.as_str(),
+        "--domain",
+        "sales.example",
+    ];
+    let with_resolver = |cmd: &mut Command| {
+        cmd.env("TENANCY_VERIFICATION__RESOLVER", dns.address().to_string())
+            .env("TENANCY_VERIFICATION__PREFIX", "acme")
+            .env("TENANCY_VERIFICATION__TIMEOUT_MS", "500");
+    };
+
+    let mut generate = tenancy(&db);
+    with_resolver(&mut generate);
+    let printed = stdout(
+        generate
+            .args(["org-domains", "generate-validation", "--method", "dns"])
+            .args(ids),
+    );
+    assert!(
+        printed.contains("name:  _acme-challenge.sales.example"),
+        "{printed}"
+    );
+    let token = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+
+    let mut early = tenancy(&db);
+    with_resolver(&mut early);
+    let out = early
+        .args(["org-domains", "verify"])
+        .args(ids)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("no TXT record at _acme-challenge.sales.example"),
+        "{message}"
+    );
+
+    dns.set_txt("_acme-challenge.sales.example", &[&token]);
+    let mut verify = tenancy(&db);
+    with_resolver(&mut verify);
+    let printed = stdout(verify.args(["org-domains", "verify"]).args(ids));
+    assert!(printed.contains("sales.example is verified"), "{printed}");
+    let verified: bool = sqlx::query_scalar("SELECT is_verified FROM org_domains")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(verified);
+}
