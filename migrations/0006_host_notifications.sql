@@ -9,40 +9,40 @@
 -- statements, TRUNCATE, and instances or organizations removed or restored. A payload
 -- stays far below NOTIFY's 8000-byte limit.
 
-CREATE FUNCTION tenancy.notify_domain_rows() RETURNS trigger
+-- Sends `lines` (at most 17 asked for: more than 16 means "many"), or `*`.
+CREATE FUNCTION tenancy.notify_hosts(lines text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    payload text;
-    many boolean;
+    payload text := array_to_string(lines, E'\n');
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT count(*) > 16 INTO many FROM (SELECT 1 FROM new_rows LIMIT 17) AS r;
-        IF NOT many THEN
-            SELECT string_agg(DISTINCT r.instance_id || ' ' || lower(r.domain), E'\n')
-              INTO payload FROM new_rows AS r;
-        END IF;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT count(*) > 16 INTO many FROM (SELECT 1 FROM old_rows LIMIT 17) AS r;
-        IF NOT many THEN
-            SELECT string_agg(DISTINCT r.instance_id || ' ' || lower(r.domain), E'\n')
-              INTO payload FROM old_rows AS r;
-        END IF;
-    ELSE
-        SELECT count(*) > 16 INTO many FROM (SELECT 1 FROM old_rows LIMIT 17) AS r;
-        IF NOT many THEN
-            SELECT string_agg(DISTINCT r.instance_id || ' ' || lower(r.domain), E'\n')
-              INTO payload
-              FROM (SELECT instance_id, domain FROM old_rows
-                    UNION SELECT instance_id, domain FROM new_rows) AS r;
-        END IF;
+    IF cardinality(lines) = 0 THEN
+        RETURN;
     END IF;
     -- 16 lines of at most 255 + 1 + an id stay below the limit; an id longer than 200
     -- characters is not a ZITADEL id, but must not fail the write either.
-    IF many OR octet_length(payload) > 7900 THEN
+    IF cardinality(lines) > 16 OR octet_length(payload) > 7900 THEN
         payload := '*';
     END IF;
-    IF payload IS NOT NULL THEN
-        PERFORM pg_notify('tenancy_hosts', payload);
+    PERFORM pg_notify('tenancy_hosts', payload);
+END
+$$;
+
+CREATE FUNCTION tenancy.notify_domain_rows() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- PL/pgSQL plans a statement when it first runs: each branch names only the
+    -- transition tables its event has.
+    IF TG_OP = 'INSERT' THEN
+        PERFORM tenancy.notify_hosts(ARRAY(
+            SELECT DISTINCT r.instance_id || ' ' || lower(r.domain) FROM new_rows AS r LIMIT 17));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM tenancy.notify_hosts(ARRAY(
+            SELECT DISTINCT r.instance_id || ' ' || lower(r.domain) FROM old_rows AS r LIMIT 17));
+    ELSE
+        PERFORM tenancy.notify_hosts(ARRAY(
+            SELECT DISTINCT r.instance_id || ' ' || lower(r.domain)
+              FROM (SELECT instance_id, domain FROM old_rows
+                    UNION ALL SELECT instance_id, domain FROM new_rows) AS r LIMIT 17));
     END IF;
     RETURN NULL;
 END
@@ -63,8 +63,7 @@ CREATE FUNCTION tenancy.notify_owner_row() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     owner_row record;
-    payload text;
-    many boolean;
+    lines text[];
 BEGIN
     IF TG_OP = 'DELETE' THEN
         owner_row := OLD;
@@ -73,25 +72,18 @@ BEGIN
     END IF;
     IF TG_TABLE_NAME = 'instances' THEN
         EXECUTE format(
-            'SELECT count(*) > 16, string_agg(DISTINCT d.instance_id || '' '' || lower(d.domain), E''\n'')
-               FROM (SELECT * FROM %I.instance_domains
-                      WHERE instance_id = $1 AND type = ''custom'' LIMIT 17) AS d',
+            'SELECT ARRAY(SELECT DISTINCT instance_id || '' '' || lower(domain) FROM %I.instance_domains
+                           WHERE instance_id = $1 AND type = ''custom'' LIMIT 17)',
             TG_TABLE_SCHEMA)
-        INTO many, payload USING owner_row.id;
+        INTO lines USING owner_row.id;
     ELSE
         EXECUTE format(
-            'SELECT count(*) > 16, string_agg(DISTINCT d.instance_id || '' '' || lower(d.domain), E''\n'')
-               FROM (SELECT * FROM %I.org_domains
-                      WHERE instance_id = $1 AND org_id = $2 AND is_verified LIMIT 17) AS d',
+            'SELECT ARRAY(SELECT DISTINCT instance_id || '' '' || lower(domain) FROM %I.org_domains
+                           WHERE instance_id = $1 AND org_id = $2 AND is_verified LIMIT 17)',
             TG_TABLE_SCHEMA)
-        INTO many, payload USING owner_row.instance_id, owner_row.id;
+        INTO lines USING owner_row.instance_id, owner_row.id;
     END IF;
-    IF many OR octet_length(payload) > 7900 THEN
-        payload := '*';
-    END IF;
-    IF payload IS NOT NULL THEN
-        PERFORM pg_notify('tenancy_hosts', payload);
-    END IF;
+    PERFORM tenancy.notify_hosts(lines);
     RETURN NULL;
 END
 $$;

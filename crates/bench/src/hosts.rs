@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use sqlx::{Connection, PgPool};
 use tenancy_core::id::InstanceId;
 use tenancy_core::model::InstanceDomainType;
 use tenancy_core::ports::InstanceDomainRepository;
@@ -23,6 +22,7 @@ use tenancy_postgres::hosts::{HostResolver, HostResolverConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::Rng;
 
+use crate::lookup::{fill_hosts, raw_select, sample_hosts};
 use crate::{Args, Figure, percentile_ms};
 
 fn unix_micros() -> u128 {
@@ -30,22 +30,6 @@ fn unix_micros() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros())
         .unwrap_or(0)
-}
-
-async fn fill(pool: &PgPool, instances: i32) -> Result<()> {
-    sqlx::query("INSERT INTO instances (id, name) SELECT 'i' || n, 'Instance ' || n FROM generate_series(1, $1) n")
-        .bind(instances)
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated)
-         SELECT 'i' || n, 'login.i' || n || '.example', 'custom', true, false FROM generate_series(1, $1) n",
-    )
-    .bind(instances)
-    .execute(pool)
-    .await?;
-    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
-    Ok(())
 }
 
 pub async fn run(args: &Args) -> Result<Vec<Figure>> {
@@ -66,31 +50,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
 
 async fn lookups_against_raw(instances: i32, lookups: usize) -> Result<Vec<Figure>> {
     let db = TestDatabase::fresh().await?;
-    fill(&db.pool, instances).await?;
-    let hosts: Vec<String> = {
-        let mut rng = Rng(11);
-        let n = u64::try_from(instances).unwrap_or(1);
-        (0..lookups)
-            .map(|_| format!("LOGIN.i{}.example", rng.next(n) + 1))
-            .collect()
-    };
-
-    let mut conn = sqlx::PgConnection::connect_with(&db.options).await?;
-    let mut raw_samples = Vec::with_capacity(lookups);
-    let started = Instant::now();
-    for host in &hosts {
-        let t = Instant::now();
-        let _: Option<(String,)> = sqlx::query_as(
-            "SELECT i.id FROM zitadel.instance_domains d JOIN zitadel.instances i ON i.id = d.instance_id
-             WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
-        )
-        .bind(host)
-        .fetch_optional(&mut conn)
-        .await?;
-        raw_samples.push(t.elapsed());
-    }
-    let raw = lookups as f64 / started.elapsed().as_secs_f64();
-    let _ = conn.close().await;
+    fill_hosts(&db.pool, instances).await?;
+    let hosts = sample_hosts(instances, lookups, 11);
+    let (raw, mut raw_samples) = raw_select(&db.options, &hosts).await?;
 
     let resolver = HostResolver::start(db.pool.clone(), HostResolverConfig::default()).await?;
     // A process that has served for a while: every host asked once.
@@ -164,7 +126,7 @@ pub async fn writer(url: &str) -> Result<()> {
 async fn invalidation_across_processes(samples: usize) -> Result<Vec<Figure>> {
     let db = TestDatabase::fresh().await?;
     let instances = i32::try_from(samples)?;
-    fill(&db.pool, instances).await?;
+    fill_hosts(&db.pool, instances).await?;
     let resolver = HostResolver::start(
         db.pool.clone(),
         HostResolverConfig {
@@ -235,7 +197,7 @@ async fn invalidation_across_processes(samples: usize) -> Result<Vec<Figure>> {
 /// hosts.
 async fn flood(seconds: u64) -> Result<Vec<Figure>> {
     let db = TestDatabase::fresh().await?;
-    fill(&db.pool, 1_000).await?;
+    fill_hosts(&db.pool, 1_000).await?;
     let resolver = HostResolver::start(db.pool.clone(), HostResolverConfig::default()).await?;
     for n in 1..=1_000 {
         resolver

@@ -400,3 +400,55 @@ async fn a_dropped_listening_connection_forgets_everything_and_listens_again() {
         "served from the cache"
     );
 }
+
+#[tokio::test]
+async fn a_statement_over_many_rows_flushes_and_a_rolled_back_one_says_nothing() {
+    let db = TestDatabase::fresh().await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO instances (id, name) VALUES ('a', 'a');
+         INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated)
+         VALUES ('a', 'a.example', 'custom', false, false)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let resolver = HostResolver::start(db.pool.clone(), long_lived())
+        .await
+        .unwrap();
+    resolver.instance_by_host("a.example").await.unwrap();
+
+    // Rolled back: no notification, the entry stays.
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("DELETE FROM instance_domains WHERE domain = 'a.example'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // A later committed change of another host proves the channel was read past it.
+    sqlx::query(
+        "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated)
+         VALUES ('a', 'b.example', 'custom', false, false)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    eventually("the single-row notification", || async {
+        resolver.stats().invalidations >= 1
+    })
+    .await;
+    let queries = resolver.stats().source_queries;
+    resolver.instance_by_host("a.example").await.unwrap();
+    assert_eq!(resolver.stats().source_queries, queries, "still cached");
+    assert_eq!(resolver.stats().flushes, 0);
+
+    // 20 rows in one statement: one `*`.
+    sqlx::query(
+        "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated)
+         SELECT 'a', 'bulk' || n || '.example', 'custom', false, false FROM generate_series(1, 20) n",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    eventually("the flush", || async { resolver.stats().flushes == 1 }).await;
+    assert!(resolver.is_empty());
+}
