@@ -104,14 +104,140 @@ pub enum SortOrder {
     Descending,
 }
 
-/// Limit, offset and order of a list. Lists always break ties by the primary key, so pages
-/// are stable.
+/// Limit, offset and order of a list. Lists always break ties by the id, so pages are
+/// stable. With `after` (keyset paging) the list starts behind that row instead of
+/// counting `offset` rows: the cost of a page does not grow with its number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pagination<S> {
     pub limit: Option<u32>,
     pub offset: u64,
     pub sort: S,
     pub order: SortOrder,
+    pub after: Option<Keyset>,
+}
+
+/// Where a page ended: the sort value and the id of its last row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Keyset {
+    pub value: KeyValue,
+    pub id: KeyValue,
+}
+
+/// A sort column's or an id's value. Texts compare byte-wise (`COLLATE "C"`), as the
+/// lists sort them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum KeyValue {
+    Text(String),
+    Time(#[serde(with = "time::serde::rfc3339")] time::OffsetDateTime),
+    Number(i64),
+}
+
+impl Keyset {
+    /// The position of an instance or organization in a list sorted by `sort`.
+    pub fn of_named(
+        sort: NameSort,
+        name: &str,
+        created_at: time::OffsetDateTime,
+        updated_at: time::OffsetDateTime,
+        id: &str,
+    ) -> Self {
+        let value = match sort {
+            NameSort::Name => KeyValue::Text(name.to_owned()),
+            NameSort::CreatedAt => KeyValue::Time(created_at),
+            NameSort::UpdatedAt => KeyValue::Time(updated_at),
+        };
+        Self {
+            value,
+            id: KeyValue::Text(id.to_owned()),
+        }
+    }
+
+    /// The position of a row of the unified domains in a list sorted by `sort`.
+    pub fn of_domain(sort: DomainSort, domain: &crate::model::Domain) -> Self {
+        let value = match sort {
+            DomainSort::Domain => KeyValue::Text(domain.domain.clone()),
+            DomainSort::CreatedAt => KeyValue::Time(domain.created_at),
+            DomainSort::UpdatedAt => KeyValue::Time(domain.updated_at),
+        };
+        Self {
+            value,
+            id: KeyValue::Number(domain.id),
+        }
+    }
+
+    /// Whether the row at (`value`, `id`) comes after this position in `order`.
+    pub fn precedes(&self, value: &KeyValue, id: &KeyValue, order: SortOrder) -> bool {
+        let (here, there) = ((&self.value, &self.id), (value, id));
+        match order {
+            SortOrder::Ascending => there > here,
+            SortOrder::Descending => there < here,
+        }
+    }
+}
+
+/// A sort whose keyset positions have a known shape.
+pub trait KeyedSort: Copy {
+    /// Whether `keyset` can be a position in a list sorted this way.
+    fn fits(self, keyset: &Keyset) -> bool;
+}
+
+impl KeyedSort for NameSort {
+    fn fits(self, keyset: &Keyset) -> bool {
+        matches!(keyset.id, KeyValue::Text(_))
+            && matches!(
+                (self, &keyset.value),
+                (NameSort::Name, KeyValue::Text(_))
+                    | (NameSort::CreatedAt | NameSort::UpdatedAt, KeyValue::Time(_))
+            )
+    }
+}
+
+impl KeyedSort for DomainSort {
+    fn fits(self, keyset: &Keyset) -> bool {
+        matches!(keyset.id, KeyValue::Number(_))
+            && matches!(
+                (self, &keyset.value),
+                (DomainSort::Domain, KeyValue::Text(_))
+                    | (
+                        DomainSort::CreatedAt | DomainSort::UpdatedAt,
+                        KeyValue::Time(_)
+                    )
+            )
+    }
+}
+
+impl<S: KeyedSort> Pagination<S> {
+    /// InvalidArgument when `after` cannot be a position of this sort (a page token of
+    /// another list).
+    pub fn check_keyset(&self) -> crate::Result<()> {
+        match &self.after {
+            Some(keyset) if !self.sort.fits(keyset) => Err(crate::Error::invalid(
+                "page_token",
+                "belongs to a list with another sort",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps the rows behind `after` (rows already in order), then offset and limit.
+    pub fn cut_after<T>(
+        &self,
+        rows: Vec<T>,
+        key: impl Fn(&T) -> (KeyValue, KeyValue),
+    ) -> crate::Result<Vec<T>> {
+        self.check_keyset()?;
+        let rows = match &self.after {
+            Some(after) => rows
+                .into_iter()
+                .filter(|row| {
+                    let (value, id) = key(row);
+                    after.precedes(&value, &id, self.order)
+                })
+                .collect(),
+            None => rows,
+        };
+        Ok(self.cut(rows))
+    }
 }
 
 impl<S: Default> Default for Pagination<S> {
@@ -121,6 +247,7 @@ impl<S: Default> Default for Pagination<S> {
             offset: 0,
             sort: S::default(),
             order: SortOrder::Ascending,
+            after: None,
         }
     }
 }
@@ -132,6 +259,18 @@ impl<S> Pagination<S> {
             offset,
             sort,
             order,
+            after: None,
+        }
+    }
+
+    /// A page of `limit` rows behind `after` (keyset paging).
+    pub fn after(sort: S, order: SortOrder, limit: u32, after: Option<Keyset>) -> Self {
+        Self {
+            limit: Some(limit),
+            offset: 0,
+            sort,
+            order,
+            after,
         }
     }
 

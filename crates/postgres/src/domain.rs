@@ -80,7 +80,7 @@ impl DomainRepository for PgSession {
             DomainSort::UpdatedAt => "updated_at",
             DomainSort::Domain => "domain COLLATE \"C\"",
         };
-        push_page(&mut qb, column, "id", page.order, page.limit, page.offset);
+        push_page(&mut qb, column, "id", page)?;
         let rows: Vec<DomainRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
     }

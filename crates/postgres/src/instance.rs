@@ -57,14 +57,7 @@ impl InstanceRepository for PgSession {
             NameSort::UpdatedAt => "updated_at",
             NameSort::Name => "name COLLATE \"C\"",
         };
-        push_page(
-            &mut qb,
-            column,
-            "id COLLATE \"C\"",
-            page.order,
-            page.limit,
-            page.offset,
-        );
+        push_page(&mut qb, column, "id COLLATE \"C\"", page)?;
         let rows: Vec<InstanceRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
     }

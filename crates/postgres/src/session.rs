@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 use tenancy_core::event::{NewEvent, StoredEvent};
 use tenancy_core::ports::{EventWriter, UnitOfWork, UnitOfWorkFactory};
-use tenancy_core::query::{SortOrder, TextMatch};
+use tenancy_core::query::{KeyValue, KeyedSort, Pagination, SortOrder, TextMatch};
 use tenancy_core::{Error, Result};
 
 use crate::error::MapDb;
@@ -193,29 +193,55 @@ pub(crate) fn push_text(qb: &mut QueryBuilder<Postgres>, column: &'static str, m
 
 /// Appends `ORDER BY <column> <dir>, <tiebreak> <dir> LIMIT .. OFFSET ..`; `column` and
 /// `tiebreak` come from allow-lists in the callers.
-pub(crate) fn push_page(
+pub(crate) fn push_page<S: KeyedSort>(
     qb: &mut QueryBuilder<Postgres>,
     column: &'static str,
     tiebreak: &'static str,
-    order: SortOrder,
-    limit: Option<u32>,
-    offset: u64,
-) {
-    let dir = match order {
-        SortOrder::Ascending => " ASC",
-        SortOrder::Descending => " DESC",
+    page: &Pagination<S>,
+) -> Result<()> {
+    page.check_keyset()?;
+    let (dir, beyond) = match page.order {
+        SortOrder::Ascending => (" ASC", ") > ("),
+        SortOrder::Descending => (" DESC", ") < ("),
     };
+    // Keyset: a row comparison on the sort columns, which an index on them serves.
+    if let Some(after) = &page.after {
+        qb.push(" AND (")
+            .push(column)
+            .push(", ")
+            .push(tiebreak)
+            .push(beyond);
+        push_key(qb, &after.value);
+        qb.push(", ");
+        push_key(qb, &after.id);
+        qb.push(")");
+    }
     qb.push(" ORDER BY ")
         .push(column)
         .push(dir)
         .push(", ")
         .push(tiebreak)
         .push(dir);
-    if let Some(limit) = limit {
+    if let Some(limit) = page.limit {
         qb.push(" LIMIT ").push_bind(i64::from(limit));
     }
-    if offset > 0 {
+    if page.offset > 0 {
         qb.push(" OFFSET ")
-            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+            .push_bind(i64::try_from(page.offset).unwrap_or(i64::MAX));
+    }
+    Ok(())
+}
+
+fn push_key(qb: &mut QueryBuilder<Postgres>, value: &KeyValue) {
+    match value {
+        KeyValue::Text(text) => {
+            qb.push_bind(text.clone()).push(" COLLATE \"C\"");
+        }
+        KeyValue::Time(time) => {
+            qb.push_bind(*time);
+        }
+        KeyValue::Number(number) => {
+            qb.push_bind(*number);
+        }
     }
 }

@@ -139,7 +139,7 @@ impl InstanceRepository for InMemoryUnitOfWork {
         criteria: &InstanceCriteria,
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Instance>> {
-        Ok(self.state.instances(criteria, page))
+        self.state.instances(criteria, page)
     }
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
         self.state.instance_by_host(host)

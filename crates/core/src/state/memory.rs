@@ -15,8 +15,8 @@ use crate::model::{
     OrganizationDomain, OrganizationState,
 };
 use crate::query::{
-    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
-    Pagination, SortOrder,
+    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, Keyset, NameSort,
+    OrganizationCriteria, Pagination, SortOrder,
 };
 use crate::state::{StateChange, reduce};
 
@@ -908,7 +908,7 @@ impl InMemoryState {
         &self,
         criteria: &InstanceCriteria,
         page: &Pagination<NameSort>,
-    ) -> Vec<Instance> {
+    ) -> Result<Vec<Instance>> {
         let mut rows: Vec<Instance> = self
             .instances
             .values()
@@ -924,7 +924,16 @@ impl InMemoryState {
             )
             .then_with(|| a.id.cmp(&b.id))
         });
-        page.cut(rows)
+        page.cut_after(rows, |i| {
+            let k = Keyset::of_named(
+                page.sort,
+                &i.name,
+                i.created_at,
+                i.updated_at,
+                i.id.as_str(),
+            );
+            (k.value, k.id)
+        })
     }
 
     pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
@@ -970,7 +979,16 @@ impl InMemoryState {
             )
             .then_with(|| a.id.cmp(&b.id))
         });
-        Ok(page.cut(rows))
+        page.cut_after(rows, |o| {
+            let k = Keyset::of_named(
+                page.sort,
+                &o.name,
+                o.created_at,
+                o.updated_at,
+                o.id.as_str(),
+            );
+            (k.value, k.id)
+        })
     }
 
     pub fn instance_domains(&self, instance_id: &InstanceId) -> Vec<InstanceDomain> {
@@ -1038,7 +1056,10 @@ impl InMemoryState {
             }
             .then_with(|| a.id.cmp(&b.id))
         });
-        Ok(page.cut(rows))
+        page.cut_after(rows, |d| {
+            let k = Keyset::of_domain(page.sort, d);
+            (k.value, k.id)
+        })
     }
 
     pub fn domain(&self, criteria: &DomainCriteria) -> Result<Domain> {
