@@ -6,6 +6,7 @@ mod catchup;
 mod grown;
 mod hosts;
 mod lookup;
+mod paging;
 mod push;
 mod zitadel;
 
@@ -53,6 +54,7 @@ pub enum Bench {
     Push,
     Lookup,
     Hosts,
+    Paging,
     Zitadel,
 }
 
@@ -149,6 +151,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Hosts) {
         figures.extend(hosts::run(&args).await?);
+    }
+    if runs(Bench::Paging) {
+        figures.extend(paging::run(&args).await?);
     }
     if runs(Bench::Zitadel) {
         figures.extend(zitadel::run(&args).await?);

@@ -36,6 +36,7 @@ pub mod id;
 #[cfg(any(test, feature = "mocks"))]
 pub mod mocks;
 pub mod model;
+pub mod page_token;
 pub mod ports;
 pub mod query;
 pub mod state;
