@@ -6,6 +6,64 @@ use std::fmt;
 /// Result alias used across every tenancy crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The uniqueness rules of the schema (schema.md), each one partial unique index or key
+/// in PostgreSQL and one check in memory. Displayed as the rule's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    InstanceId,
+    OrganizationId,
+    /// Live organization names, per instance, ignoring case.
+    OrganizationName,
+    /// Live custom instance domains, across all instances, ignoring case.
+    CustomInstanceDomain,
+    /// Trusted domains, per instance.
+    TrustedInstanceDomain,
+    /// An instance domain row (instance, type, domain).
+    InstanceDomain,
+    PrimaryInstanceDomain,
+    /// A domain of one organization.
+    OrganizationDomain,
+    /// A verified organization domain, per instance.
+    VerifiedOrganizationDomain,
+    PrimaryOrganizationDomain,
+    /// A unique constraint tenancy does not know by name.
+    Other,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstanceId => "instance id",
+            Self::OrganizationId => "organization id",
+            Self::OrganizationName => "organization name",
+            Self::CustomInstanceDomain => "custom instance domain",
+            Self::TrustedInstanceDomain => "trusted instance domain",
+            Self::InstanceDomain => "instance domain",
+            Self::PrimaryInstanceDomain => "primary instance domain",
+            Self::OrganizationDomain => "organization domain",
+            Self::VerifiedOrganizationDomain => "verified organization domain",
+            Self::PrimaryOrganizationDomain => "primary organization domain",
+            Self::Other => "unique constraint",
+        }
+    }
+
+    /// The rule an `eventstore.unique_constraints` type stands for.
+    pub fn of_unique_type(unique_type: &str) -> Self {
+        match unique_type {
+            crate::event::UNIQUE_INSTANCE_DOMAIN => Self::CustomInstanceDomain,
+            crate::event::UNIQUE_ORG_DOMAIN => Self::VerifiedOrganizationDomain,
+            crate::event::UNIQUE_ORG_NAME => Self::OrganizationName,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What went wrong, in terms of the domain.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,7 +73,7 @@ pub enum Error {
 
     /// A uniqueness rule would be broken; `rule` names it.
     #[error("already exists: {rule}: {value}")]
-    AlreadyExists { rule: &'static str, value: String },
+    AlreadyExists { rule: Rule, value: String },
 
     /// Input that breaks a validation rule; `field` names the input, `reason` the rule.
     #[error("invalid {field}: {reason}")]
@@ -62,7 +120,7 @@ impl Error {
         }
     }
 
-    pub fn already_exists(rule: &'static str, value: impl fmt::Display) -> Self {
+    pub fn already_exists(rule: Rule, value: impl fmt::Display) -> Self {
         Self::AlreadyExists {
             rule,
             value: value.to_string(),

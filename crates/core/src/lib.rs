@@ -42,4 +42,4 @@ pub mod query;
 pub mod state;
 pub mod value;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Rule};

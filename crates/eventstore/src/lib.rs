@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tenancy_core::event::{
     EVENT_TYPES, EventQuery, INSTANCE_AGGREGATE, NewEvent, ORG_AGGREGATE, SortKey, StoredEvent,
-    UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME, UniqueAction,
+    UniqueAction,
 };
 use tenancy_core::ports::EventReader;
 use tenancy_core::{Error, Result};
@@ -152,15 +152,6 @@ async fn adopted_store(conn: &mut PgConnection) -> Result<bool> {
     Ok(layout.adopted())
 }
 
-fn unique_rule(unique_type: &str) -> &'static str {
-    match unique_type {
-        UNIQUE_INSTANCE_DOMAIN => "custom instance domain",
-        UNIQUE_ORG_DOMAIN => "verified organization domain",
-        UNIQUE_ORG_NAME => "organization name",
-        _ => "unique constraint",
-    }
-}
-
 /// Pushes `events` on `conn`, which must be inside a transaction; a failed push leaves
 /// the caller's transaction usable (it runs in a savepoint) and writes nothing.
 pub async fn push_on(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
@@ -211,7 +202,7 @@ async fn push_in(
             && db.is_unique_violation()
         {
             return Err(Error::AlreadyExists {
-                rule: unique_rule(&unique.unique_type),
+                rule: tenancy_core::Rule::of_unique_type(&unique.unique_type),
                 value: unique.unique_field.clone(),
             });
         }

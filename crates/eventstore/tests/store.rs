@@ -121,7 +121,7 @@ async fn unique_constraint_violations_write_nothing() {
         matches!(
             taken,
             Err(Error::AlreadyExists {
-                rule: "custom instance domain",
+                rule: tenancy_core::Rule::CustomInstanceDomain,
                 ..
             })
         ),

@@ -3,26 +3,28 @@
 
 use sqlx::error::ErrorKind;
 use sqlx::postgres::PgDatabaseError;
-use tenancy_core::Error;
+use tenancy_core::{Error, Rule};
 
 /// The domain meaning of a unique constraint or index.
-fn unique_rule(constraint: &str) -> &'static str {
+fn unique_rule(constraint: &str) -> Rule {
     match constraint {
-        "instances_pkey" => "instance id",
-        "organizations_pkey" => "organization id",
-        "organizations_live_name_key" => "organization name",
-        "instance_domains_custom_key" | "domains_instance_domain_key" => "custom instance domain",
-        "instance_domains_trusted_key" => "trusted instance domain",
-        "instance_domains_pkey" => "instance domain",
+        "instances_pkey" => Rule::InstanceId,
+        "organizations_pkey" => Rule::OrganizationId,
+        "organizations_live_name_key" => Rule::OrganizationName,
+        "instance_domains_custom_key" | "domains_instance_domain_key" => Rule::CustomInstanceDomain,
+        "instance_domains_trusted_key" => Rule::TrustedInstanceDomain,
+        "instance_domains_pkey" => Rule::InstanceDomain,
         "instance_domains_primary_key" | "domains_instance_primary_key" => {
-            "primary instance domain"
+            Rule::PrimaryInstanceDomain
         }
-        "org_domains_pkey" | "org_domains_domain_key" | "domains_live_key" => "organization domain",
+        "org_domains_pkey" | "org_domains_domain_key" | "domains_live_key" => {
+            Rule::OrganizationDomain
+        }
         "org_domains_verified_key" | "domains_verified_org_domain_key" => {
-            "verified organization domain"
+            Rule::VerifiedOrganizationDomain
         }
-        "org_domains_primary_key" | "domains_org_primary_key" => "primary organization domain",
-        _ => "unique constraint",
+        "org_domains_primary_key" | "domains_org_primary_key" => Rule::PrimaryOrganizationDomain,
+        _ => Rule::Other,
     }
 }
 

@@ -52,7 +52,7 @@ async fn instance_lifecycle_soft_delete_and_revival() {
     assert!(matches!(
         s.create_instance(&a, "again", T0).await,
         Err(Error::AlreadyExists {
-            rule: "instance id",
+            rule: tenancy_core::Rule::InstanceId,
             ..
         })
     ));
@@ -113,7 +113,7 @@ async fn organization_names_are_unique_among_live_rows() {
         matches!(
             dup,
             Err(Error::AlreadyExists {
-                rule: "organization name",
+                rule: tenancy_core::Rule::OrganizationName,
                 ..
             })
         ),
@@ -187,7 +187,7 @@ async fn custom_domains_are_global_trusted_per_instance() {
         matches!(
             taken,
             Err(Error::AlreadyExists {
-                rule: "custom instance domain",
+                rule: tenancy_core::Rule::CustomInstanceDomain,
                 ..
             })
         ),
@@ -206,7 +206,7 @@ async fn custom_domains_are_global_trusted_per_instance() {
         matches!(
             dup,
             Err(Error::AlreadyExists {
-                rule: "trusted instance domain",
+                rule: tenancy_core::Rule::TrustedInstanceDomain,
                 ..
             })
         ),
@@ -348,7 +348,7 @@ async fn unified_domains_rules_and_text_matches() {
         matches!(
             second,
             Err(Error::AlreadyExists {
-                rule: "verified organization domain",
+                rule: tenancy_core::Rule::VerifiedOrganizationDomain,
                 ..
             })
         ),
@@ -431,7 +431,7 @@ async fn org_domain_rules_and_removal_cascade() {
         matches!(
             verify,
             Err(Error::AlreadyExists {
-                rule: "verified organization domain",
+                rule: tenancy_core::Rule::VerifiedOrganizationDomain,
                 ..
             })
         ),
@@ -559,7 +559,7 @@ async fn concurrent_verification_of_one_domain_lets_exactly_one_org_win() {
         matches!(
             lost,
             Err(Error::AlreadyExists {
-                rule: "verified organization domain",
+                rule: tenancy_core::Rule::VerifiedOrganizationDomain,
                 ..
             })
         ),

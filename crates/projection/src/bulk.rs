@@ -289,7 +289,7 @@ async fn holder_is_behind(
     if !matches!(
         error,
         Error::AlreadyExists {
-            rule: "custom instance domain",
+            rule: tenancy_core::Rule::CustomInstanceDomain,
             ..
         }
     ) {

@@ -624,7 +624,7 @@ async fn waits_for_other_instance(
     let is_global_conflict = matches!(
         error,
         Error::AlreadyExists {
-            rule: "custom instance domain",
+            rule: tenancy_core::Rule::CustomInstanceDomain,
             ..
         }
     );

@@ -270,7 +270,7 @@ impl EventWriter for InMemoryUnitOfWork {
                     UniqueAction::Add => {
                         if !uniques.insert(key) {
                             return Err(Error::AlreadyExists {
-                                rule: unique_rule(&unique.unique_type),
+                                rule: tenancy_core::Rule::of_unique_type(&unique.unique_type),
                                 value: unique.unique_field.clone(),
                             });
                         }
@@ -300,15 +300,6 @@ impl EventWriter for InMemoryUnitOfWork {
         self.uniques = uniques;
         self.pending.extend(stored.iter().cloned());
         Ok(stored)
-    }
-}
-
-fn unique_rule(unique_type: &str) -> &'static str {
-    match unique_type {
-        tenancy_core::event::UNIQUE_INSTANCE_DOMAIN => "custom instance domain",
-        tenancy_core::event::UNIQUE_ORG_DOMAIN => "verified organization domain",
-        tenancy_core::event::UNIQUE_ORG_NAME => "organization name",
-        _ => "unique constraint",
     }
 }
 

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::{Command, CommandContext, emit_instance_event, live_instance};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rule};
 use crate::event::{LegacyEvent, UniqueConstraint};
 use crate::id::InstanceId;
 use crate::ports::UnitOfWork;
@@ -25,7 +25,9 @@ impl Command for AddInstanceDomain {
         let domain = DomainName::parse(&self.domain)?;
         live_instance(uow, &self.instance_id).await?;
         match uow.instance_by_host(domain.as_str()).await {
-            Ok(_) => return Err(Error::already_exists("custom instance domain", &domain)),
+            Ok(_) => {
+                return Err(Error::already_exists(Rule::CustomInstanceDomain, &domain));
+            }
             Err(Error::NotFound { .. }) => {}
             Err(other) => return Err(other),
         }
@@ -104,7 +106,7 @@ mod tests {
         assert!(matches!(
             r,
             Err(Error::AlreadyExists {
-                rule: "custom instance domain",
+                rule: Rule::CustomInstanceDomain,
                 ..
             })
         ));

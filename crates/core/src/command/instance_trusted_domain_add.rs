@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::{Command, CommandContext, emit_instance_event, live_instance};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rule};
 use crate::event::LegacyEvent;
 use crate::id::InstanceId;
 use crate::model::{InstanceDomainKind, same_domain};
@@ -30,7 +30,7 @@ impl Command for AddInstanceTrustedDomain {
                 d.kind == InstanceDomainKind::Trusted && same_domain(&d.domain, domain.as_str())
             });
         if taken {
-            return Err(Error::already_exists("trusted instance domain", &domain));
+            return Err(Error::already_exists(Rule::TrustedInstanceDomain, &domain));
         }
         let event = LegacyEvent::InstanceTrustedDomainAdded {
             domain: domain.to_string(),

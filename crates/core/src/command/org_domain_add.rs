@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::{Command, CommandContext, emit_org_event, live_organization};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rule};
 use crate::event::LegacyEvent;
 use crate::id::{InstanceId, OrgId};
 use crate::model::same_domain;
@@ -29,7 +29,7 @@ impl Command for AddOrganizationDomain {
             .list_org_domains(&self.instance_id, &self.org_id)
             .await?;
         if own.iter().any(|d| same_domain(&d.domain, domain.as_str())) {
-            return Err(Error::already_exists("organization domain", &domain));
+            return Err(Error::already_exists(Rule::OrganizationDomain, &domain));
         }
         ensure_not_verified_elsewhere(uow, &self.instance_id, &self.org_id, &domain).await?;
         let event = LegacyEvent::OrgDomainAdded {
@@ -65,7 +65,7 @@ pub(super) async fn ensure_not_verified_elsewhere(
         .any(|d| d.org_id.as_ref().is_some_and(|o| o != org_id))
     {
         return Err(Error::already_exists(
-            "verified organization domain",
+            Rule::VerifiedOrganizationDomain,
             domain,
         ));
     }
@@ -126,7 +126,7 @@ mod tests {
         assert!(matches!(
             r,
             Err(Error::AlreadyExists {
-                rule: "organization domain",
+                rule: Rule::OrganizationDomain,
                 ..
             })
         ));
@@ -142,7 +142,7 @@ mod tests {
         assert!(matches!(
             r,
             Err(Error::AlreadyExists {
-                rule: "verified organization domain",
+                rule: Rule::VerifiedOrganizationDomain,
                 ..
             })
         ));

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::{Command, CommandContext, emit_org_event, live_instance};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rule};
 use crate::event::{LegacyEvent, UniqueConstraint};
 use crate::id::{InstanceId, OrgId};
 use crate::ports::UnitOfWork;
@@ -61,7 +61,7 @@ pub(super) async fn ensure_name_free(
     if uow.list_organizations(&criteria, &page).await?.is_empty() {
         Ok(())
     } else {
-        Err(Error::already_exists("organization name", name))
+        Err(Error::already_exists(Rule::OrganizationName, name))
     }
 }
 
@@ -110,7 +110,7 @@ mod tests {
         assert!(matches!(
             r,
             Err(Error::AlreadyExists {
-                rule: "organization name",
+                rule: Rule::OrganizationName,
                 ..
             })
         ));

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use time::OffsetDateTime;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rule};
 use crate::event::{LegacyEvent, UniqueConstraint};
 use crate::id::{InstanceId, OrgId};
 use crate::model::{
@@ -125,7 +125,7 @@ impl InMemoryState {
                 if let Some(existing) = self.instances.get(id.as_str())
                     && existing.deleted_at.is_none()
                 {
-                    return Err(Error::already_exists("instance id", id));
+                    return Err(Error::already_exists(Rule::InstanceId, id));
                 }
                 if check_only {
                     return Ok(0);
@@ -205,7 +205,7 @@ impl InMemoryState {
                     .get(&key)
                     .is_some_and(|o| o.deleted_at.is_none())
                 {
-                    return Err(Error::already_exists("organization id", id));
+                    return Err(Error::already_exists(Rule::OrganizationId, id));
                 }
                 self.check_org_name_free(instance_id, id, name)?;
                 if check_only {
@@ -307,15 +307,15 @@ impl InMemoryState {
                 match kind {
                     InstanceDomainKind::Custom { is_primary, .. } => {
                         if self.custom_domains.contains_key(&key.2) {
-                            return Err(Error::already_exists("custom instance domain", domain));
+                            return Err(Error::already_exists(Rule::CustomInstanceDomain, domain));
                         }
                         if *is_primary && self.primary_instance_domain(instance_id).is_some() {
-                            return Err(Error::already_exists("primary instance domain", domain));
+                            return Err(Error::already_exists(Rule::PrimaryInstanceDomain, domain));
                         }
                     }
                     InstanceDomainKind::Trusted => {
                         if self.instance_domains.contains_key(&key) {
-                            return Err(Error::already_exists("trusted instance domain", domain));
+                            return Err(Error::already_exists(Rule::TrustedInstanceDomain, domain));
                         }
                     }
                 }
@@ -408,7 +408,7 @@ impl InMemoryState {
                 self.check_org_exists(instance_id, org_id)?;
                 let key = org_domain_key(instance_id, org_id, domain);
                 if self.org_domains.contains_key(&key) {
-                    return Err(Error::already_exists("organization domain", domain));
+                    return Err(Error::already_exists(Rule::OrganizationDomain, domain));
                 }
                 if check_only {
                     return Ok(0);
@@ -468,7 +468,7 @@ impl InMemoryState {
                     .any(|(k, d)| k.1 != key.1 && k.2 == key.2 && d.is_verified);
                 if taken {
                     return Err(Error::already_exists(
-                        "verified organization domain",
+                        Rule::VerifiedOrganizationDomain,
                         domain,
                     ));
                 }
@@ -647,7 +647,7 @@ impl InMemoryState {
                 });
                 if taken {
                     return Err(Error::already_exists(
-                        "verified organization domain",
+                        Rule::VerifiedOrganizationDomain,
                         domain,
                     ));
                 }
@@ -703,7 +703,7 @@ impl InMemoryState {
             .take_while(|((i, _), _)| i == instance_id.as_str())
             .any(|(_, o)| o.id != *id && o.deleted_at.is_none() && lower(&o.name) == name_lower);
         if taken {
-            Err(Error::already_exists("organization name", name))
+            Err(Error::already_exists(Rule::OrganizationName, name))
         } else {
             Ok(())
         }
@@ -761,13 +761,13 @@ impl InMemoryState {
             None => {
                 self.check_instance_exists(instance_id)?;
                 if self.live_instance_domains.contains_key(&lower(domain)) {
-                    return Err(Error::already_exists("instance domain", domain));
+                    return Err(Error::already_exists(Rule::InstanceDomain, domain));
                 }
             }
             Some(org) => {
                 self.check_org_exists(instance_id, org)?;
                 if self.live_domain_id(instance_id, org_id, domain).is_some() {
-                    return Err(Error::already_exists("organization domain", domain));
+                    return Err(Error::already_exists(Rule::OrganizationDomain, domain));
                 }
             }
         }
