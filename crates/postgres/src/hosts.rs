@@ -396,12 +396,18 @@ impl HostResolver {
         }
         counters.misses.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        if self.inner.queue.try_send(Waiting { key, reply }).is_err() {
-            counters.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::internal(format!(
-                "host resolution is overloaded: {} lookups are waiting for the database",
-                self.inner.config.max_waiting
-            )));
+        match self.inner.queue.try_send(Waiting { key, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                counters.shed.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::internal(format!(
+                    "host resolution is overloaded: {} lookups are waiting for the database",
+                    self.inner.config.max_waiting
+                )));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(Error::internal("host resolution stopped"));
+            }
         }
         answer
             .await
