@@ -554,10 +554,12 @@ async fn work(
             Ok(mut found) => {
                 for (key, generation) in keys.into_iter().zip(generations) {
                     let value = found.remove(&key);
-                    for reply in replies.remove(&key).unwrap_or_default() {
+                    let waiting = replies.remove(&key).unwrap_or_default();
+                    // Stored before the answer goes out: the caller's next lookup hits.
+                    inner.store(key, value.clone(), generation, epoch);
+                    for reply in waiting {
                         let _ = reply.send(Ok(value.clone()));
                     }
-                    inner.store(key, value, generation, epoch);
                 }
             }
             Err(error) => {

@@ -73,6 +73,8 @@ fn scripted(
 #[tokio::test]
 async fn answers_are_cached_and_a_port_or_case_is_the_same_host() {
     let (source, resolver, _inv) = scripted(HostResolverConfig::default());
+    resolver.instance_by_host("a.example").await.unwrap();
+    assert_eq!(resolver.len(), 1, "stored before the answer is returned");
     for host in ["a.example", "A.Example:8443", "a.example."] {
         assert_eq!(
             resolver.instance_by_host(host).await.unwrap().as_str(),
