@@ -93,6 +93,17 @@ fn validate(s: &Setup, domain: &str) -> ValidateOrganizationDomain {
     }
 }
 
+async fn check(
+    s: &Setup,
+    domain: &str,
+    store: &dyn UnitOfWorkFactory,
+    events: &dyn EventReader,
+    checker: &Checker,
+    ctx: &CommandContext,
+) -> tenancy_core::Result<()> {
+    validate(s, domain).run(store, events, checker, ctx).await
+}
+
 async fn is_verified(store: &PgStore, s: &Setup) -> bool {
     let mut uow = store.session().await.unwrap();
     uow.list_org_domains(&s.instance, &s.org).await.unwrap()[0].is_verified
@@ -131,9 +142,7 @@ async fn dns_verification_through_postgres_keeps_the_tables_equal_to_the_events(
     let s = org_with_domain(&store, &ctx, "Sales.ACME.example").await;
 
     // Nothing generated yet: say so, before any DNS traffic.
-    let none = validate(&s, "sales.acme.example")
-        .run(&store, &*events, &checker, &ctx)
-        .await;
+    let none = check(&s, "sales.acme.example", &store, &*events, &checker, &ctx).await;
     assert!(
         matches!(
             none,
@@ -163,9 +172,7 @@ async fn dns_verification_through_postgres_keeps_the_tables_equal_to_the_events(
     assert_eq!(value, first.token);
 
     // Not published yet: the typed failure, recorded as an event, nothing verified.
-    let missing = validate(&s, "sales.acme.example")
-        .run(&store, &*events, &checker, &ctx)
-        .await;
+    let missing = check(&s, "sales.acme.example", &store, &*events, &checker, &ctx).await;
     assert!(
         matches!(
             missing,
@@ -189,9 +196,7 @@ async fn dns_verification_through_postgres_keeps_the_tables_equal_to_the_events(
     .unwrap();
     assert_ne!(first.token, second.token);
     dns.set_txt(&name, &[&first.token]);
-    let stale = validate(&s, "sales.acme.example")
-        .run(&store, &*events, &checker, &ctx)
-        .await;
+    let stale = check(&s, "sales.acme.example", &store, &*events, &checker, &ctx).await;
     assert!(
         matches!(
             stale,
@@ -201,15 +206,12 @@ async fn dns_verification_through_postgres_keeps_the_tables_equal_to_the_events(
     );
 
     dns.set_txt(&name, &[&second.token]);
-    validate(&s, "SALES.acme.example")
-        .run(&store, &*events, &checker, &ctx)
+    check(&s, "SALES.acme.example", &store, &*events, &checker, &ctx)
         .await
         .unwrap();
     assert!(is_verified(&store, &s).await);
 
-    let again = validate(&s, "sales.acme.example")
-        .run(&store, &*events, &checker, &ctx)
-        .await;
+    let again = check(&s, "sales.acme.example", &store, &*events, &checker, &ctx).await;
     assert!(matches!(again, Err(Error::NoChanges(_))), "{again:?}");
 
     let engine = Engine::new(db.pool.clone(), EngineConfig::default());
@@ -243,9 +245,7 @@ async fn http_verification_and_expiry_on_the_in_memory_store() {
     )
     .await
     .unwrap();
-    let expired = validate(&s, "shop.example")
-        .run(&store, &events, &checker, &ctx)
-        .await;
+    let expired = check(&s, "shop.example", &store, &events, &checker, &ctx).await;
     assert!(
         matches!(
             expired,
@@ -273,8 +273,7 @@ async fn http_verification_and_expiry_on_the_in_memory_store() {
     };
     let path = url.trim_start_matches("https://shop.example");
     http.put(path, content.as_bytes());
-    validate(&s, "shop.example")
-        .run(&store, &events, &checker, &ctx)
+    check(&s, "shop.example", &store, &events, &checker, &ctx)
         .await
         .unwrap();
     let domains = store.state().org_domains(&s.instance, Some(&s.org));
@@ -289,16 +288,12 @@ async fn unknown_domains_and_orgs_are_not_found_without_network_traffic() {
     let dns = LocalDns::start().await.unwrap();
     let checker = checker(&dns, None);
     let s = org_with_domain(&store, &ctx, "known.example").await;
-    let unknown = validate(&s, "unknown.example")
-        .run(&store, &events, &checker, &ctx)
-        .await;
+    let unknown = check(&s, "unknown.example", &store, &events, &checker, &ctx).await;
     assert!(
         matches!(unknown, Err(Error::NotFound { .. })),
         "{unknown:?}"
     );
-    let invalid = validate(&s, "not a domain")
-        .run(&store, &events, &checker, &ctx)
-        .await;
+    let invalid = check(&s, "not a domain", &store, &events, &checker, &ctx).await;
     assert!(
         matches!(
             invalid,
@@ -313,9 +308,7 @@ async fn unknown_domains_and_orgs_are_not_found_without_network_traffic() {
         instance: s.instance.clone(),
         org: OrgId::new("nope").unwrap(),
     };
-    let missing_org = validate(&other_org, "known.example")
-        .run(&store, &events, &checker, &ctx)
-        .await;
+    let missing_org = check(&other_org, "known.example", &store, &events, &checker, &ctx).await;
     assert!(
         matches!(missing_org, Err(Error::NotFound { .. })),
         "{missing_org:?}"

@@ -7,7 +7,6 @@
 //! it proves control only because it is published at a place only the domain's owner can
 //! write to, and publishing it makes it public anyway.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -280,15 +279,6 @@ pub fn domain_validation_state(
         };
     }
     Ok(state)
-}
-
-impl fmt::Display for Publication {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::DnsTxt { name, value } => write!(f, "TXT record {name} = {value:?}"),
-            Self::HttpFile { url, content } => write!(f, "file {url} containing {content:?}"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ impl From<LanguageTag> for String {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
     #[test]
     fn host_headers_lose_port_and_trailing_dot() {
         for (host, domain) in [
@@ -200,7 +202,6 @@ mod tests {
             assert!(DomainName::from_host(bad).is_err(), "{bad:?}");
         }
     }
-    use proptest::prelude::*;
 
     fn reason(result: Result<DomainName>) -> String {
         match result {

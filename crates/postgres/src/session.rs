@@ -191,7 +191,8 @@ pub(crate) fn push_text(qb: &mut QueryBuilder<Postgres>, column: &'static str, m
     }
 }
 
-/// Appends `ORDER BY <column> <dir>, <tiebreak> <dir> LIMIT .. OFFSET ..`; `column` and
+/// Appends the keyset condition `AND (<column>, <tiebreak>) > (..)` when the page has
+/// one, then `ORDER BY <column> <dir>, <tiebreak> <dir> LIMIT .. OFFSET ..`; `column` and
 /// `tiebreak` come from allow-lists in the callers.
 pub(crate) fn push_page<S: KeyedSort>(
     qb: &mut QueryBuilder<Postgres>,

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
-use super::org_domain_verify::existing_org_domain;
-use super::{Command, CommandContext, emit_org_event, live_organization};
+use super::org_domain_verify::unverified_org_domain;
+use super::{Command, CommandContext, emit_org_event};
 use crate::challenge::{Challenge, ChallengeSettings, Publication, encode_token};
 use crate::error::{Error, Result};
 use crate::event::LegacyEvent;
@@ -43,11 +43,7 @@ impl Command for GenerateOrganizationDomainValidation {
     ) -> Result<DomainValidation> {
         self.settings.validate()?;
         let domain = DomainName::parse(&self.domain)?;
-        live_organization(uow, &self.instance_id, &self.org_id).await?;
-        let existing = existing_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
-        if existing.is_verified {
-            return Err(Error::precondition("the domain is already verified"));
-        }
+        let existing = unverified_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         let token = ctx.tokens.token()?;
         let now = ctx.clock.now();
         let lifetime = time::Duration::try_from(self.settings.lifetime)

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 
-use super::org_domain_verify::existing_org_domain;
-use super::{Command, CommandContext, emit_org_event, live_organization};
-use crate::error::{Error, Result};
+use super::org_domain_verify::unverified_org_domain;
+use super::{Command, CommandContext, emit_org_event};
+use crate::error::Result;
 use crate::event::LegacyEvent;
 use crate::id::{InstanceId, OrgId};
 use crate::model::ValidationType;
@@ -24,11 +24,7 @@ impl Command for AddOrganizationDomainVerification {
 
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<()> {
         let domain = DomainName::parse(&self.domain)?;
-        live_organization(uow, &self.instance_id, &self.org_id).await?;
-        let existing = existing_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
-        if existing.is_verified {
-            return Err(Error::precondition("the domain is already verified"));
-        }
+        let existing = unverified_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         let event = LegacyEvent::OrgDomainVerificationAdded {
             domain: existing.domain,
             validation_type: self.validation_type,
@@ -52,6 +48,7 @@ impl Command for AddOrganizationDomainVerification {
 mod tests {
     use super::*;
     use crate::command::testing::*;
+    use crate::error::Error;
     use crate::model::OrganizationState;
 
     fn cmd(vt: ValidationType) -> AddOrganizationDomainVerification {

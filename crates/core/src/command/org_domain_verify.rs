@@ -49,6 +49,22 @@ impl Command for VerifyOrganizationDomain {
     }
 }
 
+/// The live org's unverified row for `domain`: NotFound, or PreconditionFailed when it
+/// is verified already (starting a verification of it makes no sense).
+pub(super) async fn unverified_org_domain(
+    uow: &mut dyn UnitOfWork,
+    instance_id: &InstanceId,
+    org_id: &OrgId,
+    domain: &DomainName,
+) -> Result<OrganizationDomain> {
+    live_organization(uow, instance_id, org_id).await?;
+    let existing = existing_org_domain(uow, instance_id, org_id, domain).await?;
+    if existing.is_verified {
+        return Err(Error::precondition("the domain is already verified"));
+    }
+    Ok(existing)
+}
+
 /// The org's row for `domain`, or NotFound.
 pub(super) async fn existing_org_domain(
     uow: &mut dyn UnitOfWork,
