@@ -47,6 +47,7 @@ async fn org_with_domain(
         store,
         ctx,
         &AddOrganization {
+            id: None,
             instance_id: instance.clone(),
             name: "Sales".into(),
         },

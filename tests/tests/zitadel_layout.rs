@@ -204,6 +204,7 @@ async fn adopts_a_zitadel_v4_database_with_its_transactional_tables_in_place() {
         &store,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: InstanceId::new(instance.clone()).unwrap(),
             name: "Added by tenancy".into(),
         },

@@ -173,6 +173,7 @@ pub async fn run(pool: &PgPool, engine: &Engine) -> Result<()> {
         &store,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: umbrella.clone(),
             name: "Research".into(),
         },

@@ -393,6 +393,7 @@ async fn org_domain_verification_by_dns() {
         &store,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: instance.clone(),
             name: "Sales".into(),
         },

@@ -32,6 +32,7 @@ mockall::mock! {
         async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
         async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
         async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>>;
+        async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64>;
         async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
     }
 
@@ -44,6 +45,7 @@ mockall::mock! {
         async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
         async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization>;
         async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>>;
+        async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64>;
     }
 
     #[async_trait]

@@ -43,6 +43,8 @@ pub trait InstanceRepository: Send {
         criteria: &InstanceCriteria,
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Instance>>;
+    /// How many instances `list_instances` finds without a limit (a total for offset paging).
+    async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64>;
     /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
 
@@ -100,6 +102,8 @@ pub trait OrganizationRepository: Send {
         criteria: &OrganizationCriteria,
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Organization>>;
+    /// How many organizations `list_organizations` finds without a limit.
+    async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64>;
 
     async fn create_organization(
         &mut self,
@@ -546,6 +550,15 @@ pub trait UnitOfWork: Repositories + EventWriter {
 #[async_trait]
 pub trait UnitOfWorkFactory: Send + Sync {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>>;
+}
+
+/// Routes requests: the instance a Host header names, and the organization of an
+/// instance that verified a domain. Production answers from a cache
+/// (`tenancy_postgres::hosts::HostResolver`); both answer NotFound for an unknown host.
+#[async_trait]
+pub trait HostLookup: Send + Sync {
+    async fn instance_by_host(&self, host: &str) -> Result<InstanceId>;
+    async fn org_by_domain(&self, instance_id: &InstanceId, domain: &str) -> Result<OrgId>;
 }
 
 /// The time commands stamp on rows and events.

@@ -143,6 +143,7 @@ impl Keyset {
     ) -> Self {
         let value = match sort {
             NameSort::Name => KeyValue::Text(name.to_owned()),
+            NameSort::Id => KeyValue::Text(id.to_owned()),
             NameSort::CreatedAt => KeyValue::Time(created_at),
             NameSort::UpdatedAt => KeyValue::Time(updated_at),
         };
@@ -186,7 +187,7 @@ impl KeyedSort for NameSort {
         matches!(keyset.id, KeyValue::Text(_))
             && matches!(
                 (self, &keyset.value),
-                (NameSort::Name, KeyValue::Text(_))
+                (NameSort::Name | NameSort::Id, KeyValue::Text(_))
                     | (NameSort::CreatedAt | NameSort::UpdatedAt, KeyValue::Time(_))
             )
     }
@@ -301,6 +302,8 @@ pub enum NameSort {
     CreatedAt,
     UpdatedAt,
     Name,
+    /// The id alone (byte-wise).
+    Id,
 }
 
 /// Whose domains a unified-domain query wants.
@@ -310,6 +313,8 @@ pub enum DomainOwner {
     InstanceOnly,
     /// Only the domains of this organization.
     Organization(OrgId),
+    /// The domains of any of these organizations (one query for a page of them).
+    Organizations(Vec<OrgId>),
 }
 
 /// Criteria of the unified domain repository. `instance_id` is required by every
@@ -363,7 +368,11 @@ impl DomainCriteria {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OrganizationCriteria {
     pub instance_id: Option<InstanceId>,
+    /// Any of these ids (empty: any id).
+    pub ids: Vec<OrgId>,
     pub name: Option<TextMatch>,
+    /// Organizations with a domain (verified or not) that matches.
+    pub domain: Option<TextMatch>,
     pub state: Option<crate::model::OrganizationState>,
     pub include_deleted: bool,
 }
@@ -371,6 +380,10 @@ pub struct OrganizationCriteria {
 /// Criteria of instance lists (a system-level read: no tenant).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstanceCriteria {
+    /// Any of these ids (empty: any id).
+    pub ids: Vec<InstanceId>,
+    /// Instances owning any of these custom domains, ignoring case (empty: no filter).
+    pub custom_domains: Vec<String>,
     pub name: Option<TextMatch>,
     pub include_deleted: bool,
 }

@@ -210,6 +210,7 @@ async fn scenario(store: &dyn UnitOfWorkFactory) -> Result<String, Error> {
         store,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: instance.clone(),
             name: "Sales".into(),
         },
@@ -219,6 +220,7 @@ async fn scenario(store: &dyn UnitOfWorkFactory) -> Result<String, Error> {
         store,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: instance.clone(),
             name: "Ops".into(),
         },
@@ -272,6 +274,7 @@ async fn scenario(store: &dyn UnitOfWorkFactory) -> Result<String, Error> {
         store,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: instance.clone(),
             name: "SALES".into(),
         },

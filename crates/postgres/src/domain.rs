@@ -68,6 +68,10 @@ impl DomainRepository for PgSession {
             Some(DomainOwner::Organization(org)) => {
                 qb.push(" AND org_id = ").push_bind(org.as_str().to_owned());
             }
+            Some(DomainOwner::Organizations(orgs)) => {
+                let orgs: Vec<String> = orgs.iter().map(|o| o.as_str().to_owned()).collect();
+                qb.push(" AND org_id = ANY(").push_bind(orgs).push(")");
+            }
         }
         if let Some(v) = criteria.is_verified {
             qb.push(" AND is_verified = ").push_bind(v);

@@ -616,3 +616,13 @@ async fn connect_listener(pool: &PgPool) -> Result<PgListener> {
     listener.listen(HOSTS_CHANNEL).await.db()?;
     Ok(listener)
 }
+
+#[async_trait::async_trait]
+impl tenancy_core::ports::HostLookup for HostResolver {
+    async fn instance_by_host(&self, host: &str) -> Result<InstanceId> {
+        HostResolver::instance_by_host(self, host).await
+    }
+    async fn org_by_domain(&self, instance_id: &InstanceId, domain: &str) -> Result<OrgId> {
+        HostResolver::org_by_domain(self, instance_id, domain).await
+    }
+}

@@ -46,20 +46,24 @@ impl InstanceRepository for PgSession {
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE true"
         ));
-        if !criteria.include_deleted {
-            qb.push(" AND deleted_at IS NULL");
-        }
-        if let Some(m) = &criteria.name {
-            push_text(&mut qb, "name", m);
-        }
+        push_instance_filters(&mut qb, criteria);
         let column = match page.sort {
             NameSort::CreatedAt => "created_at",
             NameSort::UpdatedAt => "updated_at",
             NameSort::Name => "name COLLATE \"C\"",
+            NameSort::Id => "id COLLATE \"C\"",
         };
         push_page(&mut qb, column, "id COLLATE \"C\"", page)?;
         let rows: Vec<InstanceRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
+    }
+
+    async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64> {
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT count(*) FROM instances WHERE true");
+        push_instance_filters(&mut qb, criteria);
+        let count: i64 = qb.build_query_scalar().fetch_one(self.conn()?).await.db()?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
@@ -80,5 +84,33 @@ impl InstanceRepository for PgSession {
             .db()?;
         row.ok_or_else(|| Error::not_found("instance for host", host))?
             .try_into()
+    }
+}
+
+/// The WHERE conditions of `criteria` (after `WHERE true`), shared by list and count.
+fn push_instance_filters(qb: &mut QueryBuilder<Postgres>, criteria: &InstanceCriteria) {
+    if !criteria.include_deleted {
+        qb.push(" AND deleted_at IS NULL");
+    }
+    if !criteria.ids.is_empty() {
+        let ids: Vec<&str> = criteria.ids.iter().map(InstanceId::as_str).collect();
+        qb.push(" AND id = ANY(").push_bind(ids).push(")");
+    }
+    if !criteria.custom_domains.is_empty() {
+        let domains: Vec<String> = criteria
+            .custom_domains
+            .iter()
+            .map(|d| d.to_lowercase())
+            .collect();
+        // instance_domains_custom_key serves lower(domain) of custom domains.
+        qb.push(
+            " AND id IN (SELECT d.instance_id FROM instance_domains d \
+             WHERE d.type = 'custom' AND lower(d.domain) = ANY(",
+        )
+        .push_bind(domains)
+        .push("))");
+    }
+    if let Some(m) = &criteria.name {
+        push_text(qb, "name", m);
     }
 }

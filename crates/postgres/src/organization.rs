@@ -57,24 +57,55 @@ impl OrganizationRepository for PgSession {
             "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE instance_id = "
         ));
         qb.push_bind(instance_id.as_str().to_owned());
-        if !criteria.include_deleted {
-            qb.push(" AND deleted_at IS NULL");
-        }
-        if let Some(m) = &criteria.name {
-            push_text(&mut qb, "name", m);
-        }
-        if let Some(state) = criteria.state {
-            qb.push(" AND state = ")
-                .push_bind(state.as_str())
-                .push("::organization_state");
-        }
+        push_organization_filters(&mut qb, criteria);
         let column = match page.sort {
             NameSort::CreatedAt => "created_at",
             NameSort::UpdatedAt => "updated_at",
             NameSort::Name => "name COLLATE \"C\"",
+            NameSort::Id => "id COLLATE \"C\"",
         };
         push_page(&mut qb, column, "id COLLATE \"C\"", page)?;
         let rows: Vec<OrganizationRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
+    }
+
+    async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64> {
+        let instance_id = criteria
+            .instance_id
+            .as_ref()
+            .ok_or(Error::MissingTenant("counting organizations"))?;
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT count(*) FROM organizations WHERE instance_id = ");
+        qb.push_bind(instance_id.as_str().to_owned());
+        push_organization_filters(&mut qb, criteria);
+        let count: i64 = qb.build_query_scalar().fetch_one(self.conn()?).await.db()?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+}
+
+/// The conditions of `criteria` after `WHERE instance_id = $1`, shared by list and count.
+fn push_organization_filters(qb: &mut QueryBuilder<Postgres>, criteria: &OrganizationCriteria) {
+    if !criteria.include_deleted {
+        qb.push(" AND deleted_at IS NULL");
+    }
+    if !criteria.ids.is_empty() {
+        let ids: Vec<&str> = criteria.ids.iter().map(OrgId::as_str).collect();
+        qb.push(" AND id = ANY(").push_bind(ids).push(")");
+    }
+    if let Some(m) = &criteria.name {
+        push_text(qb, "name", m);
+    }
+    if let Some(state) = criteria.state {
+        qb.push(" AND state = ")
+            .push_bind(state.as_str())
+            .push("::organization_state");
+    }
+    if let Some(m) = &criteria.domain {
+        qb.push(
+            " AND EXISTS (SELECT 1 FROM org_domains d \
+             WHERE d.instance_id = organizations.instance_id AND d.org_id = organizations.id",
+        );
+        push_text(qb, "d.domain", m);
+        qb.push(")");
     }
 }

@@ -538,6 +538,7 @@ async fn v3_commands_and_legacy_writers_interleave_without_double_apply() {
         &pg,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: instance.clone(),
             name: "V3 Org".into(),
         },
@@ -801,6 +802,7 @@ async fn every_v3_command_end_to_end_matches_the_fold_of_its_events() {
         &pg,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: i.clone(),
             name: "Sales".into(),
         },
@@ -811,6 +813,7 @@ async fn every_v3_command_end_to_end_matches_the_fold_of_its_events() {
         &pg,
         &ctx,
         &AddOrganization {
+            id: None,
             instance_id: i.clone(),
             name: "Ops".into(),
         },

@@ -141,6 +141,9 @@ impl InstanceRepository for InMemoryUnitOfWork {
     ) -> Result<Vec<Instance>> {
         self.state.instances(criteria, page)
     }
+    async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64> {
+        Ok(self.state.count_instances(criteria))
+    }
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
         self.state.instance_by_host(host)
     }
@@ -169,6 +172,9 @@ impl OrganizationRepository for InMemoryUnitOfWork {
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Organization>> {
         self.state.organizations(criteria, page)
+    }
+    async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64> {
+        self.state.count_organizations(criteria)
     }
 }
 

@@ -12,6 +12,9 @@ use crate::value::Name;
 #[derive(Debug, Clone)]
 pub struct AddOrganization {
     pub instance_id: InstanceId,
+    /// An id chosen by the caller; one is generated when `None`. An id is never reused,
+    /// not even one of a removed organization (its events stay in the store).
+    pub id: Option<String>,
     pub name: String,
 }
 
@@ -23,7 +26,14 @@ impl Command for AddOrganization {
         let name = Name::parse(&self.name)?;
         live_instance(uow, &self.instance_id).await?;
         ensure_name_free(uow, &self.instance_id, &name).await?;
-        let org_id = OrgId::new(ctx.ids.next_id()?)?;
+        let org_id = match &self.id {
+            Some(id) => {
+                let id = chosen_id(id)?;
+                ensure_id_free(uow, &self.instance_id, &id).await?;
+                id
+            }
+            None => OrgId::new(ctx.ids.next_id()?)?,
+        };
         let uniques = vec![UniqueConstraint::add_org_name(
             self.instance_id.as_str(),
             name.as_str(),
@@ -40,6 +50,36 @@ impl Command for AddOrganization {
         )
         .await?;
         Ok(org_id)
+    }
+}
+
+/// A caller's id: 1 to 200 visible ASCII characters, as ZITADEL's API allows.
+fn chosen_id(id: &str) -> Result<OrgId> {
+    if id.is_empty() || id.len() > 200 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "organization_id",
+            "must be 1 to 200 visible ASCII characters",
+        ));
+    }
+    OrgId::new(id)
+}
+
+/// AlreadyExists when the instance has, or had, an organization with this id.
+async fn ensure_id_free(
+    uow: &mut dyn UnitOfWork,
+    instance_id: &InstanceId,
+    id: &OrgId,
+) -> Result<()> {
+    let criteria = OrganizationCriteria {
+        instance_id: Some(instance_id.clone()),
+        ids: vec![id.clone()],
+        include_deleted: true,
+        ..OrganizationCriteria::default()
+    };
+    if uow.count_organizations(&criteria).await? == 0 {
+        Ok(())
+    } else {
+        Err(Error::already_exists(Rule::OrganizationId, id))
     }
 }
 
@@ -73,6 +113,7 @@ mod tests {
 
     fn cmd(name: &str) -> AddOrganization {
         AddOrganization {
+            id: None,
             instance_id: iid(),
             name: name.into(),
         }
@@ -114,6 +155,58 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn takes_the_callers_id() {
+        let mut uow = with_instance();
+        uow.expect_list_organizations().returning(|_, _| Ok(vec![]));
+        uow.expect_count_organizations()
+            .withf(|c| c.include_deleted && c.ids.len() == 1 && c.ids[0].as_str() == "my-org")
+            .returning(|_| Ok(0));
+        uow.expect_create_organization()
+            .withf(|_, o, _, _| o.as_str() == "my-org")
+            .returning(|_, _, _, _| Ok(()));
+        uow.expect_push().returning(|_| Ok(vec![]));
+        let mut add = cmd("Org");
+        add.id = Some("my-org".into());
+        assert_eq!(
+            add.execute(&mut uow, &ctx()).await.unwrap().as_str(),
+            "my-org"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_used_id_already_exists_even_when_removed() {
+        let mut uow = with_instance();
+        uow.expect_list_organizations().returning(|_, _| Ok(vec![]));
+        uow.expect_count_organizations().returning(|_| Ok(1));
+        let mut add = cmd("Org");
+        add.id = Some("taken".into());
+        assert!(matches!(
+            add.execute(&mut uow, &ctx()).await,
+            Err(Error::AlreadyExists {
+                rule: Rule::OrganizationId,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_id_is_invalid() {
+        for bad in ["", "with space", &"x".repeat(201), "tab\t"] {
+            let mut uow = with_instance();
+            uow.expect_list_organizations().returning(|_, _| Ok(vec![]));
+            let mut add = cmd("Org");
+            add.id = Some(bad.into());
+            assert!(matches!(
+                add.execute(&mut uow, &ctx()).await,
+                Err(Error::InvalidArgument {
+                    field: "organization_id",
+                    ..
+                })
+            ));
+        }
     }
 
     #[tokio::test]

@@ -909,13 +909,7 @@ impl InMemoryState {
         criteria: &InstanceCriteria,
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Instance>> {
-        let mut rows: Vec<Instance> = self
-            .instances
-            .values()
-            .filter(|i| criteria.include_deleted || i.deleted_at.is_none())
-            .filter(|i| criteria.name.as_ref().is_none_or(|m| m.matches(&i.name)))
-            .cloned()
-            .collect();
+        let mut rows: Vec<Instance> = self.matching_instances(criteria).cloned().collect();
         sort_rows(&mut rows, page.order, |a, b| {
             name_sort(
                 page.sort,
@@ -934,6 +928,30 @@ impl InMemoryState {
             );
             (k.value, k.id)
         })
+    }
+
+    pub fn count_instances(&self, criteria: &InstanceCriteria) -> u64 {
+        self.matching_instances(criteria).count() as u64
+    }
+
+    fn matching_instances<'a>(
+        &'a self,
+        criteria: &'a InstanceCriteria,
+    ) -> impl Iterator<Item = &'a Instance> + 'a {
+        let domain_owners: Vec<&String> = criteria
+            .custom_domains
+            .iter()
+            .filter_map(|d| self.custom_domains.get(&lower(d)))
+            .collect();
+        self.instances
+            .values()
+            .filter(|i| criteria.include_deleted || i.deleted_at.is_none())
+            .filter(|i| criteria.ids.is_empty() || criteria.ids.contains(&i.id))
+            .filter(move |i| {
+                criteria.custom_domains.is_empty()
+                    || domain_owners.iter().any(|owner| *owner == i.id.as_str())
+            })
+            .filter(|i| criteria.name.as_ref().is_none_or(|m| m.matches(&i.name)))
     }
 
     pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
@@ -963,12 +981,7 @@ impl InMemoryState {
             .as_ref()
             .ok_or(Error::MissingTenant("listing organizations"))?;
         let mut rows: Vec<Organization> = self
-            .organizations
-            .values()
-            .filter(|o| o.instance_id == *instance_id)
-            .filter(|o| criteria.include_deleted || o.deleted_at.is_none())
-            .filter(|o| criteria.name.as_ref().is_none_or(|m| m.matches(&o.name)))
-            .filter(|o| criteria.state.is_none_or(|s| s == o.state))
+            .matching_organizations(instance_id, criteria)
             .cloned()
             .collect();
         sort_rows(&mut rows, page.order, |a, b| {
@@ -989,6 +1002,35 @@ impl InMemoryState {
             );
             (k.value, k.id)
         })
+    }
+
+    pub fn count_organizations(&self, criteria: &OrganizationCriteria) -> Result<u64> {
+        let instance_id = criteria
+            .instance_id
+            .as_ref()
+            .ok_or(Error::MissingTenant("counting organizations"))?;
+        Ok(self.matching_organizations(instance_id, criteria).count() as u64)
+    }
+
+    fn matching_organizations<'a>(
+        &'a self,
+        instance_id: &'a InstanceId,
+        criteria: &'a OrganizationCriteria,
+    ) -> impl Iterator<Item = &'a Organization> + 'a {
+        self.organizations
+            .values()
+            .filter(move |o| o.instance_id == *instance_id)
+            .filter(|o| criteria.include_deleted || o.deleted_at.is_none())
+            .filter(|o| criteria.ids.is_empty() || criteria.ids.contains(&o.id))
+            .filter(|o| criteria.name.as_ref().is_none_or(|m| m.matches(&o.name)))
+            .filter(|o| criteria.state.is_none_or(|s| s == o.state))
+            .filter(move |o| {
+                criteria.domain.as_ref().is_none_or(|m| {
+                    self.org_domains(instance_id, Some(&o.id))
+                        .iter()
+                        .any(|d| m.matches(&d.domain))
+                })
+            })
     }
 
     pub fn instance_domains(&self, instance_id: &InstanceId) -> Vec<InstanceDomain> {
@@ -1043,6 +1085,9 @@ impl InMemoryState {
                 None => true,
                 Some(DomainOwner::InstanceOnly) => d.org_id.is_none(),
                 Some(DomainOwner::Organization(o)) => d.org_id.as_ref() == Some(o),
+                Some(DomainOwner::Organizations(orgs)) => {
+                    d.org_id.as_ref().is_some_and(|o| orgs.contains(o))
+                }
             })
             .filter(|d| criteria.is_verified.is_none_or(|v| v == d.is_verified))
             .filter(|d| criteria.is_primary.is_none_or(|v| v == d.is_primary))
@@ -1153,6 +1198,8 @@ fn name_sort(
 ) -> std::cmp::Ordering {
     match sort {
         NameSort::Name => a.0.cmp(b.0),
+        // The caller breaks ties by the id.
+        NameSort::Id => std::cmp::Ordering::Equal,
         NameSort::CreatedAt => a.1.cmp(&b.1),
         NameSort::UpdatedAt => a.2.cmp(&b.2),
     }

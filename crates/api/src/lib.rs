@@ -1,0 +1,21 @@
+//! # tenancy-api
+//!
+//! The service API of tenancy: `tenancy.instance.v2.InstanceService` and
+//! `tenancy.org.v2.OrganizationService` (protos in `proto/` at the workspace root, shaped
+//! like ZITADEL's v2 APIs), served as gRPC with reflection and as Connect JSON over HTTP
+//! from one implementation ([`Api`]) over the core's commands and repositories.
+//! `tenancy start` mounts [`router`] beside `/healthz` and `/metrics`.
+
+pub mod auth;
+mod convert;
+pub mod hosts;
+pub mod error;
+mod instance;
+mod org;
+pub mod paging;
+pub mod pb;
+mod server;
+mod service;
+
+pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, router};
+pub use service::{Api, Stamped};

@@ -1,0 +1,222 @@
+//! The HTTP surface: one route per method path, served as gRPC (tonic, with server
+//! reflection) when the content type is `application/grpc*`, and otherwise as a Connect
+//! unary call with a JSON body (`POST /<package>.<Service>/<Method>`, the protocol
+//! ZITADEL's v2 Connect handlers speak), both from the same service implementations.
+//! Every request passes the authentication layer first.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Status;
+use tower::ServiceExt as _;
+
+use crate::auth::{ApiTokens, Caller};
+use crate::error::connect_code;
+use crate::pb;
+use crate::pb::instance::v2::instance_service_server::{InstanceService, InstanceServiceServer};
+use crate::pb::org::v2::organization_service_server::{
+    OrganizationService, OrganizationServiceServer,
+};
+use crate::service::Api;
+
+/// Largest request body by default (either protocol); a request over it is refused
+/// (RESOURCE_EXHAUSTED over JSON, OUT_OF_RANGE from tonic over gRPC).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The API's routes, ready to merge into the server's router.
+pub fn router(
+    api: Api,
+    tokens: ApiTokens,
+    max_request_bytes: usize,
+) -> Result<Router, tenancy_core::Error> {
+    let api = Arc::new(api);
+    let reflection = |e: tonic_reflection::server::Error| {
+        tenancy_core::Error::internal(format!("server reflection: {e}"))
+    };
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(reflection)?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(reflection)?;
+    let grpc = tonic::service::Routes::new(
+        InstanceServiceServer::from_arc(api.clone()).max_decoding_message_size(max_request_bytes),
+    )
+    .add_service(
+        OrganizationServiceServer::from_arc(api.clone())
+            .max_decoding_message_size(max_request_bytes),
+    )
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha)
+    .prepare()
+    .into_axum_router();
+    let json = connect_routes(api, max_request_bytes);
+    let split = move |request: Request| {
+        let (grpc, json) = (grpc.clone(), json.clone());
+        async move {
+            let routed = if is_grpc(&request) {
+                grpc.oneshot(request).await
+            } else {
+                json.oneshot(request).await
+            };
+            routed.into_response()
+        }
+    };
+    Ok(Router::new()
+        .route("/{service}/{method}", any(split))
+        .layer(middleware::from_fn_with_state(Arc::new(tokens), authenticate)))
+}
+
+fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+async fn authenticate(
+    State(tokens): State<Arc<ApiTokens>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match tokens.caller(request.headers(), request.uri()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(why) if is_grpc(&request) => Status::unauthenticated(why).into_http::<Body>(),
+        Err(why) => connect_error(&Status::unauthenticated(why)),
+    }
+}
+
+/// A Connect error: the HTTP status of the code and `{"code", "message"}`.
+pub fn connect_error(status: &Status) -> Response {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        code: &'a str,
+        message: &'a str,
+    }
+    let (code, http) = connect_code(status.code());
+    let body = Body {
+        code,
+        message: status.message(),
+    };
+    (http, axum::Json(body)).into_response()
+}
+
+/// One Connect unary call with a JSON body: decode, call the service, encode.
+async fn unary<Req, Res, F, Fut>(request: Request, limit: usize, call: F) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Res: Serialize,
+    F: FnOnce(tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Res>, Status>>,
+{
+    let (parts, body) = request.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        let status = Status::invalid_argument(
+            "content-type must be application/json (Connect) or application/grpc",
+        );
+        let mut response = connect_error(&status);
+        *response.status_mut() = axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return response;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return connect_error(&Status::resource_exhausted(format!(
+            "request body over the limit of {limit} bytes"
+        )));
+    };
+    let message: Req = if bytes.is_empty() {
+        Req::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                return connect_error(&Status::invalid_argument(format!("invalid JSON body: {e}")));
+            }
+        }
+    };
+    let mut call_request = tonic::Request::new(message);
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        call_request.extensions_mut().insert(caller.clone());
+    }
+    match call(call_request).await {
+        Ok(response) => {
+            let mut response = axum::Json(response.into_inner()).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(status) => connect_error(&status),
+    }
+}
+
+macro_rules! connect {
+    ($router:ident, $api:ident, $limit:ident, $service:literal, $trait:ident, [$($method:literal => $func:ident),* $(,)?]) => {
+        $(
+            let api = $api.clone();
+            $router = $router.route(
+                concat!("/", $service, "/", $method),
+                post(move |request: Request| {
+                    let api = api.clone();
+                    async move {
+                        unary(request, $limit, move |r| async move { $trait::$func(&*api, r).await }).await
+                    }
+                }),
+            );
+        )*
+    };
+}
+
+fn connect_routes(api: Arc<Api>, limit: usize) -> Router {
+    let mut router = Router::new();
+    connect!(router, api, limit, "tenancy.instance.v2.InstanceService", InstanceService, [
+        "GetInstance" => get_instance,
+        "UpdateInstance" => update_instance,
+        "DeleteInstance" => delete_instance,
+        "ListInstances" => list_instances,
+        "AddCustomDomain" => add_custom_domain,
+        "RemoveCustomDomain" => remove_custom_domain,
+        "SetPrimaryCustomDomain" => set_primary_custom_domain,
+        "ListCustomDomains" => list_custom_domains,
+        "AddTrustedDomain" => add_trusted_domain,
+        "RemoveTrustedDomain" => remove_trusted_domain,
+        "ListTrustedDomains" => list_trusted_domains,
+        "ResolveHost" => resolve_host,
+    ]);
+    connect!(router, api, limit, "tenancy.org.v2.OrganizationService", OrganizationService, [
+        "AddOrganization" => add_organization,
+        "UpdateOrganization" => update_organization,
+        "ListOrganizations" => list_organizations,
+        "DeactivateOrganization" => deactivate_organization,
+        "ActivateOrganization" => activate_organization,
+        "DeleteOrganization" => delete_organization,
+        "AddOrganizationDomain" => add_organization_domain,
+        "ListOrganizationDomains" => list_organization_domains,
+        "DeleteOrganizationDomain" => delete_organization_domain,
+        "SetPrimaryOrganizationDomain" => set_primary_organization_domain,
+        "GenerateOrganizationDomainValidation" => generate_organization_domain_validation,
+        "VerifyOrganizationDomain" => verify_organization_domain,
+    ]);
+    router.fallback(|| async {
+        connect_error(&Status::unimplemented("no such method"))
+    })
+}

@@ -1,0 +1,121 @@
+//! What both services share: the adapters they run on, the caller's instance, and how a
+//! command runs on behalf of a caller.
+
+use std::sync::Arc;
+
+use tenancy_core::Error;
+use tenancy_core::challenge::{ChallengeSettings, DomainChallenge, TokenGenerator};
+use tenancy_core::command::{Command, CommandContext, run};
+use tenancy_core::id::InstanceId;
+use tenancy_core::page_token::PageTokens;
+use tenancy_core::ports::{
+    Clock, EventReader, HostLookup, IdGenerator, UnitOfWork, UnitOfWorkFactory,
+};
+use time::OffsetDateTime;
+use tonic::{Request, Status};
+
+use crate::auth::{Caller, Principal};
+use crate::error::status;
+
+/// The adapters the API runs on.
+#[derive(Clone)]
+pub struct Api {
+    pub factory: Arc<dyn UnitOfWorkFactory>,
+    pub events: Arc<dyn EventReader>,
+    pub hosts: Arc<dyn HostLookup>,
+    pub checker: Arc<dyn DomainChallenge>,
+    pub challenge: ChallengeSettings,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub tokens: Arc<dyn TokenGenerator>,
+    pub page_tokens: PageTokens,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// A clock stopped at one instant: a command and its response carry the same time.
+struct StoppedClock(OffsetDateTime);
+
+impl Clock for StoppedClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+/// What a write hands back: the time it stamped on rows and events.
+pub type Stamped<T> = (T, OffsetDateTime);
+
+impl Api {
+    /// The caller the authentication layer put on the request.
+    pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no caller: the request was not authenticated"))
+    }
+
+    /// PERMISSION_DENIED unless a system token calls.
+    pub fn require_system(caller: &Caller, method: &str) -> Result<(), Status> {
+        match caller.principal {
+            Principal::System { .. } => Ok(()),
+            Principal::Instance { .. } => Err(Status::permission_denied(format!(
+                "{method} needs a system token"
+            ))),
+        }
+    }
+
+    /// The instance a request acts on: `explicit` (a request field or the instance
+    /// header) or else the instance whose custom domain is the Host. An instance token
+    /// reaches only its own instance; any other answers NOT_FOUND, worded as for an
+    /// instance that does not exist.
+    pub async fn instance(&self, caller: &Caller, explicit: &str) -> Result<InstanceId, Status> {
+        let explicit = Some(explicit)
+            .filter(|id| !id.is_empty())
+            .or(caller.instance_header.as_deref().filter(|id| !id.is_empty()));
+        let id = match explicit {
+            Some(id) => InstanceId::new(id).map_err(status)?,
+            None => {
+                let host = caller.host.as_deref().unwrap_or_default();
+                self.hosts.instance_by_host(host).await.map_err(status)?
+            }
+        };
+        match &caller.principal {
+            Principal::System { .. } => Ok(id),
+            Principal::Instance { instance_id, .. } if *instance_id == id => Ok(id),
+            Principal::Instance { .. } => Err(status(Error::not_found("instance", &id))),
+        }
+    }
+
+    /// The context of the caller's commands, with a clock stopped at `at`.
+    pub fn context(&self, caller: &Caller, at: OffsetDateTime) -> CommandContext {
+        CommandContext {
+            clock: Arc::new(StoppedClock(at)),
+            ids: self.ids.clone(),
+            tokens: self.tokens.clone(),
+            creator: caller.principal.name().to_owned(),
+        }
+    }
+
+    /// Runs a command in its own unit of work for the caller.
+    pub async fn run<C: Command>(
+        &self,
+        caller: &Caller,
+        command: &C,
+    ) -> Result<Stamped<C::Output>, Status> {
+        let at = self.clock.now();
+        let output = run(&*self.factory, &self.context(caller, at), command)
+            .await
+            .map_err(status)?;
+        Ok((output, at))
+    }
+
+    /// A unit of work for reads; dropping it rolls back.
+    pub async fn read(&self) -> Result<Box<dyn UnitOfWork>, Status> {
+        self.factory.begin().await.map_err(status)
+    }
+}
