@@ -28,8 +28,13 @@ pub struct TokenEntry {
 /// What a valid token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    System { name: String },
-    Instance { name: String, instance_id: InstanceId },
+    System {
+        name: String,
+    },
+    Instance {
+        name: String,
+        instance_id: InstanceId,
+    },
 }
 
 impl Principal {
@@ -192,7 +197,9 @@ mod tests {
         assert_eq!(caller.principal.name(), "ops");
         assert_eq!(caller.host.as_deref(), Some("login.acme.example:8080"));
         let caller = tokens().caller(&headers("bearer acme"), &uri).unwrap();
-        assert!(matches!(caller.principal, Principal::Instance { ref instance_id, .. } if instance_id.as_str() == "i1"));
+        assert!(
+            matches!(caller.principal, Principal::Instance { ref instance_id, .. } if instance_id.as_str() == "i1")
+        );
     }
 
     #[test]

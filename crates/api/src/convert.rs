@@ -20,8 +20,12 @@ pub fn timestamp(at: OffsetDateTime) -> Option<Timestamp> {
 
 /// A text filter; unknown methods are InvalidArgument naming `field`.
 pub fn text_match(field: &'static str, value: &str, method: i32) -> Result<TextMatch, Status> {
-    let method = TextFilterMethod::try_from(method)
-        .map_err(|_| status(Error::invalid(field, format!("unknown text method {method}"))))?;
+    let method = TextFilterMethod::try_from(method).map_err(|_| {
+        status(Error::invalid(
+            field,
+            format!("unknown text method {method}"),
+        ))
+    })?;
     let (operation, ignore_case) = match method {
         TextFilterMethod::Equals => (TextOperation::Equals, false),
         TextFilterMethod::EqualsIgnoreCase => (TextOperation::Equals, true),

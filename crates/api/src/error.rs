@@ -28,7 +28,10 @@ pub fn status(error: Error) -> Status {
 pub fn connect_code(code: Code) -> (&'static str, StatusCode) {
     match code {
         Code::Ok => ("ok", StatusCode::OK),
-        Code::Cancelled => ("canceled", StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)),
+        Code::Cancelled => (
+            "canceled",
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        ),
         Code::Unknown => ("unknown", StatusCode::INTERNAL_SERVER_ERROR),
         Code::InvalidArgument => ("invalid_argument", StatusCode::BAD_REQUEST),
         Code::DeadlineExceeded => ("deadline_exceeded", StatusCode::GATEWAY_TIMEOUT),
@@ -60,7 +63,10 @@ mod tests {
         let s = status(Error::already_exists(Rule::OrganizationName, "ACME"));
         assert_eq!(s.code(), Code::AlreadyExists);
         assert!(s.message().contains("organization name"));
-        assert_eq!(status(Error::not_found("instance", "i1")).code(), Code::NotFound);
+        assert_eq!(
+            status(Error::not_found("instance", "i1")).code(),
+            Code::NotFound
+        );
         let s = status(Error::internal("password=x in a DSN"));
         assert_eq!(s.code(), Code::Internal);
         assert!(!s.message().contains("password"));

@@ -65,8 +65,17 @@ fn filters_fingerprint<T: serde::Serialize>(filters: &T) -> String {
     serde_json::to_string(filters).unwrap_or_default()
 }
 
-fn sorting(field: &'static str, value: i32, of: impl Fn(i32) -> Option<NameSort>) -> Result<NameSort, Status> {
-    of(value).ok_or_else(|| status(Error::invalid(field, format!("unknown sorting column {value}"))))
+fn sorting(
+    field: &'static str,
+    value: i32,
+    of: impl Fn(i32) -> Option<NameSort>,
+) -> Result<NameSort, Status> {
+    of(value).ok_or_else(|| {
+        status(Error::invalid(
+            field,
+            format!("unknown sorting column {value}"),
+        ))
+    })
 }
 
 #[tonic::async_trait]
@@ -76,7 +85,9 @@ impl InstanceService for Api {
         request: Request<GetInstanceRequest>,
     ) -> Result<Response<GetInstanceResponse>, Status> {
         let caller = Api::caller(&request)?;
-        let id = self.instance(&caller, &request.get_ref().instance_id).await?;
+        let id = self
+            .instance(&caller, &request.get_ref().instance_id)
+            .await?;
         let mut uow = self.read().await?;
         let row = uow.get_instance(&id).await.map_err(status)?;
         let domains = uow.list_instance_domains(&id).await.map_err(status)?;
@@ -126,28 +137,37 @@ impl InstanceService for Api {
         let caller = Api::caller(&request)?;
         Api::require_system(&caller, "ListInstances")?;
         let request = request.into_inner();
-        let sort = sorting("sorting_column", request.sorting_column, |v| {
-            match FieldName::try_from(v).ok()? {
+        let sort = sorting(
+            "sorting_column",
+            request.sorting_column,
+            |v| match FieldName::try_from(v).ok()? {
                 FieldName::Unspecified | FieldName::CreationDate => Some(NameSort::CreatedAt),
                 FieldName::Id => Some(NameSort::Id),
                 FieldName::Name => Some(NameSort::Name),
-            }
-        })?;
+            },
+        )?;
         let mut criteria = InstanceCriteria::default();
         for filter in &request.filters {
             match &filter.filter {
                 Some(filter::Filter::InIdsFilter(ids)) => {
                     for id in &ids.ids {
-                        criteria.ids.push(InstanceId::new(id.clone()).map_err(status)?);
+                        criteria
+                            .ids
+                            .push(InstanceId::new(id.clone()).map_err(status)?);
                     }
                 }
                 Some(filter::Filter::CustomDomainsFilter(domains)) => {
-                    criteria.custom_domains.extend(domains.domains.iter().cloned());
+                    criteria
+                        .custom_domains
+                        .extend(domains.domains.iter().cloned());
                 }
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let fingerprint = format!("instances|{sort:?}|{}", filters_fingerprint(&request.filters));
+        let fingerprint = format!(
+            "instances|{sort:?}|{}",
+            filters_fingerprint(&request.filters)
+        );
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
         let mut uow = self.read().await?;
         let rows = uow
@@ -163,7 +183,10 @@ impl InstanceService for Api {
         })?;
         Ok(Response::new(ListInstancesResponse {
             // Lists leave custom_domains empty (one query per page); GetInstance fills it.
-            instances: rows.into_iter().map(|i| instance_message(i, vec![])).collect(),
+            instances: rows
+                .into_iter()
+                .map(|i| instance_message(i, vec![]))
+                .collect(),
             pagination: Some(pagination),
         }))
     }
@@ -242,20 +265,27 @@ impl InstanceService for Api {
         let caller = Api::caller(&request)?;
         let request = request.into_inner();
         let instance_id = self.instance(&caller, &request.instance_id).await?;
-        let sort = sorting("sorting_column", request.sorting_column, |v| {
-            match DomainFieldName::try_from(v).ok()? {
-                DomainFieldName::Unspecified | DomainFieldName::CreationDate => {
-                    Some(NameSort::CreatedAt)
-                }
-                DomainFieldName::Domain => Some(NameSort::Name),
-            }
-        })?;
+        let sort =
+            sorting(
+                "sorting_column",
+                request.sorting_column,
+                |v| match DomainFieldName::try_from(v).ok()? {
+                    DomainFieldName::Unspecified | DomainFieldName::CreationDate => {
+                        Some(NameSort::CreatedAt)
+                    }
+                    DomainFieldName::Domain => Some(NameSort::Name),
+                },
+            )?;
         let mut matches = Vec::new();
         let (mut generated, mut primary) = (None, None);
         for filter in &request.filters {
             match &filter.filter {
                 Some(custom_domain_filter::Filter::DomainFilter(f)) => {
-                    matches.push(text_match("filters.domain_filter.method", &f.domain, f.method)?);
+                    matches.push(text_match(
+                        "filters.domain_filter.method",
+                        &f.domain,
+                        f.method,
+                    )?);
                 }
                 Some(custom_domain_filter::Filter::GeneratedFilter(v)) => generated = Some(*v),
                 Some(custom_domain_filter::Filter::PrimaryFilter(v)) => primary = Some(*v),
@@ -267,7 +297,12 @@ impl InstanceService for Api {
             filters_fingerprint(&request.filters)
         );
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let rows = self.read().await?.list_instance_domains(&instance_id).await.map_err(status)?;
+        let rows = self
+            .read()
+            .await?
+            .list_instance_domains(&instance_id)
+            .await
+            .map_err(status)?;
         let rows: Vec<CustomDomain> = rows
             .into_iter()
             .filter_map(custom_domain)
@@ -345,7 +380,11 @@ impl InstanceService for Api {
         for filter in &request.filters {
             match &filter.filter {
                 Some(trusted_domain_filter::Filter::DomainFilter(f)) => {
-                    matches.push(text_match("filters.domain_filter.method", &f.domain, f.method)?);
+                    matches.push(text_match(
+                        "filters.domain_filter.method",
+                        &f.domain,
+                        f.method,
+                    )?);
                 }
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
@@ -355,7 +394,12 @@ impl InstanceService for Api {
             filters_fingerprint(&request.filters)
         );
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let rows = self.read().await?.list_instance_domains(&instance_id).await.map_err(status)?;
+        let rows = self
+            .read()
+            .await?
+            .list_instance_domains(&instance_id)
+            .await
+            .map_err(status)?;
         let rows: Vec<TrustedDomain> = rows
             .into_iter()
             .filter(|d| d.kind == InstanceDomainKind::Trusted)
@@ -382,8 +426,14 @@ impl InstanceService for Api {
     ) -> Result<Response<ResolveHostResponse>, Status> {
         let caller = Api::caller(&request)?;
         let request = request.into_inner();
-        let instance_id = self.hosts.instance_by_host(&request.host).await.map_err(status)?;
-        if let crate::auth::Principal::Instance { instance_id: own, .. } = &caller.principal
+        let instance_id = self
+            .hosts
+            .instance_by_host(&request.host)
+            .await
+            .map_err(status)?;
+        if let crate::auth::Principal::Instance {
+            instance_id: own, ..
+        } = &caller.principal
             && *own != instance_id
         {
             // Worded as for a host nobody owns.

@@ -8,8 +8,8 @@
 
 pub mod auth;
 mod convert;
-pub mod hosts;
 pub mod error;
+pub mod hosts;
 mod instance;
 mod org;
 pub mod paging;

@@ -17,8 +17,7 @@ use tenancy_core::query::{
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    org_state, org_state_filter, requested_validation_type, text_match, timestamp,
-    validation_type,
+    org_state, org_state_filter, requested_validation_type, text_match, timestamp, validation_type,
 };
 use crate::error::status;
 use crate::paging::Page;
@@ -115,9 +114,11 @@ impl OrganizationService for Api {
                     text_match("filters.domain_filter.method", &f.domain, f.method)?,
                     "filters.domain_filter",
                 )?,
-                Some(organization_search_filter::Filter::StateFilter(f)) => {
-                    once(&mut state, org_state_filter(f.state)?, "filters.state_filter")?
-                }
+                Some(organization_search_filter::Filter::StateFilter(f)) => once(
+                    &mut state,
+                    org_state_filter(f.state)?,
+                    "filters.state_filter",
+                )?,
                 Some(organization_search_filter::Filter::IdFilter(f)) => {
                     once(&mut id, org_id(&f.id)?, "filters.id_filter")?
                 }
@@ -252,9 +253,7 @@ impl OrganizationService for Api {
         let request = request.into_inner();
         let org = org_id(&request.organization_id)?;
         let sort = match DomainFieldName::try_from(request.sorting_column) {
-            Ok(DomainFieldName::Unspecified | DomainFieldName::CreationDate) => {
-                NameSort::CreatedAt
-            }
+            Ok(DomainFieldName::Unspecified | DomainFieldName::CreationDate) => NameSort::CreatedAt,
             Ok(DomainFieldName::Name) => NameSort::Name,
             Err(_) => {
                 return Err(status(Error::invalid(
@@ -278,7 +277,9 @@ impl OrganizationService for Api {
         );
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
         let mut uow = self.read().await?;
-        uow.get_organization(&instance_id, &org).await.map_err(status)?;
+        uow.get_organization(&instance_id, &org)
+            .await
+            .map_err(status)?;
         let rows: Vec<_> = uow
             .list_org_domains(&instance_id, &org)
             .await
@@ -368,11 +369,13 @@ impl OrganizationService for Api {
             Publication::DnsTxt { name, .. } => name,
             Publication::HttpFile { url, .. } => url,
         };
-        Ok(Response::new(GenerateOrganizationDomainValidationResponse {
-            token: validation.token,
-            url,
-            expiration_date: timestamp(validation.expires_at),
-        }))
+        Ok(Response::new(
+            GenerateOrganizationDomainValidationResponse {
+                token: validation.token,
+                url,
+                expiration_date: timestamp(validation.expires_at),
+            },
+        ))
     }
 
     async fn verify_organization_domain(

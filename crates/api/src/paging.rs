@@ -102,7 +102,9 @@ impl Page {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
         let next_page_token = match rows.last() {
-            Some(last) if more => tokens.encode(&key(last), &self.fingerprint).map_err(status)?,
+            Some(last) if more => tokens
+                .encode(&key(last), &self.fingerprint)
+                .map_err(status)?,
             _ => String::new(),
         };
         Ok((
@@ -195,7 +197,12 @@ mod tests {
             let other = Page::parse(Some(&request(10, 0, &token)), &tokens(), "other".into());
             assert!(other.unwrap_err().message().contains("page_token"));
             let with_offset = Page::parse(Some(&request(10, 3, &token)), &tokens(), "l".into());
-            assert!(with_offset.unwrap_err().message().contains("pagination.offset"));
+            assert!(
+                with_offset
+                    .unwrap_err()
+                    .message()
+                    .contains("pagination.offset")
+            );
         }
         assert_eq!(walked, (0..25).collect::<Vec<_>>());
         let page = Page::parse(Some(&request(10, 20, "")), &tokens(), "l".into()).unwrap();

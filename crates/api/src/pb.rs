@@ -1,5 +1,10 @@
 //! The messages and services generated from `proto/` (see build.rs).
-#![allow(clippy::all, clippy::pedantic, missing_debug_implementations, unreachable_pub)]
+#![allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations,
+    unreachable_pub
+)]
 
 /// The encoded `FileDescriptorSet` of every proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -75,7 +75,10 @@ pub fn router(
     };
     Ok(Router::new()
         .route("/{service}/{method}", any(split))
-        .layer(middleware::from_fn_with_state(Arc::new(tokens), authenticate)))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokens),
+            authenticate,
+        )))
 }
 
 fn is_grpc(request: &Request) -> bool {
@@ -160,9 +163,10 @@ where
     match call(call_request).await {
         Ok(response) => {
             let mut response = axum::Json(response.into_inner()).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             response
         }
         Err(status) => connect_error(&status),
@@ -216,7 +220,5 @@ fn connect_routes(api: Arc<Api>, limit: usize) -> Router {
         "GenerateOrganizationDomainValidation" => generate_organization_domain_validation,
         "VerifyOrganizationDomain" => verify_organization_domain,
     ]);
-    router.fallback(|| async {
-        connect_error(&Status::unimplemented("no such method"))
-    })
+    router.fallback(|| async { connect_error(&Status::unimplemented("no such method")) })
 }

@@ -74,9 +74,10 @@ impl Api {
     /// reaches only its own instance; any other answers NOT_FOUND, worded as for an
     /// instance that does not exist.
     pub async fn instance(&self, caller: &Caller, explicit: &str) -> Result<InstanceId, Status> {
-        let explicit = Some(explicit)
-            .filter(|id| !id.is_empty())
-            .or(caller.instance_header.as_deref().filter(|id| !id.is_empty()));
+        let explicit = Some(explicit).filter(|id| !id.is_empty()).or(caller
+            .instance_header
+            .as_deref()
+            .filter(|id| !id.is_empty()));
         let id = match explicit {
             Some(id) => InstanceId::new(id).map_err(status)?,
             None => {

@@ -1,6 +1,7 @@
 //! `tenancy`: migrate, start, projections, events import, demo.
 #![allow(clippy::print_stdout)] // a CLI prints its results
 
+mod api;
 mod database;
 mod demo;
 mod http;
@@ -49,11 +50,22 @@ struct Cli {
 enum Command {
     /// Apply schema migrations, then prefill the tables from the events in the store.
     Migrate,
-    /// Migrate if needed, keep the projections current, serve /healthz, /readyz, /metrics.
+    /// Migrate if needed, keep the projections current, serve /healthz, /readyz, /metrics
+    /// and the service API (gRPC and Connect JSON).
     Start {
         /// HTTP address (default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Make a bearer token for the service API: prints the token and the tenancy.toml
+    /// entry that holds its digest. Needs no database.
+    ApiToken {
+        /// Who holds the token: the events its calls write carry it as creator.
+        #[arg(long)]
+        name: String,
+        /// Bind the token to this instance; without it, a system token.
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Operate the relational_tables projection.
     Projections {
@@ -147,6 +159,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::ApiToken { .. } = cli.command {
+        // No database needed.
+        return dispatch_offline(cli.command);
+    }
     let listen = match &cli.command {
         Command::Start { listen } => listen.clone(),
         _ => None,
@@ -209,6 +225,7 @@ async fn dispatch(
     settings: &settings::Settings,
 ) -> Result<ExitCode> {
     match command {
+        Command::ApiToken { .. } => dispatch_offline(command),
         Command::Migrate => {
             let applied = tenancy_postgres::migrate::migrate_with(
                 &db.pool,
@@ -456,7 +473,8 @@ async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
             .await
     });
     let mut http_stop = stop.subscribe();
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    let routes = http::router(state).merge(api::routes(engine.pool(), settings).await?);
+    let server = axum::serve(listener, routes).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
     });
     let signals = {
@@ -471,6 +489,13 @@ async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
     served.context("HTTP server")?;
     projections.await.context("projection worker")??;
     Ok(())
+}
+
+fn dispatch_offline(command: Command) -> Result<ExitCode> {
+    if let Command::ApiToken { name, instance } = command {
+        api::print_new_token(&name, instance.as_deref())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

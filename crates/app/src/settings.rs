@@ -25,6 +25,31 @@ pub struct Settings {
     pub relational_schema: Option<String>,
     pub projection: ProjectionSettings,
     pub verification: VerificationSettings,
+    pub api: ApiSettings,
+}
+
+/// The service API of `tenancy start` (gRPC and Connect JSON on `listen`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer tokens, stored as SHA-256 digests (`tenancy api-token new` makes one);
+    /// without any, every API call is UNAUTHENTICATED.
+    pub tokens: Vec<tenancy_api::auth::TokenEntry>,
+    /// The secret (at least 32 bytes) page tokens are signed with; none: a random key per
+    /// process, so page tokens do not survive a restart (clients start their walk again).
+    pub page_token_key: Option<String>,
+    /// Largest request body, either protocol.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            page_token_key: None,
+            max_request_bytes: tenancy_api::DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
 }
 
 /// Org domain verification (`tenancy org-domains ...`).
@@ -111,6 +136,7 @@ impl Default for Settings {
             relational_schema: None,
             projection: ProjectionSettings::default(),
             verification: VerificationSettings::default(),
+            api: ApiSettings::default(),
         }
     }
 }
