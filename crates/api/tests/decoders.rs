@@ -41,10 +41,31 @@ const METHODS: &[&str] = &[
 /// JSON values that look like requests: the field names of the protos, nested.
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let names = prop::sample::select(vec![
-        "name", "instanceId", "instance_id", "organizationId", "domain", "customDomain",
-        "trustedDomain", "pagination", "limit", "offset", "asc", "pageToken", "filters",
-        "sortingColumn", "type", "host", "organizationDomain", "nameFilter", "method",
-        "inIdsFilter", "ids", "stateFilter", "state", "idFilter", "id",
+        "name",
+        "instanceId",
+        "instance_id",
+        "organizationId",
+        "domain",
+        "customDomain",
+        "trustedDomain",
+        "pagination",
+        "limit",
+        "offset",
+        "asc",
+        "pageToken",
+        "filters",
+        "sortingColumn",
+        "type",
+        "host",
+        "organizationDomain",
+        "nameFilter",
+        "method",
+        "inIdsFilter",
+        "ids",
+        "stateFilter",
+        "state",
+        "idFilter",
+        "id",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -52,14 +73,24 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         any::<i64>().prop_map(serde_json::Value::from),
         any::<f64>().prop_map(|f| serde_json::json!(f)),
         ".{0,40}".prop_map(serde_json::Value::from),
-        prop::sample::select(vec!["TEXT_FILTER_METHOD_CONTAINS", "ORG_FIELD_NAME_NAME", "1", "-1", "18446744073709551616", "a.example.com", "ORGANIZATION_STATE_ACTIVE"])
-            .prop_map(serde_json::Value::from),
+        prop::sample::select(vec![
+            "TEXT_FILTER_METHOD_CONTAINS",
+            "ORG_FIELD_NAME_NAME",
+            "1",
+            "-1",
+            "18446744073709551616",
+            "a.example.com",
+            "ORGANIZATION_STATE_ACTIVE"
+        ])
+        .prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(3, 24, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
             prop::collection::vec((names.clone(), inner), 0..5).prop_map(|fields| {
-                serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                serde_json::Value::Object(
+                    fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                )
             }),
         ]
     })
