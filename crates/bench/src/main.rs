@@ -2,6 +2,7 @@
 //! Prints a table and writes `target/bench/report.json`.
 #![allow(clippy::print_stdout)]
 
+mod api;
 mod catchup;
 mod grown;
 mod hosts;
@@ -55,6 +56,7 @@ pub enum Bench {
     Lookup,
     Hosts,
     Paging,
+    Api,
     Zitadel,
 }
 
@@ -154,6 +156,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Paging) {
         figures.extend(paging::run(&args).await?);
+    }
+    if runs(Bench::Api) {
+        figures.extend(api::run(&args).await?);
     }
     if runs(Bench::Zitadel) {
         figures.extend(zitadel::run(&args).await?);

@@ -29,10 +29,11 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-async fn one_size(orgs: i32) -> Result<Figure> {
-    let db = TestDatabase::fresh().await?;
+/// Instance `i1` with `orgs` organizations (names in random order), then `VACUUM
+/// ANALYZE`, as an operator would after an import.
+pub(crate) async fn fill_orgs(pool: &sqlx::PgPool, orgs: i32) -> Result<()> {
     sqlx::raw_sql("INSERT INTO instances (id, name) VALUES ('i1', 'Big')")
-        .execute(&db.pool)
+        .execute(pool)
         .await?;
     sqlx::query(
         "INSERT INTO organizations (instance_id, id, name, created_at)
@@ -40,9 +41,15 @@ async fn one_size(orgs: i32) -> Result<Figure> {
            FROM generate_series(1, $1) n",
     )
     .bind(orgs)
-    .execute(&db.pool)
+    .execute(pool)
     .await?;
-    sqlx::query("VACUUM ANALYZE").execute(&db.pool).await?;
+    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    Ok(())
+}
+
+async fn one_size(orgs: i32) -> Result<Figure> {
+    let db = TestDatabase::fresh().await?;
+    fill_orgs(&db.pool, orgs).await?;
     let store = PgStore::new(db.pool.clone());
     let mut session = store.session().await?;
     let criteria = OrganizationCriteria {

@@ -99,11 +99,7 @@ pub async fn harness() -> Harness {
         entry("b-token", Some(&ids[1])),
     ])
     .unwrap();
-    let router = router(api, tokens, LIMIT).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = router.clone();
-    tokio::spawn(async move { axum::serve(listener, served).await });
+    let (addr, router) = serve(api, tokens).await;
     Harness {
         store,
         addr,
@@ -114,8 +110,23 @@ pub async fn harness() -> Harness {
     }
 }
 
-impl Harness {
-    /// A gRPC channel whose requests carry `host` as :authority.
+/// Serves `api` on 127.0.0.1 (a free port).
+pub async fn serve(api: Api, tokens: ApiTokens) -> (SocketAddr, axum::Router) {
+    let router = router(api, tokens, LIMIT).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = router.clone();
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    (addr, router)
+}
+
+/// A client of a served API.
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
     pub async fn channel(&self, host: &str) -> Channel {
         Endpoint::from_shared(format!("http://{}", self.addr))
             .unwrap()
@@ -125,7 +136,6 @@ impl Harness {
             .unwrap()
     }
 
-    /// A Connect JSON call: (HTTP status, body).
     pub async fn json(
         &self,
         host: &str,
@@ -148,7 +158,6 @@ impl Harness {
         )
     }
 
-    /// A raw HTTP/1.1 POST.
     pub async fn post(
         &self,
         host: &str,
@@ -176,6 +185,39 @@ impl Harness {
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         (status, body)
+    }
+}
+
+impl Harness {
+    pub fn client(&self) -> Client {
+        Client { addr: self.addr }
+    }
+
+    pub async fn channel(&self, host: &str) -> Channel {
+        self.client().channel(host).await
+    }
+
+    pub async fn json(
+        &self,
+        host: &str,
+        token: Option<&str>,
+        method: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        self.client().json(host, token, method, body).await
+    }
+
+    pub async fn post(
+        &self,
+        host: &str,
+        token: Option<&str>,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        self.client()
+            .post(host, token, path, content_type, body)
+            .await
     }
 }
 
