@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::convert::{text_match, timestamp};
 use crate::error::status;
 use crate::paging::Page;
+use crate::pb::filter::v2::{PaginationRequest, PaginationResponse};
 use crate::pb::instance::v2::instance_service_server::InstanceService;
 use crate::pb::instance::v2::*;
 use crate::service::Api;
@@ -78,6 +79,39 @@ fn sorting(
     })
 }
 
+impl Api {
+    /// One kind of an instance's domains (an instance has few): read, kept and converted
+    /// by `keep`, then sorted by domain or creation date and paged in memory.
+    #[allow(clippy::too_many_arguments)]
+    async fn instance_domain_page<T, F: serde::Serialize>(
+        &self,
+        list: &str,
+        instance_id: &InstanceId,
+        sort: NameSort,
+        filters: &F,
+        pagination: Option<&PaginationRequest>,
+        keep: impl Fn(InstanceDomain) -> Option<T>,
+        position: impl Fn(&T) -> (&String, &Option<pbjson_types::Timestamp>),
+    ) -> Result<(Vec<T>, PaginationResponse), Status> {
+        let fingerprint = format!(
+            "{list}|{instance_id}|{sort:?}|{}",
+            filters_fingerprint(filters)
+        );
+        let page = Page::parse(pagination, &self.page_tokens, fingerprint)?;
+        let rows = self
+            .read()
+            .await?
+            .list_instance_domains(instance_id)
+            .await
+            .map_err(status)?;
+        let rows: Vec<T> = rows.into_iter().filter_map(keep).collect();
+        page.cut_in_memory(rows, sort, &self.page_tokens, |row| {
+            let (domain, created) = position(row);
+            domain_key(sort, domain, created_at(created))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl InstanceService for Api {
     async fn get_instance(
@@ -100,15 +134,16 @@ impl InstanceService for Api {
         &self,
         request: Request<UpdateInstanceRequest>,
     ) -> Result<Response<UpdateInstanceResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let request = request.into_inner();
-        let instance_id = self.instance(&caller, &request.instance_id).await?;
         let ((), at) = self
-            .run(
-                &caller,
-                &RenameInstance {
-                    instance_id,
-                    name: request.instance_name,
+            .write(
+                request,
+                None,
+                |r| &r.instance_id,
+                |instance_id, r| {
+                    Ok(RenameInstance {
+                        instance_id,
+                        name: r.instance_name,
+                    })
                 },
             )
             .await?;
@@ -195,17 +230,17 @@ impl InstanceService for Api {
         &self,
         request: Request<AddCustomDomainRequest>,
     ) -> Result<Response<AddCustomDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        Api::require_system(&caller, "AddCustomDomain")?;
-        let request = request.into_inner();
-        let instance_id = self.instance(&caller, &request.instance_id).await?;
         let (_, at) = self
-            .run(
-                &caller,
-                &AddInstanceDomain {
-                    instance_id,
-                    domain: request.custom_domain,
-                    generated: false,
+            .write(
+                request,
+                Some("AddCustomDomain"),
+                |r| &r.instance_id,
+                |instance_id, r| {
+                    Ok(AddInstanceDomain {
+                        instance_id,
+                        domain: r.custom_domain,
+                        generated: false,
+                    })
                 },
             )
             .await?;
@@ -218,16 +253,16 @@ impl InstanceService for Api {
         &self,
         request: Request<RemoveCustomDomainRequest>,
     ) -> Result<Response<RemoveCustomDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        Api::require_system(&caller, "RemoveCustomDomain")?;
-        let request = request.into_inner();
-        let instance_id = self.instance(&caller, &request.instance_id).await?;
         let ((), at) = self
-            .run(
-                &caller,
-                &RemoveInstanceDomain {
-                    instance_id,
-                    domain: request.custom_domain,
+            .write(
+                request,
+                Some("RemoveCustomDomain"),
+                |r| &r.instance_id,
+                |instance_id, r| {
+                    Ok(RemoveInstanceDomain {
+                        instance_id,
+                        domain: r.custom_domain,
+                    })
                 },
             )
             .await?;
@@ -240,16 +275,16 @@ impl InstanceService for Api {
         &self,
         request: Request<SetPrimaryCustomDomainRequest>,
     ) -> Result<Response<SetPrimaryCustomDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        Api::require_system(&caller, "SetPrimaryCustomDomain")?;
-        let request = request.into_inner();
-        let instance_id = self.instance(&caller, &request.instance_id).await?;
         let ((), at) = self
-            .run(
-                &caller,
-                &SetInstanceDomainPrimary {
-                    instance_id,
-                    domain: request.custom_domain,
+            .write(
+                request,
+                Some("SetPrimaryCustomDomain"),
+                |r| &r.instance_id,
+                |instance_id, r| {
+                    Ok(SetInstanceDomainPrimary {
+                        instance_id,
+                        domain: r.custom_domain,
+                    })
                 },
             )
             .await?;
@@ -292,27 +327,22 @@ impl InstanceService for Api {
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let fingerprint = format!(
-            "custom_domains|{instance_id}|{sort:?}|{}",
-            filters_fingerprint(&request.filters)
-        );
-        let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let rows = self
-            .read()
-            .await?
-            .list_instance_domains(&instance_id)
-            .await
-            .map_err(status)?;
-        let rows: Vec<CustomDomain> = rows
-            .into_iter()
-            .filter_map(custom_domain)
-            .filter(|d| matches.iter().all(|m| m.matches(&d.domain)))
-            .filter(|d| generated.is_none_or(|g| g == d.generated))
-            .filter(|d| primary.is_none_or(|p| p == d.primary))
-            .collect();
-        let (domains, pagination) = page.cut_in_memory(rows, sort, &self.page_tokens, |d| {
-            domain_key(sort, &d.domain, created_at(&d.creation_date))
-        })?;
+        let (domains, pagination) = self
+            .instance_domain_page(
+                "custom_domains",
+                &instance_id,
+                sort,
+                &request.filters,
+                request.pagination.as_ref(),
+                |row| {
+                    custom_domain(row)
+                        .filter(|d| matches.iter().all(|m| m.matches(&d.domain)))
+                        .filter(|d| generated.is_none_or(|g| g == d.generated))
+                        .filter(|d| primary.is_none_or(|p| p == d.primary))
+                },
+                |d| (&d.domain, &d.creation_date),
+            )
+            .await?;
         Ok(Response::new(ListCustomDomainsResponse {
             domains,
             pagination: Some(pagination),
@@ -323,15 +353,16 @@ impl InstanceService for Api {
         &self,
         request: Request<AddTrustedDomainRequest>,
     ) -> Result<Response<AddTrustedDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let request = request.into_inner();
-        let instance_id = self.instance(&caller, &request.instance_id).await?;
         let (_, at) = self
-            .run(
-                &caller,
-                &AddInstanceTrustedDomain {
-                    instance_id,
-                    domain: request.trusted_domain,
+            .write(
+                request,
+                None,
+                |r| &r.instance_id,
+                |instance_id, r| {
+                    Ok(AddInstanceTrustedDomain {
+                        instance_id,
+                        domain: r.trusted_domain,
+                    })
                 },
             )
             .await?;
@@ -344,15 +375,16 @@ impl InstanceService for Api {
         &self,
         request: Request<RemoveTrustedDomainRequest>,
     ) -> Result<Response<RemoveTrustedDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let request = request.into_inner();
-        let instance_id = self.instance(&caller, &request.instance_id).await?;
         let ((), at) = self
-            .run(
-                &caller,
-                &RemoveInstanceTrustedDomain {
-                    instance_id,
-                    domain: request.trusted_domain,
+            .write(
+                request,
+                None,
+                |r| &r.instance_id,
+                |instance_id, r| {
+                    Ok(RemoveInstanceTrustedDomain {
+                        instance_id,
+                        domain: r.trusted_domain,
+                    })
                 },
             )
             .await?;
@@ -389,31 +421,25 @@ impl InstanceService for Api {
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let fingerprint = format!(
-            "trusted_domains|{instance_id}|{sort:?}|{}",
-            filters_fingerprint(&request.filters)
-        );
-        let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let rows = self
-            .read()
-            .await?
-            .list_instance_domains(&instance_id)
-            .await
-            .map_err(status)?;
-        let rows: Vec<TrustedDomain> = rows
-            .into_iter()
-            .filter(|d| d.kind == InstanceDomainKind::Trusted)
-            .filter(|d| matches.iter().all(|m| m.matches(&d.domain)))
-            .map(|d| TrustedDomain {
-                instance_id: d.instance_id.as_str().to_owned(),
-                creation_date: timestamp(d.created_at),
-                domain: d.domain,
-            })
-            .collect();
-        let (trusted_domain, pagination) =
-            page.cut_in_memory(rows, sort, &self.page_tokens, |d| {
-                domain_key(sort, &d.domain, created_at(&d.creation_date))
-            })?;
+        let (trusted_domain, pagination) = self
+            .instance_domain_page(
+                "trusted_domains",
+                &instance_id,
+                sort,
+                &request.filters,
+                request.pagination.as_ref(),
+                |row| {
+                    (row.kind == InstanceDomainKind::Trusted
+                        && matches.iter().all(|m| m.matches(&row.domain)))
+                    .then(|| TrustedDomain {
+                        instance_id: row.instance_id.as_str().to_owned(),
+                        creation_date: timestamp(row.created_at),
+                        domain: row.domain,
+                    })
+                },
+                |d| (&d.domain, &d.creation_date),
+            )
+            .await?;
         Ok(Response::new(ListTrustedDomainsResponse {
             trusted_domain,
             pagination: Some(pagination),

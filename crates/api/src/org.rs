@@ -43,16 +43,17 @@ impl OrganizationService for Api {
         &self,
         request: Request<AddOrganizationRequest>,
     ) -> Result<Response<AddOrganizationResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let request = request.into_inner();
         let (id, at) = self
-            .run(
-                &caller,
-                &AddOrganization {
-                    instance_id,
-                    id: request.organization_id,
-                    name: request.name,
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(AddOrganization {
+                        instance_id,
+                        id: r.organization_id,
+                        name: r.name,
+                    })
                 },
             )
             .await?;
@@ -66,15 +67,20 @@ impl OrganizationService for Api {
         &self,
         request: Request<UpdateOrganizationRequest>,
     ) -> Result<Response<UpdateOrganizationResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let request = request.into_inner();
-        let command = RenameOrganization {
-            instance_id,
-            org_id: org_id(&request.organization_id)?,
-            name: request.name,
-        };
-        let ((), at) = self.run(&caller, &command).await?;
+        let ((), at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(RenameOrganization {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                        name: r.name,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(UpdateOrganizationResponse {
             change_date: timestamp(at),
         }))
@@ -182,13 +188,19 @@ impl OrganizationService for Api {
         &self,
         request: Request<DeactivateOrganizationRequest>,
     ) -> Result<Response<DeactivateOrganizationResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let command = DeactivateOrganization {
-            instance_id,
-            org_id: org_id(&request.get_ref().organization_id)?,
-        };
-        let ((), at) = self.run(&caller, &command).await?;
+        let ((), at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(DeactivateOrganization {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(DeactivateOrganizationResponse {
             change_date: timestamp(at),
         }))
@@ -198,13 +210,19 @@ impl OrganizationService for Api {
         &self,
         request: Request<ActivateOrganizationRequest>,
     ) -> Result<Response<ActivateOrganizationResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let command = ReactivateOrganization {
-            instance_id,
-            org_id: org_id(&request.get_ref().organization_id)?,
-        };
-        let ((), at) = self.run(&caller, &command).await?;
+        let ((), at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(ReactivateOrganization {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(ActivateOrganizationResponse {
             change_date: timestamp(at),
         }))
@@ -214,13 +232,19 @@ impl OrganizationService for Api {
         &self,
         request: Request<DeleteOrganizationRequest>,
     ) -> Result<Response<DeleteOrganizationResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let command = RemoveOrganization {
-            instance_id,
-            org_id: org_id(&request.get_ref().organization_id)?,
-        };
-        let ((), at) = self.run(&caller, &command).await?;
+        let ((), at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(RemoveOrganization {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(DeleteOrganizationResponse {
             deletion_date: timestamp(at),
         }))
@@ -230,15 +254,20 @@ impl OrganizationService for Api {
         &self,
         request: Request<AddOrganizationDomainRequest>,
     ) -> Result<Response<AddOrganizationDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let request = request.into_inner();
-        let command = AddOrganizationDomain {
-            instance_id,
-            org_id: org_id(&request.organization_id)?,
-            domain: request.domain,
-        };
-        let (_, at) = self.run(&caller, &command).await?;
+        let (_, at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(AddOrganizationDomain {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                        domain: r.domain,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(AddOrganizationDomainResponse {
             creation_date: timestamp(at),
         }))
@@ -318,15 +347,20 @@ impl OrganizationService for Api {
         &self,
         request: Request<DeleteOrganizationDomainRequest>,
     ) -> Result<Response<DeleteOrganizationDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let request = request.into_inner();
-        let command = RemoveOrganizationDomain {
-            instance_id,
-            org_id: org_id(&request.organization_id)?,
-            domain: request.domain,
-        };
-        let ((), at) = self.run(&caller, &command).await?;
+        let ((), at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(RemoveOrganizationDomain {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                        domain: r.domain,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(DeleteOrganizationDomainResponse {
             deletion_date: timestamp(at),
         }))
@@ -336,15 +370,20 @@ impl OrganizationService for Api {
         &self,
         request: Request<SetPrimaryOrganizationDomainRequest>,
     ) -> Result<Response<SetPrimaryOrganizationDomainResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let request = request.into_inner();
-        let command = SetOrganizationDomainPrimary {
-            instance_id,
-            org_id: org_id(&request.organization_id)?,
-            domain: request.domain,
-        };
-        let ((), at) = self.run(&caller, &command).await?;
+        let ((), at) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(SetOrganizationDomainPrimary {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                        domain: r.domain,
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(SetPrimaryOrganizationDomainResponse {
             change_date: timestamp(at),
         }))
@@ -354,17 +393,22 @@ impl OrganizationService for Api {
         &self,
         request: Request<GenerateOrganizationDomainValidationRequest>,
     ) -> Result<Response<GenerateOrganizationDomainValidationResponse>, Status> {
-        let caller = Api::caller(&request)?;
-        let instance_id = self.instance(&caller, "").await?;
-        let request = request.into_inner();
-        let command = GenerateOrganizationDomainValidation {
-            instance_id,
-            org_id: org_id(&request.organization_id)?,
-            domain: request.domain,
-            validation_type: requested_validation_type(request.r#type)?,
-            settings: self.challenge.clone(),
-        };
-        let (validation, _) = self.run(&caller, &command).await?;
+        let (validation, _) = self
+            .write(
+                request,
+                None,
+                |_| "",
+                |instance_id, r| {
+                    Ok(GenerateOrganizationDomainValidation {
+                        instance_id,
+                        org_id: org_id(&r.organization_id)?,
+                        domain: r.domain,
+                        validation_type: requested_validation_type(r.r#type)?,
+                        settings: self.challenge.clone(),
+                    })
+                },
+            )
+            .await?;
         let url = match validation.publication {
             Publication::DnsTxt { name, .. } => name,
             Publication::HttpFile { url, .. } => url,

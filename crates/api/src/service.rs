@@ -115,6 +115,26 @@ impl Api {
         Ok((output, at))
     }
 
+    /// The usual write: who calls (`system_only` names the method when it needs a system
+    /// token), which instance (`explicit`: the request's instance id, if it has one), then
+    /// the command `make` builds for that instance from the request.
+    pub async fn write<T, C: Command>(
+        &self,
+        request: Request<T>,
+        system_only: Option<&str>,
+        explicit: impl FnOnce(&T) -> &str,
+        make: impl FnOnce(InstanceId, T) -> Result<C, Status>,
+    ) -> Result<Stamped<C::Output>, Status> {
+        let caller = Api::caller(&request)?;
+        if let Some(method) = system_only {
+            Api::require_system(&caller, method)?;
+        }
+        let request = request.into_inner();
+        let instance_id = self.instance(&caller, explicit(&request)).await?;
+        let command = make(instance_id, request)?;
+        self.run(&caller, &command).await
+    }
+
     /// A unit of work for reads; dropping it rolls back.
     pub async fn read(&self) -> Result<Box<dyn UnitOfWork>, Status> {
         self.factory.begin().await.map_err(status)

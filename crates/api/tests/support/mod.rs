@@ -43,7 +43,7 @@ impl DomainChallenge for Published {
 
 pub struct Harness {
     pub store: InMemoryStore,
-    pub addr: SocketAddr,
+    pub client: Client,
     pub a: InstanceId,
     pub b: InstanceId,
     pub published: Published,
@@ -102,7 +102,7 @@ pub async fn harness() -> Harness {
     let (addr, router) = serve(api, tokens).await;
     Harness {
         store,
-        addr,
+        client: Client { addr },
         a: ids[0].clone(),
         b: ids[1].clone(),
         published,
@@ -188,36 +188,11 @@ impl Client {
     }
 }
 
-impl Harness {
-    pub fn client(&self) -> Client {
-        Client { addr: self.addr }
-    }
-
-    pub async fn channel(&self, host: &str) -> Channel {
-        self.client().channel(host).await
-    }
-
-    pub async fn json(
-        &self,
-        host: &str,
-        token: Option<&str>,
-        method: &str,
-        body: &Value,
-    ) -> (u16, Value) {
-        self.client().json(host, token, method, body).await
-    }
-
-    pub async fn post(
-        &self,
-        host: &str,
-        token: Option<&str>,
-        path: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> (u16, String) {
-        self.client()
-            .post(host, token, path, content_type, body)
-            .await
+/// The harness is a client of its server.
+impl std::ops::Deref for Harness {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 
