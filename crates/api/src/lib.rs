@@ -17,5 +17,5 @@ pub mod pb;
 mod server;
 mod service;
 
-pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, router};
+pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, listener, router};
 pub use service::{Api, Stamped};

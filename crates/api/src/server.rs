@@ -81,6 +81,20 @@ pub fn router(
         )))
 }
 
+/// The listener to serve the API on: TCP_NODELAY on every connection. Without it a
+/// response written in parts (HTTP/2 frames) waits for the client's delayed ACK, 40 ms a
+/// page on Linux.
+pub fn listener(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
+}
+
 fn is_grpc(request: &Request) -> bool {
     request
         .headers()

@@ -474,9 +474,10 @@ async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
     });
     let mut http_stop = stop.subscribe();
     let routes = http::router(state).merge(api::routes(engine.pool(), settings).await?);
-    let server = axum::serve(listener, routes).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|s| *s).await;
-    });
+    let server =
+        axum::serve(tenancy_api::listener(listener), routes).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        });
     let signals = {
         let stop = stop.clone();
         async move {

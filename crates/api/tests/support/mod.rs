@@ -116,7 +116,7 @@ pub async fn serve(api: Api, tokens: ApiTokens) -> (SocketAddr, axum::Router) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = router.clone();
-    tokio::spawn(async move { axum::serve(listener, served).await });
+    tokio::spawn(async move { axum::serve(tenancy_api::listener(listener), served).await });
     (addr, router)
 }
 
