@@ -21,6 +21,7 @@ use tenancy_postgres::PgStore;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::{Rng, churn, event, inst};
+use tenancy_testkit::verify::assert_verified;
 
 fn scale() -> usize {
     std::env::var("TENANCY_SOAK_SCALE")
@@ -28,15 +29,6 @@ fn scale() -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
         .max(1)
-}
-
-async fn assert_verified(engine: &Engine) {
-    let report = engine.verify().await.unwrap();
-    assert!(
-        report.is_equal(),
-        "verify found differences:\n{}",
-        report.differences.join("\n")
-    );
 }
 
 /// 8 writers push to random aggregates, each push committed after a random delay so that

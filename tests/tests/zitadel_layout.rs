@@ -21,6 +21,7 @@ use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::fixtures;
 use tenancy_testkit::stream::{churn, inst, org};
+use tenancy_testkit::verify::assert_verified;
 use tenancy_testkit::zitadel::{self, INIT, SETUP_NEXT, TRANSACTIONAL_TABLES, V4};
 
 async fn zitadel_database(fixtures: &[&str]) -> TestDatabase {
@@ -85,15 +86,6 @@ async fn zitadel_objects(pool: &PgPool) -> Vec<String> {
 
 async fn scalar(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-}
-
-async fn assert_verified(engine: &Engine) {
-    let report = engine.verify().await.unwrap();
-    assert!(
-        report.is_equal(),
-        "verify found differences:\n{}",
-        report.differences.join("\n")
-    );
 }
 
 fn engine(pool: &PgPool) -> Engine {

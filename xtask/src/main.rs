@@ -119,6 +119,16 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The in-memory part of the testkit builds alone (no sqlx, testcontainers, DNS).
+    cargo(&[
+        "clippy",
+        "-p",
+        "tenancy-testkit",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     if has("cargo-deny") {
         cargo(&["deny", "check", "licenses", "bans", "sources"])?;
     } else {

@@ -17,6 +17,7 @@ use tenancy_projection::{Engine, EngineConfig, Outcome};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::fixtures;
 use tenancy_testkit::stream::{Rng, Shape, churn, churn_shaped, event as ev, inst, org};
+use tenancy_testkit::verify::assert_verified;
 
 fn config() -> EngineConfig {
     EngineConfig {
@@ -34,15 +35,6 @@ async fn scalar(db: &TestDatabase, sql: &'static str) -> i64 {
 async fn text(db: &TestDatabase, sql: &'static str) -> String {
     let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&db.pool).await.unwrap();
     rows.join("\n")
-}
-
-async fn assert_verified(engine: &Engine) {
-    let report = engine.verify().await.unwrap();
-    assert!(
-        report.is_equal(),
-        "verify found differences:\n{}",
-        report.differences.join("\n")
-    );
 }
 
 #[tokio::test]

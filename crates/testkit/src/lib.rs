@@ -6,13 +6,24 @@
 //! - [`db::TestDatabase`]: a fresh, migrated PostgreSQL database per test, provisioned from
 //!   `DATABASE_URL`, a testcontainers container, or an embedded cluster (see the README);
 //! - [`fixtures`]: a fixed clock and sequential ids for deterministic tests;
-//! - [`zitadel`]: databases laid out by ZITADEL itself, and its push.
+//! - [`zitadel`]: databases laid out by ZITADEL itself, and its push;
+//! - [`verify`]: the assertion that the tables equal the fold of the events;
+//! - [`servers`]: a DNS and an HTTP server on loopback, for verification tests.
+//!
+//! `db`, `zitadel` and `verify` are behind the feature `postgres`, `servers` behind
+//! `servers` (both on by default). Without them the in-memory part builds with no sqlx,
+//! testcontainers or DNS code: `tenancy-testkit = { default-features = false }`.
 
+#[cfg(feature = "postgres")]
 pub mod db;
 pub mod fixtures;
 mod memory;
+#[cfg(feature = "servers")]
 pub mod servers;
 pub mod stream;
+#[cfg(feature = "postgres")]
+pub mod verify;
+#[cfg(feature = "postgres")]
 pub mod zitadel;
 
 pub use memory::{InMemoryEventStore, InMemoryStore, InMemoryUnitOfWork};
