@@ -5,6 +5,7 @@
 //!   PostgreSQL (uniqueness, soft delete, pagination), commit and rollback;
 //! - [`db::TestDatabase`]: a fresh, migrated PostgreSQL database per test, provisioned from
 //!   `DATABASE_URL`, a testcontainers container, or an embedded cluster (see the README);
+//! - [`contract`]: the repository contract every adapter passes (run on both here);
 //! - [`fixtures`]: a fixed clock and sequential ids for deterministic tests;
 //! - [`zitadel`]: databases laid out by ZITADEL itself, and its push;
 //! - [`verify`]: the assertion that the tables equal the fold of the events;
@@ -14,6 +15,7 @@
 //! `servers` (both on by default). Without them the in-memory part builds with no sqlx,
 //! testcontainers or DNS code: `tenancy-testkit = { default-features = false }`.
 
+pub mod contract;
 #[cfg(feature = "postgres")]
 pub mod db;
 pub mod fixtures;
