@@ -80,19 +80,17 @@ fn sorting(
 }
 
 impl Api {
-    /// One kind of an instance's domains (an instance has few): read, kept and converted
-    /// by `keep`, then sorted by domain or creation date and paged in memory.
-    #[allow(clippy::too_many_arguments)]
-    async fn instance_domain_page<T, F: serde::Serialize>(
+    /// One kind of an instance's domains (an instance has few): the rows `keep` keeps,
+    /// sorted by domain or creation date and paged in memory.
+    async fn instance_domain_page<F: serde::Serialize>(
         &self,
         list: &str,
         instance_id: &InstanceId,
         sort: NameSort,
         filters: &F,
         pagination: Option<&PaginationRequest>,
-        keep: impl Fn(InstanceDomain) -> Option<T>,
-        position: impl Fn(&T) -> (&String, &Option<pbjson_types::Timestamp>),
-    ) -> Result<(Vec<T>, PaginationResponse), Status> {
+        keep: impl Fn(&InstanceDomain) -> bool,
+    ) -> Result<(Vec<InstanceDomain>, PaginationResponse), Status> {
         let fingerprint = format!(
             "{list}|{instance_id}|{sort:?}|{}",
             filters_fingerprint(filters)
@@ -104,10 +102,9 @@ impl Api {
             .list_instance_domains(instance_id)
             .await
             .map_err(status)?;
-        let rows: Vec<T> = rows.into_iter().filter_map(keep).collect();
+        let rows: Vec<InstanceDomain> = rows.into_iter().filter(keep).collect();
         page.cut_in_memory(rows, sort, &self.page_tokens, |row| {
-            let (domain, created) = position(row);
-            domain_key(sort, domain, created_at(created))
+            domain_key(sort, &row.domain, row.created_at)
         })
     }
 }
@@ -327,24 +324,28 @@ impl InstanceService for Api {
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let (domains, pagination) = self
+        let (rows, pagination) = self
             .instance_domain_page(
                 "custom_domains",
                 &instance_id,
                 sort,
                 &request.filters,
                 request.pagination.as_ref(),
-                |row| {
-                    custom_domain(row)
-                        .filter(|d| matches.iter().all(|m| m.matches(&d.domain)))
-                        .filter(|d| generated.is_none_or(|g| g == d.generated))
-                        .filter(|d| primary.is_none_or(|p| p == d.primary))
+                |row| match row.kind {
+                    InstanceDomainKind::Custom {
+                        is_primary,
+                        is_generated,
+                    } => {
+                        matches.iter().all(|m| m.matches(&row.domain))
+                            && generated.is_none_or(|g| g == is_generated)
+                            && primary.is_none_or(|p| p == is_primary)
+                    }
+                    InstanceDomainKind::Trusted => false,
                 },
-                |d| (&d.domain, &d.creation_date),
             )
             .await?;
         Ok(Response::new(ListCustomDomainsResponse {
-            domains,
+            domains: rows.into_iter().filter_map(custom_domain).collect(),
             pagination: Some(pagination),
         }))
     }
@@ -421,7 +422,7 @@ impl InstanceService for Api {
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let (trusted_domain, pagination) = self
+        let (rows, pagination) = self
             .instance_domain_page(
                 "trusted_domains",
                 &instance_id,
@@ -429,17 +430,19 @@ impl InstanceService for Api {
                 &request.filters,
                 request.pagination.as_ref(),
                 |row| {
-                    (row.kind == InstanceDomainKind::Trusted
-                        && matches.iter().all(|m| m.matches(&row.domain)))
-                    .then(|| TrustedDomain {
-                        instance_id: row.instance_id.as_str().to_owned(),
-                        creation_date: timestamp(row.created_at),
-                        domain: row.domain,
-                    })
+                    row.kind == InstanceDomainKind::Trusted
+                        && matches.iter().all(|m| m.matches(&row.domain))
                 },
-                |d| (&d.domain, &d.creation_date),
             )
             .await?;
+        let trusted_domain = rows
+            .into_iter()
+            .map(|d| TrustedDomain {
+                instance_id: d.instance_id.as_str().to_owned(),
+                creation_date: timestamp(d.created_at),
+                domain: d.domain,
+            })
+            .collect();
         Ok(Response::new(ListTrustedDomainsResponse {
             trusted_domain,
             pagination: Some(pagination),
@@ -481,15 +484,4 @@ impl InstanceService for Api {
             organization_id,
         }))
     }
-}
-
-/// A message's creation date back as a time (for sorting rows already converted).
-fn created_at(at: &Option<pbjson_types::Timestamp>) -> time::OffsetDateTime {
-    at.as_ref()
-        .and_then(|t| {
-            time::OffsetDateTime::from_unix_timestamp(t.seconds)
-                .ok()
-                .and_then(|s| s.replace_nanosecond(u32::try_from(t.nanos).ok()?).ok())
-        })
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
