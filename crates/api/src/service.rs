@@ -11,6 +11,7 @@ use tenancy_core::page_token::PageTokens;
 use tenancy_core::ports::{
     Clock, EventReader, HostLookup, IdGenerator, UnitOfWork, UnitOfWorkFactory,
 };
+use tenancy_core::value::DomainName;
 use time::OffsetDateTime;
 use tonic::{Request, Status};
 
@@ -78,17 +79,25 @@ impl Api {
             .instance_header
             .as_deref()
             .filter(|id| !id.is_empty()));
-        let id = match explicit {
-            Some(id) => InstanceId::new(id).map_err(status)?,
+        // What an instance token is told about another instance: exactly what it would be
+        // told if that instance, or that host, did not exist.
+        let (id, unknown) = match explicit {
+            Some(id) => {
+                let id = InstanceId::new(id).map_err(status)?;
+                let unknown = Error::not_found("instance", &id);
+                (id, unknown)
+            }
             None => {
                 let host = caller.host.as_deref().unwrap_or_default();
-                self.hosts.instance_by_host(host).await.map_err(status)?
+                let id = self.hosts.instance_by_host(host).await.map_err(status)?;
+                let domain = DomainName::from_host(host).map_err(status)?;
+                (id, Error::not_found("instance for host", domain))
             }
         };
         match &caller.principal {
             Principal::System { .. } => Ok(id),
             Principal::Instance { instance_id, .. } if *instance_id == id => Ok(id),
-            Principal::Instance { .. } => Err(status(Error::not_found("instance", &id))),
+            Principal::Instance { .. } => Err(status(unknown)),
         }
     }
 

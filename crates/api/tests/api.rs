@@ -151,10 +151,18 @@ async fn an_instance_token_reaches_only_its_instance() {
         .unwrap_err();
     assert_eq!(foreign.code(), Code::NotFound);
     assert_eq!(missing.code(), Code::NotFound);
+    // By Host: worded as for a host nobody owns (no instance id is given away).
+    let unknown_host = instances(&h, "nobody.example.com")
+        .await
+        .get_instance(authed("a-token", GetInstanceRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_host.code(), Code::NotFound);
     assert_eq!(
-        foreign.message().replace(h.b.as_str(), "ID"),
-        missing.message().replace("no-such-instance", "ID")
+        foreign.message().replace("b.example.com", "HOST"),
+        unknown_host.message().replace("nobody.example.com", "HOST")
     );
+    assert!(!foreign.message().contains(h.b.as_str()), "{foreign:?}");
     let explicit = instances(&h, "a.example.com")
         .await
         .get_instance(authed(
@@ -166,6 +174,11 @@ async fn an_instance_token_reaches_only_its_instance() {
         .await
         .unwrap_err();
     assert_eq!(explicit.code(), Code::NotFound);
+    // By id: worded as for an id nobody has.
+    assert_eq!(
+        explicit.message().replace(h.b.as_str(), "ID"),
+        missing.message().replace("no-such-instance", "ID")
+    );
     let (status, _) = h
         .json(
             "b.example.com",
