@@ -19,14 +19,17 @@ use crate::ports::{
 use crate::query::{
     DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
 };
-use crate::state::{InstanceUpdate, OrganizationUpdate, StateChange};
+use crate::state::{
+    DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
+    OrganizationChange, OrganizationUpdate,
+};
 
 mockall::mock! {
     pub UnitOfWork {}
 
     #[async_trait]
     impl InstanceRepository for UnitOfWork {
-        async fn apply_instance_change(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64>;
+        async fn apply_instance_change(&mut self, change: InstanceChange, at: OffsetDateTime) -> Result<u64>;
         async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()>;
         async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64>;
         async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
@@ -38,7 +41,7 @@ mockall::mock! {
 
     #[async_trait]
     impl OrganizationRepository for UnitOfWork {
-        async fn apply_organization_change(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64>;
+        async fn apply_organization_change(&mut self, change: OrganizationChange, at: OffsetDateTime) -> Result<u64>;
         async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()>;
         async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64>;
         async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64>;
@@ -50,7 +53,7 @@ mockall::mock! {
 
     #[async_trait]
     impl InstanceDomainRepository for UnitOfWork {
-        async fn apply_instance_domain_change(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64>;
+        async fn apply_instance_domain_change(&mut self, change: InstanceDomainChange, at: OffsetDateTime) -> Result<u64>;
         async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()>;
         async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
         async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64>;
@@ -60,7 +63,7 @@ mockall::mock! {
 
     #[async_trait]
     impl OrgDomainRepository for UnitOfWork {
-        async fn apply_org_domain_change(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64>;
+        async fn apply_org_domain_change(&mut self, change: OrgDomainChange, at: OffsetDateTime) -> Result<u64>;
         async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()>;
         async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
         async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
@@ -73,7 +76,7 @@ mockall::mock! {
 
     #[async_trait]
     impl DomainRepository for UnitOfWork {
-        async fn apply_domain_change(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64>;
+        async fn apply_domain_change(&mut self, change: DomainChange, at: OffsetDateTime) -> Result<u64>;
         async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain>;
         async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
         async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;

@@ -20,7 +20,10 @@ use crate::query::{
     DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
     Pagination, TextMatch,
 };
-use crate::state::{InstanceUpdate, OrganizationUpdate, StateChange};
+use crate::state::{
+    DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
+    OrganizationChange, OrganizationUpdate,
+};
 
 // Each repository has one required write primitive (`apply_*_change`, applying a
 // `StateChange` of its table); its named write methods are provided on top of it, so the
@@ -33,7 +36,7 @@ pub trait InstanceRepository: Send {
     /// Applies one change of `zitadel.instances`; returns the rows changed.
     async fn apply_instance_change(
         &mut self,
-        change: StateChange,
+        change: InstanceChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
     /// A live instance, or NotFound.
@@ -55,7 +58,7 @@ pub trait InstanceRepository: Send {
         name: &str,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let change = StateChange::CreateInstance {
+        let change = InstanceChange::Create {
             id: id.clone(),
             name: name.to_owned(),
         };
@@ -67,7 +70,7 @@ pub trait InstanceRepository: Send {
         update: &InstanceUpdate,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::UpdateInstance {
+        let change = InstanceChange::Update {
             id: id.clone(),
             update: update.clone(),
         };
@@ -75,7 +78,7 @@ pub trait InstanceRepository: Send {
     }
     /// Soft delete.
     async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        self.apply_instance_change(StateChange::RemoveInstance { id: id.clone() }, at)
+        self.apply_instance_change(InstanceChange::Remove { id: id.clone() }, at)
             .await
     }
 }
@@ -87,7 +90,7 @@ pub trait OrganizationRepository: Send {
     /// Applies one change of `zitadel.organizations`; returns the rows changed.
     async fn apply_organization_change(
         &mut self,
-        change: StateChange,
+        change: OrganizationChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
     /// A live organization, or NotFound.
@@ -112,7 +115,7 @@ pub trait OrganizationRepository: Send {
         name: &str,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let change = StateChange::CreateOrganization {
+        let change = OrganizationChange::Create {
             instance_id: instance_id.clone(),
             id: id.clone(),
             name: name.to_owned(),
@@ -126,7 +129,7 @@ pub trait OrganizationRepository: Send {
         update: &OrganizationUpdate,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::UpdateOrganization {
+        let change = OrganizationChange::Update {
             instance_id: instance_id.clone(),
             id: id.clone(),
             update: update.clone(),
@@ -139,7 +142,7 @@ pub trait OrganizationRepository: Send {
         id: &OrgId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::RemoveOrganization {
+        let change = OrganizationChange::Remove {
             instance_id: instance_id.clone(),
             id: id.clone(),
         };
@@ -150,7 +153,7 @@ pub trait OrganizationRepository: Send {
         instance_id: &InstanceId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::RemoveOrganizationsOfInstance {
+        let change = OrganizationChange::RemoveAllOfInstance {
             instance_id: instance_id.clone(),
         };
         self.apply_organization_change(change, at).await
@@ -164,7 +167,7 @@ pub trait InstanceDomainRepository: Send {
     /// Applies one change of `zitadel.instance_domains`; returns the rows changed.
     async fn apply_instance_domain_change(
         &mut self,
-        change: StateChange,
+        change: InstanceDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
     async fn list_instance_domains(
@@ -179,7 +182,7 @@ pub trait InstanceDomainRepository: Send {
         kind: InstanceDomainKind,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let change = StateChange::InsertInstanceDomain {
+        let change = InstanceDomainChange::Insert {
             instance_id: instance_id.clone(),
             domain: domain.to_owned(),
             kind,
@@ -195,7 +198,7 @@ pub trait InstanceDomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetPrimaryInstanceDomain {
+        let change = InstanceDomainChange::SetPrimary {
             instance_id: instance_id.clone(),
             domain: domain.to_owned(),
         };
@@ -207,7 +210,7 @@ pub trait InstanceDomainRepository: Send {
         domain: &str,
         domain_type: InstanceDomainType,
     ) -> Result<u64> {
-        let change = StateChange::DeleteInstanceDomain {
+        let change = InstanceDomainChange::Delete {
             instance_id: instance_id.clone(),
             domain: domain.to_owned(),
             domain_type,
@@ -219,7 +222,7 @@ pub trait InstanceDomainRepository: Send {
         &mut self,
         instance_id: &InstanceId,
     ) -> Result<u64> {
-        let change = StateChange::DeleteInstanceDomainsOfInstance {
+        let change = InstanceDomainChange::DeleteAllOfInstance {
             instance_id: instance_id.clone(),
         };
         self.apply_instance_domain_change(change, OffsetDateTime::UNIX_EPOCH)
@@ -234,7 +237,7 @@ pub trait OrgDomainRepository: Send {
     /// Applies one change of `zitadel.org_domains`; returns the rows changed.
     async fn apply_org_domain_change(
         &mut self,
-        change: StateChange,
+        change: OrgDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
     /// The domains of one org.
@@ -251,7 +254,7 @@ pub trait OrgDomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<()> {
-        let change = StateChange::InsertOrgDomain {
+        let change = OrgDomainChange::Insert {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -266,7 +269,7 @@ pub trait OrgDomainRepository: Send {
         validation_type: ValidationType,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetOrgDomainValidation {
+        let change = OrgDomainChange::SetValidation {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -281,7 +284,7 @@ pub trait OrgDomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetOrgDomainVerified {
+        let change = OrgDomainChange::SetVerified {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -295,7 +298,7 @@ pub trait OrgDomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetPrimaryOrgDomain {
+        let change = OrgDomainChange::SetPrimary {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -308,7 +311,7 @@ pub trait OrgDomainRepository: Send {
         org_id: &OrgId,
         domain: &str,
     ) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomain {
+        let change = OrgDomainChange::Delete {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -321,7 +324,7 @@ pub trait OrgDomainRepository: Send {
         instance_id: &InstanceId,
         org_id: &OrgId,
     ) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomainsOfOrg {
+        let change = OrgDomainChange::DeleteAllOfOrg {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
         };
@@ -329,7 +332,7 @@ pub trait OrgDomainRepository: Send {
             .await
     }
     async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
-        let change = StateChange::DeleteOrgDomainsOfInstance {
+        let change = OrgDomainChange::DeleteAllOfInstance {
             instance_id: instance_id.clone(),
         };
         self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
@@ -343,8 +346,11 @@ pub trait OrgDomainRepository: Send {
 #[async_trait]
 pub trait DomainRepository: Send {
     /// Applies one change of `zitadel.domains`; returns the rows changed.
-    async fn apply_domain_change(&mut self, change: StateChange, at: OffsetDateTime)
-    -> Result<u64>;
+    async fn apply_domain_change(
+        &mut self,
+        change: DomainChange,
+        at: OffsetDateTime,
+    ) -> Result<u64>;
     /// Exactly one row: NotFound when none matches, MultipleFound when several do.
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
     async fn list_domains(
@@ -360,7 +366,7 @@ pub trait DomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<Domain> {
-        let change = StateChange::AddInstanceDomain {
+        let change = DomainChange::AddInstanceDomain {
             instance_id: instance_id.clone(),
             domain: domain.to_owned(),
         };
@@ -376,7 +382,7 @@ pub trait DomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetInstanceDomainPrimary {
+        let change = DomainChange::SetInstanceDomainPrimary {
             instance_id: instance_id.clone(),
             domain: domain.to_owned(),
         };
@@ -388,7 +394,7 @@ pub trait DomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::RemoveInstanceDomain {
+        let change = DomainChange::RemoveInstanceDomain {
             instance_id: instance_id.clone(),
             domain: domain.to_owned(),
         };
@@ -402,7 +408,7 @@ pub trait DomainRepository: Send {
         validation_type: Option<ValidationType>,
         at: OffsetDateTime,
     ) -> Result<Domain> {
-        let change = StateChange::AddOrganizationDomain {
+        let change = DomainChange::AddOrganizationDomain {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -422,7 +428,7 @@ pub trait DomainRepository: Send {
         validation_type: ValidationType,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainValidationType {
+        let change = DomainChange::SetOrganizationDomainValidationType {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -437,7 +443,7 @@ pub trait DomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainVerified {
+        let change = DomainChange::SetOrganizationDomainVerified {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -451,7 +457,7 @@ pub trait DomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::SetOrganizationDomainPrimary {
+        let change = DomainChange::SetOrganizationDomainPrimary {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -465,7 +471,7 @@ pub trait DomainRepository: Send {
         domain: &str,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::RemoveOrganizationDomain {
+        let change = DomainChange::RemoveOrganizationDomain {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
             domain: domain.to_owned(),
@@ -478,7 +484,7 @@ pub trait DomainRepository: Send {
         org_id: &OrgId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::RemoveDomainsOfOrganization {
+        let change = DomainChange::RemoveDomainsOfOrganization {
             instance_id: instance_id.clone(),
             org_id: org_id.clone(),
         };
@@ -489,7 +495,7 @@ pub trait DomainRepository: Send {
         instance_id: &InstanceId,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        let change = StateChange::RemoveDomainsOfInstance {
+        let change = DomainChange::RemoveDomainsOfInstance {
             instance_id: instance_id.clone(),
         };
         self.apply_domain_change(change, at).await

@@ -5,7 +5,7 @@ use sqlx::{Postgres, QueryBuilder};
 use tenancy_core::model::Domain;
 use tenancy_core::ports::DomainRepository;
 use tenancy_core::query::{DomainCriteria, DomainOwner, DomainSort, Pagination};
-use tenancy_core::state::StateChange;
+use tenancy_core::state::DomainChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
@@ -18,10 +18,10 @@ use crate::session::{PgSession, push_page, push_text};
 impl DomainRepository for PgSession {
     async fn apply_domain_change(
         &mut self,
-        change: StateChange,
+        change: DomainChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        apply_change(self.conn()?, &change, at).await
+        apply_change(self.conn()?, &change.into(), at).await
     }
 
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain> {

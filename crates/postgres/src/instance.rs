@@ -6,7 +6,7 @@ use tenancy_core::id::InstanceId;
 use tenancy_core::model::Instance;
 use tenancy_core::ports::InstanceRepository;
 use tenancy_core::query::{InstanceCriteria, NameSort, Pagination};
-use tenancy_core::state::StateChange;
+use tenancy_core::state::InstanceChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
@@ -19,10 +19,10 @@ use crate::session::{PgSession, push_page, push_text};
 impl InstanceRepository for PgSession {
     async fn apply_instance_change(
         &mut self,
-        change: StateChange,
+        change: InstanceChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        apply_change(self.conn()?, &change, at).await
+        apply_change(self.conn()?, &change.into(), at).await
     }
 
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance> {

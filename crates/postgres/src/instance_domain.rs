@@ -5,7 +5,7 @@ use tenancy_core::Result;
 use tenancy_core::id::InstanceId;
 use tenancy_core::model::InstanceDomain;
 use tenancy_core::ports::InstanceDomainRepository;
-use tenancy_core::state::StateChange;
+use tenancy_core::state::InstanceDomainChange;
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
@@ -17,10 +17,10 @@ use crate::session::PgSession;
 impl InstanceDomainRepository for PgSession {
     async fn apply_instance_domain_change(
         &mut self,
-        change: StateChange,
+        change: InstanceDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        apply_change(self.conn()?, &change, at).await
+        apply_change(self.conn()?, &change.into(), at).await
     }
 
     async fn list_instance_domains(

@@ -5,7 +5,7 @@ use tenancy_core::Result;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::OrganizationDomain;
 use tenancy_core::ports::OrgDomainRepository;
-use tenancy_core::state::StateChange;
+use tenancy_core::state::OrgDomainChange;
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
@@ -17,10 +17,10 @@ use crate::session::PgSession;
 impl OrgDomainRepository for PgSession {
     async fn apply_org_domain_change(
         &mut self,
-        change: StateChange,
+        change: OrgDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        apply_change(self.conn()?, &change, at).await
+        apply_change(self.conn()?, &change.into(), at).await
     }
 
     async fn list_org_domains(

@@ -6,7 +6,7 @@ use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::Organization;
 use tenancy_core::ports::OrganizationRepository;
 use tenancy_core::query::{NameSort, OrganizationCriteria, Pagination};
-use tenancy_core::state::StateChange;
+use tenancy_core::state::OrganizationChange;
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
@@ -19,10 +19,10 @@ use crate::session::{PgSession, push_page, push_text};
 impl OrganizationRepository for PgSession {
     async fn apply_organization_change(
         &mut self,
-        change: StateChange,
+        change: OrganizationChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
-        apply_change(self.conn()?, &change, at).await
+        apply_change(self.conn()?, &change.into(), at).await
     }
 
     async fn get_organization(

@@ -20,7 +20,10 @@ use tenancy_core::ports::{
 use tenancy_core::query::{
     DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
 };
-use tenancy_core::state::{InMemoryState, StateChange};
+use tenancy_core::state::{
+    DomainChange, InMemoryState, InstanceChange, InstanceDomainChange, OrgDomainChange,
+    OrganizationChange, StateChange,
+};
 use time::OffsetDateTime;
 
 type UniqueKey = (String, String, String);
@@ -105,9 +108,9 @@ pub struct InMemoryUnitOfWork {
 }
 
 impl InMemoryUnitOfWork {
-    fn apply(&mut self, change: StateChange, at: OffsetDateTime) -> Result<u64> {
+    fn apply(&mut self, change: impl Into<StateChange>, at: OffsetDateTime) -> Result<u64> {
         self.usable()?;
-        self.state.apply(&change, at)
+        self.state.apply(&change.into(), at)
     }
 
     fn usable(&self) -> Result<()> {
@@ -125,7 +128,7 @@ impl InMemoryUnitOfWork {
 impl InstanceRepository for InMemoryUnitOfWork {
     async fn apply_instance_change(
         &mut self,
-        change: StateChange,
+        change: InstanceChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
         self.apply(change, at)
@@ -153,7 +156,7 @@ impl InstanceRepository for InMemoryUnitOfWork {
 impl OrganizationRepository for InMemoryUnitOfWork {
     async fn apply_organization_change(
         &mut self,
-        change: StateChange,
+        change: OrganizationChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
         self.apply(change, at)
@@ -182,7 +185,7 @@ impl OrganizationRepository for InMemoryUnitOfWork {
 impl InstanceDomainRepository for InMemoryUnitOfWork {
     async fn apply_instance_domain_change(
         &mut self,
-        change: StateChange,
+        change: InstanceDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
         self.apply(change, at)
@@ -200,7 +203,7 @@ impl InstanceDomainRepository for InMemoryUnitOfWork {
 impl OrgDomainRepository for InMemoryUnitOfWork {
     async fn apply_org_domain_change(
         &mut self,
-        change: StateChange,
+        change: OrgDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
         self.apply(change, at)
@@ -219,7 +222,7 @@ impl OrgDomainRepository for InMemoryUnitOfWork {
 impl DomainRepository for InMemoryUnitOfWork {
     async fn apply_domain_change(
         &mut self,
-        change: StateChange,
+        change: DomainChange,
         at: OffsetDateTime,
     ) -> Result<u64> {
         self.apply(change, at)

@@ -5,7 +5,10 @@ use time::OffsetDateTime;
 
 use crate::error::Result;
 use crate::ports::Repositories;
-use crate::state::StateChange;
+use crate::state::{
+    DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
+    StateChange,
+};
 
 /// Applies one change through the repositories; returns the rows changed.
 pub async fn apply_change<R: Repositories + ?Sized>(
@@ -15,140 +18,144 @@ pub async fn apply_change<R: Repositories + ?Sized>(
 ) -> Result<u64> {
     use StateChange as C;
     match change {
-        C::CreateInstance { id, name } => repos.create_instance(id, name, at).await.map(|()| 1),
-        C::UpdateInstance { id, update } => repos.update_instance(id, update, at).await,
-        C::RemoveInstance { id } => repos.remove_instance(id, at).await,
-        C::CreateOrganization {
+        C::Instance(InstanceChange::Create { id, name }) => {
+            repos.create_instance(id, name, at).await.map(|()| 1)
+        }
+        C::Instance(InstanceChange::Update { id, update }) => {
+            repos.update_instance(id, update, at).await
+        }
+        C::Instance(InstanceChange::Remove { id }) => repos.remove_instance(id, at).await,
+        C::Organization(OrganizationChange::Create {
             instance_id,
             id,
             name,
-        } => repos
+        }) => repos
             .create_organization(instance_id, id, name, at)
             .await
             .map(|()| 1),
-        C::UpdateOrganization {
+        C::Organization(OrganizationChange::Update {
             instance_id,
             id,
             update,
-        } => repos.update_organization(instance_id, id, update, at).await,
-        C::RemoveOrganization { instance_id, id } => {
+        }) => repos.update_organization(instance_id, id, update, at).await,
+        C::Organization(OrganizationChange::Remove { instance_id, id }) => {
             repos.remove_organization(instance_id, id, at).await
         }
-        C::RemoveOrganizationsOfInstance { instance_id } => {
+        C::Organization(OrganizationChange::RemoveAllOfInstance { instance_id }) => {
             repos
                 .remove_organizations_of_instance(instance_id, at)
                 .await
         }
-        C::InsertInstanceDomain {
+        C::InstanceDomain(InstanceDomainChange::Insert {
             instance_id,
             domain,
             kind,
-        } => repos
+        }) => repos
             .insert_instance_domain(instance_id, domain, *kind, at)
             .await
             .map(|()| 1),
-        C::SetPrimaryInstanceDomain {
+        C::InstanceDomain(InstanceDomainChange::SetPrimary {
             instance_id,
             domain,
-        } => {
+        }) => {
             repos
                 .set_primary_instance_domain(instance_id, domain, at)
                 .await
         }
-        C::DeleteInstanceDomain {
+        C::InstanceDomain(InstanceDomainChange::Delete {
             instance_id,
             domain,
             domain_type,
-        } => {
+        }) => {
             repos
                 .delete_instance_domain(instance_id, domain, *domain_type)
                 .await
         }
-        C::DeleteInstanceDomainsOfInstance { instance_id } => {
+        C::InstanceDomain(InstanceDomainChange::DeleteAllOfInstance { instance_id }) => {
             repos.delete_instance_domains_of_instance(instance_id).await
         }
-        C::InsertOrgDomain {
+        C::OrgDomain(OrgDomainChange::Insert {
             instance_id,
             org_id,
             domain,
-        } => repos
+        }) => repos
             .insert_org_domain(instance_id, org_id, domain, at)
             .await
             .map(|()| 1),
-        C::SetOrgDomainValidation {
+        C::OrgDomain(OrgDomainChange::SetValidation {
             instance_id,
             org_id,
             domain,
             validation_type,
-        } => {
+        }) => {
             repos
                 .set_org_domain_validation(instance_id, org_id, domain, *validation_type, at)
                 .await
         }
-        C::SetOrgDomainVerified {
+        C::OrgDomain(OrgDomainChange::SetVerified {
             instance_id,
             org_id,
             domain,
-        } => {
+        }) => {
             repos
                 .set_org_domain_verified(instance_id, org_id, domain, at)
                 .await
         }
-        C::SetPrimaryOrgDomain {
+        C::OrgDomain(OrgDomainChange::SetPrimary {
             instance_id,
             org_id,
             domain,
-        } => {
+        }) => {
             repos
                 .set_primary_org_domain(instance_id, org_id, domain, at)
                 .await
         }
-        C::DeleteOrgDomain {
+        C::OrgDomain(OrgDomainChange::Delete {
             instance_id,
             org_id,
             domain,
-        } => repos.delete_org_domain(instance_id, org_id, domain).await,
-        C::DeleteOrgDomainsOfOrg {
+        }) => repos.delete_org_domain(instance_id, org_id, domain).await,
+        C::OrgDomain(OrgDomainChange::DeleteAllOfOrg {
             instance_id,
             org_id,
-        } => repos.delete_org_domains_of_org(instance_id, org_id).await,
-        C::DeleteOrgDomainsOfInstance { instance_id } => {
+        }) => repos.delete_org_domains_of_org(instance_id, org_id).await,
+        C::OrgDomain(OrgDomainChange::DeleteAllOfInstance { instance_id }) => {
             repos.delete_org_domains_of_instance(instance_id).await
         }
-        C::AddInstanceDomain {
+        C::Domain(DomainChange::AddInstanceDomain {
             instance_id,
             domain,
-        } => repos
+        }) => repos
             .add_instance_domain(instance_id, domain, at)
             .await
             .map(|_| 1),
-        C::SetInstanceDomainPrimary {
+        C::Domain(DomainChange::SetInstanceDomainPrimary {
             instance_id,
             domain,
-        } => {
+        }) => {
             repos
                 .set_instance_domain_primary(instance_id, domain, at)
                 .await
         }
-        C::RemoveInstanceDomain {
+        C::Domain(DomainChange::RemoveInstanceDomain {
             instance_id,
             domain,
-        } => repos.remove_instance_domain(instance_id, domain, at).await,
-        C::AddOrganizationDomain {
+        }) => repos.remove_instance_domain(instance_id, domain, at).await,
+        C::Domain(DomainChange::AddOrganizationDomain {
             instance_id,
             org_id,
             domain,
             validation_type,
-        } => repos
+        }) => repos
             .add_organization_domain(instance_id, org_id, domain, *validation_type, at)
             .await
             .map(|_| 1),
-        C::SetOrganizationDomainValidationType {
+        C::Domain(DomainChange::SetOrganizationDomainValidationType {
             instance_id,
             org_id,
             domain,
             validation_type,
-        } => {
+        }) => {
             repos
                 .set_organization_domain_validation_type(
                     instance_id,
@@ -159,42 +166,42 @@ pub async fn apply_change<R: Repositories + ?Sized>(
                 )
                 .await
         }
-        C::SetOrganizationDomainVerified {
+        C::Domain(DomainChange::SetOrganizationDomainVerified {
             instance_id,
             org_id,
             domain,
-        } => {
+        }) => {
             repos
                 .set_organization_domain_verified(instance_id, org_id, domain, at)
                 .await
         }
-        C::SetOrganizationDomainPrimary {
+        C::Domain(DomainChange::SetOrganizationDomainPrimary {
             instance_id,
             org_id,
             domain,
-        } => {
+        }) => {
             repos
                 .set_organization_domain_primary(instance_id, org_id, domain, at)
                 .await
         }
-        C::RemoveOrganizationDomain {
+        C::Domain(DomainChange::RemoveOrganizationDomain {
             instance_id,
             org_id,
             domain,
-        } => {
+        }) => {
             repos
                 .remove_organization_domain(instance_id, org_id, domain, at)
                 .await
         }
-        C::RemoveDomainsOfOrganization {
+        C::Domain(DomainChange::RemoveDomainsOfOrganization {
             instance_id,
             org_id,
-        } => {
+        }) => {
             repos
                 .remove_domains_of_organization(instance_id, org_id, at)
                 .await
         }
-        C::RemoveDomainsOfInstance { instance_id } => {
+        C::Domain(DomainChange::RemoveDomainsOfInstance { instance_id }) => {
             repos.remove_domains_of_instance(instance_id, at).await
         }
     }

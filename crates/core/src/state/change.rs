@@ -27,97 +27,115 @@ pub struct OrganizationUpdate {
     pub state: Option<OrganizationState>,
 }
 
-/// One change to one table. Each variant is one write method of a repository port.
+/// A change of `zitadel.instances`. Serialized under the names the schema's
+/// `tenancy.apply_op` dispatches on (migration 0004): a rename here is a rename there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StateChange {
+pub enum InstanceChange {
     /// Insert; a soft-deleted row with that id comes back as new.
-    CreateInstance {
-        id: InstanceId,
-        name: String,
-    },
-    UpdateInstance {
+    #[serde(rename = "CreateInstance")]
+    Create { id: InstanceId, name: String },
+    #[serde(rename = "UpdateInstance")]
+    Update {
         id: InstanceId,
         update: InstanceUpdate,
     },
     /// Soft-delete the instance row only (the reducer lists the cascade explicitly).
-    RemoveInstance {
-        id: InstanceId,
-    },
+    #[serde(rename = "RemoveInstance")]
+    Remove { id: InstanceId },
+}
 
+/// A change of `zitadel.organizations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrganizationChange {
     /// Insert with state active; a soft-deleted row with that id comes back as new.
-    CreateOrganization {
+    #[serde(rename = "CreateOrganization")]
+    Create {
         instance_id: InstanceId,
         id: OrgId,
         name: String,
     },
-    UpdateOrganization {
+    #[serde(rename = "UpdateOrganization")]
+    Update {
         instance_id: InstanceId,
         id: OrgId,
         update: OrganizationUpdate,
     },
-    RemoveOrganization {
-        instance_id: InstanceId,
-        id: OrgId,
-    },
-    RemoveOrganizationsOfInstance {
-        instance_id: InstanceId,
-    },
+    #[serde(rename = "RemoveOrganization")]
+    Remove { instance_id: InstanceId, id: OrgId },
+    #[serde(rename = "RemoveOrganizationsOfInstance")]
+    RemoveAllOfInstance { instance_id: InstanceId },
+}
 
-    /// `zitadel.instance_domains`.
-    InsertInstanceDomain {
+/// A change of `zitadel.instance_domains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceDomainChange {
+    #[serde(rename = "InsertInstanceDomain")]
+    Insert {
         instance_id: InstanceId,
         domain: String,
         kind: InstanceDomainKind,
     },
-    SetPrimaryInstanceDomain {
+    #[serde(rename = "SetPrimaryInstanceDomain")]
+    SetPrimary {
         instance_id: InstanceId,
         domain: String,
     },
-    DeleteInstanceDomain {
+    #[serde(rename = "DeleteInstanceDomain")]
+    Delete {
         instance_id: InstanceId,
         domain: String,
         domain_type: InstanceDomainType,
     },
-    DeleteInstanceDomainsOfInstance {
-        instance_id: InstanceId,
-    },
+    #[serde(rename = "DeleteInstanceDomainsOfInstance")]
+    DeleteAllOfInstance { instance_id: InstanceId },
+}
 
-    /// `zitadel.org_domains`.
-    InsertOrgDomain {
+/// A change of `zitadel.org_domains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrgDomainChange {
+    #[serde(rename = "InsertOrgDomain")]
+    Insert {
         instance_id: InstanceId,
         org_id: OrgId,
         domain: String,
     },
-    SetOrgDomainValidation {
+    #[serde(rename = "SetOrgDomainValidation")]
+    SetValidation {
         instance_id: InstanceId,
         org_id: OrgId,
         domain: String,
         validation_type: ValidationType,
     },
-    SetOrgDomainVerified {
+    #[serde(rename = "SetOrgDomainVerified")]
+    SetVerified {
         instance_id: InstanceId,
         org_id: OrgId,
         domain: String,
     },
-    SetPrimaryOrgDomain {
+    #[serde(rename = "SetPrimaryOrgDomain")]
+    SetPrimary {
         instance_id: InstanceId,
         org_id: OrgId,
         domain: String,
     },
-    DeleteOrgDomain {
+    #[serde(rename = "DeleteOrgDomain")]
+    Delete {
         instance_id: InstanceId,
         org_id: OrgId,
         domain: String,
     },
-    DeleteOrgDomainsOfOrg {
+    #[serde(rename = "DeleteOrgDomainsOfOrg")]
+    DeleteAllOfOrg {
         instance_id: InstanceId,
         org_id: OrgId,
     },
-    DeleteOrgDomainsOfInstance {
-        instance_id: InstanceId,
-    },
+    #[serde(rename = "DeleteOrgDomainsOfInstance")]
+    DeleteAllOfInstance { instance_id: InstanceId },
+}
 
-    /// The unified `zitadel.domains` (soft delete).
+/// A change of the unified `zitadel.domains` (soft delete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainChange {
     AddInstanceDomain {
         instance_id: InstanceId,
         domain: String,
@@ -166,6 +184,39 @@ pub enum StateChange {
     },
 }
 
+/// One change to one table: the table is the variant, what happens to it the table's
+/// own change type (which its repository port takes). Serialized as the inner change
+/// alone (`{"CreateInstance": {...}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StateChange {
+    Instance(InstanceChange),
+    Organization(OrganizationChange),
+    InstanceDomain(InstanceDomainChange),
+    OrgDomain(OrgDomainChange),
+    Domain(DomainChange),
+}
+
+macro_rules! table_change {
+    ($($variant:ident($change:ident)),* $(,)?) => {
+        $(
+            impl From<$change> for StateChange {
+                fn from(change: $change) -> Self {
+                    Self::$variant(change)
+                }
+            }
+        )*
+    };
+}
+
+table_change!(
+    Instance(InstanceChange),
+    Organization(OrganizationChange),
+    InstanceDomain(InstanceDomainChange),
+    OrgDomain(OrgDomainChange),
+    Domain(DomainChange),
+);
+
 /// Reduces one legacy event of `instance_id`, aggregate `aggregate_id`, to its changes, in
 /// the order they must be applied.
 pub fn reduce(
@@ -177,30 +228,31 @@ pub fn reduce(
     use StateChange as C;
     let inst = || instance_id.clone();
     let org = || OrgId::new(aggregate_id);
-    let update = |update: InstanceUpdate| vec![C::UpdateInstance { id: inst(), update }];
+    let update =
+        |update: InstanceUpdate| vec![C::Instance(InstanceChange::Update { id: inst(), update })];
     Ok(match event {
-        E::InstanceAdded { name } => vec![C::CreateInstance {
+        E::InstanceAdded { name } => vec![C::Instance(InstanceChange::Create {
             id: inst(),
             name: name.clone(),
-        }],
+        })],
         E::InstanceChanged { name } => update(InstanceUpdate {
             name: Some(name.clone()),
             ..InstanceUpdate::default()
         }),
         E::InstanceRemoved => vec![
-            C::RemoveInstance { id: inst() },
-            C::RemoveOrganizationsOfInstance {
+            C::Instance(InstanceChange::Remove { id: inst() }),
+            C::Organization(OrganizationChange::RemoveAllOfInstance {
                 instance_id: inst(),
-            },
-            C::DeleteInstanceDomainsOfInstance {
+            }),
+            C::InstanceDomain(InstanceDomainChange::DeleteAllOfInstance {
                 instance_id: inst(),
-            },
-            C::DeleteOrgDomainsOfInstance {
+            }),
+            C::OrgDomain(OrgDomainChange::DeleteAllOfInstance {
                 instance_id: inst(),
-            },
-            C::RemoveDomainsOfInstance {
+            }),
+            C::Domain(DomainChange::RemoveDomainsOfInstance {
                 instance_id: inst(),
-            },
+            }),
         ],
         E::InstanceDefaultOrgSet { org_id } => update(InstanceUpdate {
             default_org_id: Some(org_id.clone()),
@@ -220,157 +272,163 @@ pub fn reduce(
             ..InstanceUpdate::default()
         }),
         E::InstanceDomainAdded { domain, generated } => vec![
-            C::InsertInstanceDomain {
+            C::InstanceDomain(InstanceDomainChange::Insert {
                 instance_id: inst(),
                 domain: domain.clone(),
                 kind: InstanceDomainKind::Custom {
                     is_primary: false,
                     is_generated: *generated,
                 },
-            },
-            C::AddInstanceDomain {
+            }),
+            C::Domain(DomainChange::AddInstanceDomain {
                 instance_id: inst(),
                 domain: domain.clone(),
-            },
+            }),
         ],
         E::InstanceDomainPrimarySet { domain } => vec![
-            C::SetPrimaryInstanceDomain {
+            C::InstanceDomain(InstanceDomainChange::SetPrimary {
                 instance_id: inst(),
                 domain: domain.clone(),
-            },
-            C::SetInstanceDomainPrimary {
+            }),
+            C::Domain(DomainChange::SetInstanceDomainPrimary {
                 instance_id: inst(),
                 domain: domain.clone(),
-            },
+            }),
         ],
         E::InstanceDomainRemoved { domain } => vec![
-            C::DeleteInstanceDomain {
+            C::InstanceDomain(InstanceDomainChange::Delete {
                 instance_id: inst(),
                 domain: domain.clone(),
                 domain_type: InstanceDomainType::Custom,
-            },
-            C::RemoveInstanceDomain {
+            }),
+            C::Domain(DomainChange::RemoveInstanceDomain {
                 instance_id: inst(),
                 domain: domain.clone(),
-            },
+            }),
         ],
-        E::InstanceTrustedDomainAdded { domain } => vec![C::InsertInstanceDomain {
-            instance_id: inst(),
-            domain: domain.clone(),
-            kind: InstanceDomainKind::Trusted,
-        }],
-        E::InstanceTrustedDomainRemoved { domain } => vec![C::DeleteInstanceDomain {
-            instance_id: inst(),
-            domain: domain.clone(),
-            domain_type: InstanceDomainType::Trusted,
-        }],
-        E::OrgAdded { name } => vec![C::CreateOrganization {
+        E::InstanceTrustedDomainAdded { domain } => {
+            vec![C::InstanceDomain(InstanceDomainChange::Insert {
+                instance_id: inst(),
+                domain: domain.clone(),
+                kind: InstanceDomainKind::Trusted,
+            })]
+        }
+        E::InstanceTrustedDomainRemoved { domain } => {
+            vec![C::InstanceDomain(InstanceDomainChange::Delete {
+                instance_id: inst(),
+                domain: domain.clone(),
+                domain_type: InstanceDomainType::Trusted,
+            })]
+        }
+        E::OrgAdded { name } => vec![C::Organization(OrganizationChange::Create {
             instance_id: inst(),
             id: org()?,
             name: name.clone(),
-        }],
+        })],
         E::OrgChanged { name: None } => vec![],
-        E::OrgChanged { name: Some(name) } => vec![C::UpdateOrganization {
+        E::OrgChanged { name: Some(name) } => vec![C::Organization(OrganizationChange::Update {
             instance_id: inst(),
             id: org()?,
             update: OrganizationUpdate {
                 name: Some(name.clone()),
                 state: None,
             },
-        }],
-        E::OrgDeactivated | E::OrgReactivated => vec![C::UpdateOrganization {
-            instance_id: inst(),
-            id: org()?,
-            update: OrganizationUpdate {
-                name: None,
-                state: Some(if matches!(event, E::OrgDeactivated) {
-                    OrganizationState::Inactive
-                } else {
-                    OrganizationState::Active
-                }),
-            },
-        }],
-        E::OrgRemoved => vec![
-            C::RemoveOrganization {
+        })],
+        E::OrgDeactivated | E::OrgReactivated => {
+            vec![C::Organization(OrganizationChange::Update {
                 instance_id: inst(),
                 id: org()?,
-            },
-            C::DeleteOrgDomainsOfOrg {
+                update: OrganizationUpdate {
+                    name: None,
+                    state: Some(if matches!(event, E::OrgDeactivated) {
+                        OrganizationState::Inactive
+                    } else {
+                        OrganizationState::Active
+                    }),
+                },
+            })]
+        }
+        E::OrgRemoved => vec![
+            C::Organization(OrganizationChange::Remove {
+                instance_id: inst(),
+                id: org()?,
+            }),
+            C::OrgDomain(OrgDomainChange::DeleteAllOfOrg {
                 instance_id: inst(),
                 org_id: org()?,
-            },
-            C::RemoveDomainsOfOrganization {
+            }),
+            C::Domain(DomainChange::RemoveDomainsOfOrganization {
                 instance_id: inst(),
                 org_id: org()?,
-            },
+            }),
         ],
         E::OrgDomainAdded { domain } => vec![
-            C::InsertOrgDomain {
+            C::OrgDomain(OrgDomainChange::Insert {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
-            C::AddOrganizationDomain {
+            }),
+            C::Domain(DomainChange::AddOrganizationDomain {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
                 validation_type: None,
-            },
+            }),
         ],
         E::OrgDomainVerificationAdded {
             domain,
             validation_type,
             ..
         } => vec![
-            C::SetOrgDomainValidation {
+            C::OrgDomain(OrgDomainChange::SetValidation {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
                 validation_type: *validation_type,
-            },
-            C::SetOrganizationDomainValidationType {
+            }),
+            C::Domain(DomainChange::SetOrganizationDomainValidationType {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
                 validation_type: *validation_type,
-            },
+            }),
         ],
         E::OrgDomainVerificationFailed { .. } => vec![],
         E::OrgDomainVerified { domain } => vec![
-            C::SetOrgDomainVerified {
+            C::OrgDomain(OrgDomainChange::SetVerified {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
-            C::SetOrganizationDomainVerified {
+            }),
+            C::Domain(DomainChange::SetOrganizationDomainVerified {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
+            }),
         ],
         E::OrgDomainPrimarySet { domain } => vec![
-            C::SetPrimaryOrgDomain {
+            C::OrgDomain(OrgDomainChange::SetPrimary {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
-            C::SetOrganizationDomainPrimary {
+            }),
+            C::Domain(DomainChange::SetOrganizationDomainPrimary {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
+            }),
         ],
         E::OrgDomainRemoved { domain } => vec![
-            C::DeleteOrgDomain {
+            C::OrgDomain(OrgDomainChange::Delete {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
-            C::RemoveOrganizationDomain {
+            }),
+            C::Domain(DomainChange::RemoveOrganizationDomain {
                 instance_id: inst(),
                 org_id: org()?,
                 domain: domain.clone(),
-            },
+            }),
         ],
     })
 }

@@ -18,7 +18,10 @@ use crate::query::{
     DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, Keyset, NameSort,
     OrganizationCriteria, Pagination, SortOrder,
 };
-use crate::state::{StateChange, reduce};
+use crate::state::{
+    DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
+    StateChange, reduce,
+};
 
 type InstanceDomainKey = (String, InstanceDomainType, String);
 type OrgDomainKey = (String, String, String);
@@ -120,7 +123,7 @@ impl InMemoryState {
     fn run(&mut self, change: &StateChange, at: OffsetDateTime, check_only: bool) -> Result<u64> {
         use StateChange as C;
         match change {
-            C::CreateInstance { id, name } => {
+            C::Instance(InstanceChange::Create { id, name }) => {
                 check_non_empty("name", name)?;
                 if let Some(existing) = self.instances.get(id.as_str())
                     && existing.deleted_at.is_none()
@@ -147,7 +150,7 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::UpdateInstance { id, update } => {
+            C::Instance(InstanceChange::Update { id, update }) => {
                 if let Some(name) = &update.name {
                     check_non_empty("name", name)?;
                 }
@@ -177,7 +180,7 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::RemoveInstance { id } => {
+            C::Instance(InstanceChange::Remove { id }) => {
                 let Some(row) = self
                     .instances
                     .get_mut(id.as_str())
@@ -192,11 +195,11 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::CreateOrganization {
+            C::Organization(OrganizationChange::Create {
                 instance_id,
                 id,
                 name,
-            } => {
+            }) => {
                 check_non_empty("name", name)?;
                 self.check_instance_exists(instance_id)?;
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
@@ -225,11 +228,11 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::UpdateOrganization {
+            C::Organization(OrganizationChange::Update {
                 instance_id,
                 id,
                 update,
-            } => {
+            }) => {
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
                 if self
                     .organizations
@@ -257,7 +260,7 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::RemoveOrganization { instance_id, id } => {
+            C::Organization(OrganizationChange::Remove { instance_id, id }) => {
                 let key = (instance_id.as_str().to_owned(), id.as_str().to_owned());
                 let Some(row) = self
                     .organizations
@@ -273,7 +276,7 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::RemoveOrganizationsOfInstance { instance_id } => {
+            C::Organization(OrganizationChange::RemoveAllOfInstance { instance_id }) => {
                 if check_only {
                     return Ok(0);
                 }
@@ -292,11 +295,11 @@ impl InMemoryState {
                 }
                 Ok(n)
             }
-            C::InsertInstanceDomain {
+            C::InstanceDomain(InstanceDomainChange::Insert {
                 instance_id,
                 domain,
                 kind,
-            } => {
+            }) => {
                 check_domain_len(domain)?;
                 self.check_instance_exists(instance_id)?;
                 let key = (
@@ -337,10 +340,10 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::SetPrimaryInstanceDomain {
+            C::InstanceDomain(InstanceDomainChange::SetPrimary {
                 instance_id,
                 domain,
-            } => {
+            }) => {
                 let key = (
                     instance_id.as_str().to_owned(),
                     InstanceDomainType::Custom,
@@ -371,18 +374,18 @@ impl InMemoryState {
                 }
                 Ok(n)
             }
-            C::DeleteInstanceDomain {
+            C::InstanceDomain(InstanceDomainChange::Delete {
                 instance_id,
                 domain,
                 domain_type,
-            } => {
+            }) => {
                 let key = (instance_id.as_str().to_owned(), *domain_type, lower(domain));
                 if check_only {
                     return Ok(0);
                 }
                 Ok(u64::from(self.remove_instance_domain_row(&key)))
             }
-            C::DeleteInstanceDomainsOfInstance { instance_id } => {
+            C::InstanceDomain(InstanceDomainChange::DeleteAllOfInstance { instance_id }) => {
                 if check_only {
                     return Ok(0);
                 }
@@ -399,11 +402,11 @@ impl InMemoryState {
                 }
                 Ok(keys.len() as u64)
             }
-            C::InsertOrgDomain {
+            C::OrgDomain(OrgDomainChange::Insert {
                 instance_id,
                 org_id,
                 domain,
-            } => {
+            }) => {
                 check_domain_len(domain)?;
                 self.check_org_exists(instance_id, org_id)?;
                 let key = org_domain_key(instance_id, org_id, domain);
@@ -428,12 +431,12 @@ impl InMemoryState {
                 );
                 Ok(1)
             }
-            C::SetOrgDomainValidation {
+            C::OrgDomain(OrgDomainChange::SetValidation {
                 instance_id,
                 org_id,
                 domain,
                 validation_type,
-            } => {
+            }) => {
                 let key = org_domain_key(instance_id, org_id, domain);
                 if check_only {
                     return Ok(0);
@@ -447,11 +450,11 @@ impl InMemoryState {
                     None => 0,
                 })
             }
-            C::SetOrgDomainVerified {
+            C::OrgDomain(OrgDomainChange::SetVerified {
                 instance_id,
                 org_id,
                 domain,
-            } => {
+            }) => {
                 let key = org_domain_key(instance_id, org_id, domain);
                 if !self.org_domains.contains_key(&key) {
                     return Ok(0);
@@ -482,11 +485,11 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::SetPrimaryOrgDomain {
+            C::OrgDomain(OrgDomainChange::SetPrimary {
                 instance_id,
                 org_id,
                 domain,
-            } => {
+            }) => {
                 let key = org_domain_key(instance_id, org_id, domain);
                 if !self.org_domains.contains_key(&key) || check_only {
                     return Ok(0);
@@ -506,21 +509,21 @@ impl InMemoryState {
                 }
                 Ok(n)
             }
-            C::DeleteOrgDomain {
+            C::OrgDomain(OrgDomainChange::Delete {
                 instance_id,
                 org_id,
                 domain,
-            } => {
+            }) => {
                 if check_only {
                     return Ok(0);
                 }
                 let key = org_domain_key(instance_id, org_id, domain);
                 Ok(u64::from(self.org_domains.remove(&key).is_some()))
             }
-            C::DeleteOrgDomainsOfOrg {
+            C::OrgDomain(OrgDomainChange::DeleteAllOfOrg {
                 instance_id,
                 org_id,
-            } => {
+            }) => {
                 if check_only {
                     return Ok(0);
                 }
@@ -537,7 +540,7 @@ impl InMemoryState {
                 }
                 Ok(keys.len() as u64)
             }
-            C::DeleteOrgDomainsOfInstance { instance_id } => {
+            C::OrgDomain(OrgDomainChange::DeleteAllOfInstance { instance_id }) => {
                 if check_only {
                     return Ok(0);
                 }
@@ -552,18 +555,18 @@ impl InMemoryState {
                 }
                 Ok(keys.len() as u64)
             }
-            C::AddInstanceDomain {
+            C::Domain(DomainChange::AddInstanceDomain {
                 instance_id,
                 domain,
-            } => self
+            }) => self
                 .add_domain(instance_id, None, domain, true, None, at, check_only)
                 .map(|_| u64::from(!check_only)),
-            C::AddOrganizationDomain {
+            C::Domain(DomainChange::AddOrganizationDomain {
                 instance_id,
                 org_id,
                 domain,
                 validation_type,
-            } => self
+            }) => self
                 .add_domain(
                     instance_id,
                     Some(org_id),
@@ -574,49 +577,48 @@ impl InMemoryState {
                     check_only,
                 )
                 .map(|_| u64::from(!check_only)),
-            C::SetInstanceDomainPrimary {
+            C::Domain(DomainChange::SetInstanceDomainPrimary {
                 instance_id,
                 domain,
-            } => self.set_domain_primary(instance_id, None, domain, at, check_only),
-            C::SetOrganizationDomainPrimary {
+            }) => self.set_domain_primary(instance_id, None, domain, at, check_only),
+            C::Domain(DomainChange::SetOrganizationDomainPrimary {
                 instance_id,
                 org_id,
                 domain,
-            } => self.set_domain_primary(instance_id, Some(org_id), domain, at, check_only),
-            C::RemoveInstanceDomain {
+            }) => self.set_domain_primary(instance_id, Some(org_id), domain, at, check_only),
+            C::Domain(DomainChange::RemoveInstanceDomain {
                 instance_id,
                 domain,
-            } => self.remove_domains(instance_id, at, check_only, |d| {
+            }) => self.remove_domains(instance_id, at, check_only, |d| {
                 d.instance_id == *instance_id
                     && d.org_id.is_none()
                     && lower(&d.domain) == lower(domain)
             }),
-            C::RemoveOrganizationDomain {
+            C::Domain(DomainChange::RemoveOrganizationDomain {
                 instance_id,
                 org_id,
                 domain,
-            } => self.remove_domains(instance_id, at, check_only, |d| {
+            }) => self.remove_domains(instance_id, at, check_only, |d| {
                 d.instance_id == *instance_id
                     && d.org_id.as_ref() == Some(org_id)
                     && lower(&d.domain) == lower(domain)
             }),
-            C::RemoveDomainsOfOrganization {
+            C::Domain(DomainChange::RemoveDomainsOfOrganization {
                 instance_id,
                 org_id,
-            } => self.remove_domains(instance_id, at, check_only, |d| {
+            }) => self.remove_domains(instance_id, at, check_only, |d| {
                 d.instance_id == *instance_id && d.org_id.as_ref() == Some(org_id)
             }),
-            C::RemoveDomainsOfInstance { instance_id } => {
-                self.remove_domains(instance_id, at, check_only, |d| {
+            C::Domain(DomainChange::RemoveDomainsOfInstance { instance_id }) => self
+                .remove_domains(instance_id, at, check_only, |d| {
                     d.instance_id == *instance_id
-                })
-            }
-            C::SetOrganizationDomainValidationType {
+                }),
+            C::Domain(DomainChange::SetOrganizationDomainValidationType {
                 instance_id,
                 org_id,
                 domain,
                 validation_type,
-            } => {
+            }) => {
                 let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
                     return Ok(0);
                 };
@@ -630,11 +632,11 @@ impl InMemoryState {
                 row.updated_at = at;
                 Ok(1)
             }
-            C::SetOrganizationDomainVerified {
+            C::Domain(DomainChange::SetOrganizationDomainVerified {
                 instance_id,
                 org_id,
                 domain,
-            } => {
+            }) => {
                 let Some(id) = self.live_domain_id(instance_id, Some(org_id), domain) else {
                     return Ok(0);
                 };

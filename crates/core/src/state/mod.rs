@@ -5,5 +5,8 @@ mod change;
 mod memory;
 
 pub use apply::apply_change;
-pub use change::{InstanceUpdate, OrganizationUpdate, StateChange, reduce};
+pub use change::{
+    DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
+    OrganizationChange, OrganizationUpdate, StateChange, reduce,
+};
 pub use memory::InMemoryState;
