@@ -14,6 +14,7 @@ use tenancy_core::query::{
 use tenancy_postgres::PgStore;
 use tenancy_testkit::InMemoryStore;
 use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::writes::RepositoryWrites as _;
 use time::OffsetDateTime;
 
 const T0: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00:00 UTC);
@@ -22,9 +23,7 @@ const T0: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00:00 UTC);
 /// that tie, so that the id has to break ties.
 const NAMES: [&str; 9] = ["b", "Bravo", "a", "Ä", "a_b", "a%b", "zeta", "Zulu", "10"];
 
-async fn fill<R: InstanceRepository + OrganizationRepository + DomainRepository + ?Sized>(
-    repos: &mut R,
-) {
+async fn fill<R: tenancy_core::ports::Repositories + ?Sized>(repos: &mut R) {
     let instance = InstanceId::new("i1").unwrap();
     repos.create_instance(&instance, "I", T0).await.unwrap();
     repos

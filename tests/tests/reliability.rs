@@ -11,8 +11,7 @@ use tenancy_core::Error;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::InstanceDomainKind;
 use tenancy_core::ports::{
-    DomainRepository, InstanceDomainRepository, InstanceRepository, OrgDomainRepository,
-    OrganizationRepository,
+    DomainRepository, InstanceRepository, OrgDomainRepository, OrganizationRepository,
 };
 use tenancy_core::query::{DomainCriteria, OrganizationCriteria, Pagination, TextMatch};
 use tenancy_core::state::OrganizationUpdate;
@@ -22,6 +21,7 @@ use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::{Rng, churn, event, inst};
 use tenancy_testkit::verify::assert_verified;
+use tenancy_testkit::writes::RepositoryWrites as _;
 
 fn scale() -> usize {
     std::env::var("TENANCY_SOAK_SCALE")

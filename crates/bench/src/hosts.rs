@@ -16,7 +16,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tenancy_core::id::InstanceId;
 use tenancy_core::model::InstanceDomainType;
-use tenancy_core::ports::InstanceDomainRepository;
 use tenancy_postgres::PgStore;
 use tenancy_postgres::hosts::{HostResolver, HostResolverConfig};
 use tenancy_testkit::db::TestDatabase;
@@ -24,6 +23,7 @@ use tenancy_testkit::stream::Rng;
 
 use crate::lookup::{fill_hosts, raw_select, sample_hosts};
 use crate::{Args, Figure, percentile_ms};
+use tenancy_testkit::writes::RepositoryWrites as _;
 
 fn unix_micros() -> u128 {
     SystemTime::now()

@@ -8,10 +8,7 @@ use time::OffsetDateTime;
 use crate::error::Result;
 use crate::event::{NewEvent, StoredEvent};
 use crate::id::{InstanceId, OrgId};
-use crate::model::{
-    Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
-    OrganizationDomain, ValidationType,
-};
+use crate::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
 use crate::ports::{
     DomainRepository, EventWriter, InstanceDomainRepository, InstanceRepository,
     OrgDomainRepository, OrganizationRepository, UnitOfWork,
@@ -20,8 +17,7 @@ use crate::query::{
     DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
 };
 use crate::state::{
-    DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
-    OrganizationChange, OrganizationUpdate,
+    DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
 };
 
 mockall::mock! {
@@ -30,9 +26,6 @@ mockall::mock! {
     #[async_trait]
     impl InstanceRepository for UnitOfWork {
         async fn apply_instance_change(&mut self, change: InstanceChange, at: OffsetDateTime) -> Result<u64>;
-        async fn create_instance(&mut self, id: &InstanceId, name: &str, at: OffsetDateTime) -> Result<()>;
-        async fn update_instance(&mut self, id: &InstanceId, update: &InstanceUpdate, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
         async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
         async fn list_instances(&mut self, criteria: &InstanceCriteria, page: &Pagination<NameSort>) -> Result<Vec<Instance>>;
         async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64>;
@@ -42,10 +35,6 @@ mockall::mock! {
     #[async_trait]
     impl OrganizationRepository for UnitOfWork {
         async fn apply_organization_change(&mut self, change: OrganizationChange, at: OffsetDateTime) -> Result<u64>;
-        async fn create_organization(&mut self, instance_id: &InstanceId, id: &OrgId, name: &str, at: OffsetDateTime) -> Result<()>;
-        async fn update_organization(&mut self, instance_id: &InstanceId, id: &OrgId, update: &OrganizationUpdate, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_organization(&mut self, instance_id: &InstanceId, id: &OrgId, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_organizations_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
         async fn get_organization(&mut self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization>;
         async fn list_organizations(&mut self, criteria: &OrganizationCriteria, page: &Pagination<NameSort>) -> Result<Vec<Organization>>;
         async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64>;
@@ -54,39 +43,18 @@ mockall::mock! {
     #[async_trait]
     impl InstanceDomainRepository for UnitOfWork {
         async fn apply_instance_domain_change(&mut self, change: InstanceDomainChange, at: OffsetDateTime) -> Result<u64>;
-        async fn insert_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, kind: InstanceDomainKind, at: OffsetDateTime) -> Result<()>;
-        async fn set_primary_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn delete_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, domain_type: InstanceDomainType) -> Result<u64>;
-        async fn delete_instance_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
         async fn list_instance_domains(&mut self, instance_id: &InstanceId) -> Result<Vec<InstanceDomain>>;
     }
 
     #[async_trait]
     impl OrgDomainRepository for UnitOfWork {
         async fn apply_org_domain_change(&mut self, change: OrgDomainChange, at: OffsetDateTime) -> Result<u64>;
-        async fn insert_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<()>;
-        async fn set_org_domain_validation(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
-        async fn set_org_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn set_primary_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn delete_org_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Result<u64>;
-        async fn delete_org_domains_of_org(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<u64>;
-        async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64>;
         async fn list_org_domains(&mut self, instance_id: &InstanceId, org_id: &OrgId) -> Result<Vec<OrganizationDomain>>;
     }
 
     #[async_trait]
     impl DomainRepository for UnitOfWork {
         async fn apply_domain_change(&mut self, change: DomainChange, at: OffsetDateTime) -> Result<u64>;
-        async fn add_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<Domain>;
-        async fn set_instance_domain_primary(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_instance_domain(&mut self, instance_id: &InstanceId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn add_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: Option<ValidationType>, at: OffsetDateTime) -> Result<Domain>;
-        async fn set_organization_domain_validation_type(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, validation_type: ValidationType, at: OffsetDateTime) -> Result<u64>;
-        async fn set_organization_domain_verified(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn set_organization_domain_primary(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_organization_domain(&mut self, instance_id: &InstanceId, org_id: &OrgId, domain: &str, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_domains_of_organization(&mut self, instance_id: &InstanceId, org_id: &OrgId, at: OffsetDateTime) -> Result<u64>;
-        async fn remove_domains_of_instance(&mut self, instance_id: &InstanceId, at: OffsetDateTime) -> Result<u64>;
         async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
         async fn list_domains(&mut self, criteria: &DomainCriteria, page: &Pagination<DomainSort>) -> Result<Vec<Domain>>;
     }

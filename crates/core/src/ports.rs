@@ -12,22 +12,17 @@ use time::OffsetDateTime;
 use crate::error::Result;
 use crate::event::{EventQuery, NewEvent, StoredEvent};
 use crate::id::{InstanceId, OrgId};
-use crate::model::{
-    Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
-    OrganizationDomain, ValidationType,
-};
+use crate::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
 use crate::query::{
-    DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria,
-    Pagination, TextMatch,
+    DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
 };
 use crate::state::{
-    DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
-    OrganizationChange, OrganizationUpdate,
+    DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
 };
 
-// Each repository has one required write primitive (`apply_*_change`, applying a
-// `StateChange` of its table); its named write methods are provided on top of it, so the
-// mapping from method to change exists once, here, for every adapter.
+// Each repository has one write primitive, `apply_*_change`, taking its own table's change
+// type; the reducer (`state::reduce`) says which changes an event makes. Tests that want
+// named writes use `tenancy_testkit::writes::RepositoryWrites`.
 
 /// `zitadel.instances`.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -50,37 +45,6 @@ pub trait InstanceRepository: Send {
     async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64>;
     /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
-
-    /// Insert; a soft-deleted row with that id comes back as new.
-    async fn create_instance(
-        &mut self,
-        id: &InstanceId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = InstanceChange::Create {
-            id: id.clone(),
-            name: name.to_owned(),
-        };
-        self.apply_instance_change(change, at).await.map(drop)
-    }
-    async fn update_instance(
-        &mut self,
-        id: &InstanceId,
-        update: &InstanceUpdate,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = InstanceChange::Update {
-            id: id.clone(),
-            update: update.clone(),
-        };
-        self.apply_instance_change(change, at).await
-    }
-    /// Soft delete.
-    async fn remove_instance(&mut self, id: &InstanceId, at: OffsetDateTime) -> Result<u64> {
-        self.apply_instance_change(InstanceChange::Remove { id: id.clone() }, at)
-            .await
-    }
 }
 
 /// `zitadel.organizations`.
@@ -107,57 +71,6 @@ pub trait OrganizationRepository: Send {
     ) -> Result<Vec<Organization>>;
     /// How many organizations `list_organizations` finds without a limit.
     async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64>;
-
-    async fn create_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = OrganizationChange::Create {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-            name: name.to_owned(),
-        };
-        self.apply_organization_change(change, at).await.map(drop)
-    }
-    async fn update_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        update: &OrganizationUpdate,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = OrganizationChange::Update {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-            update: update.clone(),
-        };
-        self.apply_organization_change(change, at).await
-    }
-    async fn remove_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = OrganizationChange::Remove {
-            instance_id: instance_id.clone(),
-            id: id.clone(),
-        };
-        self.apply_organization_change(change, at).await
-    }
-    async fn remove_organizations_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = OrganizationChange::RemoveAllOfInstance {
-            instance_id: instance_id.clone(),
-        };
-        self.apply_organization_change(change, at).await
-    }
 }
 
 /// `zitadel.instance_domains` (custom and trusted; no soft delete).
@@ -174,60 +87,6 @@ pub trait InstanceDomainRepository: Send {
         &mut self,
         instance_id: &InstanceId,
     ) -> Result<Vec<InstanceDomain>>;
-
-    async fn insert_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        kind: InstanceDomainKind,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = InstanceDomainChange::Insert {
-            instance_id: instance_id.clone(),
-            domain: domain.to_owned(),
-            kind,
-        };
-        self.apply_instance_domain_change(change, at)
-            .await
-            .map(drop)
-    }
-    /// Demote the current primary, promote `domain`; nothing when `domain` is not there.
-    async fn set_primary_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = InstanceDomainChange::SetPrimary {
-            instance_id: instance_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_instance_domain_change(change, at).await
-    }
-    async fn delete_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        domain_type: InstanceDomainType,
-    ) -> Result<u64> {
-        let change = InstanceDomainChange::Delete {
-            instance_id: instance_id.clone(),
-            domain: domain.to_owned(),
-            domain_type,
-        };
-        self.apply_instance_domain_change(change, OffsetDateTime::UNIX_EPOCH)
-            .await
-    }
-    async fn delete_instance_domains_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-    ) -> Result<u64> {
-        let change = InstanceDomainChange::DeleteAllOfInstance {
-            instance_id: instance_id.clone(),
-        };
-        self.apply_instance_domain_change(change, OffsetDateTime::UNIX_EPOCH)
-            .await
-    }
 }
 
 /// `zitadel.org_domains` (no soft delete).
@@ -246,98 +105,6 @@ pub trait OrgDomainRepository: Send {
         instance_id: &InstanceId,
         org_id: &OrgId,
     ) -> Result<Vec<OrganizationDomain>>;
-
-    async fn insert_org_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let change = OrgDomainChange::Insert {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_org_domain_change(change, at).await.map(drop)
-    }
-    async fn set_org_domain_validation(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: ValidationType,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = OrgDomainChange::SetValidation {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-            validation_type,
-        };
-        self.apply_org_domain_change(change, at).await
-    }
-    async fn set_org_domain_verified(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = OrgDomainChange::SetVerified {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_org_domain_change(change, at).await
-    }
-    async fn set_primary_org_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = OrgDomainChange::SetPrimary {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_org_domain_change(change, at).await
-    }
-    async fn delete_org_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-    ) -> Result<u64> {
-        let change = OrgDomainChange::Delete {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
-            .await
-    }
-    async fn delete_org_domains_of_org(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-    ) -> Result<u64> {
-        let change = OrgDomainChange::DeleteAllOfOrg {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-        };
-        self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
-            .await
-    }
-    async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
-        let change = OrgDomainChange::DeleteAllOfInstance {
-            instance_id: instance_id.clone(),
-        };
-        self.apply_org_domain_change(change, OffsetDateTime::UNIX_EPOCH)
-            .await
-    }
 }
 
 /// The unified `zitadel.domains` table (soft delete; every live read filters
@@ -358,148 +125,6 @@ pub trait DomainRepository: Send {
         criteria: &DomainCriteria,
         page: &Pagination<DomainSort>,
     ) -> Result<Vec<Domain>>;
-
-    /// Instance domains are always verified.
-    async fn add_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<Domain> {
-        let change = DomainChange::AddInstanceDomain {
-            instance_id: instance_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_domain_change(change, at).await?;
-        let criteria = DomainCriteria::of_instance(instance_id)
-            .owner(DomainOwner::InstanceOnly)
-            .domain(TextMatch::equals(domain).ignoring_case());
-        self.get_domain(&criteria).await
-    }
-    async fn set_instance_domain_primary(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::SetInstanceDomainPrimary {
-            instance_id: instance_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn remove_instance_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::RemoveInstanceDomain {
-            instance_id: instance_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn add_organization_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: Option<ValidationType>,
-        at: OffsetDateTime,
-    ) -> Result<Domain> {
-        let change = DomainChange::AddOrganizationDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-            validation_type,
-        };
-        self.apply_domain_change(change, at).await?;
-        let criteria = DomainCriteria::of_instance(instance_id)
-            .owner(DomainOwner::Organization(org_id.clone()))
-            .domain(TextMatch::equals(domain).ignoring_case());
-        self.get_domain(&criteria).await
-    }
-    async fn set_organization_domain_validation_type(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        validation_type: ValidationType,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::SetOrganizationDomainValidationType {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-            validation_type,
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn set_organization_domain_verified(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::SetOrganizationDomainVerified {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn set_organization_domain_primary(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::SetOrganizationDomainPrimary {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn remove_organization_domain(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        domain: &str,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::RemoveOrganizationDomain {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-            domain: domain.to_owned(),
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn remove_domains_of_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::RemoveDomainsOfOrganization {
-            instance_id: instance_id.clone(),
-            org_id: org_id.clone(),
-        };
-        self.apply_domain_change(change, at).await
-    }
-    async fn remove_domains_of_instance(
-        &mut self,
-        instance_id: &InstanceId,
-        at: OffsetDateTime,
-    ) -> Result<u64> {
-        let change = DomainChange::RemoveDomainsOfInstance {
-            instance_id: instance_id.clone(),
-        };
-        self.apply_domain_change(change, at).await
-    }
 }
 
 /// Appends events inside the caller's transaction.

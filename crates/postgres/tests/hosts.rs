@@ -12,12 +12,10 @@ use async_trait::async_trait;
 use tenancy_core::Error;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::InstanceDomainKind;
-use tenancy_core::ports::{
-    InstanceDomainRepository, InstanceRepository, OrgDomainRepository, OrganizationRepository,
-};
 use tenancy_postgres::PgStore;
 use tenancy_postgres::hosts::{HostKey, HostResolver, HostResolverConfig, HostSource};
 use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::writes::RepositoryWrites as _;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 

@@ -6,13 +6,11 @@
 use tenancy_core::Error;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::InstanceDomainKind;
-use tenancy_core::ports::{
-    DomainRepository, InstanceDomainRepository, InstanceRepository, OrganizationRepository,
-    Repositories, UnitOfWork,
-};
+use tenancy_core::ports::{InstanceDomainRepository, Repositories, UnitOfWork};
 use tenancy_postgres::{PgSession, PgStore};
 use tenancy_testkit::contract::{Adapter, repository_contract};
 use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::writes::RepositoryWrites as _;
 use time::OffsetDateTime;
 use time::macros::datetime;
 

@@ -5,6 +5,7 @@
 //! `b`, each with organizations `o1` ("Org One") and `o2` ("Org Two").
 #![allow(clippy::unwrap_used, clippy::panic)] // a test suite: a failed unwrap is a failure
 
+use crate::writes::RepositoryWrites as _;
 use async_trait::async_trait;
 use tenancy_core::Error;
 use tenancy_core::id::{InstanceId, OrgId};

@@ -25,6 +25,7 @@ pub mod servers;
 pub mod stream;
 #[cfg(feature = "postgres")]
 pub mod verify;
+pub mod writes;
 #[cfg(feature = "postgres")]
 pub mod zitadel;
 

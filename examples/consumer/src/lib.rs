@@ -63,8 +63,8 @@ mod tests {
     #[tokio::test]
     async fn with_the_mocks() {
         let mut uow = MockUnitOfWork::new();
-        uow.expect_create_instance()
-            .returning(|_, _, _| Err(Error::internal("database down")));
+        uow.expect_apply_instance_change()
+            .returning(|_, _| Err(Error::internal("database down")));
         let result = onboard_tenant(&mut uow, &fixtures::context(), "ACME", "acme.example").await;
         assert!(
             matches!(result, Err(Error::Internal { .. })),

@@ -37,10 +37,10 @@ mod tests {
     #[tokio::test]
     async fn adds_the_instance_and_its_event() {
         let mut uow = MockUnitOfWork::new();
-        uow.expect_create_instance()
+        uow.expect_apply_instance_change()
             .times(1)
-            .withf(|id, name, at| id.as_str() == "100" && name == "ACME" && *at == NOW)
-            .returning(|_, _, _| Ok(()));
+            .withf(|c, at| matches!(c, InstanceChange::Create { id, name } if id.as_str() == "100" && name == "ACME" && *at == NOW))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.added");
         let id = AddInstance {
             name: " ACME ".into(),

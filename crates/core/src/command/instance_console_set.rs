@@ -56,13 +56,11 @@ mod tests {
     #[tokio::test]
     async fn sets_client_and_app() {
         let mut uow = with_instance();
-        uow.expect_update_instance()
+        uow.expect_apply_instance_change()
             .times(1)
-            .withf(|_, u, _| {
-                u.console_client_id.as_deref() == Some("c")
-                    && u.console_app_id.as_deref() == Some("a")
-            })
-            .returning(|_, _, _| Ok(1));
+            .withf(|c, _| matches!(c, InstanceChange::Update { update: u, .. } if u.console_client_id.as_deref() == Some("c")
+                    && u.console_app_id.as_deref() == Some("a")))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.iam.console.set");
         cmd("c", "a").execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -46,10 +46,10 @@ mod tests {
     #[tokio::test]
     async fn sets_the_language() {
         let mut uow = with_instance();
-        uow.expect_update_instance()
+        uow.expect_apply_instance_change()
             .times(1)
-            .withf(|_, u, _| u.default_language.as_deref() == Some("de-CH"))
-            .returning(|_, _, _| Ok(1));
+            .withf(|c, _| matches!(c, InstanceChange::Update { update: u, .. } if u.default_language.as_deref() == Some("de-CH")))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.default.language.set");
         cmd("de-CH").execute(&mut uow, &ctx()).await.unwrap();
     }

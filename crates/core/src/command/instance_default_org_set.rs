@@ -47,10 +47,10 @@ mod tests {
     #[tokio::test]
     async fn sets_the_default_org() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_update_instance()
+        uow.expect_apply_instance_change()
             .times(1)
-            .withf(|_, u, _| u.default_org_id.as_deref() == Some("o1"))
-            .returning(|_, _, _| Ok(1));
+            .withf(|c, _| matches!(c, InstanceChange::Update { update: u, .. } if u.default_org_id.as_deref() == Some("o1")))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.default.org.set");
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }

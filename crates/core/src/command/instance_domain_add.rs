@@ -60,42 +60,25 @@ mod tests {
         let mut uow = with_instance();
         uow.expect_instance_by_host()
             .returning(|h| Err(Error::not_found("instance for host", h)));
-        uow.expect_insert_instance_domain()
+        uow.expect_apply_instance_domain_change()
             .times(1)
-            .withf(|_, d, k, _| {
-                d == "login.acme.example"
+            .withf(|c, _| matches!(c, InstanceDomainChange::Insert { domain: d, kind: k, .. } if d == "login.acme.example"
                     && *k
                         == InstanceDomainKind::Custom {
                             is_primary: false,
                             is_generated: false,
-                        }
-            })
-            .returning(|_, _, _, _| Ok(()));
-        uow.expect_add_instance_domain()
+                        }))
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_domain_change()
             .times(1)
-            .withf(|_, d, _| d == "login.acme.example")
-            .returning(|i, d, at| Ok(unified(i, d, at)));
+            .withf(|c, _| matches!(c, DomainChange::AddInstanceDomain { domain: d, .. } if d == "login.acme.example"))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.domain.added");
         let domain = cmd("Login.ACME.example")
             .execute(&mut uow, &ctx())
             .await
             .unwrap();
         assert_eq!(domain.as_str(), "login.acme.example");
-    }
-
-    fn unified(i: &InstanceId, d: &str, at: time::OffsetDateTime) -> crate::model::Domain {
-        crate::model::Domain {
-            id: 1,
-            instance_id: i.clone(),
-            org_id: None,
-            domain: d.into(),
-            is_verified: true,
-            is_primary: false,
-            validation_type: None,
-            created_at: at,
-            updated_at: at,
-            deleted_at: None,
-        }
     }
 
     #[tokio::test]

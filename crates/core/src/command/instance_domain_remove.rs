@@ -73,12 +73,14 @@ mod tests {
         let mut uow = with_instance();
         uow.expect_list_instance_domains()
             .returning(|_| Ok(vec![custom_domain("b.example", false, false)]));
-        uow.expect_delete_instance_domain()
+        uow.expect_apply_instance_domain_change()
+            .withf(|c, _| matches!(c, InstanceDomainChange::Delete { .. }))
             .times(1)
-            .returning(|_, _, _| Ok(1));
-        uow.expect_remove_instance_domain()
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::RemoveInstanceDomain { .. }))
             .times(1)
-            .returning(|_, _, _| Ok(1));
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.domain.removed");
         cmd("b.example").execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -68,13 +68,14 @@ mod tests {
                 custom_domain("b.example", false, false),
             ])
         });
-        uow.expect_set_primary_instance_domain()
+        uow.expect_apply_instance_domain_change()
             .times(1)
-            .withf(|_, d, _| d == "b.example")
-            .returning(|_, _, _| Ok(2));
-        uow.expect_set_instance_domain_primary()
+            .withf(|c, _| matches!(c, InstanceDomainChange::SetPrimary { domain: d, .. } if d == "b.example"))
+            .returning(|_, _| Ok(2));
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::SetInstanceDomainPrimary { .. }))
             .times(1)
-            .returning(|_, _, _| Ok(2));
+            .returning(|_, _| Ok(2));
         expect_push(&mut uow, "instance.domain.primary.set");
         cmd("B.example").execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -48,10 +48,10 @@ mod tests {
     #[tokio::test]
     async fn sets_the_project() {
         let mut uow = with_instance();
-        uow.expect_update_instance()
+        uow.expect_apply_instance_change()
             .times(1)
-            .withf(|_, u, _| u.iam_project_id.as_deref() == Some("p1"))
-            .returning(|_, _, _| Ok(1));
+            .withf(|c, _| matches!(c, InstanceChange::Update { update: u, .. } if u.iam_project_id.as_deref() == Some("p1")))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.iam.project.set");
         cmd("p1").execute(&mut uow, &ctx()).await.unwrap();
     }

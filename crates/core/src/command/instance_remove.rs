@@ -49,19 +49,24 @@ mod tests {
         let mut uow = with_instance();
         uow.expect_list_instance_domains()
             .returning(|_| Ok(vec![custom_domain("a.example", true, true)]));
-        uow.expect_remove_instance()
+        uow.expect_apply_instance_change()
+            .withf(|c, _| matches!(c, InstanceChange::Remove { .. }))
             .times(1)
             .returning(|_, _| Ok(1));
-        uow.expect_remove_organizations_of_instance()
+        uow.expect_apply_organization_change()
+            .withf(|c, _| matches!(c, OrganizationChange::RemoveAllOfInstance { .. }))
             .times(1)
             .returning(|_, _| Ok(2));
-        uow.expect_delete_instance_domains_of_instance()
+        uow.expect_apply_instance_domain_change()
+            .withf(|c, _| matches!(c, InstanceDomainChange::DeleteAllOfInstance { .. }))
             .times(1)
-            .returning(|_| Ok(1));
-        uow.expect_delete_org_domains_of_instance()
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_org_domain_change()
+            .withf(|c, _| matches!(c, OrgDomainChange::DeleteAllOfInstance { .. }))
             .times(1)
-            .returning(|_| Ok(0));
-        uow.expect_remove_domains_of_instance()
+            .returning(|_, _| Ok(0));
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::RemoveDomainsOfInstance { .. }))
             .times(1)
             .returning(|_, _| Ok(1));
         uow.expect_push()

@@ -44,10 +44,10 @@ mod tests {
     #[tokio::test]
     async fn renames() {
         let mut uow = with_instance();
-        uow.expect_update_instance()
+        uow.expect_apply_instance_change()
             .times(1)
-            .withf(|_, u, _| u.name.as_deref() == Some("New"))
-            .returning(|_, _, _| Ok(1));
+            .withf(|c, _| matches!(c, InstanceChange::Update { update: u, .. } if u.name.as_deref() == Some("New")))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.changed");
         rename("New").execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -58,10 +58,10 @@ mod tests {
         let mut uow = with_instance();
         uow.expect_list_instance_domains()
             .returning(|_| Ok(vec![custom_domain("t.example", false, false)]));
-        uow.expect_insert_instance_domain()
+        uow.expect_apply_instance_domain_change()
             .times(1)
-            .withf(|_, d, k, _| d == "t.example" && *k == InstanceDomainKind::Trusted)
-            .returning(|_, _, _, _| Ok(()));
+            .withf(|c, _| matches!(c, InstanceDomainChange::Insert { domain: d, kind: k, .. } if d == "t.example" && *k == InstanceDomainKind::Trusted))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.trusted_domains.added");
         cmd("t.example").execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -59,10 +59,10 @@ mod tests {
                 ..custom_domain("t.example", false, false)
             }])
         });
-        uow.expect_delete_instance_domain()
+        uow.expect_apply_instance_domain_change()
             .times(1)
-            .withf(|_, d, t| d == "t.example" && *t == crate::model::InstanceDomainType::Trusted)
-            .returning(|_, _, _| Ok(1));
+            .withf(|c, _| matches!(c, InstanceDomainChange::Delete { domain: d, domain_type: t, .. } if d == "t.example" && *t == crate::model::InstanceDomainType::Trusted))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "instance.trusted_domains.removed");
         cmd("t.example").execute(&mut uow, &ctx()).await.unwrap();
     }

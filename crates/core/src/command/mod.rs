@@ -210,6 +210,9 @@ async fn live_organization(
 #[cfg(test)]
 pub(crate) mod testing {
     //! Fixtures for the command tests.
+    pub use crate::state::{
+        DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
+    };
     use std::sync::Arc;
 
     use time::OffsetDateTime;

@@ -106,13 +106,14 @@ mod tests {
         let mut uow = with_org(OrganizationState::Active);
         uow.expect_list_org_domains().returning(|_, _| Ok(vec![]));
         uow.expect_list_domains().returning(|_, _| Ok(vec![]));
-        uow.expect_insert_org_domain()
+        uow.expect_apply_org_domain_change()
+            .withf(|c, _| matches!(c, OrgDomainChange::Insert { .. }))
             .times(1)
-            .returning(|_, _, _, _| Ok(()));
-        uow.expect_add_organization_domain()
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_domain_change()
             .times(1)
-            .withf(|_, _, d, v, _| d == "o.example" && v.is_none())
-            .returning(|_, _, _, _, _| Ok(verified_by("o1")));
+            .withf(|c, _| matches!(c, DomainChange::AddOrganizationDomain { domain: d, validation_type: v, .. } if d == "o.example" && v.is_none()))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "org.domain.added");
         cmd("o.example").execute(&mut uow, &ctx()).await.unwrap();
     }

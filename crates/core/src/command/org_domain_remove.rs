@@ -71,12 +71,14 @@ mod tests {
         let mut uow = with_org(OrganizationState::Active);
         uow.expect_list_org_domains()
             .returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
-        uow.expect_delete_org_domain()
+        uow.expect_apply_org_domain_change()
+            .withf(|c, _| matches!(c, OrgDomainChange::Delete { .. }))
             .times(1)
-            .returning(|_, _, _| Ok(1));
-        uow.expect_remove_organization_domain()
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::RemoveOrganizationDomain { .. }))
             .times(1)
-            .returning(|_, _, _, _| Ok(1));
+            .returning(|_, _| Ok(1));
         uow.expect_push()
             .times(1)
             .withf(|e| {

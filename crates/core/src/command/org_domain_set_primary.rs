@@ -67,12 +67,14 @@ mod tests {
         let mut uow = with_org(OrganizationState::Active);
         uow.expect_list_org_domains()
             .returning(|_, _| Ok(vec![org_domain("o.example", true, false)]));
-        uow.expect_set_primary_org_domain()
+        uow.expect_apply_org_domain_change()
+            .withf(|c, _| matches!(c, OrgDomainChange::SetPrimary { .. }))
             .times(1)
-            .returning(|_, _, _, _| Ok(2));
-        uow.expect_set_organization_domain_primary()
+            .returning(|_, _| Ok(2));
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::SetOrganizationDomainPrimary { .. }))
             .times(1)
-            .returning(|_, _, _, _| Ok(2));
+            .returning(|_, _| Ok(2));
         expect_push(&mut uow, "org.domain.primary.set");
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -66,13 +66,14 @@ mod tests {
             let mut uow = with_org(OrganizationState::Active);
             uow.expect_list_org_domains()
                 .returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
-            uow.expect_set_org_domain_validation()
+            uow.expect_apply_org_domain_change()
                 .times(1)
-                .withf(move |_, _, _, v, _| *v == vt)
-                .returning(|_, _, _, _, _| Ok(1));
-            uow.expect_set_organization_domain_validation_type()
+                .withf(move |c, _| matches!(c, OrgDomainChange::SetValidation { validation_type: v, .. } if *v == vt))
+                .returning(|_, _| Ok(1));
+            uow.expect_apply_domain_change()
+                .withf(|c, _| matches!(c, DomainChange::SetOrganizationDomainValidationType { .. }))
                 .times(1)
-                .returning(|_, _, _, _, _| Ok(1));
+                .returning(|_, _| Ok(1));
             uow.expect_push()
                 .times(1)
                 .withf(move |e| {

@@ -114,12 +114,14 @@ mod tests {
         uow.expect_list_org_domains()
             .returning(|_, _| Ok(vec![org_domain("o.example", false, false)]));
         uow.expect_list_domains().returning(|_, _| Ok(vec![]));
-        uow.expect_set_org_domain_verified()
+        uow.expect_apply_org_domain_change()
+            .withf(|c, _| matches!(c, OrgDomainChange::SetVerified { .. }))
             .times(1)
-            .returning(|_, _, _, _| Ok(1));
-        uow.expect_set_organization_domain_verified()
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::SetOrganizationDomainVerified { .. }))
             .times(1)
-            .returning(|_, _, _, _| Ok(1));
+            .returning(|_, _| Ok(1));
         uow.expect_push()
             .times(1)
             .withf(|e| {

@@ -123,10 +123,10 @@ mod tests {
     async fn adds_the_org() {
         let mut uow = with_instance();
         uow.expect_list_organizations().returning(|_, _| Ok(vec![]));
-        uow.expect_create_organization()
+        uow.expect_apply_organization_change()
             .times(1)
-            .withf(|i, o, n, _| i.as_str() == "i1" && o.as_str() == "100" && n == "Org")
-            .returning(|_, _, _, _| Ok(()));
+            .withf(|c, _| matches!(c, OrganizationChange::Create { instance_id: i, id: o, name: n, .. } if i.as_str() == "i1" && o.as_str() == "100" && n == "Org"))
+            .returning(|_, _| Ok(1));
         uow.expect_push()
             .times(1)
             .withf(|e| {
@@ -164,9 +164,9 @@ mod tests {
         uow.expect_count_organizations()
             .withf(|c| c.include_deleted && c.ids.len() == 1 && c.ids[0].as_str() == "my-org")
             .returning(|_| Ok(0));
-        uow.expect_create_organization()
-            .withf(|_, o, _, _| o.as_str() == "my-org")
-            .returning(|_, _, _, _| Ok(()));
+        uow.expect_apply_organization_change()
+            .withf(|c, _| matches!(c, OrganizationChange::Create { id: o, .. } if o.as_str() == "my-org"))
+            .returning(|_, _| Ok(1));
         uow.expect_push().returning(|_| Ok(vec![]));
         let mut add = cmd("Org");
         add.id = Some("my-org".into());

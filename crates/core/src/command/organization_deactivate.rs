@@ -52,10 +52,10 @@ mod tests {
     #[tokio::test]
     async fn deactivates() {
         let mut uow = with_org(OrganizationState::Active);
-        uow.expect_update_organization()
+        uow.expect_apply_organization_change()
             .times(1)
-            .withf(|_, _, u, _| u.state == Some(OrganizationState::Inactive))
-            .returning(|_, _, _, _| Ok(1));
+            .withf(|c, _| matches!(c, OrganizationChange::Update { update: u, .. } if u.state == Some(OrganizationState::Inactive)))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "org.deactivated");
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -52,10 +52,10 @@ mod tests {
     #[tokio::test]
     async fn reactivates() {
         let mut uow = with_org(OrganizationState::Inactive);
-        uow.expect_update_organization()
+        uow.expect_apply_organization_change()
             .times(1)
-            .withf(|_, _, u, _| u.state == Some(OrganizationState::Active))
-            .returning(|_, _, _, _| Ok(1));
+            .withf(|c, _| matches!(c, OrganizationChange::Update { update: u, .. } if u.state == Some(OrganizationState::Active)))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "org.reactivated");
         cmd().execute(&mut uow, &ctx()).await.unwrap();
     }

@@ -74,15 +74,18 @@ mod tests {
                 org_domain("u.example", false, false),
             ])
         });
-        uow.expect_remove_organization()
+        uow.expect_apply_organization_change()
+            .withf(|c, _| matches!(c, OrganizationChange::Remove { .. }))
             .times(1)
-            .returning(|_, _, _| Ok(1));
-        uow.expect_delete_org_domains_of_org()
+            .returning(|_, _| Ok(1));
+        uow.expect_apply_org_domain_change()
+            .withf(|c, _| matches!(c, OrgDomainChange::DeleteAllOfOrg { .. }))
             .times(1)
             .returning(|_, _| Ok(2));
-        uow.expect_remove_domains_of_organization()
+        uow.expect_apply_domain_change()
+            .withf(|c, _| matches!(c, DomainChange::RemoveDomainsOfOrganization { .. }))
             .times(1)
-            .returning(|_, _, _| Ok(2));
+            .returning(|_, _| Ok(2));
         uow.expect_push()
             .times(1)
             .withf(|e| e[0].event_type == "org.removed" && e[0].unique_constraints.len() == 2)

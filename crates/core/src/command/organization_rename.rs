@@ -68,10 +68,10 @@ mod tests {
     async fn renames() {
         let mut uow = with_org(OrganizationState::Active);
         uow.expect_list_organizations().returning(|_, _| Ok(vec![]));
-        uow.expect_update_organization()
+        uow.expect_apply_organization_change()
             .times(1)
-            .withf(|_, _, u, _| u.name.as_deref() == Some("New"))
-            .returning(|_, _, _, _| Ok(1));
+            .withf(|c, _| matches!(c, OrganizationChange::Update { update: u, .. } if u.name.as_deref() == Some("New")))
+            .returning(|_, _| Ok(1));
         expect_push(&mut uow, "org.changed");
         cmd("New").execute(&mut uow, &ctx()).await.unwrap();
     }
