@@ -180,3 +180,47 @@ async fn state_change_entry_points_plan_with_seqscan_disabled() {
         );
     }
 }
+
+/// Every kind of change reaches `tenancy.apply_op` (which dispatches on the change's
+/// name) and applies there; and apply_op knows no name the change types lack.
+#[tokio::test]
+async fn every_kind_of_change_reaches_the_schema_and_the_schema_knows_no_other() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for change in tenancy_testkit::changes::one_of_each() {
+        let encoded = serde_json::to_value(&change).unwrap();
+        let name = encoded.as_object().unwrap().keys().next().unwrap().clone();
+        tenancy_postgres::apply::apply_change(&mut conn, &change, T0)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        names.insert(name);
+    }
+    assert_eq!(names.len(), tenancy_testkit::changes::KINDS);
+    let definition: String = sqlx::query_scalar(
+        "SELECT pg_get_functiondef('tenancy.apply_op(text, jsonb, timestamptz)'::regprocedure)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // The branches: WHEN 'Name'[, 'Name'] THEN (the value CASEs inside use lower case).
+    let mut known = std::collections::BTreeSet::new();
+    for line in definition.lines() {
+        let line = line.trim();
+        if let Some(list) = line
+            .strip_prefix("WHEN ")
+            .and_then(|l| l.strip_suffix(" THEN"))
+        {
+            for name in list.split(',') {
+                let name = name.trim().trim_matches('\'');
+                if name.starts_with(char::is_uppercase) {
+                    known.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(
+        known, names,
+        "apply_op's branches and the change types differ"
+    );
+}

@@ -15,6 +15,7 @@
 //! `servers` (both on by default). Without them the in-memory part builds with no sqlx,
 //! testcontainers or DNS code: `tenancy-testkit = { default-features = false }`.
 
+pub mod changes;
 pub mod contract;
 #[cfg(feature = "postgres")]
 pub mod db;
