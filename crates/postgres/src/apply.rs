@@ -3,7 +3,7 @@
 //! projection (a batch per round trip).
 
 use sqlx::PgConnection;
-use tenancy_core::state::StateChange;
+use tenancy_core::state::{StateChange, Table};
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
@@ -65,9 +65,14 @@ pub async fn apply_changes(
 /// Refreshes the planner's statistics of the five tables (after large bulk writes, so that
 /// selectivity estimates follow the data rather than the empty tables of a fresh database).
 pub async fn analyze_tables(pool: &sqlx::PgPool) -> Result<()> {
-    sqlx::raw_sql("ANALYZE instances, organizations, instance_domains, org_domains, domains")
-        .execute(pool)
-        .await
-        .db()
-        .map(drop)
+    let tables: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    // Names from the registry, not from input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ANALYZE {}",
+        tables.join(", ")
+    )))
+    .execute(pool)
+    .await
+    .db()
+    .map(drop)
 }

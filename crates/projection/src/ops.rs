@@ -3,6 +3,7 @@
 use rust_decimal::Decimal;
 use tenancy_core::event::StoredEvent;
 use tenancy_core::ports::{EventReader, UnitOfWork};
+use tenancy_core::state::Table;
 use tenancy_core::{Error, Result};
 use tenancy_postgres::{PgStore, on_constraint};
 use time::OffsetDateTime;
@@ -187,10 +188,12 @@ impl Engine {
             .execute(&mut *tx)
             .await
             .map_err(on_constraint)?;
-        sqlx::query(
-            "TRUNCATE domains, org_domains, instance_domains, organizations,
-                 instances RESTART IDENTITY",
-        )
+        // Every table of the registry (names from it, not from input).
+        let tables: Vec<&str> = Table::ALL.iter().rev().map(|t| t.name()).collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "TRUNCATE {} RESTART IDENTITY",
+            tables.join(", ")
+        )))
         .execute(&mut *tx)
         .await
         .map_err(on_constraint)?;

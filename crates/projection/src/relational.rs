@@ -30,3 +30,21 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<StateChange>> {
         &decoded,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new aggregate's events that reach the catalogue are read by the projection.
+    #[test]
+    fn every_catalogue_event_belongs_to_a_read_aggregate() {
+        let read = aggregate_types();
+        for event_type in EVENT_TYPES {
+            let aggregate = event_type.split('.').next().unwrap_or_default();
+            assert!(
+                read.iter().any(|a| a == aggregate),
+                "{event_type}: aggregate {aggregate} is not read by the projection"
+            );
+        }
+    }
+}

@@ -231,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn every_table_has_changes() {
+        let tables: std::collections::BTreeSet<_> =
+            one_of_each().iter().map(StateChange::table).collect();
+        assert_eq!(
+            tables.into_iter().collect::<Vec<_>>(),
+            tenancy_core::state::Table::ALL.to_vec()
+        );
+    }
+
+    #[test]
     fn one_of_each_applies_cleanly_in_memory() {
         let mut state = tenancy_core::state::InMemoryState::new();
         for change in one_of_each() {

@@ -3,6 +3,7 @@
 mod apply;
 mod change;
 mod memory;
+mod table;
 
 pub use apply::apply_change;
 pub use change::{
@@ -10,3 +11,4 @@ pub use change::{
     OrganizationChange, OrganizationUpdate, StateChange, reduce,
 };
 pub use memory::InMemoryState;
+pub use table::Table;

@@ -1,0 +1,56 @@
+//! The tables tenancy keeps, listed once. What must cover every table iterates
+//! [`Table::ALL`] (rebuild's reset, the planner statistics) or is tested against it (the
+//! bulk writer, `verify`, the change kinds), so a table added here and forgotten
+//! elsewhere fails a test instead of being skipped in silence.
+
+use crate::state::StateChange;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Instances,
+    Organizations,
+    InstanceDomains,
+    OrgDomains,
+    Domains,
+}
+
+impl Table {
+    /// Every table, each after the tables its foreign keys point to.
+    pub const ALL: [Table; 5] = [
+        Table::Instances,
+        Table::Organizations,
+        Table::InstanceDomains,
+        Table::OrgDomains,
+        Table::Domains,
+    ];
+
+    /// The table's name in the relational schema.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Instances => "instances",
+            Self::Organizations => "organizations",
+            Self::InstanceDomains => "instance_domains",
+            Self::OrgDomains => "org_domains",
+            Self::Domains => "domains",
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl StateChange {
+    /// The table this change writes.
+    pub fn table(&self) -> Table {
+        match self {
+            Self::Instance(_) => Table::Instances,
+            Self::Organization(_) => Table::Organizations,
+            Self::InstanceDomain(_) => Table::InstanceDomains,
+            Self::OrgDomain(_) => Table::OrgDomains,
+            Self::Domain(_) => Table::Domains,
+        }
+    }
+}
