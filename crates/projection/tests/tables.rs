@@ -99,6 +99,5 @@ async fn every_table_is_written_by_both_paths_verified_and_rebuilt() {
                 report.differences
             );
         }
-
     }
 }
