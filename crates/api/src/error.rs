@@ -17,6 +17,7 @@ pub fn status(error: Error) -> Status {
             Status::failed_precondition(message)
         }
         Error::Conflict(_) => Status::aborted(message),
+        Error::Unavailable(_) => Status::unavailable(message),
         Error::MissingTenant(_) | Error::MultipleFound { .. } | Error::Internal { .. } => {
             tracing::error!(error = %message, "request failed");
             Status::internal("internal error")

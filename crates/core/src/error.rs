@@ -103,6 +103,10 @@ pub enum Error {
     #[error("domain verification failed: {0}")]
     Challenge(#[from] crate::challenge::ChallengeFailure),
 
+    /// Too much work waiting: the request was shed, nothing was done; retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+
     /// Anything else: infrastructure failures and broken invariants, with the cause.
     #[error("internal error: {message}")]
     Internal {

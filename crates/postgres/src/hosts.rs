@@ -400,7 +400,7 @@ impl HostResolver {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 counters.shed.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::internal(format!(
+                return Err(Error::Unavailable(format!(
                     "host resolution is overloaded: {} lookups are waiting for the database",
                     self.inner.config.max_waiting
                 )));

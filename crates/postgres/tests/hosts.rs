@@ -193,7 +193,7 @@ async fn a_flood_of_distinct_unknown_hosts_costs_few_queries_and_sheds_the_exces
     for lookup in lookups {
         match lookup.await.unwrap() {
             Err(Error::NotFound { .. }) => unknown += 1,
-            Err(Error::Internal { message, .. }) if message.contains("overloaded") => shed += 1,
+            Err(Error::Unavailable(message)) if message.contains("overloaded") => shed += 1,
             other => panic!("{other:?}"),
         }
     }
