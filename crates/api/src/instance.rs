@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{text_match, timestamp};
 use crate::error::status;
-use crate::paging::Page;
+use crate::paging::{Page, fingerprint, sorting};
 use crate::pb::filter::v2::{PaginationRequest, PaginationResponse};
 use crate::pb::instance::v2::instance_service_server::InstanceService;
 use crate::pb::instance::v2::*;
@@ -62,23 +62,6 @@ fn domain_key(sort: NameSort, domain: &str, created_at: time::OffsetDateTime) ->
     }
 }
 
-fn filters_fingerprint<T: serde::Serialize>(filters: &T) -> String {
-    serde_json::to_string(filters).unwrap_or_default()
-}
-
-fn sorting(
-    field: &'static str,
-    value: i32,
-    of: impl Fn(i32) -> Option<NameSort>,
-) -> Result<NameSort, Status> {
-    of(value).ok_or_else(|| {
-        status(Error::invalid(
-            field,
-            format!("unknown sorting column {value}"),
-        ))
-    })
-}
-
 impl Api {
     /// One kind of an instance's domains (an instance has few): the rows `keep` keeps,
     /// sorted by domain or creation date and paged in memory.
@@ -91,10 +74,7 @@ impl Api {
         pagination: Option<&PaginationRequest>,
         keep: impl Fn(&InstanceDomain) -> bool,
     ) -> Result<(Vec<InstanceDomain>, PaginationResponse), Status> {
-        let fingerprint = format!(
-            "{list}|{instance_id}|{sort:?}|{}",
-            filters_fingerprint(filters)
-        );
+        let fingerprint = fingerprint(list, instance_id, sort, filters);
         let page = Page::parse(pagination, &self.page_tokens, fingerprint)?;
         let rows = self
             .read()
@@ -169,15 +149,13 @@ impl InstanceService for Api {
         let caller = Api::caller(&request)?;
         Api::require_system(&caller, "ListInstances")?;
         let request = request.into_inner();
-        let sort = sorting(
-            "sorting_column",
-            request.sorting_column,
-            |v| match FieldName::try_from(v).ok()? {
+        let sort = sorting(request.sorting_column, |v| {
+            match FieldName::try_from(v).ok()? {
                 FieldName::Unspecified | FieldName::CreationDate => Some(NameSort::CreatedAt),
                 FieldName::Id => Some(NameSort::Id),
                 FieldName::Name => Some(NameSort::Name),
-            },
-        )?;
+            }
+        })?;
         let mut criteria = InstanceCriteria::default();
         for filter in &request.filters {
             match &filter.filter {
@@ -196,10 +174,7 @@ impl InstanceService for Api {
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let fingerprint = format!(
-            "instances|{sort:?}|{}",
-            filters_fingerprint(&request.filters)
-        );
+        let fingerprint = fingerprint("instances", "*", sort, &request.filters);
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
         let mut uow = self.read().await?;
         let rows = uow
@@ -297,17 +272,15 @@ impl InstanceService for Api {
         let caller = Api::caller(&request)?;
         let request = request.into_inner();
         let instance_id = self.instance(&caller, &request.instance_id).await?;
-        let sort =
-            sorting(
-                "sorting_column",
-                request.sorting_column,
-                |v| match DomainFieldName::try_from(v).ok()? {
-                    DomainFieldName::Unspecified | DomainFieldName::CreationDate => {
-                        Some(NameSort::CreatedAt)
-                    }
-                    DomainFieldName::Domain => Some(NameSort::Name),
-                },
-            )?;
+        let sort = sorting(
+            request.sorting_column,
+            |v| match DomainFieldName::try_from(v).ok()? {
+                DomainFieldName::Unspecified | DomainFieldName::CreationDate => {
+                    Some(NameSort::CreatedAt)
+                }
+                DomainFieldName::Domain => Some(NameSort::Name),
+            },
+        )?;
         let mut matches = Vec::new();
         let (mut generated, mut primary) = (None, None);
         for filter in &request.filters {
@@ -401,14 +374,15 @@ impl InstanceService for Api {
         let caller = Api::caller(&request)?;
         let request = request.into_inner();
         let instance_id = self.instance(&caller, &request.instance_id).await?;
-        let sort = sorting("sorting_column", request.sorting_column, |v| {
-            match TrustedDomainFieldName::try_from(v).ok()? {
+        let sort = sorting(
+            request.sorting_column,
+            |v| match TrustedDomainFieldName::try_from(v).ok()? {
                 TrustedDomainFieldName::Unspecified | TrustedDomainFieldName::CreationDate => {
                     Some(NameSort::CreatedAt)
                 }
                 TrustedDomainFieldName::Domain => Some(NameSort::Name),
-            }
-        })?;
+            },
+        )?;
         let mut matches = Vec::new();
         for filter in &request.filters {
             match &filter.filter {

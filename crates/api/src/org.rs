@@ -20,7 +20,7 @@ use crate::convert::{
     org_state, org_state_filter, requested_validation_type, text_match, timestamp, validation_type,
 };
 use crate::error::status;
-use crate::paging::Page;
+use crate::paging::{Page, fingerprint, sorting};
 use crate::pb::org::v2::organization_service_server::OrganizationService;
 use crate::pb::org::v2::*;
 use crate::service::Api;
@@ -93,16 +93,12 @@ impl OrganizationService for Api {
         let caller = Api::caller(&request)?;
         let instance_id = self.instance(&caller, "").await?;
         let request = request.into_inner();
-        let sort = match OrgFieldName::try_from(request.sorting_column) {
-            Ok(OrgFieldName::Unspecified | OrgFieldName::Name) => NameSort::Name,
-            Ok(OrgFieldName::CreationDate) => NameSort::CreatedAt,
-            Err(_) => {
-                return Err(status(Error::invalid(
-                    "sorting_column",
-                    format!("unknown sorting column {}", request.sorting_column),
-                )));
+        let sort = sorting(request.sorting_column, |v| {
+            match OrgFieldName::try_from(v).ok()? {
+                OrgFieldName::Unspecified | OrgFieldName::Name => Some(NameSort::Name),
+                OrgFieldName::CreationDate => Some(NameSort::CreatedAt),
             }
-        };
+        })?;
         let mut criteria = OrganizationCriteria {
             instance_id: Some(instance_id.clone()),
             ..OrganizationCriteria::default()
@@ -135,10 +131,7 @@ impl OrganizationService for Api {
         criteria.domain = domain;
         criteria.state = state.flatten();
         criteria.ids = id.into_iter().collect();
-        let fingerprint = format!(
-            "organizations|{instance_id}|{sort:?}|{}",
-            serde_json::to_string(&request.filters).unwrap_or_default()
-        );
+        let fingerprint = fingerprint("organizations", &instance_id, sort, &request.filters);
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
         let mut uow = self.read().await?;
         let rows = uow
@@ -281,16 +274,15 @@ impl OrganizationService for Api {
         let instance_id = self.instance(&caller, "").await?;
         let request = request.into_inner();
         let org = org_id(&request.organization_id)?;
-        let sort = match DomainFieldName::try_from(request.sorting_column) {
-            Ok(DomainFieldName::Unspecified | DomainFieldName::CreationDate) => NameSort::CreatedAt,
-            Ok(DomainFieldName::Name) => NameSort::Name,
-            Err(_) => {
-                return Err(status(Error::invalid(
-                    "sorting_column",
-                    format!("unknown sorting column {}", request.sorting_column),
-                )));
-            }
-        };
+        let sort = sorting(
+            request.sorting_column,
+            |v| match DomainFieldName::try_from(v).ok()? {
+                DomainFieldName::Unspecified | DomainFieldName::CreationDate => {
+                    Some(NameSort::CreatedAt)
+                }
+                DomainFieldName::Name => Some(NameSort::Name),
+            },
+        )?;
         let mut matches = Vec::new();
         for filter in &request.filters {
             match &filter.filter {
@@ -300,9 +292,11 @@ impl OrganizationService for Api {
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }
-        let fingerprint = format!(
-            "org_domains|{instance_id}|{org}|{sort:?}|{}",
-            serde_json::to_string(&request.filters).unwrap_or_default()
+        let fingerprint = fingerprint(
+            "org_domains",
+            format!("{instance_id}/{org}"),
+            sort,
+            &request.filters,
         );
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
         let mut uow = self.read().await?;

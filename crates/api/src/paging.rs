@@ -4,7 +4,7 @@
 
 use tenancy_core::Error;
 use tenancy_core::page_token::PageTokens;
-use tenancy_core::query::{KeyedSort, Keyset, Pagination, SortOrder};
+use tenancy_core::query::{KeyedSort, Keyset, NameSort, Pagination, SortOrder};
 use tonic::Status;
 
 use crate::error::status;
@@ -12,6 +12,28 @@ use crate::pb::filter::v2::{PaginationRequest, PaginationResponse};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
+
+/// What a page token is bound to: the list, its scope (instance, organization), the sort
+/// and the filters (the order is added by [`Page::parse`]).
+pub fn fingerprint(
+    list: &str,
+    scope: impl std::fmt::Display,
+    sort: impl std::fmt::Debug,
+    filters: &impl serde::Serialize,
+) -> String {
+    let filters = serde_json::to_string(filters).unwrap_or_default();
+    format!("{list}|{scope}|{sort:?}|{filters}")
+}
+
+/// A request's sorting column as a sort; an unknown column is InvalidArgument.
+pub fn sorting(value: i32, of: impl Fn(i32) -> Option<NameSort>) -> Result<NameSort, Status> {
+    of(value).ok_or_else(|| {
+        status(Error::invalid(
+            "sorting_column",
+            format!("unknown sorting column {value}"),
+        ))
+    })
+}
 
 /// One list request's page: where it starts and how many rows it takes.
 #[derive(Debug, Clone)]
