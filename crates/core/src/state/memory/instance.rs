@@ -101,24 +101,15 @@ impl InMemoryState {
         criteria: &InstanceCriteria,
         page: &Pagination<NameSort>,
     ) -> Result<Vec<Instance>> {
-        let mut rows: Vec<Instance> = self.matching_instances(criteria).cloned().collect();
-        sort_rows(&mut rows, page.order, |a, b| {
-            name_sort(
-                page.sort,
-                (&a.name, a.created_at, a.updated_at),
-                (&b.name, b.created_at, b.updated_at),
-            )
-            .then_with(|| a.id.cmp(&b.id))
-        });
-        page.cut_after(rows, |i| {
-            let k = Keyset::of_named(
+        let rows: Vec<Instance> = self.matching_instances(criteria).cloned().collect();
+        page_named(rows, page, |i| {
+            Keyset::of_named(
                 page.sort,
                 &i.name,
                 i.created_at,
                 i.updated_at,
                 i.id.as_str(),
-            );
-            (k.value, k.id)
+            )
         })
     }
 

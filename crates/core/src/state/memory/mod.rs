@@ -194,18 +194,21 @@ fn org_domain_key(instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Org
     )
 }
 
-fn name_sort(
-    sort: NameSort,
-    a: (&String, OffsetDateTime, OffsetDateTime),
-    b: (&String, OffsetDateTime, OffsetDateTime),
-) -> std::cmp::Ordering {
-    match sort {
-        NameSort::Name => a.0.cmp(b.0),
-        // The caller breaks ties by the id.
-        NameSort::Id => std::cmp::Ordering::Equal,
-        NameSort::CreatedAt => a.1.cmp(&b.1),
-        NameSort::UpdatedAt => a.2.cmp(&b.2),
-    }
+/// Sorts instances or organizations by the page's sort, ties broken by the id (their
+/// keyset position, as PostgreSQL compares it), then cuts the page.
+fn page_named<T>(
+    mut rows: Vec<T>,
+    page: &Pagination<NameSort>,
+    position: impl Fn(&T) -> Keyset,
+) -> Result<Vec<T>> {
+    sort_rows(&mut rows, page.order, |a, b| {
+        let (a, b) = (position(a), position(b));
+        (a.value, a.id).cmp(&(b.value, b.id))
+    });
+    page.cut_after(rows, |row| {
+        let k = position(row);
+        (k.value, k.id)
+    })
 }
 
 fn sort_rows<T>(rows: &mut [T], order: SortOrder, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {

@@ -133,27 +133,18 @@ impl InMemoryState {
             .instance_id
             .as_ref()
             .ok_or(Error::MissingTenant("listing organizations"))?;
-        let mut rows: Vec<Organization> = self
+        let rows: Vec<Organization> = self
             .matching_organizations(instance_id, criteria)
             .cloned()
             .collect();
-        sort_rows(&mut rows, page.order, |a, b| {
-            name_sort(
-                page.sort,
-                (&a.name, a.created_at, a.updated_at),
-                (&b.name, b.created_at, b.updated_at),
-            )
-            .then_with(|| a.id.cmp(&b.id))
-        });
-        page.cut_after(rows, |o| {
-            let k = Keyset::of_named(
+        page_named(rows, page, |o| {
+            Keyset::of_named(
                 page.sort,
                 &o.name,
                 o.created_at,
                 o.updated_at,
                 o.id.as_str(),
-            );
-            (k.value, k.id)
+            )
         })
     }
 
