@@ -1,8 +1,8 @@
 //! The unified `zitadel.domains` table (soft delete; live reads filter `deleted_at IS NULL`).
 
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder};
-use tenancy_core::model::Domain;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
+use tenancy_core::model::{Domain, ValidationType};
 use tenancy_core::ports::DomainRepository;
 use tenancy_core::query::{DomainCriteria, DomainOwner, DomainSort, Pagination};
 use tenancy_core::state::DomainChange;
@@ -10,6 +10,7 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
+use crate::batch::{BatchKeys, Write, list};
 use crate::error::MapDb;
 use crate::rows::{DOMAIN_COLUMNS, DomainRow, convert};
 use crate::session::{PgSession, push_page, push_text};
@@ -88,4 +89,87 @@ impl DomainRepository for PgSession {
         let rows: Vec<DomainRow> = qb.build_query_as().fetch_all(self.conn()?).await.db()?;
         convert(rows)
     }
+}
+
+// Set-based writes (crate::batch).
+
+/// The live unified rows a batch names (per owner: the domain and the owner's primary),
+/// every live row of an org a change empties, and the instance's verified organization
+/// rows with a domain named, locked; and, when an instance domain is added, other
+/// instances' live instance domains with a domain named (unique across instances; read,
+/// not locked). Soft-deleted rows never change again, so they are not read.
+pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
+    if !keys.all_domains && keys.owners.is_empty() && keys.orgs_all_domains.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {DOMAIN_COLUMNS} FROM domains
+         WHERE deleted_at IS NULL AND instance_id = ANY($1)
+           AND ($2 OR (coalesce(org_id, '') = ANY($3) AND (lower(domain) = ANY($4) OR is_primary))
+                OR org_id = ANY($5) OR (org_id IS NOT NULL AND is_verified AND lower(domain) = ANY($4)))
+         ORDER BY id
+         FOR UPDATE"
+    );
+    let mut rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(keys.instances())
+        .bind(keys.all_domains)
+        .bind(list(&keys.owners))
+        .bind(list(&keys.domains))
+        .bind(list(&keys.orgs_all_domains))
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    if keys.instance_level_domain_added {
+        let sql = format!(
+            "SELECT {DOMAIN_COLUMNS} FROM domains
+             WHERE deleted_at IS NULL AND org_id IS NULL AND lower(domain) = ANY($2)
+               AND instance_id <> ALL($1)"
+        );
+        let foreign: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(keys.instances())
+            .bind(list(&keys.domains))
+            .fetch_all(conn)
+            .await
+            .db()?;
+        rows.extend(foreign);
+    }
+    convert(rows)
+}
+
+/// Writes whole rows, in order: updates by id; inserts without one (the identity column
+/// numbers them in the order given).
+pub(crate) async fn write(conn: &mut PgConnection, rows: &[Domain], how: Write) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (id_column, id_value, overriding) = match how {
+        Write::Insert => ("", "", ""),
+        Write::Update => ("id, ", "z, ", " OVERRIDING SYSTEM VALUE"),
+    };
+    let sql = format!(
+        "INSERT INTO domains ({id_column}instance_id, org_id, domain, is_verified, is_primary, validation_type,
+             created_at, updated_at, deleted_at){overriding}
+         SELECT {id_value}a, b, c, d, e, f, g, h, i
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
+             $8::timestamptz[], $9::timestamptz[], $10::int8[]) AS t(a, b, c, d, e, f, g, h, i, z){}",
+        how.conflict(
+            "id",
+            &["is_verified", "is_primary", "validation_type", "updated_at", "deleted_at"]
+        )
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.org_id.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.is_verified).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.is_primary).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.validation_type.map(ValidationType::ordinal)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .db()
+        .map(drop)
 }

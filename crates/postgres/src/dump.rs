@@ -2,8 +2,6 @@
 
 use sqlx::{AssertSqlSafe, PgPool};
 use tenancy_core::Result;
-use tenancy_core::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
-use tenancy_core::state::Table;
 
 use crate::error::MapDb;
 use crate::rows::{
@@ -11,29 +9,8 @@ use crate::rows::{
     ORGANIZATION_COLUMNS, OrgDomainRow, OrganizationRow, convert,
 };
 
-/// The content of the state tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableRows {
-    pub instances: Vec<Instance>,
-    pub organizations: Vec<Organization>,
-    pub instance_domains: Vec<InstanceDomain>,
-    pub org_domains: Vec<OrganizationDomain>,
-    pub domains: Vec<Domain>,
-}
-
-impl TableRows {
-    /// How many rows `table` holds (exhaustive: a new table does not compile until it is
-    /// dumped too).
-    pub fn len_of(&self, table: Table) -> usize {
-        match table {
-            Table::Instances => self.instances.len(),
-            Table::Organizations => self.organizations.len(),
-            Table::InstanceDomains => self.instance_domains.len(),
-            Table::OrgDomains => self.org_domains.len(),
-            Table::Domains => self.domains.len(),
-        }
-    }
-}
+/// The content of the state tables (the type lives in core, beside the table registry).
+pub use tenancy_core::state::TableRows;
 
 /// Reads every row of the five tables (a consistent snapshot: one repeatable-read transaction).
 pub async fn all_rows(pool: &PgPool) -> Result<TableRows> {

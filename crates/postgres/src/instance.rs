@@ -1,7 +1,7 @@
 //! `zitadel.instances`.
 
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use tenancy_core::id::InstanceId;
 use tenancy_core::model::Instance;
 use tenancy_core::ports::InstanceRepository;
@@ -11,6 +11,7 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
+use crate::batch::{BatchKeys, Write};
 use crate::error::MapDb;
 use crate::rows::{INSTANCE_COLUMNS, InstanceRow, convert};
 use crate::session::{PgSession, push_page, push_text};
@@ -113,4 +114,50 @@ fn push_instance_filters(qb: &mut QueryBuilder<Postgres>, criteria: &InstanceCri
     if let Some(m) = &criteria.name {
         push_text(qb, "name", m);
     }
+}
+
+// Set-based writes (crate::batch).
+
+/// The instance rows a batch names, locked.
+pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Instance>> {
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1) FOR UPDATE");
+    let rows: Vec<InstanceRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(keys.instances())
+        .fetch_all(conn)
+        .await
+        .db()?;
+    convert(rows)
+}
+
+/// Writes whole rows, in order.
+pub(crate) async fn write(conn: &mut PgConnection, rows: &[Instance], how: Write) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
+             default_language, created_at, updated_at, deleted_at)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[]){}",
+        how.conflict(
+            "id",
+            &["name", "default_org_id", "iam_project_id", "console_client_id", "console_app_id",
+              "default_language", "created_at", "updated_at", "deleted_at"]
+        )
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(rows.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.default_org_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.iam_project_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.console_client_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.console_app_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.default_language.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .db()
+        .map(drop)
 }

@@ -1,14 +1,16 @@
 //! `zitadel.instance_domains`.
 
 use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, PgConnection};
 use tenancy_core::Result;
 use tenancy_core::id::InstanceId;
-use tenancy_core::model::InstanceDomain;
+use tenancy_core::model::{InstanceDomain, InstanceDomainKind};
 use tenancy_core::ports::InstanceDomainRepository;
 use tenancy_core::state::InstanceDomainChange;
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
+use crate::batch::{BatchKeys, Write, list};
 use crate::error::MapDb;
 use crate::rows::{InstanceDomainRow, convert};
 use crate::session::PgSession;
@@ -38,4 +40,109 @@ impl InstanceDomainRepository for PgSession {
         .db()?;
         convert(rows)
     }
+}
+
+// Set-based writes (crate::batch).
+
+const COLUMNS: &str =
+    "instance_id, domain, type::text AS type, is_primary, is_generated, created_at, updated_at";
+
+/// The instance's domains a batch names and its primary, locked; and, when a custom
+/// domain is inserted, the custom rows of other instances with a domain named (unique
+/// across instances; read, not locked).
+pub(crate) async fn load(
+    conn: &mut PgConnection,
+    keys: &BatchKeys,
+) -> Result<Vec<InstanceDomain>> {
+    if !keys.all_instance_domains && keys.domains.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM instance_domains
+         WHERE instance_id = ANY($1) AND ($2 OR lower(domain) = ANY($3) OR is_primary)
+         FOR UPDATE"
+    );
+    let mut rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(keys.instances())
+        .bind(keys.all_instance_domains)
+        .bind(list(&keys.domains))
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    if keys.custom_instance_domain_added {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM instance_domains
+             WHERE type = 'custom' AND lower(domain) = ANY($2) AND instance_id <> ALL($1)"
+        );
+        let foreign: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(keys.instances())
+            .bind(list(&keys.domains))
+            .fetch_all(conn)
+            .await
+            .db()?;
+        rows.extend(foreign);
+    }
+    convert(rows)
+}
+
+fn flags(row: &InstanceDomain) -> (Option<bool>, Option<bool>) {
+    match row.kind {
+        InstanceDomainKind::Custom {
+            is_primary,
+            is_generated,
+        } => (Some(is_primary), Some(is_generated)),
+        InstanceDomainKind::Trusted => (None, None),
+    }
+}
+
+/// Writes whole rows, in order.
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    rows: &[InstanceDomain],
+    how: Write,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
+         SELECT a, b, c::domain_type, d, e, f, g
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::timestamptz[], $7::timestamptz[])
+             AS t(a, b, c, d, e, f, g){}",
+        how.conflict(
+            "instance_id, type, domain",
+            &["is_primary", "is_generated", "created_at", "updated_at"]
+        )
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| flags(r).0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| flags(r).1).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .db()
+        .map(drop)
+}
+
+/// Deletes rows by their stored key.
+pub(crate) async fn delete(conn: &mut PgConnection, rows: &[InstanceDomain]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM instance_domains
+         WHERE (instance_id, type, domain) IN (
+             SELECT a, b::domain_type, c FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(a, b, c))",
+    )
+    .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .db()
+    .map(drop)
 }

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod apply;
+pub mod batch;
 mod domain;
 pub mod dump;
 pub mod embedded;

@@ -1,6 +1,7 @@
 //! `zitadel.org_domains`.
 
 use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, PgConnection};
 use tenancy_core::Result;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::OrganizationDomain;
@@ -9,6 +10,7 @@ use tenancy_core::state::OrgDomainChange;
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
+use crate::batch::{BatchKeys, Write, list};
 use crate::error::MapDb;
 use crate::rows::{OrgDomainRow, convert};
 use crate::session::PgSession;
@@ -40,4 +42,90 @@ impl OrgDomainRepository for PgSession {
         .db()?;
         convert(rows)
     }
+}
+
+// Set-based writes (crate::batch).
+
+const COLUMNS: &str = "instance_id, org_id, domain, is_verified, is_primary, validation_type::text AS validation_type, created_at, updated_at";
+
+/// The organizations' domains a batch names, their primaries, every domain of an org a
+/// change empties, and the verified rows of the instance with a domain named (one
+/// organization may verify a domain), locked.
+pub(crate) async fn load(
+    conn: &mut PgConnection,
+    keys: &BatchKeys,
+) -> Result<Vec<OrganizationDomain>> {
+    if !keys.all_org_domains && keys.orgs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM org_domains
+         WHERE instance_id = ANY($1)
+           AND ($2 OR (org_id = ANY($3) AND (lower(domain) = ANY($4) OR is_primary))
+                OR org_id = ANY($5) OR (is_verified AND lower(domain) = ANY($4)))
+         FOR UPDATE"
+    );
+    let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(keys.instances())
+        .bind(keys.all_org_domains)
+        .bind(list(&keys.orgs))
+        .bind(list(&keys.domains))
+        .bind(list(&keys.orgs_all_domains))
+        .fetch_all(conn)
+        .await
+        .db()?;
+    convert(rows)
+}
+
+/// Writes whole rows, in order.
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    rows: &[OrganizationDomain],
+    how: Write,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
+         SELECT a, b, c, d, e, f::domain_validation_type, g, h
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::timestamptz[], $8::timestamptz[])
+             AS t(a, b, c, d, e, f, g, h){}",
+        how.conflict(
+            "instance_id, org_id, domain",
+            &["is_verified", "is_primary", "validation_type", "created_at", "updated_at"]
+        )
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.is_verified).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.is_primary).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.validation_type.map(|v| v.as_str().to_owned())).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .db()
+        .map(drop)
+}
+
+/// Deletes rows by their stored key.
+pub(crate) async fn delete(conn: &mut PgConnection, rows: &[OrganizationDomain]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM org_domains
+         WHERE (instance_id, org_id, domain) IN (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))",
+    )
+    .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .db()
+    .map(drop)
 }

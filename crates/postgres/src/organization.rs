@@ -1,7 +1,7 @@
 //! `zitadel.organizations`.
 
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::Organization;
 use tenancy_core::ports::OrganizationRepository;
@@ -11,6 +11,7 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
+use crate::batch::{BatchKeys, Write, list};
 use crate::error::MapDb;
 use crate::rows::{ORGANIZATION_COLUMNS, OrganizationRow, convert};
 use crate::session::{PgSession, push_page, push_text};
@@ -108,4 +109,61 @@ fn push_organization_filters(qb: &mut QueryBuilder<Postgres>, criteria: &Organiz
         push_text(qb, "d.domain", m);
         qb.push(")");
     }
+}
+
+// Set-based writes (crate::batch).
+
+/// The organizations a batch names or whose live name it may take, locked.
+pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Organization>> {
+    if !keys.all_organizations && keys.orgs.is_empty() && keys.org_names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {ORGANIZATION_COLUMNS} FROM organizations
+         WHERE instance_id = ANY($1)
+           AND ($2 OR id = ANY($3) OR (deleted_at IS NULL AND lower(name) = ANY($4)))
+         FOR UPDATE"
+    );
+    let rows: Vec<OrganizationRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(keys.instances())
+        .bind(keys.all_organizations)
+        .bind(list(&keys.orgs))
+        .bind(list(&keys.org_names))
+        .fetch_all(conn)
+        .await
+        .db()?;
+    convert(rows)
+}
+
+/// Writes whole rows, in order.
+pub(crate) async fn write(
+    conn: &mut PgConnection,
+    rows: &[Organization],
+    how: Write,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
+         SELECT a, b, c, d::organization_state, e, f, g
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
+             AS t(a, b, c, d, e, f, g){}",
+        how.conflict(
+            "instance_id, id",
+            &["name", "state", "created_at", "updated_at", "deleted_at"]
+        )
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .db()
+        .map(drop)
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use tenancy_core::event::{EventQuery, StoredEvent};
-use tenancy_core::model::{InstanceDomain, InstanceDomainKind, ValidationType};
+use tenancy_core::model::InstanceDomainKind;
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::state::InMemoryState;
 use tenancy_core::{Error, Result};
@@ -322,122 +322,9 @@ async fn holder_is_behind(
     .map_err(on_constraint)
 }
 
-/// Inserts every row of `state`, one multi-row statement (UNNEST of bound arrays) per
-/// table, parents first. The unified domains get their ids from the identity column, in
-/// the model's order. Returns the number of rows written.
+/// Inserts every row of `state` set-based (`tenancy_postgres::batch::write_rows`: one
+/// multi-row statement per table, parents first; the unified domains numbered by the
+/// identity column in the model's order). Returns the number of rows written.
 pub async fn insert_rows(conn: &mut PgConnection, state: &InMemoryState) -> Result<u64> {
-    let mut rows = 0;
-    let i: Vec<_> = state.all_instances().collect();
-    if !i.is_empty() {
-        rows += i.len() as u64;
-        sqlx::query(
-            "INSERT INTO instances (id, name, default_org_id, iam_project_id, console_client_id, console_app_id,
-                 default_language, created_at, updated_at, deleted_at)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                 $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])",
-        )
-        .bind(i.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.default_org_id.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.iam_project_id.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.console_client_id.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.console_app_id.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.default_language.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .bind(i.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-    }
-    let o: Vec<_> = state.all_organizations().collect();
-    if !o.is_empty() {
-        rows += o.len() as u64;
-        sqlx::query(
-            "INSERT INTO organizations (instance_id, id, name, state, created_at, updated_at, deleted_at)
-             SELECT a, b, c, d::organization_state, e, f, g
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
-                 AS t(a, b, c, d, e, f, g)",
-        )
-        .bind(o.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .bind(o.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-    }
-    let d: Vec<_> = state.all_instance_domains().collect();
-    let flags = |r: &&InstanceDomain| match r.kind {
-        InstanceDomainKind::Custom {
-            is_primary,
-            is_generated,
-        } => (Some(is_primary), Some(is_generated)),
-        InstanceDomainKind::Trusted => (None, None),
-    };
-    if !d.is_empty() {
-        rows += d.len() as u64;
-        sqlx::query(
-            "INSERT INTO instance_domains (instance_id, domain, type, is_primary, is_generated, created_at, updated_at)
-             SELECT a, b, c::domain_type, d, e, f, g
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::timestamptz[], $7::timestamptz[])
-                 AS t(a, b, c, d, e, f, g)",
-        )
-        .bind(d.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| flags(r).0).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| flags(r).1).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(d.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-    }
-    let od: Vec<_> = state.all_org_domains().collect();
-    if !od.is_empty() {
-        rows += od.len() as u64;
-        sqlx::query(
-            "INSERT INTO org_domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at)
-             SELECT a, b, c, d, e, f::domain_validation_type, g, h
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::text[], $7::timestamptz[], $8::timestamptz[])
-                 AS t(a, b, c, d, e, f, g, h)",
-        )
-        .bind(od.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.is_verified).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.validation_type.map(|v| v.as_str().to_owned())).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(od.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-    }
-    let u: Vec<_> = state.all_domains().collect();
-    if !u.is_empty() {
-        rows += u.len() as u64;
-        sqlx::query(
-            "INSERT INTO domains (instance_id, org_id, domain, is_verified, is_primary, validation_type, created_at, updated_at, deleted_at)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::bool[], $6::int2[], $7::timestamptz[],
-                 $8::timestamptz[], $9::timestamptz[])",
-        )
-        .bind(u.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.org_id.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.is_verified).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.validation_type.map(ValidationType::ordinal)).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .bind(u.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-    }
-    Ok(rows)
+    tenancy_postgres::batch::write_rows(conn, &state.diff(&InMemoryState::new())).await
 }

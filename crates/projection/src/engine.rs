@@ -504,7 +504,8 @@ impl Engine {
         failures: &HashMap<FailureKey, i16>,
         replay: Option<ReplayV3>,
     ) -> Result<Outcome> {
-        // Decode and reduce the whole batch, then apply every change in one round trip.
+        // Decode and reduce the whole batch, then write its net effect set-based; any
+        // error sends the batch to the exact path, event by event (apply_isolated).
         let mut outcome = Outcome::default();
         let mut changes = Vec::new();
         let mut applied = Vec::new();
@@ -520,7 +521,7 @@ impl Engine {
             );
             applied.push(event);
         }
-        tenancy_postgres::apply::apply_changes(session.conn()?, &changes).await?;
+        tenancy_postgres::batch::apply_batch(session.conn()?, &changes).await?;
         for event in applied {
             clear_recovered(session, event, failures).await?;
             outcome.applied += 1;

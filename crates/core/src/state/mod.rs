@@ -10,5 +10,5 @@ pub use change::{
     DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
     OrganizationChange, OrganizationUpdate, StateChange, reduce,
 };
-pub use memory::InMemoryState;
-pub use table::Table;
+pub use memory::{InMemoryState, RowDiff};
+pub use table::{Table, TableRows};

@@ -3,6 +3,7 @@
 //! bulk writer, `verify`, the change kinds), so a table added here and forgotten
 //! elsewhere fails a test instead of being skipped in silence.
 
+use crate::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
 use crate::state::StateChange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,5 +53,38 @@ impl StateChange {
             Self::OrgDomain(_) => Table::OrgDomains,
             Self::Domain(_) => Table::Domains,
         }
+    }
+}
+
+/// Rows of the five tables (a dump, a loaded part of them, or what a write changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableRows {
+    pub instances: Vec<Instance>,
+    pub organizations: Vec<Organization>,
+    pub instance_domains: Vec<InstanceDomain>,
+    pub org_domains: Vec<OrganizationDomain>,
+    pub domains: Vec<Domain>,
+}
+
+impl TableRows {
+    /// How many rows `table` holds (exhaustive: a new table does not compile until it is
+    /// listed here too).
+    pub fn len_of(&self, table: Table) -> usize {
+        match table {
+            Table::Instances => self.instances.len(),
+            Table::Organizations => self.organizations.len(),
+            Table::InstanceDomains => self.instance_domains.len(),
+            Table::OrgDomains => self.org_domains.len(),
+            Table::Domains => self.domains.len(),
+        }
+    }
+
+    /// Rows in all tables.
+    pub fn len(&self) -> usize {
+        Table::ALL.iter().map(|t| self.len_of(*t)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

@@ -8,6 +8,9 @@ mod instance;
 mod instance_domain;
 mod org_domain;
 mod organization;
+mod rows;
+
+pub use rows::RowDiff;
 
 use std::collections::{BTreeMap, HashMap};
 
