@@ -158,12 +158,24 @@ pub(crate) async fn write(conn: &mut PgConnection, rows: &[Domain], how: Write) 
         )
     );
     sqlx::query(AssertSqlSafe(sql))
-        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.org_id.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.instance_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.org_id.as_ref().map(ToString::to_string))
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.is_verified).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.validation_type.map(ValidationType::ordinal)).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.validation_type.map(ValidationType::ordinal))
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())

@@ -148,11 +148,31 @@ pub(crate) async fn write(conn: &mut PgConnection, rows: &[Instance], how: Write
     sqlx::query(AssertSqlSafe(sql))
         .bind(rows.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.default_org_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.iam_project_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.console_client_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.console_app_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.default_language.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.default_org_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.iam_project_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.console_client_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.console_app_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.default_language.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())

@@ -50,10 +50,7 @@ const COLUMNS: &str =
 /// The instance's domains a batch names and its primary, locked; and, when a custom
 /// domain is inserted, the custom rows of other instances with a domain named (unique
 /// across instances; read, not locked).
-pub(crate) async fn load(
-    conn: &mut PgConnection,
-    keys: &BatchKeys,
-) -> Result<Vec<InstanceDomain>> {
+pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<InstanceDomain>> {
     if !keys.all_instance_domains && keys.domains.is_empty() {
         return Ok(Vec::new());
     }
@@ -115,9 +112,17 @@ pub(crate) async fn write(
         )
     );
     sqlx::query(AssertSqlSafe(sql))
-        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.instance_id.to_string())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind.domain_type().as_str().to_owned()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.kind.domain_type().as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| flags(r).0).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| flags(r).1).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())

@@ -97,12 +97,24 @@ pub(crate) async fn write(
         )
     );
     sqlx::query(AssertSqlSafe(sql))
-        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.instance_id.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.org_id.to_string())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.is_verified).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.is_primary).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.validation_type.map(|v| v.as_str().to_owned())).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.validation_type.map(|v| v.as_str().to_owned()))
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .execute(conn)
@@ -121,8 +133,16 @@ pub(crate) async fn delete(conn: &mut PgConnection, rows: &[OrganizationDomain])
          WHERE (instance_id, org_id, domain) IN (
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]))",
     )
-    .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.org_id.to_string()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.instance_id.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.org_id.to_string())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|r| r.domain.clone()).collect::<Vec<_>>())
     .execute(conn)
     .await

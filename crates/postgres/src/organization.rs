@@ -155,10 +155,18 @@ pub(crate) async fn write(
         )
     );
     sqlx::query(AssertSqlSafe(sql))
-        .bind(rows.iter().map(|r| r.instance_id.to_string()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.instance_id.to_string())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.state.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())

@@ -1,0 +1,337 @@
+//! The set-based batch writer (`tenancy_postgres::batch`) against change-by-change
+//! application (`tenancy_postgres::apply`), on random changes over a small world of
+//! instances, organizations, names and domains that differ only in letter case, so that
+//! collisions, primaries, re-adds and removals are frequent. A batch the set-based writer
+//! takes must leave exactly the rows the changes leave one by one; a batch it refuses
+//! goes change by change, as the projection's fallback does.
+#![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
+
+use sqlx::PgConnection;
+use tenancy_core::id::{InstanceId, OrgId};
+use tenancy_core::model::{
+    InstanceDomainKind, InstanceDomainType, OrganizationState, ValidationType,
+};
+use tenancy_core::state::{
+    DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
+    OrganizationChange, OrganizationUpdate, StateChange, TableRows,
+};
+use tenancy_postgres::apply::apply_change;
+use tenancy_postgres::batch::apply_batch;
+use tenancy_postgres::dump::all_rows;
+use tenancy_testkit::db::TestDatabase;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+const INSTANCES: [&str; 2] = ["a", "b"];
+const ORGS: [&str; 3] = ["o1", "o2", "o3"];
+const NAMES: [&str; 3] = ["North", "north", "South"];
+const DOMAINS: [&str; 4] = ["x.test", "X.test", "y.test", "z.test"];
+
+/// xorshift64*: deterministic per seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+    fn flip(&mut self) -> bool {
+        self.below(2) == 0
+    }
+}
+
+fn change(rng: &mut Rng) -> StateChange {
+    let instance_id = InstanceId::new(rng.pick(&INSTANCES)).unwrap();
+    let org_id = OrgId::new(rng.pick(&ORGS)).unwrap();
+    let domain = rng.pick(&DOMAINS).to_owned();
+    let name = rng.pick(&NAMES).to_owned();
+    let validation_type = if rng.flip() {
+        ValidationType::Http
+    } else {
+        ValidationType::Dns
+    };
+    match rng.below(26) {
+        0 => InstanceChange::Create {
+            id: instance_id,
+            name,
+        }
+        .into(),
+        1 => InstanceChange::Update {
+            id: instance_id,
+            update: InstanceUpdate {
+                name: rng.flip().then_some(name),
+                default_org_id: rng.flip().then(|| org_id.to_string()),
+                ..InstanceUpdate::default()
+            },
+        }
+        .into(),
+        2 => InstanceChange::Remove { id: instance_id }.into(),
+        3 | 4 => OrganizationChange::Create {
+            instance_id,
+            id: org_id,
+            name,
+        }
+        .into(),
+        5 => OrganizationChange::Update {
+            instance_id,
+            id: org_id,
+            update: OrganizationUpdate {
+                name: rng.flip().then_some(name),
+                state: rng.flip().then_some(OrganizationState::Inactive),
+            },
+        }
+        .into(),
+        6 => OrganizationChange::Remove {
+            instance_id,
+            id: org_id,
+        }
+        .into(),
+        7 => OrganizationChange::RemoveAllOfInstance { instance_id }.into(),
+        8 => InstanceDomainChange::Insert {
+            instance_id,
+            domain,
+            kind: if rng.flip() {
+                InstanceDomainKind::Trusted
+            } else {
+                InstanceDomainKind::Custom {
+                    is_primary: rng.flip(),
+                    is_generated: rng.flip(),
+                }
+            },
+        }
+        .into(),
+        9 => InstanceDomainChange::SetPrimary {
+            instance_id,
+            domain,
+        }
+        .into(),
+        10 => InstanceDomainChange::Delete {
+            instance_id,
+            domain,
+            domain_type: if rng.flip() {
+                InstanceDomainType::Custom
+            } else {
+                InstanceDomainType::Trusted
+            },
+        }
+        .into(),
+        11 => InstanceDomainChange::DeleteAllOfInstance { instance_id }.into(),
+        12 => OrgDomainChange::Insert {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        13 => OrgDomainChange::SetValidation {
+            instance_id,
+            org_id,
+            domain,
+            validation_type,
+        }
+        .into(),
+        14 => OrgDomainChange::SetVerified {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        15 => OrgDomainChange::SetPrimary {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        16 => OrgDomainChange::Delete {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        17 => OrgDomainChange::DeleteAllOfOrg {
+            instance_id,
+            org_id,
+        }
+        .into(),
+        18 => DomainChange::AddInstanceDomain {
+            instance_id,
+            domain,
+        }
+        .into(),
+        19 => DomainChange::SetInstanceDomainPrimary {
+            instance_id,
+            domain,
+        }
+        .into(),
+        20 => DomainChange::RemoveInstanceDomain {
+            instance_id,
+            domain,
+        }
+        .into(),
+        21 => DomainChange::AddOrganizationDomain {
+            instance_id,
+            org_id,
+            domain,
+            validation_type: rng.flip().then_some(validation_type),
+        }
+        .into(),
+        22 => DomainChange::SetOrganizationDomainVerified {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        23 => DomainChange::SetOrganizationDomainPrimary {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        24 => DomainChange::RemoveOrganizationDomain {
+            instance_id,
+            org_id,
+            domain,
+        }
+        .into(),
+        _ => match rng.below(4) {
+            0 => DomainChange::RemoveDomainsOfOrganization {
+                instance_id,
+                org_id,
+            }
+            .into(),
+            1 => DomainChange::RemoveDomainsOfInstance { instance_id }.into(),
+            2 => OrgDomainChange::DeleteAllOfInstance { instance_id }.into(),
+            _ => DomainChange::SetOrganizationDomainValidationType {
+                instance_id,
+                org_id,
+                domain,
+                validation_type,
+            }
+            .into(),
+        },
+    }
+}
+
+/// Change by change, each in a savepoint; a change that fails is left out. Returns how
+/// many failed.
+async fn one_by_one(conn: &mut PgConnection, changes: &[(StateChange, OffsetDateTime)]) -> usize {
+    let mut failed = 0;
+    for (change, at) in changes {
+        sqlx::query("SAVEPOINT one")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let statement = if apply_change(conn, change, *at).await.is_ok() {
+            "RELEASE SAVEPOINT one"
+        } else {
+            failed += 1;
+            "ROLLBACK TO SAVEPOINT one"
+        };
+        sqlx::query(statement).execute(&mut *conn).await.unwrap();
+    }
+    failed
+}
+
+/// The rows with the unified domains' ids replaced by their rank (identity values that a
+/// rolled-back attempt consumed differ; the order they number rows in may not).
+async fn rows(db: &TestDatabase) -> TableRows {
+    let mut rows = all_rows(&db.pool).await.unwrap();
+    rows.domains.sort_by_key(|d| d.id);
+    for (rank, d) in rows.domains.iter_mut().enumerate() {
+        d.id = rank as i64;
+    }
+    rows.instances.sort_by(|a, b| a.id.cmp(&b.id));
+    rows.organizations
+        .sort_by(|a, b| (&a.instance_id, &a.id).cmp(&(&b.instance_id, &b.id)));
+    rows.instance_domains.sort_by(|a, b| {
+        (&a.instance_id, a.kind.domain_type(), &a.domain).cmp(&(
+            &b.instance_id,
+            b.kind.domain_type(),
+            &b.domain,
+        ))
+    });
+    rows.org_domains.sort_by(|a, b| {
+        (&a.instance_id, &a.org_id, &a.domain).cmp(&(&b.instance_id, &b.org_id, &b.domain))
+    });
+    rows
+}
+
+#[tokio::test]
+async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
+    let (batched, reference) = (
+        TestDatabase::fresh().await.expect("test database"),
+        TestDatabase::fresh().await.expect("test database"),
+    );
+    let (mut taken, mut refused, mut at) = (0, 0, T0);
+    for seed in 1..=25u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut stream: Vec<StateChange> = INSTANCES
+            .iter()
+            .map(|i| {
+                InstanceChange::Create {
+                    id: InstanceId::new(*i).unwrap(),
+                    name: format!("Instance {i}"),
+                }
+                .into()
+            })
+            .collect();
+        stream.extend((0..60).map(|_| change(&mut rng)));
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let size = (1 + rng.below(16)).min(rest.len());
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|c| {
+                    at += Duration::seconds(1);
+                    (c.clone(), at)
+                })
+                .collect();
+
+            let mut tx = reference.pool.begin().await.unwrap();
+            let failed = one_by_one(&mut *tx, &batch).await;
+            tx.commit().await.unwrap();
+
+            let mut tx = batched.pool.begin().await.unwrap();
+            let outcome = apply_batch(&mut *tx, &batch).await;
+            // The loaded rows show every collision: a batch is refused exactly when one of
+            // its changes fails on its own (no needless fallback, no missed failure).
+            assert_eq!(
+                outcome.is_ok(),
+                failed == 0,
+                "seed {seed}: {outcome:?} where {failed} changes fail one by one: {batch:#?}"
+            );
+            if outcome.is_ok() {
+                taken += 1;
+                tx.commit().await.unwrap();
+            } else {
+                refused += 1;
+                tx.rollback().await.unwrap();
+                let mut tx = batched.pool.begin().await.unwrap();
+                one_by_one(&mut *tx, &batch).await;
+                tx.commit().await.unwrap();
+            }
+            assert_eq!(
+                rows(&batched).await,
+                rows(&reference).await,
+                "seed {seed}: the batch {batch:#?} left other rows than change by change"
+            );
+        }
+        for db in [&batched, &reference] {
+            sqlx::query(
+                "TRUNCATE domains, org_domains, instance_domains, organizations, instances",
+            )
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+    }
+    // Both ways must have been exercised.
+    assert!(taken > 50 && refused > 50, "taken {taken}, refused {refused}");
+}
