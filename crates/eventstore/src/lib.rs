@@ -12,6 +12,7 @@
 //!   resuming after a sort-key cursor (never by offset).
 
 pub mod import;
+pub mod projection_state;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};

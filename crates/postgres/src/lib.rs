@@ -34,4 +34,4 @@ mod rows;
 mod session;
 
 pub use error::on_constraint;
-pub use session::{EventPusher, PgSession, PgStore};
+pub use session::{EventPusher, PgSession, PgStore, Savepoint};

@@ -128,6 +128,39 @@ impl PgSession {
             )),
         }
     }
+
+    /// Marks a point of the transaction to roll back to ([`Savepoint`]).
+    pub async fn savepoint(&mut self, point: Savepoint) -> Result<()> {
+        self.run_savepoint("SAVEPOINT", point).await
+    }
+
+    /// Keeps what happened since the savepoint.
+    pub async fn release(&mut self, point: Savepoint) -> Result<()> {
+        self.run_savepoint("RELEASE SAVEPOINT", point).await
+    }
+
+    /// Undoes what happened since the savepoint (the transaction goes on).
+    pub async fn rollback_to(&mut self, point: Savepoint) -> Result<()> {
+        self.run_savepoint("ROLLBACK TO SAVEPOINT", point).await
+    }
+
+    async fn run_savepoint(&mut self, verb: &str, point: Savepoint) -> Result<()> {
+        // Both parts are constants of this crate, not input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("{verb} {}", point.0)))
+            .execute(self.conn()?)
+            .await
+            .map_err(crate::on_constraint)
+            .map(drop)
+    }
+}
+
+/// A savepoint's name (a constant: names are SQL identifiers, never input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint(&'static str);
+
+impl Savepoint {
+    /// The savepoint around one event of a projection batch.
+    pub const EVENT: Savepoint = Savepoint("projection_event");
 }
 
 #[async_trait]

@@ -333,5 +333,8 @@ async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
         }
     }
     // Both ways must have been exercised.
-    assert!(taken > 50 && refused > 50, "taken {taken}, refused {refused}");
+    assert!(
+        taken > 50 && refused > 50,
+        "taken {taken}, refused {refused}"
+    );
 }

@@ -20,10 +20,11 @@ use tenancy_core::model::InstanceDomainKind;
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::state::InMemoryState;
 use tenancy_core::{Error, Result};
+use tenancy_eventstore::projection_state::ProjectionState;
 use tenancy_postgres::{PgStore, on_constraint};
 
 use crate::claims;
-use crate::engine::{Engine, Outcome, record_failure, try_lock, write_cursor};
+use crate::engine::{Engine, Outcome};
 use crate::relational;
 
 /// A set of instance ids shared by the engine's workers.
@@ -128,14 +129,22 @@ impl Engine {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
         let mut session = store.transaction().await?;
-        if !try_lock(session.conn()?, instance_id).await? {
+        if !self.state().try_lock(session.conn()?, instance_id).await? {
             session.rollback().await?;
             return Ok(Some(Outcome {
                 busy: true,
                 ..Outcome::default()
             }));
         }
-        if !claims::is_fresh(session.conn()?, self.fresh(), instance_id, limit).await? {
+        if !claims::is_fresh(
+            session.conn()?,
+            self.state(),
+            self.fresh(),
+            instance_id,
+            limit,
+        )
+        .await?
+        {
             session.rollback().await?;
             return Ok(None);
         }
@@ -143,6 +152,7 @@ impl Engine {
         // written now, the instance stays fresh and is tried again (crate::claims).
         let waits = claims::first_waiting_add(
             session.conn()?,
+            self.state(),
             self.fresh(),
             instance_id,
             None,
@@ -174,7 +184,8 @@ impl Engine {
                 // bulk: the batch path records it event by event.
                 let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
                 if matches!(error, Error::Conflict(_))
-                    || holder_is_behind(&mut conn, &error, &folded.state, instance_id, last).await?
+                    || holder_is_behind(self.state(), &mut conn, &error, &folded.state, last)
+                        .await?
                 {
                     return Ok(Some(deferred()));
                 }
@@ -186,16 +197,12 @@ impl Engine {
         // are recorded as failed and skipped at once, as the batch path ends up doing.
         let attempts = self.config().max_failure_count.max(1);
         for (event, error) in &folded.rejected {
-            record_failure(session.conn()?, event, error, attempts).await?;
+            self.state()
+                .record_failure(session.conn()?, event, error, attempts)
+                .await?;
             tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, "event failed");
         }
-        write_cursor(
-            session.conn()?,
-            instance_id,
-            Some(&last.sort_key()),
-            Some(last),
-        )
-        .await?;
+        self.state().set_cursor(session.conn()?, last).await?;
         session.commit().await?;
         if self.statistics().wrote(rows) {
             self.analyze().await?;
@@ -280,10 +287,10 @@ fn deferred() -> Outcome {
 /// True when the bulk insert failed on a custom domain that an instance holds which has
 /// not yet projected all its events before `last` (it may release the domain).
 async fn holder_is_behind(
+    projection: &ProjectionState,
     conn: &mut PgConnection,
     error: &Error,
     state: &InMemoryState,
-    instance_id: &str,
     last: &StoredEvent,
 ) -> Result<bool> {
     if !matches!(
@@ -300,26 +307,9 @@ async fn holder_is_behind(
         .filter(|d| matches!(d.kind, InstanceDomainKind::Custom { .. }))
         .map(|d| d.domain.to_lowercase())
         .collect();
-    sqlx::query_scalar(
-        "SELECT EXISTS (
-             SELECT 1 FROM instance_domains h
-             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
-             WHERE lower(h.domain) = ANY($2) AND h.type = 'custom' AND h.instance_id <> $3
-               AND EXISTS (
-                   SELECT 1 FROM eventstore.events2 e
-                   WHERE e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
-                     AND e.\"position\" <= $4
-                     AND (c.instance_id IS NULL
-                          OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                             > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))))",
-    )
-    .bind(relational::NAME)
-    .bind(domains)
-    .bind(instance_id)
-    .bind(last.position)
-    .fetch_one(conn)
-    .await
-    .map_err(on_constraint)
+    projection
+        .holder_is_behind(conn, &last.instance_id, &domains, last.position)
+        .await
 }
 
 /// Inserts every row of `state` set-based (`tenancy_postgres::batch::write_rows`: one

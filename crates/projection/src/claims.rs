@@ -29,10 +29,9 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use tenancy_core::Result;
 use tenancy_core::event::{SortKey, StoredEvent};
-use tenancy_postgres::on_constraint;
+use tenancy_eventstore::projection_state::{ProjectionState, WaitingAdd};
 
-use crate::engine::{ReplayV3, sort_key};
-use crate::relational;
+use crate::engine::ReplayV3;
 
 const DOMAIN_ADDED: &str = "instance.domain.added";
 
@@ -45,6 +44,7 @@ pub(crate) type Fresh = crate::bulk::InstanceSet;
 /// or found fresh before. Remembered in `fresh`.
 pub(crate) async fn is_fresh(
     conn: &mut PgConnection,
+    state: &ProjectionState,
     fresh: &Fresh,
     instance_id: &str,
     bulk_limit: u32,
@@ -54,26 +54,9 @@ pub(crate) async fn is_fresh(
     }
     let known = fresh.contains(instance_id);
     // No cursor, failure or row (which replay whatever the size), and few enough events.
-    let is_fresh: bool = sqlx::query_scalar(
-        "SELECT NOT (EXISTS (SELECT 1 FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM instances WHERE id = $2)
-                  OR EXISTS (SELECT 1 FROM organizations WHERE instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM instance_domains WHERE instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM org_domains WHERE instance_id = $2)
-                  OR EXISTS (SELECT 1 FROM domains WHERE instance_id = $2))
-            AND ($5 OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
-                                              WHERE n.instance_id = $2 AND n.aggregate_type = ANY($3)
-                                              LIMIT $4 + 1) t) <= $4)",
-    )
-    .bind(relational::NAME)
-    .bind(instance_id)
-    .bind(relational::aggregate_types())
-    .bind(i64::from(bulk_limit))
-    .bind(known)
-    .fetch_one(conn)
-    .await
-    .map_err(on_constraint)?;
+    let is_fresh = state
+        .is_untouched(conn, instance_id, bulk_limit, known)
+        .await?;
     if is_fresh {
         fresh.insert(instance_id);
     }
@@ -90,8 +73,10 @@ pub(crate) fn has_domain_adds(events: &[StoredEvent]) -> bool {
 /// the instance's adds with the other instances that have an earlier add of the same
 /// domain not yet projected (index `events2_tenancy_instance_domain_added`); an add waits
 /// if one of them replays: it has a cursor, or it is not fresh (`is_fresh`, remembered).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn first_waiting_add(
     conn: &mut PgConnection,
+    state: &ProjectionState,
     fresh: &Fresh,
     instance_id: &str,
     after: Option<&SortKey>,
@@ -99,76 +84,36 @@ pub(crate) async fn first_waiting_add(
     replay: Option<ReplayV3>,
     bulk_limit: u32,
 ) -> Result<Option<SortKey>> {
-    type Row = (Decimal, i32, String, String, i64, String, bool);
-    let sql = format!(
-        "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
-                b.instance_id, c.instance_id IS NOT NULL
-         FROM eventstore.events2 a
-         CROSS JOIN LATERAL (
-             -- OFFSET 0 keeps the probe per add, the domain as the index condition: as a
-             -- join, the planner hashed every add of the store for each call.
-             SELECT b.instance_id, b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\"
-             FROM eventstore.events2 b
-             WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
-               AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
-               AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
-               AND b.instance_id <> $2
-               AND (NOT {written_b} OR b.\"position\" <= $9)
-             OFFSET 0) b
-         LEFT JOIN tenancy.current_states c
-             ON c.projection_name = $1 AND c.instance_id = b.instance_id
-         WHERE a.instance_id = $2 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
-           AND (NOT {written_a} OR a.\"position\" <= $9)
-           AND ($3::numeric IS NULL
-                OR (a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\")
-                   > ($3, $4, $5, $6, $7))
-           AND ($8::numeric IS NULL OR a.\"position\" <= $8)
-           AND (c.instance_id IS NULL
-                OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
-                   > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
-         ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"",
-        written_a = tenancy_eventstore::written_by_tenancy("a"),
-        written_b = tenancy_eventstore::written_by_tenancy("b"),
-    );
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(relational::NAME)
-        .bind(instance_id)
-        .bind(after.map(|k| k.position))
-        .bind(after.map(|k| k.in_tx_order))
-        .bind(after.map(|k| k.aggregate_type.as_str()))
-        .bind(after.map(|k| k.aggregate_id.as_str()))
-        .bind(after.map(|k| k.sequence))
-        .bind(until)
-        .bind(replay.map(|ReplayV3(until)| until))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
+    let adds = state
+        .waiting_adds(
+            conn,
+            instance_id,
+            after,
+            until,
+            replay.map(|ReplayV3(until)| until),
+        )
+        .await?;
     let mut checked: HashMap<String, bool> = HashMap::new();
-    for (position, in_tx_order, aggregate_type, aggregate_id, sequence, blocker, has_cursor) in rows
+    for WaitingAdd {
+        add,
+        blocker,
+        blocker_has_cursor,
+    } in adds
     {
         // Without a cursor: fresh if found so before (another instance may already have
         // relied on it), else classified now.
-        let replays = has_cursor
+        let replays = blocker_has_cursor
             || match checked.get(&blocker) {
                 Some(replays) => *replays,
                 None => {
                     let replays = !(fresh.contains(&blocker)
-                        || is_fresh(conn, fresh, &blocker, bulk_limit).await?);
+                        || is_fresh(conn, state, fresh, &blocker, bulk_limit).await?);
                     checked.insert(blocker, replays);
                     replays
                 }
             };
         if replays {
-            return Ok(Some(sort_key(
-                instance_id,
-                (
-                    position,
-                    in_tx_order,
-                    aggregate_type,
-                    aggregate_id,
-                    sequence,
-                ),
-            )));
+            return Ok(Some(add));
         }
     }
     Ok(None)

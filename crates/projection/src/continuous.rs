@@ -149,16 +149,9 @@ impl Engine {
     ) -> Result<Vec<String>> {
         let lookback = Decimal::try_from(self.config().poll_lookback.as_secs_f64())
             .unwrap_or(Decimal::from(30));
-        // now() is stable (clock_timestamp() is not), so the bound is an index condition.
-        let rows: Vec<(String, Decimal)> = sqlx::query_as(
-            "SELECT instance_id, max(\"position\") FROM eventstore.events2
-             WHERE \"position\" > EXTRACT(EPOCH FROM now()) - $1 AND instance_id <> ''
-             GROUP BY instance_id",
-        )
-        .bind(lookback)
-        .fetch_all(self.pool())
-        .await
-        .map_err(on_constraint)?;
+        let rows =
+            tenancy_eventstore::projection_state::newest_positions_since(self.pool(), lookback)
+                .await?;
         let mut moved = Vec::new();
         let mut seen_now = HashMap::with_capacity(rows.len());
         for (instance, position) in rows {

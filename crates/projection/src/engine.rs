@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
-use tenancy_core::event::{EventQuery, SortKey, StoredEvent};
+use tenancy_core::event::{EventQuery, StoredEvent};
 use tenancy_core::ports::{EventReader, UnitOfWork};
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::PgEventStore;
-use tenancy_postgres::{PgSession, PgStore, on_constraint};
+use tenancy_eventstore::projection_state::{self, FailureKey, ProjectionState};
+use tenancy_postgres::{PgSession, PgStore, Savepoint, on_constraint};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -105,10 +106,9 @@ pub struct Engine {
     metrics: Arc<EngineMetrics>,
     batched: Arc<Batched>,
     fresh: Arc<claims::Fresh>,
+    state: ProjectionState,
     statistics: Arc<Statistics>,
 }
-
-type FailureKey = (String, String, i64);
 
 /// Called after each instance with (instances done, instances in all, outcome so far).
 pub type Progress = Arc<dyn Fn(usize, usize, &Outcome) + Send + Sync>;
@@ -122,12 +122,18 @@ impl Engine {
             metrics: Arc::new(EngineMetrics::new()),
             batched: Arc::new(Batched::default()),
             fresh: Arc::new(claims::Fresh::default()),
+            state: relational::state(),
             statistics: Arc::new(Statistics::default()),
         }
     }
 
     pub(crate) fn events(&self) -> &PgEventStore {
         &self.events
+    }
+
+    /// The projection's cursors, failures and locks.
+    pub(crate) fn state(&self) -> &ProjectionState {
+        &self.state
     }
 
     pub(crate) fn fresh(&self) -> &claims::Fresh {
@@ -162,25 +168,13 @@ impl Engine {
     /// Every instance with events of the projection's aggregates (a loose index scan over
     /// the primary key, not a scan of the whole table).
     pub async fn instances(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "WITH RECURSIVE ids AS (
-                 SELECT min(instance_id) AS id FROM eventstore.events2 WHERE instance_id > ''
-                 UNION ALL
-                 SELECT (SELECT min(instance_id) FROM eventstore.events2 WHERE instance_id > ids.id)
-                 FROM ids WHERE ids.id IS NOT NULL)
-             SELECT id FROM ids WHERE id IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(on_constraint)
+        projection_state::instances(&self.pool).await
     }
 
     /// The newest position in the store now (the target of a catch-up).
     pub async fn newest_position(&self) -> Result<Option<Decimal>> {
-        sqlx::query_scalar("SELECT max(\"position\") FROM eventstore.events2")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(on_constraint)
+        let mut conn = self.pool.acquire().await.map_err(on_constraint)?;
+        projection_state::newest_position(&mut conn).await
     }
 
     /// Applies batches for one instance until it reaches `target` (or everything, without
@@ -360,14 +354,14 @@ impl Engine {
         let started = Instant::now();
         let store = PgStore::new(self.pool.clone());
         let mut session = store.transaction().await?;
-        if !try_lock(session.conn()?, instance_id).await? {
+        if !self.state.try_lock(session.conn()?, instance_id).await? {
             session.rollback().await?;
             return Ok(Outcome {
                 busy: true,
                 ..Outcome::default()
             });
         }
-        let cursor = read_cursor(session.conn()?, instance_id).await?;
+        let cursor = self.state.cursor(session.conn()?, instance_id).await?;
         let mut events = self
             .events
             .read(&EventQuery {
@@ -387,6 +381,7 @@ impl Engine {
             let until = events.last().map(|e| e.position);
             let first = claims::first_waiting_add(
                 session.conn()?,
+                &self.state,
                 &self.fresh,
                 instance_id,
                 cursor.as_ref(),
@@ -411,7 +406,7 @@ impl Engine {
             });
         }
         let caught_up = !waiting && events.len() < self.config.batch_size as usize;
-        let failures = read_failures(session.conn()?, instance_id).await?;
+        let failures = self.state.failures(session.conn()?, instance_id).await?;
 
         // Fast path: the whole batch without savepoints.
         let fast = self
@@ -419,8 +414,9 @@ impl Engine {
             .await;
         let outcome = match fast {
             Ok(mut outcome) => {
-                let last = events.last().map(StoredEvent::sort_key);
-                write_cursor(session.conn()?, instance_id, last.as_ref(), events.last()).await?;
+                if let Some(last) = events.last() {
+                    self.state.set_cursor(session.conn()?, last).await?;
+                }
                 outcome.caught_up = caught_up;
                 outcome
             }
@@ -432,7 +428,7 @@ impl Engine {
                 // Slow path: isolate the failing event(s) with savepoints.
                 let _ = session.rollback().await;
                 session = store.transaction().await?;
-                if !try_lock(session.conn()?, instance_id).await? {
+                if !self.state.try_lock(session.conn()?, instance_id).await? {
                     session.rollback().await?;
                     return Ok(Outcome {
                         busy: true,
@@ -523,7 +519,7 @@ impl Engine {
         }
         tenancy_postgres::batch::apply_batch(session.conn()?, &changes).await?;
         for event in applied {
-            clear_recovered(session, event, failures).await?;
+            clear_recovered(&self.state, session, event, failures).await?;
             outcome.applied += 1;
         }
         Ok(outcome)
@@ -545,17 +541,11 @@ impl Engine {
                 last_done = Some(event);
                 continue;
             }
-            sqlx::query("SAVEPOINT projection_event")
-                .execute(session.conn()?)
-                .await
-                .map_err(on_constraint)?;
+            session.savepoint(Savepoint::EVENT).await?;
             match apply_event(session, event).await {
                 Ok(()) => {
-                    sqlx::query("RELEASE SAVEPOINT projection_event")
-                        .execute(session.conn()?)
-                        .await
-                        .map_err(on_constraint)?;
-                    clear_recovered(session, event, failures).await?;
+                    session.release(Savepoint::EVENT).await?;
+                    clear_recovered(&self.state, session, event, failures).await?;
                     outcome.applied += 1;
                     last_done = Some(event);
                 }
@@ -563,20 +553,21 @@ impl Engine {
                     return Err(Error::Internal { message, source });
                 }
                 Err(error) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT projection_event")
-                        .execute(session.conn()?)
-                        .await
-                        .map_err(on_constraint)?;
+                    session.rollback_to(Savepoint::EVENT).await?;
                     // A deadlock or serialization failure with another instance's
                     // transaction says nothing about the event: tried again soon.
                     let transient = matches!(error, Error::Conflict(_));
-                    if transient || waits_for_other_instance(session.conn()?, event, &error).await?
+                    if transient
+                        || waits_for_other_instance(&self.state, session.conn()?, event, &error)
+                            .await?
                     {
                         outcome.deferred += 1;
                         break;
                     }
-                    let count =
-                        record_failure(session.conn()?, event, &error.to_string(), 1).await?;
+                    let count = self
+                        .state
+                        .record_failure(session.conn()?, event, &error.to_string(), 1)
+                        .await?;
                     outcome.failed += 1;
                     tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, count, "event failed");
                     if count >= self.config.max_failure_count {
@@ -590,13 +581,7 @@ impl Engine {
             }
         }
         if let Some(event) = last_done {
-            write_cursor(
-                session.conn()?,
-                instance_id,
-                Some(&event.sort_key()),
-                Some(event),
-            )
-            .await?;
+            self.state.set_cursor(session.conn()?, event).await?;
         }
         Ok(outcome)
     }
@@ -618,6 +603,7 @@ pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) ->
 /// released by an event *before* this one, but which that instance's projection has not
 /// reached yet. Such an event waits (is deferred) rather than counting as a failure.
 async fn waits_for_other_instance(
+    state: &ProjectionState,
     conn: &mut PgConnection,
     event: &StoredEvent,
     error: &Error,
@@ -642,31 +628,12 @@ async fn waits_for_other_instance(
     };
     // A holder that released the domain between the failed insert and this check (its
     // batch committed meanwhile) leaves no holder: retried soon, not counted as a failure.
-    sqlx::query_scalar(
-        "WITH holders AS (
-             SELECT instance_id FROM instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
-             UNION
-             SELECT instance_id FROM domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
-         SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
-             SELECT 1 FROM holders h
-             JOIN eventstore.events2 e ON e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
-             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
-             WHERE h.instance_id <> $3 AND e.\"position\" < $4
-               AND (c.instance_id IS NULL
-                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\")))",
-    )
-    .bind(relational::NAME)
-    .bind(domain)
-    .bind(&event.instance_id)
-    .bind(event.position)
-    .fetch_one(conn)
-    .await
-    .map_err(on_constraint)
+    state.domain_may_be_released(conn, event, domain).await
 }
 
 /// An event that failed before and now applied is no longer a failure.
 async fn clear_recovered(
+    state: &ProjectionState,
     session: &mut PgSession,
     event: &StoredEvent,
     failures: &HashMap<FailureKey, i16>,
@@ -677,132 +644,10 @@ async fn clear_recovered(
         event.sequence,
     );
     if failures.contains_key(&key) {
-        crate::ops::delete_failure(session.conn()?, event).await?;
+        let (t, id, seq) = &key;
+        state
+            .delete_failure(session.conn()?, &event.instance_id, (t, id, *seq))
+            .await?;
     }
     Ok(())
-}
-
-pub(crate) async fn try_lock(conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))")
-        .bind(format!("tenancy.projection:{}", relational::NAME))
-        .bind(instance_id)
-        .fetch_one(conn)
-        .await
-        .map_err(on_constraint)
-}
-
-async fn read_cursor(conn: &mut PgConnection, instance_id: &str) -> Result<Option<SortKey>> {
-    let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
-        "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
-         FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2",
-    )
-    .bind(relational::NAME)
-    .bind(instance_id)
-    .fetch_optional(conn)
-    .await
-    .map_err(on_constraint)?;
-    Ok(row.map(|row| sort_key(instance_id, row)))
-}
-
-/// The sort key of one instance's event from its stored columns (position, in_tx_order,
-/// aggregate_type, aggregate_id, sequence).
-pub(crate) fn sort_key(
-    instance_id: &str,
-    (position, in_tx_order, aggregate_type, aggregate_id, sequence): (
-        Decimal,
-        i32,
-        String,
-        String,
-        i64,
-    ),
-) -> SortKey {
-    SortKey {
-        position,
-        in_tx_order,
-        instance_id: instance_id.to_owned(),
-        aggregate_type,
-        aggregate_id,
-        sequence,
-    }
-}
-
-pub(crate) async fn write_cursor(
-    conn: &mut PgConnection,
-    instance_id: &str,
-    key: Option<&SortKey>,
-    event: Option<&StoredEvent>,
-) -> Result<()> {
-    let (Some(key), Some(event)) = (key, event) else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO tenancy.current_states (projection_name, instance_id, \"position\", in_tx_order,
-             aggregate_type, aggregate_id, \"sequence\", event_date, last_updated)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
-         ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
-             in_tx_order = EXCLUDED.in_tx_order, aggregate_type = EXCLUDED.aggregate_type,
-             aggregate_id = EXCLUDED.aggregate_id, \"sequence\" = EXCLUDED.\"sequence\",
-             event_date = EXCLUDED.event_date, last_updated = now()",
-    )
-    .bind(relational::NAME)
-    .bind(instance_id)
-    .bind(key.position)
-    .bind(key.in_tx_order)
-    .bind(&key.aggregate_type)
-    .bind(&key.aggregate_id)
-    .bind(key.sequence)
-    .bind(event.created_at)
-    .execute(conn)
-    .await
-    .map_err(on_constraint)
-    .map(drop)
-}
-
-async fn read_failures(
-    conn: &mut PgConnection,
-    instance_id: &str,
-) -> Result<HashMap<FailureKey, i16>> {
-    let rows: Vec<(String, String, i64, i16)> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, failed_sequence, failure_count FROM tenancy.failed_events2
-         WHERE projection_name = $1 AND instance_id = $2",
-    )
-    .bind(relational::NAME)
-    .bind(instance_id)
-    .fetch_all(conn)
-    .await
-    .map_err(on_constraint)?;
-    Ok(rows
-        .into_iter()
-        .map(|(t, id, seq, count)| ((t, id, seq), count))
-        .collect())
-}
-
-/// Records one more failed attempt; returns the attempts so far.
-/// Records `attempts` more failed attempts; returns the attempts so far.
-pub(crate) async fn record_failure(
-    conn: &mut PgConnection,
-    event: &StoredEvent,
-    error: &str,
-    attempts: i16,
-) -> Result<i16> {
-    sqlx::query_scalar(
-        "INSERT INTO tenancy.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id,
-             failed_sequence, event_creation_date, failure_count, error, last_failed)
-         VALUES ($1, $2, $3, $4, $5, $6, $8, $7, now())
-         ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence)
-         DO UPDATE SET failure_count = tenancy.failed_events2.failure_count + EXCLUDED.failure_count,
-             error = EXCLUDED.error, last_failed = now()
-         RETURNING failure_count",
-    )
-    .bind(relational::NAME)
-    .bind(&event.instance_id)
-    .bind(&event.aggregate_type)
-    .bind(&event.aggregate_id)
-    .bind(event.sequence)
-    .bind(event.created_at)
-    .bind(error)
-    .bind(attempts)
-    .fetch_one(conn)
-    .await
-    .map_err(on_constraint)
 }

@@ -21,6 +21,15 @@ pub fn event_types() -> Vec<String> {
     EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect()
 }
 
+/// The projection's cursors, failures and locks under its name.
+pub fn state() -> tenancy_eventstore::projection_state::ProjectionState {
+    tenancy_eventstore::projection_state::ProjectionState::new(
+        NAME,
+        aggregate_types(),
+        event_types(),
+    )
+}
+
 /// Decodes and reduces one stored event.
 pub fn changes(event: &StoredEvent) -> Result<Vec<StateChange>> {
     let decoded = LegacyEvent::decode(&event.event_type, event.payload.as_ref())?;

@@ -1,0 +1,536 @@
+//! The bookkeeping of a projection, as SQL: its cursor per instance
+//! (`tenancy.current_states`), its failed events (`tenancy.failed_events2`), its
+//! per-instance lock, and the reads of the store and the tables that its ordering rules
+//! need (which instances exist, which are fresh, which domain adds must wait). The engine
+//! (`tenancy-projection`) decides; this module only reads and writes.
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use tenancy_core::Result;
+use tenancy_core::event::{SortKey, StoredEvent};
+use tenancy_core::state::Table;
+use tenancy_postgres::on_constraint;
+use time::OffsetDateTime;
+
+use crate::written_by_tenancy;
+
+/// A failed event's key: aggregate type, aggregate id, sequence.
+pub type FailureKey = (String, String, i64);
+
+/// A row of `tenancy.failed_events2`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FailedEvent {
+    pub instance_id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub failed_sequence: i64,
+    pub event_creation_date: OffsetDateTime,
+    pub failure_count: i16,
+    pub error: String,
+    pub last_failed: OffsetDateTime,
+}
+
+/// How far a projection is: its cursors, the events past them, its failures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub instances: i64,
+    pub events_behind: i64,
+    /// The oldest event not yet passed.
+    pub oldest_behind: Option<OffsetDateTime>,
+    pub failed_events: i64,
+}
+
+/// A domain add of the instance with an instance that has an earlier add of the same
+/// domain not yet projected (the blocker), and whether the blocker has a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingAdd {
+    pub add: SortKey,
+    pub blocker: String,
+    pub blocker_has_cursor: bool,
+}
+
+/// One projection's state, by name, over the events it reads.
+#[derive(Debug, Clone)]
+pub struct ProjectionState {
+    name: &'static str,
+    aggregate_types: Vec<String>,
+    event_types: Vec<String>,
+}
+
+fn sort_key(
+    instance_id: &str,
+    (position, in_tx_order, aggregate_type, aggregate_id, sequence): (
+        Decimal,
+        i32,
+        String,
+        String,
+        i64,
+    ),
+) -> SortKey {
+    SortKey {
+        position,
+        in_tx_order,
+        instance_id: instance_id.to_owned(),
+        aggregate_type,
+        aggregate_id,
+        sequence,
+    }
+}
+
+impl ProjectionState {
+    pub fn new(name: &'static str, aggregate_types: Vec<String>, event_types: Vec<String>) -> Self {
+        Self {
+            name,
+            aggregate_types,
+            event_types,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn lock_key(&self) -> String {
+        format!("tenancy.projection:{}", self.name)
+    }
+
+    /// Takes the instance's lock for this transaction unless another worker holds it.
+    pub async fn try_lock(&self, conn: &mut PgConnection, instance_id: &str) -> Result<bool> {
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext($2))")
+            .bind(self.lock_key())
+            .bind(instance_id)
+            .fetch_one(conn)
+            .await
+            .map_err(on_constraint)
+    }
+
+    /// Waits for the instance's lock, for this transaction.
+    pub async fn lock(&self, conn: &mut PgConnection, instance_id: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+            .bind(self.lock_key())
+            .bind(instance_id)
+            .execute(conn)
+            .await
+            .map_err(on_constraint)
+            .map(drop)
+    }
+
+    /// The sort key of the last event the instance's projection passed.
+    pub async fn cursor(
+        &self,
+        conn: &mut PgConnection,
+        instance_id: &str,
+    ) -> Result<Option<SortKey>> {
+        let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
+            "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
+             FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2",
+        )
+        .bind(self.name)
+        .bind(instance_id)
+        .fetch_optional(conn)
+        .await
+        .map_err(on_constraint)?;
+        Ok(row.map(|row| sort_key(instance_id, row)))
+    }
+
+    /// Moves the instance's cursor to `event`.
+    pub async fn set_cursor(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<()> {
+        let key = event.sort_key();
+        sqlx::query(
+            "INSERT INTO tenancy.current_states (projection_name, instance_id, \"position\", in_tx_order,
+                 aggregate_type, aggregate_id, \"sequence\", event_date, last_updated)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+             ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
+                 in_tx_order = EXCLUDED.in_tx_order, aggregate_type = EXCLUDED.aggregate_type,
+                 aggregate_id = EXCLUDED.aggregate_id, \"sequence\" = EXCLUDED.\"sequence\",
+                 event_date = EXCLUDED.event_date, last_updated = now()",
+        )
+        .bind(self.name)
+        .bind(&event.instance_id)
+        .bind(key.position)
+        .bind(key.in_tx_order)
+        .bind(&key.aggregate_type)
+        .bind(&key.aggregate_id)
+        .bind(key.sequence)
+        .bind(event.created_at)
+        .execute(conn)
+        .await
+        .map_err(on_constraint)
+        .map(drop)
+    }
+
+    /// True when the instance's cursor has passed `event`.
+    pub async fn has_passed(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2
+                 AND (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
+                     >= ($3, $4, $2, $5, $6, $7))",
+        )
+        .bind(self.name)
+        .bind(&event.instance_id)
+        .bind(event.position)
+        .bind(event.in_tx_order)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// The instance's failed events with their attempts so far.
+    pub async fn failures(
+        &self,
+        conn: &mut PgConnection,
+        instance_id: &str,
+    ) -> Result<HashMap<FailureKey, i16>> {
+        let rows: Vec<(String, String, i64, i16)> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, failed_sequence, failure_count FROM tenancy.failed_events2
+             WHERE projection_name = $1 AND instance_id = $2",
+        )
+        .bind(self.name)
+        .bind(instance_id)
+        .fetch_all(conn)
+        .await
+        .map_err(on_constraint)?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, id, seq, count)| ((t, id, seq), count))
+            .collect())
+    }
+
+    /// Records `attempts` more failed attempts of `event`; returns the attempts so far.
+    pub async fn record_failure(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+        error: &str,
+        attempts: i16,
+    ) -> Result<i16> {
+        sqlx::query_scalar(
+            "INSERT INTO tenancy.failed_events2 (projection_name, instance_id, aggregate_type, aggregate_id,
+                 failed_sequence, event_creation_date, failure_count, error, last_failed)
+             VALUES ($1, $2, $3, $4, $5, $6, $8, $7, now())
+             ON CONFLICT (projection_name, instance_id, aggregate_type, aggregate_id, failed_sequence)
+             DO UPDATE SET failure_count = tenancy.failed_events2.failure_count + EXCLUDED.failure_count,
+                 error = EXCLUDED.error, last_failed = now()
+             RETURNING failure_count",
+        )
+        .bind(self.name)
+        .bind(&event.instance_id)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(event.created_at)
+        .bind(error)
+        .bind(attempts)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// Forgets a failed event; true when there was one.
+    pub async fn delete_failure(
+        &self,
+        conn: &mut PgConnection,
+        instance_id: &str,
+        (aggregate_type, aggregate_id, sequence): (&str, &str, i64),
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = $2
+             AND aggregate_type = $3 AND aggregate_id = $4 AND failed_sequence = $5",
+        )
+        .bind(self.name)
+        .bind(instance_id)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(sequence)
+        .execute(conn)
+        .await
+        .map_err(on_constraint)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every failed event, by instance and time.
+    pub async fn failed(&self, pool: &PgPool) -> Result<Vec<FailedEvent>> {
+        sqlx::query_as(
+            "SELECT instance_id, aggregate_type, aggregate_id, failed_sequence, event_creation_date, failure_count,
+                    error, last_failed
+             FROM tenancy.failed_events2 WHERE projection_name = $1
+             ORDER BY instance_id, event_creation_date, aggregate_id, failed_sequence",
+        )
+        .bind(self.name)
+        .fetch_all(pool)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// Cursors, events past them and failures.
+    pub async fn progress(&self, pool: &PgPool) -> Result<Progress> {
+        let (events_behind, oldest_behind): (i64, Option<OffsetDateTime>) = sqlx::query_as(
+            "SELECT count(*), min(e.created_at) FROM eventstore.events2 e
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
+             WHERE e.instance_id <> '' AND e.aggregate_type = ANY($2) AND e.event_type = ANY($3)
+               AND (c.instance_id IS NULL
+                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\"))",
+        )
+        .bind(self.name)
+        .bind(&self.aggregate_types)
+        .bind(&self.event_types)
+        .fetch_one(pool)
+        .await
+        .map_err(on_constraint)?;
+        let (instances, failed_events): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM tenancy.current_states WHERE projection_name = $1),
+                    (SELECT count(*) FROM tenancy.failed_events2 WHERE projection_name = $1)",
+        )
+        .bind(self.name)
+        .fetch_one(pool)
+        .await
+        .map_err(on_constraint)?;
+        Ok(Progress {
+            instances,
+            events_behind,
+            oldest_behind,
+            failed_events,
+        })
+    }
+
+    /// Empties every table of the registry and forgets the projection's cursors and
+    /// failures, in one transaction that no worker's cursor write can interleave with.
+    /// Returns the newest position in the store at that moment.
+    pub async fn reset(&self, pool: &PgPool) -> Result<Option<Decimal>> {
+        let mut tx = pool.begin().await.map_err(on_constraint)?;
+        sqlx::query("LOCK TABLE tenancy.current_states IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+        // Names from the registry, not from input.
+        let tables: Vec<&str> = Table::ALL.iter().rev().map(|t| t.name()).collect();
+        sqlx::query(AssertSqlSafe(format!(
+            "TRUNCATE {} RESTART IDENTITY",
+            tables.join(", ")
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        for table in ["tenancy.current_states", "tenancy.failed_events2"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE projection_name = $1"
+            )))
+            .bind(self.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+        }
+        let target = newest_position(&mut tx).await?;
+        tx.commit().await.map_err(on_constraint)?;
+        Ok(target)
+    }
+
+    /// True when the instance has no cursor, failure or row, and — unless `known` — at
+    /// most `limit` events of the projection's aggregates.
+    pub async fn is_untouched(
+        &self,
+        conn: &mut PgConnection,
+        instance_id: &str,
+        limit: u32,
+        known: bool,
+    ) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT NOT (EXISTS (SELECT 1 FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2)
+                      OR EXISTS (SELECT 1 FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = $2)
+                      OR EXISTS (SELECT 1 FROM instances WHERE id = $2)
+                      OR EXISTS (SELECT 1 FROM organizations WHERE instance_id = $2)
+                      OR EXISTS (SELECT 1 FROM instance_domains WHERE instance_id = $2)
+                      OR EXISTS (SELECT 1 FROM org_domains WHERE instance_id = $2)
+                      OR EXISTS (SELECT 1 FROM domains WHERE instance_id = $2))
+                AND ($5 OR (SELECT count(*) FROM (SELECT 1 FROM eventstore.events2 n
+                                                  WHERE n.instance_id = $2 AND n.aggregate_type = ANY($3)
+                                                  LIMIT $4 + 1) t) <= $4)",
+        )
+        .bind(self.name)
+        .bind(instance_id)
+        .bind(&self.aggregate_types)
+        .bind(i64::from(limit))
+        .bind(known)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// In order, the instance's custom domain adds after `after` (exclusive) and up to
+    /// `until` (inclusive), each with every other instance that has an earlier add of the
+    /// same domain its projection has not passed (index
+    /// `events2_tenancy_instance_domain_added`). Events tenancy wrote count only up to
+    /// `replay_until` (a rebuild replays them), else not at all.
+    pub async fn waiting_adds(
+        &self,
+        conn: &mut PgConnection,
+        instance_id: &str,
+        after: Option<&SortKey>,
+        until: Option<Decimal>,
+        replay_until: Option<Decimal>,
+    ) -> Result<Vec<WaitingAdd>> {
+        type Row = (Decimal, i32, String, String, i64, String, bool);
+        let sql = format!(
+            "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
+                    b.instance_id, c.instance_id IS NOT NULL
+             FROM eventstore.events2 a
+             CROSS JOIN LATERAL (
+                 -- OFFSET 0 keeps the probe per add, the domain as the index condition: as a
+                 -- join, the planner hashed every add of the store for each call.
+                 SELECT b.instance_id, b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\"
+                 FROM eventstore.events2 b
+                 WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
+                   AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
+                   AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
+                   AND b.instance_id <> $2
+                   AND (NOT {written_b} OR b.\"position\" <= $9)
+                 OFFSET 0) b
+             LEFT JOIN tenancy.current_states c
+                 ON c.projection_name = $1 AND c.instance_id = b.instance_id
+             WHERE a.instance_id = $2 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
+               AND (NOT {written_a} OR a.\"position\" <= $9)
+               AND ($3::numeric IS NULL
+                    OR (a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\")
+                       > ($3, $4, $5, $6, $7))
+               AND ($8::numeric IS NULL OR a.\"position\" <= $8)
+               AND (c.instance_id IS NULL
+                    OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
+                       > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
+             ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"",
+            written_a = written_by_tenancy("a"),
+            written_b = written_by_tenancy("b"),
+        );
+        let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(self.name)
+            .bind(instance_id)
+            .bind(after.map(|k| k.position))
+            .bind(after.map(|k| k.in_tx_order))
+            .bind(after.map(|k| k.aggregate_type.as_str()))
+            .bind(after.map(|k| k.aggregate_id.as_str()))
+            .bind(after.map(|k| k.sequence))
+            .bind(until)
+            .bind(replay_until)
+            .fetch_all(conn)
+            .await
+            .map_err(on_constraint)?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, o, t, id, s, blocker, blocker_has_cursor)| WaitingAdd {
+                add: sort_key(instance_id, (p, o, t, id, s)),
+                blocker,
+                blocker_has_cursor,
+            })
+            .collect())
+    }
+
+    /// True when a custom domain of `domains` (lower-cased) is held by another instance
+    /// whose projection has not passed all its instance events up to `position` (it may
+    /// release the domain on the way).
+    pub async fn holder_is_behind(
+        &self,
+        conn: &mut PgConnection,
+        instance_id: &str,
+        domains: &[String],
+        position: Decimal,
+    ) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM instance_domains h
+                 LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
+                 WHERE lower(h.domain) = ANY($2) AND h.type = 'custom' AND h.instance_id <> $3
+                   AND EXISTS (
+                       SELECT 1 FROM eventstore.events2 e
+                       WHERE e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
+                         AND e.\"position\" <= $4
+                         AND (c.instance_id IS NULL
+                              OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                                 > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))))",
+        )
+        .bind(self.name)
+        .bind(domains)
+        .bind(instance_id)
+        .bind(position)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// True when the instance domain `domain` has no holder any more (released meanwhile),
+    /// or a holder other than `event`'s instance whose projection has not passed all its
+    /// instance events before `event` (it may release the domain on the way).
+    pub async fn domain_may_be_released(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+        domain: &str,
+    ) -> Result<bool> {
+        sqlx::query_scalar(
+            "WITH holders AS (
+                 SELECT instance_id FROM instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
+                 UNION
+                 SELECT instance_id FROM domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
+             SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
+                 SELECT 1 FROM holders h
+                 JOIN eventstore.events2 e ON e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
+                 LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
+                 WHERE h.instance_id <> $3 AND e.\"position\" < $4
+                   AND (c.instance_id IS NULL
+                        OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                           > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\")))",
+        )
+        .bind(self.name)
+        .bind(domain)
+        .bind(&event.instance_id)
+        .bind(event.position)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+    }
+}
+
+/// Every instance with events (a loose index scan over the primary key, not a scan of the
+/// whole table).
+pub async fn instances(pool: &PgPool) -> Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE ids AS (
+             SELECT min(instance_id) AS id FROM eventstore.events2 WHERE instance_id > ''
+             UNION ALL
+             SELECT (SELECT min(instance_id) FROM eventstore.events2 WHERE instance_id > ids.id)
+             FROM ids WHERE ids.id IS NOT NULL)
+         SELECT id FROM ids WHERE id IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(on_constraint)
+}
+
+/// The newest position in the store now.
+pub async fn newest_position(conn: &mut PgConnection) -> Result<Option<Decimal>> {
+    sqlx::query_scalar("SELECT max(\"position\") FROM eventstore.events2")
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+}
+
+/// Each instance's newest position among the events of the last `lookback` seconds
+/// (`now()` is stable, `clock_timestamp()` is not: the bound is an index condition).
+pub async fn newest_positions_since(
+    pool: &PgPool,
+    lookback: Decimal,
+) -> Result<Vec<(String, Decimal)>> {
+    sqlx::query_as(
+        "SELECT instance_id, max(\"position\") FROM eventstore.events2
+         WHERE \"position\" > EXTRACT(EPOCH FROM now()) - $1 AND instance_id <> ''
+         GROUP BY instance_id",
+    )
+    .bind(lookback)
+    .fetch_all(pool)
+    .await
+    .map_err(on_constraint)
+}
