@@ -295,11 +295,11 @@ async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
                 .collect();
 
             let mut tx = reference.pool.begin().await.unwrap();
-            let failed = one_by_one(&mut *tx, &batch).await;
+            let failed = one_by_one(&mut tx, &batch).await;
             tx.commit().await.unwrap();
 
             let mut tx = batched.pool.begin().await.unwrap();
-            let outcome = apply_batch(&mut *tx, &batch).await;
+            let outcome = apply_batch(&mut tx, &batch).await;
             // The loaded rows show every collision: a batch is refused exactly when one of
             // its changes fails on its own (no needless fallback, no missed failure).
             assert_eq!(
@@ -314,7 +314,7 @@ async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
                 refused += 1;
                 tx.rollback().await.unwrap();
                 let mut tx = batched.pool.begin().await.unwrap();
-                one_by_one(&mut *tx, &batch).await;
+                one_by_one(&mut tx, &batch).await;
                 tx.commit().await.unwrap();
             }
             assert_eq!(
