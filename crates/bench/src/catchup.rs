@@ -19,7 +19,7 @@ use tenancy_core::ports::{EventReader, UnitOfWork};
 use tenancy_core::state::{InMemoryState, apply_change};
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows_with};
-use tenancy_postgres::PgStore;
+use tenancy_postgres::{PgStore, Savepoint};
 use tenancy_projection::{Engine, EngineConfig, relational};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::{Shape, churn_shaped};
@@ -356,20 +356,14 @@ async fn project_instance(pool: &PgPool, instance: &str) -> Result<()> {
         after = Some(last.sort_key());
         let mut session = store.transaction().await?;
         for event in &batch {
-            sqlx::query("SAVEPOINT exec_stmt")
-                .execute(session.conn()?)
-                .await?;
+            session.savepoint(Savepoint::EVENT).await?;
             if apply_one(&mut session, event).await.is_ok() {
-                sqlx::query("RELEASE SAVEPOINT exec_stmt")
-                    .execute(session.conn()?)
-                    .await?;
+                session.release(Savepoint::EVENT).await?;
             } else {
                 // As ZITADEL does: the failed event is rolled back and the batch goes on.
                 // (Instances run in parallel, so a custom domain re-used by another
                 // instance can conflict here; the engine defers such events instead.)
-                sqlx::query("ROLLBACK TO SAVEPOINT exec_stmt")
-                    .execute(session.conn()?)
-                    .await?;
+                session.rollback_to(Savepoint::EVENT).await?;
             }
         }
         cursor(&mut session, last).await?;
@@ -384,22 +378,14 @@ async fn apply_one(session: &mut tenancy_postgres::PgSession, event: &StoredEven
     Ok(())
 }
 
+/// The baseline keeps its cursor as the engine does, under a name of its own.
 async fn cursor(session: &mut tenancy_postgres::PgSession, last: &StoredEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO tenancy.current_states VALUES ('zitadel_style', $1, $2, $3, $4, $5, $6, $7, now())
-         ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
-             in_tx_order = EXCLUDED.in_tx_order, \"sequence\" = EXCLUDED.\"sequence\"",
-    )
-    .bind(&last.instance_id)
-    .bind(last.position)
-    .bind(last.in_tx_order)
-    .bind(&last.aggregate_type)
-    .bind(&last.aggregate_id)
-    .bind(last.sequence)
-    .bind(last.created_at)
-    .execute(session.conn()?)
-    .await?;
-    Ok(())
+    let state = tenancy_eventstore::projection_state::ProjectionState::new(
+        "zitadel_style",
+        relational::aggregate_types(),
+        relational::event_types(),
+    );
+    Ok(state.set_cursor(session.conn()?, last).await?)
 }
 
 fn fold(rows: &[ImportRow]) -> Result<InMemoryState> {
