@@ -1,6 +1,6 @@
-//! State changes applied by `tenancy.apply_change` / `tenancy.apply_changes` (migration
-//! 0004): the one implementation of every write, for the repositories (one change) and the
-//! projection (a batch per round trip).
+//! State changes applied change by change by the schema's functions, one per table
+//! (`tenancy.apply_<table>`, migration 0008): for the repositories (one change) and the
+//! projection's exact, event-by-event path.
 
 use sqlx::PgConnection;
 use tenancy_core::state::{StateChange, Table};
@@ -9,18 +9,33 @@ use time::OffsetDateTime;
 
 use crate::error::MapDb;
 
-fn encode(change: &StateChange) -> Result<serde_json::Value> {
-    serde_json::to_value(change).map_err(|e| Error::internal_with("encoding a state change", e))
+/// The change as the schema's functions take it: its variant's name and its fields (serde
+/// writes `{"Variant": {fields}}`).
+fn encode(change: &StateChange) -> Result<(String, serde_json::Value)> {
+    let encoded = serde_json::to_value(change)
+        .map_err(|e| Error::internal_with("encoding a state change", e))?;
+    let serde_json::Value::Object(map) = encoded else {
+        return Err(Error::internal(
+            "a state change did not encode as an object",
+        ));
+    };
+    map.into_iter()
+        .next()
+        .ok_or_else(|| Error::internal("an empty state change"))
 }
 
-/// Applies one change; returns the rows it changed.
+/// Applies one change with its table's function; returns the rows it changed.
 pub async fn apply_change(
     conn: &mut PgConnection,
     change: &StateChange,
     at: OffsetDateTime,
 ) -> Result<u64> {
-    let rows: i64 = sqlx::query_scalar("SELECT tenancy.apply_change($1, $2)")
-        .bind(encode(change)?)
+    let (op, fields) = encode(change)?;
+    // The function's name comes from the table registry, not from input.
+    let sql = format!("SELECT tenancy.apply_{}($1, $2, $3)", change.table().name());
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(op)
+        .bind(fields)
         .bind(at)
         .fetch_one(conn)
         .await
@@ -28,7 +43,9 @@ pub async fn apply_change(
     Ok(u64::try_from(rows).unwrap_or(0))
 }
 
-/// Applies changes in order in one round trip; all or nothing (the statement fails whole).
+/// Applies changes in order in one round trip, change by change (`tenancy.apply_changes`);
+/// all or nothing (the statement fails whole). Batches go set-based instead
+/// ([`crate::batch`]); this is the exact path a batch falls back to.
 pub async fn apply_changes(
     conn: &mut PgConnection,
     changes: &[(StateChange, OffsetDateTime)],
@@ -36,23 +53,17 @@ pub async fn apply_changes(
     if changes.is_empty() {
         return Ok(0);
     }
-    let (mut ops, mut fields, mut ats) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tables, mut ops, mut fields, mut ats) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (change, at) in changes {
-        // serde writes {"Variant": {fields}}: split it so the server need not look it up.
-        let serde_json::Value::Object(map) = encode(change)? else {
-            return Err(Error::internal(
-                "a state change did not encode as an object",
-            ));
-        };
-        let (op, value) = map
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::internal("an empty state change"))?;
+        let (op, value) = encode(change)?;
+        tables.push(change.table().name());
         ops.push(op);
         fields.push(value);
         ats.push(*at);
     }
-    let rows: i64 = sqlx::query_scalar("SELECT tenancy.apply_changes($1, $2, $3)")
+    let rows: i64 = sqlx::query_scalar("SELECT tenancy.apply_changes($1, $2, $3, $4)")
+        .bind(tables)
         .bind(ops)
         .bind(fields)
         .bind(ats)

@@ -3,10 +3,13 @@
 //! only a database shows (concurrency, migrations, plans).
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use tenancy_core::Error;
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::InstanceDomainKind;
 use tenancy_core::ports::{InstanceDomainRepository, Repositories, UnitOfWork};
+use tenancy_core::state::Table;
 use tenancy_postgres::{PgSession, PgStore};
 use tenancy_testkit::contract::{Adapter, repository_contract};
 use tenancy_testkit::db::TestDatabase;
@@ -161,17 +164,27 @@ async fn migrations_are_idempotent_and_reported() {
 #[tokio::test]
 async fn state_change_entry_points_plan_with_seqscan_disabled() {
     // Plans cached while the tables were empty must not turn into sequential scans of
-    // large tables (migration 0004): the entry points plan with seqscan disabled.
+    // large tables (migrations 0004, 0008): the functions plan with seqscan disabled.
     let db = TestDatabase::fresh().await.unwrap();
+    let mut expected: Vec<String> = Table::ALL
+        .iter()
+        .map(|t| format!("apply_{}", t.name()))
+        .chain(["apply_changes".to_owned()])
+        .collect();
+    expected.sort();
     let settings: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
         "SELECT proname::text, proconfig FROM pg_proc
-         WHERE pronamespace = 'tenancy'::regnamespace AND proname IN ('apply_change', 'apply_changes')
+         WHERE pronamespace = 'tenancy'::regnamespace AND proname LIKE 'apply\\_%'
          ORDER BY proname",
     )
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(settings.len(), 2, "{settings:?}");
+    let names: Vec<String> = settings.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        names, expected,
+        "one function per table of the registry, and the batch"
+    );
     for (name, config) in settings {
         assert_eq!(
             config.as_deref(),
@@ -181,46 +194,70 @@ async fn state_change_entry_points_plan_with_seqscan_disabled() {
     }
 }
 
-/// Every kind of change reaches `tenancy.apply_op` (which dispatches on the change's
-/// name) and applies there; and apply_op knows no name the change types lack.
+/// Every kind of change reaches its table's function (`tenancy.apply_<table>`, which
+/// dispatches on the change's name) and applies there, one by one and through the batch
+/// entry point; and each table's function knows no name its change type lacks.
 #[tokio::test]
 async fn every_kind_of_change_reaches_the_schema_and_the_schema_knows_no_other() {
     let db = TestDatabase::fresh().await.unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
-    let mut names = std::collections::BTreeSet::new();
+    let mut names: BTreeMap<Table, BTreeSet<String>> = BTreeMap::new();
     for change in tenancy_testkit::changes::one_of_each() {
         let encoded = serde_json::to_value(&change).unwrap();
         let name = encoded.as_object().unwrap().keys().next().unwrap().clone();
         tenancy_postgres::apply::apply_change(&mut conn, &change, T0)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        names.insert(name);
+        names.entry(change.table()).or_default().insert(name);
     }
-    assert_eq!(names.len(), tenancy_testkit::changes::KINDS);
-    let definition: String = sqlx::query_scalar(
-        "SELECT pg_get_functiondef('tenancy.apply_op(text, jsonb, timestamptz)'::regprocedure)",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    // The branches: WHEN 'Name'[, 'Name'] THEN (the value CASEs inside use lower case).
-    let mut known = std::collections::BTreeSet::new();
-    for line in definition.lines() {
-        let line = line.trim();
-        if let Some(list) = line
-            .strip_prefix("WHEN ")
-            .and_then(|l| l.strip_suffix(" THEN"))
-        {
-            for name in list.split(',') {
-                let name = name.trim().trim_matches('\'');
-                if name.starts_with(char::is_uppercase) {
-                    known.insert(name.to_owned());
+    assert_eq!(
+        names.values().map(BTreeSet::len).sum::<usize>(),
+        tenancy_testkit::changes::KINDS
+    );
+    // The same changes through the batch entry point, on a fresh database.
+    let again = TestDatabase::fresh().await.unwrap();
+    let changes: Vec<_> = tenancy_testkit::changes::one_of_each()
+        .into_iter()
+        .map(|c| (c, T0))
+        .collect();
+    let mut conn = again.pool.acquire().await.unwrap();
+    tenancy_postgres::apply::apply_changes(&mut conn, &changes)
+        .await
+        .unwrap();
+    assert_eq!(
+        tenancy_postgres::dump::all_rows(&again.pool).await.unwrap(),
+        tenancy_postgres::dump::all_rows(&db.pool).await.unwrap()
+    );
+    for table in Table::ALL {
+        let definition: String =
+            sqlx::query_scalar("SELECT pg_get_functiondef(to_regprocedure($1))")
+                .bind(format!(
+                    "tenancy.apply_{}(text, jsonb, timestamptz)",
+                    table.name()
+                ))
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        // The branches: WHEN 'Name'[, 'Name'] THEN (the value CASEs inside use lower case).
+        let mut known = BTreeSet::new();
+        for line in definition.lines() {
+            let line = line.trim();
+            if let Some(list) = line
+                .strip_prefix("WHEN ")
+                .and_then(|l| l.strip_suffix(" THEN"))
+            {
+                for name in list.split(',') {
+                    let name = name.trim().trim_matches('\'');
+                    if name.starts_with(char::is_uppercase) {
+                        known.insert(name.to_owned());
+                    }
                 }
             }
         }
+        assert_eq!(
+            Some(&known),
+            names.get(&table),
+            "apply_{table}'s branches and the table's change type differ"
+        );
     }
-    assert_eq!(
-        known, names,
-        "apply_op's branches and the change types differ"
-    );
 }

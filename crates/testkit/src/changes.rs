@@ -1,6 +1,6 @@
 //! One change of every kind, in an order a store accepts (instance `a`, organization
 //! `o`): for tests that must prove every change reaches an adapter's code (PostgreSQL's
-//! `tenancy.apply_op` dispatches on the changes' names).
+//! table's function `tenancy.apply_<table>` dispatches on the changes' names).
 
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::{InstanceDomainKind, InstanceDomainType, ValidationType};

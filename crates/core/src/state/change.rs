@@ -27,8 +27,9 @@ pub struct OrganizationUpdate {
     pub state: Option<OrganizationState>,
 }
 
-/// A change of `zitadel.instances`. Serialized under the names the schema's
-/// `tenancy.apply_op` dispatches on (migration 0004): a rename here is a rename there.
+/// A change of `zitadel.instances`. Serialized under the names the table's function
+/// `tenancy.apply_instances` dispatches on (migration 0008): a rename here
+/// is a rename there (a PostgreSQL test compares both lists).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InstanceChange {
     /// Insert; a soft-deleted row with that id comes back as new.
