@@ -10,12 +10,11 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
-use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tenancy_core::Error;
 use tenancy_core::event::{
-    LegacyEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
+    LegacyEvent, StoredEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN, UNIQUE_ORG_NAME,
 };
 use tenancy_core::id::InstanceId;
 use tenancy_core::state::InMemoryState;
@@ -70,23 +69,11 @@ pub enum ImportError {
     Store(#[from] Error),
 }
 
-/// One validated row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImportRow {
-    pub instance_id: String,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub event_type: String,
-    pub sequence: i64,
-    pub revision: i16,
-    pub created_at: OffsetDateTime,
-    pub payload: Option<Value>,
-    pub creator: String,
-    pub owner: String,
-    pub position: Decimal,
-    pub in_tx_order: i32,
-    pub written_by_v3: bool,
-}
+/// One validated row: a stored event as the export holds it. Its `written_by_v3` is the
+/// export's column and is written to the store's column as it is; tenancy's own mark
+/// (`tenancy.written_events`, which `StoredEvent::written_by_v3` reports when read back) is
+/// not imported: an imported event's rows come from the projection.
+pub type ImportRow = StoredEvent;
 
 fn malformed(line: u64, reason: impl Into<String>) -> ImportError {
     ImportError::Malformed {
