@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 use tenancy_core::model::InstanceDomainKind;
 use tenancy_core::state::{
     DomainChange, InMemoryState, InstanceChange, InstanceDomainChange, OrgDomainChange,
-    OrganizationChange, RowDiff, StateChange, TableRows,
+    OrganizationChange, RowDiff, StateChange, Table, TableRows,
 };
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
@@ -284,30 +284,39 @@ pub async fn apply_batch(
 
 /// Writes a difference of rows: deletes first (children before parents), then per table,
 /// parents first, the updates (rows giving up a unique claim first) and the inserts.
+/// Exhaustive over the table registry: a new table does not compile until it is written.
 /// Returns the rows written.
 pub async fn write_rows(conn: &mut PgConnection, diff: &RowDiff) -> Result<u64> {
-    let removed = &diff.deleted;
-    if !(removed.instances.is_empty()
-        && removed.organizations.is_empty()
-        && removed.domains.is_empty())
-    {
-        return Err(Error::internal(
-            "a change removed a row of a soft-delete table (instances, organizations, domains)",
-        ));
+    let (deleted, updated, inserted) = (&diff.deleted, &diff.updated, &diff.inserted);
+    for table in Table::ALL.into_iter().rev() {
+        if deleted.len_of(table) == 0 {
+            continue;
+        }
+        match table {
+            Table::OrgDomains => org_domain::delete(conn, &deleted.org_domains).await?,
+            Table::InstanceDomains => {
+                instance_domain::delete(conn, &deleted.instance_domains).await?;
+            }
+            Table::Instances | Table::Organizations | Table::Domains => {
+                return Err(Error::internal(format!(
+                    "a change removed a row of {table}, whose rows are only soft-deleted"
+                )));
+            }
+        }
     }
-    org_domain::delete(conn, &removed.org_domains).await?;
-    instance_domain::delete(conn, &removed.instance_domains).await?;
-    let (updated, inserted) = (&diff.updated, &diff.inserted);
-    instance::write(conn, &updated.instances, Write::Update).await?;
-    instance::write(conn, &inserted.instances, Write::Insert).await?;
-    organization::write(conn, &updated.organizations, Write::Update).await?;
-    organization::write(conn, &inserted.organizations, Write::Insert).await?;
-    instance_domain::write(conn, &updated.instance_domains, Write::Update).await?;
-    instance_domain::write(conn, &inserted.instance_domains, Write::Insert).await?;
-    org_domain::write(conn, &updated.org_domains, Write::Update).await?;
-    org_domain::write(conn, &inserted.org_domains, Write::Insert).await?;
-    domain::write(conn, &updated.domains, Write::Update).await?;
-    domain::write(conn, &inserted.domains, Write::Insert).await?;
+    for table in Table::ALL {
+        for (rows, how) in [(updated, Write::Update), (inserted, Write::Insert)] {
+            match table {
+                Table::Instances => instance::write(conn, &rows.instances, how).await?,
+                Table::Organizations => organization::write(conn, &rows.organizations, how).await?,
+                Table::InstanceDomains => {
+                    instance_domain::write(conn, &rows.instance_domains, how).await?;
+                }
+                Table::OrgDomains => org_domain::write(conn, &rows.org_domains, how).await?,
+                Table::Domains => domain::write(conn, &rows.domains, how).await?,
+            }
+        }
+    }
     Ok(diff.len() as u64)
 }
 

@@ -392,13 +392,15 @@ async fn a_dropped_listening_connection_forgets_everything_and_listens_again() {
         resolver.instance_by_host("a.example").await.is_ok()
     })
     .await;
-    let queries = resolver.stats().source_queries;
-    resolver.instance_by_host("a.example").await.unwrap();
-    assert_eq!(
-        resolver.stats().source_queries,
-        queries,
-        "served from the cache"
-    );
+    // The insert's notification may arrive after the lookup that found the domain (and
+    // drop that entry once): then the next lookup caches it again. Either way, lookups
+    // are served from the cache again.
+    eventually("served from the cache", || async {
+        let queries = resolver.stats().source_queries;
+        resolver.instance_by_host("a.example").await.is_ok()
+            && resolver.stats().source_queries == queries
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! to delete, update and insert, so that an adapter writes a batch set-based.
 
 use super::*;
-use crate::state::TableRows;
+use crate::state::{Table, TableRows};
 
 /// What turns the rows of one state into those of another, per table. Rows keep the key
 /// they are stored under (`domain` as written, not lower-cased); `updated` rows exist in
@@ -30,18 +30,26 @@ impl RowDiff {
 impl InMemoryState {
     /// A state holding exactly `rows` (they satisfy the schema's rules: they come from it).
     pub fn from_rows(rows: TableRows) -> Self {
+        // Destructured: a new table does not compile until it is loaded here.
+        let TableRows {
+            instances,
+            organizations,
+            instance_domains,
+            org_domains,
+            domains,
+        } = rows;
         let mut state = Self::new();
-        for row in rows.instances {
+        for row in instances {
             state.instances.insert(row.id.as_str().to_owned(), row);
         }
-        for row in rows.organizations {
+        for row in organizations {
             let key = (
                 row.instance_id.as_str().to_owned(),
                 row.id.as_str().to_owned(),
             );
             state.organizations.insert(key, row);
         }
-        for row in rows.instance_domains {
+        for row in instance_domains {
             let key = (
                 row.instance_id.as_str().to_owned(),
                 row.kind.domain_type(),
@@ -52,11 +60,11 @@ impl InMemoryState {
             }
             state.instance_domains.insert(key, row);
         }
-        for row in rows.org_domains {
+        for row in org_domains {
             let key = org_domain_key(&row.instance_id, &row.org_id, &row.domain);
             state.org_domains.insert(key, row);
         }
-        for row in rows.domains {
+        for row in domains {
             let instance = row.instance_id.as_str().to_owned();
             if row.deleted_at.is_none() {
                 let owner = row.org_id.as_ref().map(|o| o.as_str().to_owned());
@@ -89,65 +97,71 @@ impl InMemoryState {
     /// promoted one.
     pub fn diff(&self, before: &InMemoryState) -> RowDiff {
         let mut diff = RowDiff::default();
-        split(
-            &before.instances,
-            &self.instances,
-            |a, b| a.id == b.id,
-            &mut diff.deleted.instances,
-            &mut diff.updated.instances,
-            &mut diff.inserted.instances,
-        );
-        split(
-            &before.organizations,
-            &self.organizations,
-            |a, b| a.id == b.id,
-            &mut diff.deleted.organizations,
-            &mut diff.updated.organizations,
-            &mut diff.inserted.organizations,
-        );
-        split(
-            &before.instance_domains,
-            &self.instance_domains,
-            |a, b| a.domain == b.domain,
-            &mut diff.deleted.instance_domains,
-            &mut diff.updated.instance_domains,
-            &mut diff.inserted.instance_domains,
-        );
-        split(
-            &before.org_domains,
-            &self.org_domains,
-            |a, b| a.domain == b.domain,
-            &mut diff.deleted.org_domains,
-            &mut diff.updated.org_domains,
-            &mut diff.inserted.org_domains,
-        );
-        split(
-            &before.domains,
-            &self.domains,
-            |a, b| a.id == b.id,
-            &mut diff.deleted.domains,
-            &mut diff.updated.domains,
-            &mut diff.inserted.domains,
-        );
-        let updated = &mut diff.updated;
-        updated
-            .organizations
-            .sort_by_key(|o| o.deleted_at.is_none());
-        updated.instance_domains.sort_by_key(|d| {
-            matches!(
-                d.kind,
-                InstanceDomainKind::Custom {
-                    is_primary: true,
-                    ..
+        let (d, u, i) = (&mut diff.deleted, &mut diff.updated, &mut diff.inserted);
+        // Exhaustive over the registry: a new table does not compile until it is diffed.
+        for table in Table::ALL {
+            match table {
+                Table::Instances => split(
+                    &before.instances,
+                    &self.instances,
+                    |a, b| a.id == b.id,
+                    (&mut d.instances, &mut u.instances, &mut i.instances),
+                ),
+                Table::Organizations => {
+                    split(
+                        &before.organizations,
+                        &self.organizations,
+                        |a, b| a.id == b.id,
+                        (
+                            &mut d.organizations,
+                            &mut u.organizations,
+                            &mut i.organizations,
+                        ),
+                    );
+                    u.organizations.sort_by_key(|o| o.deleted_at.is_none());
                 }
-            )
-        });
-        updated
-            .org_domains
-            .sort_by_key(|d| (d.is_primary, d.is_verified));
-        updated
-            .domains
-            .sort_by_key(|d| (d.deleted_at.is_none(), d.is_primary, d.is_verified));
+                Table::InstanceDomains => {
+                    split(
+                        &before.instance_domains,
+                        &self.instance_domains,
+                        |a, b| a.domain == b.domain,
+                        (
+                            &mut d.instance_domains,
+                            &mut u.instance_domains,
+                            &mut i.instance_domains,
+                        ),
+                    );
+                    u.instance_domains.sort_by_key(|d| {
+                        matches!(
+                            d.kind,
+                            InstanceDomainKind::Custom {
+                                is_primary: true,
+                                ..
+                            }
+                        )
+                    });
+                }
+                Table::OrgDomains => {
+                    split(
+                        &before.org_domains,
+                        &self.org_domains,
+                        |a, b| a.domain == b.domain,
+                        (&mut d.org_domains, &mut u.org_domains, &mut i.org_domains),
+                    );
+                    u.org_domains.sort_by_key(|d| (d.is_primary, d.is_verified));
+                }
+                Table::Domains => {
+                    split(
+                        &before.domains,
+                        &self.domains,
+                        |a, b| a.id == b.id,
+                        (&mut d.domains, &mut u.domains, &mut i.domains),
+                    );
+                    u.domains
+                        .sort_by_key(|d| (d.deleted_at.is_none(), d.is_primary, d.is_verified));
+                }
+            }
+        }
         diff
     }
 }
@@ -159,9 +173,7 @@ fn split<K: Ord, V: Clone + PartialEq>(
     before: &BTreeMap<K, V>,
     after: &BTreeMap<K, V>,
     same_key: impl Fn(&V, &V) -> bool,
-    deleted: &mut Vec<V>,
-    updated: &mut Vec<V>,
-    inserted: &mut Vec<V>,
+    (deleted, updated, inserted): (&mut Vec<V>, &mut Vec<V>, &mut Vec<V>),
 ) {
     for (key, old) in before {
         match after.get(key) {
