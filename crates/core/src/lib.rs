@@ -40,6 +40,7 @@ pub mod page_token;
 pub mod ports;
 pub mod query;
 pub mod state;
+pub mod table;
 pub mod value;
 
 pub use error::{Error, Result, Rule};

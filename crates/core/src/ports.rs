@@ -12,120 +12,22 @@ use time::OffsetDateTime;
 use crate::error::Result;
 use crate::event::{EventQuery, NewEvent, StoredEvent};
 use crate::id::{InstanceId, OrgId};
-use crate::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
-use crate::query::{
-    DomainCriteria, DomainSort, InstanceCriteria, NameSort, OrganizationCriteria, Pagination,
+
+// Each table's repository is defined with its table (`crate::table::<table>`): one write
+// primitive, `apply_*_change`, taking its own table's change type, and its reads; the
+// reducer (`state::reduce`) says which changes an event makes. Tests that want named writes
+// use `tenancy_testkit::writes::RepositoryWrites`.
+pub use crate::table::domain::DomainRepository;
+pub use crate::table::instance::InstanceRepository;
+pub use crate::table::instance_domain::InstanceDomainRepository;
+pub use crate::table::org_domain::OrgDomainRepository;
+pub use crate::table::organization::OrganizationRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use crate::table::{
+    domain::MockDomainRepository, instance::MockInstanceRepository,
+    instance_domain::MockInstanceDomainRepository, org_domain::MockOrgDomainRepository,
+    organization::MockOrganizationRepository,
 };
-use crate::state::{
-    DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
-};
-
-// Each repository has one write primitive, `apply_*_change`, taking its own table's change
-// type; the reducer (`state::reduce`) says which changes an event makes. Tests that want
-// named writes use `tenancy_testkit::writes::RepositoryWrites`.
-
-/// `zitadel.instances`.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait InstanceRepository: Send {
-    /// Applies one change of `zitadel.instances`; returns the rows changed.
-    async fn apply_instance_change(
-        &mut self,
-        change: InstanceChange,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    /// A live instance, or NotFound.
-    async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
-    async fn list_instances(
-        &mut self,
-        criteria: &InstanceCriteria,
-        page: &Pagination<NameSort>,
-    ) -> Result<Vec<Instance>>;
-    /// How many instances `list_instances` finds without a limit (a total for offset paging).
-    async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64>;
-    /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
-    async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
-}
-
-/// `zitadel.organizations`.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait OrganizationRepository: Send {
-    /// Applies one change of `zitadel.organizations`; returns the rows changed.
-    async fn apply_organization_change(
-        &mut self,
-        change: OrganizationChange,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    /// A live organization, or NotFound.
-    async fn get_organization(
-        &mut self,
-        instance_id: &InstanceId,
-        id: &OrgId,
-    ) -> Result<Organization>;
-    /// MissingTenant without `criteria.instance_id`.
-    async fn list_organizations(
-        &mut self,
-        criteria: &OrganizationCriteria,
-        page: &Pagination<NameSort>,
-    ) -> Result<Vec<Organization>>;
-    /// How many organizations `list_organizations` finds without a limit.
-    async fn count_organizations(&mut self, criteria: &OrganizationCriteria) -> Result<u64>;
-}
-
-/// `zitadel.instance_domains` (custom and trusted; no soft delete).
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait InstanceDomainRepository: Send {
-    /// Applies one change of `zitadel.instance_domains`; returns the rows changed.
-    async fn apply_instance_domain_change(
-        &mut self,
-        change: InstanceDomainChange,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    async fn list_instance_domains(
-        &mut self,
-        instance_id: &InstanceId,
-    ) -> Result<Vec<InstanceDomain>>;
-}
-
-/// `zitadel.org_domains` (no soft delete).
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait OrgDomainRepository: Send {
-    /// Applies one change of `zitadel.org_domains`; returns the rows changed.
-    async fn apply_org_domain_change(
-        &mut self,
-        change: OrgDomainChange,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    /// The domains of one org.
-    async fn list_org_domains(
-        &mut self,
-        instance_id: &InstanceId,
-        org_id: &OrgId,
-    ) -> Result<Vec<OrganizationDomain>>;
-}
-
-/// The unified `zitadel.domains` table (soft delete; every live read filters
-/// `deleted_at IS NULL`).
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait DomainRepository: Send {
-    /// Applies one change of `zitadel.domains`; returns the rows changed.
-    async fn apply_domain_change(
-        &mut self,
-        change: DomainChange,
-        at: OffsetDateTime,
-    ) -> Result<u64>;
-    /// Exactly one row: NotFound when none matches, MultipleFound when several do.
-    async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
-    async fn list_domains(
-        &mut self,
-        criteria: &DomainCriteria,
-        page: &Pagination<DomainSort>,
-    ) -> Result<Vec<Domain>>;
-}
 
 /// Appends events inside the caller's transaction.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]

@@ -2,13 +2,12 @@
 
 mod apply;
 mod change;
-mod memory;
-mod table;
+pub(crate) mod memory;
 
+pub use crate::table::{Table, TableRows};
 pub use apply::apply_change;
 pub use change::{
     DomainChange, InstanceChange, InstanceDomainChange, InstanceUpdate, OrgDomainChange,
     OrganizationChange, OrganizationUpdate, StateChange, reduce,
 };
 pub use memory::{InMemoryState, RowDiff};
-pub use table::{Table, TableRows};

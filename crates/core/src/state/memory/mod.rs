@@ -1,74 +1,74 @@
-//! The in-memory model of the five tables: applies [`StateChange`]s with the same rules as
+//! The in-memory model of the five tables (each table's rules and changes are in its
+//! module, `crate::table::<table>`, beside the row and its port): applies [`StateChange`]s with the same rules as
 //! the PostgreSQL schema (lengths, uniqueness by `lower(domain)`, foreign keys, one primary,
 //! soft delete). `verify` folds the event stream into it; the in-memory adapters of
 //! `tenancy-testkit` serve the repository ports from it.
 
-mod domain;
-mod instance;
-mod instance_domain;
-mod org_domain;
-mod organization;
 mod rows;
 
 pub use rows::RowDiff;
 
-use std::collections::{BTreeMap, HashMap};
+pub(crate) use std::collections::{BTreeMap, HashMap};
 
-use time::OffsetDateTime;
+pub(crate) use time::OffsetDateTime;
 
-use crate::error::{Error, Result, Rule};
-use crate::event::{LegacyEvent, UniqueConstraint};
-use crate::id::{InstanceId, OrgId};
-use crate::model::{
+pub(crate) use crate::error::{Error, Result, Rule};
+pub(crate) use crate::event::{LegacyEvent, UniqueConstraint};
+pub(crate) use crate::id::{InstanceId, OrgId};
+pub(crate) use crate::model::{
     Domain, Instance, InstanceDomain, InstanceDomainKind, InstanceDomainType, Organization,
     OrganizationDomain, OrganizationState,
 };
-use crate::query::{
+pub(crate) use crate::query::{
     DomainCriteria, DomainOwner, DomainSort, InstanceCriteria, Keyset, NameSort,
     OrganizationCriteria, Pagination, SortOrder,
 };
-use crate::state::{
+pub(crate) use crate::state::{
     DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
     StateChange, reduce,
 };
 
-type InstanceDomainKey = (String, InstanceDomainType, String);
-type OrgDomainKey = (String, String, String);
-type LiveDomainKey = (String, Option<String>, String);
+pub(crate) type InstanceDomainKey = (String, InstanceDomainType, String);
+pub(crate) type OrgDomainKey = (String, String, String);
+pub(crate) type LiveDomainKey = (String, Option<String>, String);
 
 /// The five tables in memory.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryState {
-    instances: BTreeMap<String, Instance>,
-    organizations: BTreeMap<(String, String), Organization>,
-    instance_domains: BTreeMap<InstanceDomainKey, InstanceDomain>,
-    org_domains: BTreeMap<OrgDomainKey, OrganizationDomain>,
-    domains: BTreeMap<i64, Domain>,
+    pub(crate) instances: BTreeMap<String, Instance>,
+    pub(crate) organizations: BTreeMap<(String, String), Organization>,
+    pub(crate) instance_domains: BTreeMap<InstanceDomainKey, InstanceDomain>,
+    pub(crate) org_domains: BTreeMap<OrgDomainKey, OrganizationDomain>,
+    pub(crate) domains: BTreeMap<i64, Domain>,
     /// `(instance, org, lower(domain))` of live unified rows -> id.
-    live_domains: HashMap<LiveDomainKey, i64>,
+    pub(crate) live_domains: HashMap<LiveDomainKey, i64>,
     /// Ids of the unified rows of each instance (live or not), so per-instance work does
     /// not scan every instance's rows.
-    domains_of_instance: HashMap<String, Vec<i64>>,
+    pub(crate) domains_of_instance: HashMap<String, Vec<i64>>,
     /// `lower(domain)` of live unified instance domains (unique across instances) -> id.
-    live_instance_domains: HashMap<String, i64>,
+    pub(crate) live_instance_domains: HashMap<String, i64>,
     /// `lower(domain)` of custom rows of `instance_domains` (unique across instances) -> instance.
-    custom_domains: HashMap<String, String>,
-    next_domain_id: i64,
+    pub(crate) custom_domains: HashMap<String, String>,
+    pub(crate) next_domain_id: i64,
 }
 
-fn lower(s: &str) -> String {
+pub(crate) fn lower(s: &str) -> String {
     s.to_lowercase()
 }
 
 /// The keys of a map keyed by `(instance, ..)` that belong to one instance, in order.
-fn keys_of<K: Ord + Clone, V>(map: &BTreeMap<K, V>, from: K, same: impl Fn(&K) -> bool) -> Vec<K> {
+pub(crate) fn keys_of<K: Ord + Clone, V>(
+    map: &BTreeMap<K, V>,
+    from: K,
+    same: impl Fn(&K) -> bool,
+) -> Vec<K> {
     map.range(from..)
         .take_while(|(k, _)| same(k))
         .map(|(k, _)| k.clone())
         .collect()
 }
 
-fn check_domain_len(domain: &str) -> Result<()> {
+pub(crate) fn check_domain_len(domain: &str) -> Result<()> {
     let len = domain.chars().count();
     if (1..=255).contains(&len) {
         Ok(())
@@ -80,7 +80,7 @@ fn check_domain_len(domain: &str) -> Result<()> {
     }
 }
 
-fn check_non_empty(field: &'static str, value: &str) -> Result<()> {
+pub(crate) fn check_non_empty(field: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         Err(Error::invalid(field, "must not be empty"))
     } else {
@@ -181,7 +181,7 @@ impl InMemoryState {
     }
 }
 
-fn describe(criteria: &DomainCriteria) -> String {
+pub(crate) fn describe(criteria: &DomainCriteria) -> String {
     match (&criteria.id, &criteria.domain) {
         (Some(id), _) => format!("id {id}"),
         (None, Some(m)) => format!("{:?} {:?}", m.operation, m.value),
@@ -189,7 +189,11 @@ fn describe(criteria: &DomainCriteria) -> String {
     }
 }
 
-fn org_domain_key(instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> OrgDomainKey {
+pub(crate) fn org_domain_key(
+    instance_id: &InstanceId,
+    org_id: &OrgId,
+    domain: &str,
+) -> OrgDomainKey {
     (
         instance_id.as_str().to_owned(),
         org_id.as_str().to_owned(),
@@ -199,7 +203,7 @@ fn org_domain_key(instance_id: &InstanceId, org_id: &OrgId, domain: &str) -> Org
 
 /// Sorts instances or organizations by the page's sort, ties broken by the id (their
 /// keyset position, as PostgreSQL compares it), then cuts the page.
-fn page_named<T>(
+pub(crate) fn page_named<T>(
     mut rows: Vec<T>,
     page: &Pagination<NameSort>,
     position: impl Fn(&T) -> Keyset,
@@ -214,7 +218,11 @@ fn page_named<T>(
     })
 }
 
-fn sort_rows<T>(rows: &mut [T], order: SortOrder, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+pub(crate) fn sort_rows<T>(
+    rows: &mut [T],
+    order: SortOrder,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+) {
     rows.sort_by(|a, b| match order {
         SortOrder::Ascending => cmp(a, b),
         SortOrder::Descending => cmp(b, a),
