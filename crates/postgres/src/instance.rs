@@ -11,9 +11,9 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
-use crate::batch::{BatchKeys, Write};
 use crate::error::MapDb;
-use crate::rows::{INSTANCE_COLUMNS, InstanceRow, convert};
+use crate::keys::BatchKeys;
+use crate::rows::{INSTANCE_COLUMNS, InstanceRow, Write, convert};
 use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]

@@ -25,6 +25,7 @@ mod error;
 pub mod hosts;
 mod instance;
 mod instance_domain;
+mod keys;
 pub mod layout;
 pub mod migrate;
 mod org_domain;

@@ -10,9 +10,9 @@ use tenancy_core::state::OrgDomainChange;
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
-use crate::batch::{BatchKeys, Write, list};
 use crate::error::MapDb;
-use crate::rows::{OrgDomainRow, convert};
+use crate::keys::{BatchKeys, list};
+use crate::rows::{OrgDomainRow, Write, convert};
 use crate::session::PgSession;
 
 #[async_trait]

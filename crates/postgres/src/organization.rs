@@ -11,9 +11,9 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::apply::apply_change;
-use crate::batch::{BatchKeys, Write, list};
 use crate::error::MapDb;
-use crate::rows::{ORGANIZATION_COLUMNS, OrganizationRow, convert};
+use crate::keys::{BatchKeys, list};
+use crate::rows::{ORGANIZATION_COLUMNS, OrganizationRow, Write, convert};
 use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]

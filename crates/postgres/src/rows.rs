@@ -178,3 +178,27 @@ impl TryFrom<DomainRow> for Domain {
 pub(crate) fn convert<R, T: TryFrom<R, Error = Error>>(rows: Vec<R>) -> Result<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
 }
+
+/// How rows are written: new rows, or rows that exist under the same key (an upsert, so
+/// that rows are written in the order given: the schema checks unique indexes row by row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Insert,
+    Update,
+}
+
+impl Write {
+    /// The statement's tail: nothing for inserts, the upsert for updates.
+    pub(crate) fn conflict(self, key: &str, columns: &[&str]) -> String {
+        match self {
+            Write::Insert => String::new(),
+            Write::Update => {
+                let set: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                format!(" ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+            }
+        }
+    }
+}

@@ -31,13 +31,13 @@ use tenancy_core::Result;
 use tenancy_core::event::{SortKey, StoredEvent};
 use tenancy_eventstore::projection_state::{ProjectionState, WaitingAdd};
 
-use crate::engine::ReplayV3;
+use crate::outcome::ReplayV3;
 
 const DOMAIN_ADDED: &str = "instance.domain.added";
 
 /// The instances this engine found fresh. Once another instance relied on one being fresh
 /// (took a domain ahead of it), it must be caught up in bulk whatever it grew to since.
-pub(crate) type Fresh = crate::bulk::InstanceSet;
+pub(crate) type Fresh = crate::memo::InstanceSet;
 
 /// True when the instance is fresh (see the module): no cursor, failure or row, and at
 /// most `bulk_limit` events of its aggregate types (never fewer than the bulk fold reads),

@@ -14,8 +14,10 @@ mod bulk;
 mod claims;
 mod continuous;
 mod engine;
+mod memo;
 pub mod metrics;
 mod ops;
+mod outcome;
 pub mod relational;
 mod verify;
 

@@ -1,0 +1,69 @@
+//! What the engine remembers between batches: which instances go through batches, which
+//! were found fresh, and how many rows the bulk catch-up wrote since the last `ANALYZE`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// A set of instance ids shared by the engine's workers.
+#[derive(Debug, Default)]
+pub(crate) struct InstanceSet(Mutex<HashSet<String>>);
+
+impl InstanceSet {
+    // No code panics while holding the lock, so a poisoned set is still a valid one.
+    pub(crate) fn contains(&self, instance_id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(instance_id)
+    }
+
+    pub(crate) fn insert(&self, instance_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(instance_id.to_owned());
+    }
+}
+
+/// Instances that go through batches from now on (they have a cursor, rows, or their bulk
+/// catch-up fell back), so later calls skip the check.
+pub(crate) type Batched = InstanceSet;
+
+/// Rows the bulk catch-up wrote, and how many there were when the tables were last
+/// analysed. Index choice does not depend on the statistics (tenancy_postgres::pool); the
+/// selectivity estimates do (e.g. how many domains an instance has), so they are refreshed
+/// whenever the bulk writes have doubled the rows since the last `ANALYZE`, instead of
+/// waiting for autovacuum's next round.
+#[derive(Debug, Default)]
+pub(crate) struct Statistics {
+    written: AtomicU64,
+    analyzed_at: AtomicU64,
+}
+
+/// Below this, the statistics of analysed-empty tables serve well enough.
+const ANALYZE_FROM_ROWS: u64 = 5_000;
+
+impl Statistics {
+    /// Counts `rows` written; true when this caller should refresh the statistics now.
+    pub(crate) fn wrote(&self, rows: u64) -> bool {
+        let written = self.written.fetch_add(rows, Ordering::Relaxed) + rows;
+        let at = self.analyzed_at.load(Ordering::Relaxed);
+        written >= ANALYZE_FROM_ROWS.max(2 * at)
+            && self
+                .analyzed_at
+                .compare_exchange(at, written, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// True when rows were written since the last refresh (and claims it).
+    pub(crate) fn stale(&self) -> bool {
+        let written = self.written.load(Ordering::Relaxed);
+        let at = self.analyzed_at.load(Ordering::Relaxed);
+        written > at
+            && self
+                .analyzed_at
+                .compare_exchange(at, written, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
