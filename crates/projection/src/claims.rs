@@ -28,12 +28,10 @@ use std::collections::HashMap;
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use tenancy_core::Result;
-use tenancy_core::event::{SortKey, StoredEvent};
+use tenancy_core::event::{INSTANCE_DOMAIN_ADDED, SortKey, StoredEvent};
 use tenancy_eventstore::projection_state::{ProjectionState, WaitingAdd};
 
 use crate::outcome::ReplayV3;
-
-const DOMAIN_ADDED: &str = "instance.domain.added";
 
 /// The instances this engine found fresh. Once another instance relied on one being fresh
 /// (took a domain ahead of it), it must be caught up in bulk whatever it grew to since.
@@ -65,7 +63,7 @@ pub(crate) async fn is_fresh(
 
 /// True when `events` hold an add of an instance domain, the only events that can wait.
 pub(crate) fn has_domain_adds(events: &[StoredEvent]) -> bool {
-    events.iter().any(|e| e.event_type == DOMAIN_ADDED)
+    events.iter().any(|e| e.event_type == INSTANCE_DOMAIN_ADDED)
 }
 
 /// The first of the instance's domain adds after `after` (exclusive) and up to `until`

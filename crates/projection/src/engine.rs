@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
-use tenancy_core::event::{EventQuery, StoredEvent};
+use tenancy_core::event::{EventQuery, INSTANCE_DOMAIN_ADDED, StoredEvent};
 use tenancy_core::ports::{EventReader, UnitOfWork};
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::PgEventStore;
@@ -584,7 +584,7 @@ async fn waits_for_other_instance(
             ..
         }
     );
-    if !is_global_conflict || event.event_type != "instance.domain.added" {
+    if !is_global_conflict || event.event_type != INSTANCE_DOMAIN_ADDED {
         return Ok(false);
     }
     let Some(domain) = event

@@ -91,6 +91,10 @@ pub enum LegacyEvent {
     },
 }
 
+/// The event that adds a domain to an instance: the only one whose effect (a custom
+/// domain, unique across instances) can depend on another instance's projection.
+pub const INSTANCE_DOMAIN_ADDED: &str = "instance.domain.added";
+
 /// Every event type of the catalogue, as stored in `event_type`.
 pub const EVENT_TYPES: &[&str] = &[
     "instance.added",

@@ -3,7 +3,9 @@
 mod catalogue;
 mod store;
 
-pub use catalogue::{DecodeError, EVENT_TYPES, INSTANCE_AGGREGATE, LegacyEvent, ORG_AGGREGATE};
+pub use catalogue::{
+    DecodeError, EVENT_TYPES, INSTANCE_AGGREGATE, INSTANCE_DOMAIN_ADDED, LegacyEvent, ORG_AGGREGATE,
+};
 pub use store::{
     EventQuery, NewEvent, SortKey, StoredEvent, UNIQUE_INSTANCE_DOMAIN, UNIQUE_ORG_DOMAIN,
     UNIQUE_ORG_NAME, UniqueAction, UniqueConstraint,
