@@ -262,3 +262,144 @@ pub fn reduce(
         ],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::event::EVENT_TYPES;
+    use crate::state::Table;
+
+    /// One payload of every catalogue type (events.md's shapes).
+    fn samples() -> Vec<(&'static str, Value)> {
+        vec![
+            ("instance.added", json!({"name": "ACME"})),
+            ("instance.changed", json!({"name": "ACME 2"})),
+            ("instance.removed", json!({})),
+            ("instance.default.org.set", json!({"orgId": "o1"})),
+            ("instance.iam.project.set", json!({"iamProjectId": "p1"})),
+            (
+                "instance.iam.console.set",
+                json!({"clientId": "c1", "appId": "a1"}),
+            ),
+            ("instance.default.language.set", json!({"language": "de"})),
+            (
+                "instance.domain.added",
+                json!({"domain": "a.example", "generated": true}),
+            ),
+            (
+                "instance.domain.primary.set",
+                json!({"domain": "a.example"}),
+            ),
+            ("instance.domain.removed", json!({"domain": "a.example"})),
+            (
+                "instance.trusted_domains.added",
+                json!({"domain": "t.example"}),
+            ),
+            (
+                "instance.trusted_domains.removed",
+                json!({"domain": "t.example"}),
+            ),
+            ("org.added", json!({"name": "Org"})),
+            ("org.changed", json!({"name": "Org 2"})),
+            ("org.deactivated", json!({})),
+            ("org.reactivated", json!({})),
+            ("org.removed", json!({})),
+            ("org.domain.added", json!({"domain": "o.example"})),
+            (
+                "org.domain.verification.added",
+                json!({"domain": "o.example", "validationType": 1}),
+            ),
+            (
+                "org.domain.verification.failed",
+                json!({"domain": "o.example"}),
+            ),
+            ("org.domain.verified", json!({"domain": "o.example"})),
+            ("org.domain.primary.set", json!({"domain": "o.example"})),
+            ("org.domain.removed", json!({"domain": "o.example"})),
+        ]
+    }
+
+    fn reduced(event_type: &str, payload: Value) -> Vec<StateChange> {
+        let event = LegacyEvent::decode(event_type, Some(&payload)).expect("a valid payload");
+        let aggregate = if event_type.starts_with("org.") {
+            "o1"
+        } else {
+            "i1"
+        };
+        reduce(&InstanceId::new("i1").expect("an id"), aggregate, &event).expect("reduces")
+    }
+
+    /// The fields of a change as its wire form has them.
+    fn fields(change: &StateChange) -> serde_json::Map<String, Value> {
+        let Value::Object(outer) = serde_json::to_value(change).expect("encodes") else {
+            panic!("{change:?} is not an object");
+        };
+        match outer.into_iter().next() {
+            Some((_, Value::Object(fields))) => fields,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_event_type_reduces_within_its_instance_and_organization() {
+        let mut covered = std::collections::BTreeSet::new();
+        for (event_type, payload) in samples() {
+            covered.insert(event_type);
+            for change in reduced(event_type, payload) {
+                let f = fields(&change);
+                let instance = match change.table() {
+                    Table::Instances => &f["id"],
+                    _ => &f["instance_id"],
+                };
+                assert_eq!(instance, "i1", "{event_type}: {change:?}");
+                let org = match change.table() {
+                    Table::Organizations => f.get("id"),
+                    _ => f.get("org_id"),
+                };
+                if let Some(org) = org {
+                    assert_eq!(org, "o1", "{event_type}: {change:?}");
+                }
+            }
+        }
+        assert_eq!(covered.len(), EVENT_TYPES.len(), "every catalogue type");
+    }
+
+    #[test]
+    fn removals_cascade_to_every_table_of_the_owner_parents_first() {
+        let tables = |event_type| -> Vec<Table> {
+            reduced(event_type, json!({}))
+                .iter()
+                .map(StateChange::table)
+                .collect()
+        };
+        assert_eq!(tables("instance.removed"), Table::ALL.to_vec());
+        assert_eq!(
+            tables("org.removed"),
+            [Table::Organizations, Table::OrgDomains, Table::Domains]
+        );
+    }
+
+    #[test]
+    fn events_without_an_effect_reduce_to_nothing() {
+        assert!(
+            reduced(
+                "org.domain.verification.failed",
+                json!({"domain": "o.example"})
+            )
+            .is_empty()
+        );
+        assert!(reduced("org.changed", json!({})).is_empty());
+    }
+
+    #[test]
+    fn an_organization_event_needs_an_organization_id() {
+        let event = LegacyEvent::decode("org.added", Some(&json!({"name": "Org"}))).unwrap();
+        let error = reduce(&InstanceId::new("i1").unwrap(), "", &event).unwrap_err();
+        assert!(
+            matches!(error, crate::Error::InvalidArgument { .. }),
+            "{error}"
+        );
+    }
+}

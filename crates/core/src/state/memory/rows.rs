@@ -192,3 +192,175 @@ fn split<K: Ord, V: Clone + PartialEq>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::state::{InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange};
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+    fn iid() -> InstanceId {
+        InstanceId::new("i1").unwrap()
+    }
+
+    fn apply(state: &mut InMemoryState, changes: Vec<StateChange>) {
+        for (n, change) in changes.into_iter().enumerate() {
+            let at = T0 + time::Duration::seconds(n as i64);
+            state.apply(&change, at).unwrap();
+        }
+    }
+
+    fn custom(domain: &str, is_primary: bool) -> StateChange {
+        InstanceDomainChange::Insert {
+            instance_id: iid(),
+            domain: domain.into(),
+            kind: InstanceDomainKind::Custom {
+                is_primary,
+                is_generated: false,
+            },
+        }
+        .into()
+    }
+
+    fn populated() -> InMemoryState {
+        let mut state = InMemoryState::new();
+        let org = OrgId::new("o1").unwrap();
+        apply(
+            &mut state,
+            vec![
+                InstanceChange::Create {
+                    id: iid(),
+                    name: "I".into(),
+                }
+                .into(),
+                OrganizationChange::Create {
+                    instance_id: iid(),
+                    id: org.clone(),
+                    name: "O".into(),
+                }
+                .into(),
+                custom("a.example", true),
+                OrgDomainChange::Insert {
+                    instance_id: iid(),
+                    org_id: org.clone(),
+                    domain: "o.example".into(),
+                }
+                .into(),
+                DomainChange::AddOrganizationDomain {
+                    instance_id: iid(),
+                    org_id: org,
+                    domain: "o.example".into(),
+                    validation_type: None,
+                }
+                .into(),
+            ],
+        );
+        state
+    }
+
+    #[test]
+    fn a_state_rebuilt_from_its_rows_has_no_difference() {
+        let state = populated();
+        let everything = state.diff(&InMemoryState::new());
+        assert!(everything.deleted.is_empty() && everything.updated.is_empty());
+        assert_eq!(everything.inserted.len(), 5);
+        let rebuilt = InMemoryState::from_rows(everything.inserted.clone());
+        assert!(rebuilt.diff(&state).is_empty());
+        assert!(state.diff(&rebuilt).is_empty());
+        // The rebuilt model numbers new unified rows after the loaded ones.
+        let mut grown = rebuilt.clone();
+        apply(
+            &mut grown,
+            vec![
+                DomainChange::AddInstanceDomain {
+                    instance_id: iid(),
+                    domain: "new.example".into(),
+                }
+                .into(),
+            ],
+        );
+        let added = grown.diff(&rebuilt).inserted.domains;
+        assert_eq!(added.len(), 1);
+        assert!(added[0].id > everything.inserted.domains[0].id);
+    }
+
+    #[test]
+    fn a_primary_switch_writes_the_demoted_row_first() {
+        // The promoted domain sorts before the demoted one in the model's order.
+        let mut state = populated();
+        apply(&mut state, vec![custom("0.example", false)]);
+        let before = state.clone();
+        apply(
+            &mut state,
+            vec![
+                InstanceDomainChange::SetPrimary {
+                    instance_id: iid(),
+                    domain: "0.example".into(),
+                }
+                .into(),
+            ],
+        );
+        let updated = state.diff(&before).updated.instance_domains;
+        let order: Vec<_> = updated.iter().map(|d| d.domain.as_str()).collect();
+        assert_eq!(order, ["a.example", "0.example"]);
+    }
+
+    #[test]
+    fn a_domain_added_again_in_other_letters_replaces_the_stored_key() {
+        let mut state = populated();
+        let before = state.clone();
+        apply(
+            &mut state,
+            vec![
+                InstanceDomainChange::Delete {
+                    instance_id: iid(),
+                    domain: "a.example".into(),
+                    domain_type: InstanceDomainType::Custom,
+                }
+                .into(),
+                custom("A.Example", false),
+            ],
+        );
+        let diff = state.diff(&before);
+        assert_eq!(diff.deleted.instance_domains[0].domain, "a.example");
+        assert_eq!(diff.inserted.instance_domains[0].domain, "A.Example");
+        assert!(diff.updated.is_empty());
+    }
+
+    #[test]
+    fn a_soft_delete_is_an_update_and_a_hard_delete_a_delete() {
+        let mut state = populated();
+        let before = state.clone();
+        let org = OrgId::new("o1").unwrap();
+        apply(
+            &mut state,
+            vec![
+                OrganizationChange::Remove {
+                    instance_id: iid(),
+                    id: org.clone(),
+                }
+                .into(),
+                OrgDomainChange::DeleteAllOfOrg {
+                    instance_id: iid(),
+                    org_id: org.clone(),
+                }
+                .into(),
+                DomainChange::RemoveDomainsOfOrganization {
+                    instance_id: iid(),
+                    org_id: org,
+                }
+                .into(),
+            ],
+        );
+        let diff = state.diff(&before);
+        assert_eq!(diff.updated.organizations.len(), 1);
+        assert!(diff.updated.organizations[0].deleted_at.is_some());
+        assert_eq!(diff.deleted.org_domains.len(), 1);
+        assert_eq!(diff.updated.domains.len(), 1);
+        assert!(diff.updated.domains[0].deleted_at.is_some());
+        assert!(diff.inserted.is_empty());
+    }
+}
