@@ -431,7 +431,8 @@ impl ProjectionState {
 
     /// True when a custom domain of `domains` (lower-cased) is held by another instance
     /// whose projection has not passed all its instance events up to `position` (it may
-    /// release the domain on the way).
+    /// release the domain on the way), or when no other instance holds any of them any more
+    /// (the holder released it between the failed insert and this check: try again).
     pub async fn holder_is_behind(
         &self,
         conn: &mut PgConnection,
@@ -440,17 +441,22 @@ impl ProjectionState {
         position: Decimal,
     ) -> Result<bool> {
         sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM instance_domains h
+            "WITH holders AS (
+                 SELECT instance_id FROM instance_domains
+                 WHERE lower(domain) = ANY($2) AND type = 'custom' AND instance_id <> $3
+                 UNION
+                 SELECT instance_id FROM domains
+                 WHERE lower(domain) = ANY($2) AND org_id IS NULL AND deleted_at IS NULL AND instance_id <> $3)
+             SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
+                 SELECT 1 FROM holders h
                  LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
-                 WHERE lower(h.domain) = ANY($2) AND h.type = 'custom' AND h.instance_id <> $3
-                   AND EXISTS (
-                       SELECT 1 FROM eventstore.events2 e
-                       WHERE e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
-                         AND e.\"position\" <= $4
-                         AND (c.instance_id IS NULL
-                              OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                                 > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))))",
+                 WHERE EXISTS (
+                     SELECT 1 FROM eventstore.events2 e
+                     WHERE e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
+                       AND e.\"position\" <= $4
+                       AND (c.instance_id IS NULL
+                            OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                               > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))))",
         )
         .bind(self.name)
         .bind(domains)

@@ -115,8 +115,10 @@ impl Engine {
             Err(error) => {
                 session.rollback().await?;
                 // A deadlock, or a custom domain still held by an instance that has not
-                // replayed its release yet: wait and try again. Anything else is not for
-                // bulk: the batch path records it event by event.
+                // replayed its release yet (or released since the insert failed): wait and
+                // try again. Anything else is not for bulk: the batch path records it event
+                // by event. (A fresh instance sent to batches would replay domain adds that
+                // other instances, counting on its bulk catch-up, did not wait for.)
                 let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
                 if matches!(error, Error::Conflict(_))
                     || holder_is_behind(self.state(), &mut conn, &error, &folded.state, last)
@@ -220,7 +222,8 @@ fn deferred() -> Outcome {
 }
 
 /// True when the bulk insert failed on a custom domain that an instance holds which has
-/// not yet projected all its events before `last` (it may release the domain).
+/// not yet projected all its events before `last` (it may release the domain), or that no
+/// other instance holds any more (released between the insert and this check).
 async fn holder_is_behind(
     projection: &ProjectionState,
     conn: &mut PgConnection,
