@@ -88,10 +88,6 @@ impl ProjectionState {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn lock_key(&self) -> String {
         format!("tenancy.projection:{}", self.name)
     }
@@ -429,10 +425,12 @@ impl ProjectionState {
             .collect())
     }
 
-    /// True when a custom domain of `domains` (lower-cased) is held by another instance
-    /// whose projection has not passed all its instance events up to `position` (it may
-    /// release the domain on the way), or when no other instance holds any of them any more
-    /// (the holder released it between the failed insert and this check: try again).
+    /// After an insert of `instance_id` failed on a custom domain of `domains` (lower-cased):
+    /// true when another instance holding one of them has not passed all its instance
+    /// events up to `position` (it may release the domain on the way), or when no other
+    /// instance holds any of them any more (released between the failed insert and this
+    /// check). Either way the insert waits and is tried again, rather than failing. Used by
+    /// the bulk catch-up (the instance's last event) and by batches (the adding event).
     pub async fn holder_is_behind(
         &self,
         conn: &mut PgConnection,
@@ -462,38 +460,6 @@ impl ProjectionState {
         .bind(domains)
         .bind(instance_id)
         .bind(position)
-        .fetch_one(conn)
-        .await
-        .map_err(on_constraint)
-    }
-
-    /// True when the instance domain `domain` has no holder any more (released meanwhile),
-    /// or a holder other than `event`'s instance whose projection has not passed all its
-    /// instance events before `event` (it may release the domain on the way).
-    pub async fn domain_may_be_released(
-        &self,
-        conn: &mut PgConnection,
-        event: &StoredEvent,
-        domain: &str,
-    ) -> Result<bool> {
-        sqlx::query_scalar(
-            "WITH holders AS (
-                 SELECT instance_id FROM instance_domains WHERE lower(domain) = lower($2) AND type = 'custom'
-                 UNION
-                 SELECT instance_id FROM domains WHERE lower(domain) = lower($2) AND org_id IS NULL AND deleted_at IS NULL)
-             SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
-                 SELECT 1 FROM holders h
-                 JOIN eventstore.events2 e ON e.instance_id = h.instance_id AND e.aggregate_type = 'instance'
-                 LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id
-                 WHERE h.instance_id <> $3 AND e.\"position\" < $4
-                   AND (c.instance_id IS NULL
-                        OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                           > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\")))",
-        )
-        .bind(self.name)
-        .bind(domain)
-        .bind(&event.instance_id)
-        .bind(event.position)
         .fetch_one(conn)
         .await
         .map_err(on_constraint)

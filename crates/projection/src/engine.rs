@@ -595,9 +595,14 @@ async fn waits_for_other_instance(
     else {
         return Ok(false);
     };
-    // A holder that released the domain between the failed insert and this check (its
-    // batch committed meanwhile) leaves no holder: retried soon, not counted as a failure.
-    state.domain_may_be_released(conn, event, domain).await
+    state
+        .holder_is_behind(
+            conn,
+            &event.instance_id,
+            &[domain.to_lowercase()],
+            event.position,
+        )
+        .await
 }
 
 /// An event that failed before and now applied is no longer a failure.

@@ -3,6 +3,8 @@
 mod catalogue;
 mod store;
 
+#[cfg(test)]
+pub(crate) use catalogue::spec_samples;
 pub use catalogue::{
     DecodeError, EVENT_TYPES, INSTANCE_AGGREGATE, INSTANCE_DOMAIN_ADDED, LegacyEvent, ORG_AGGREGATE,
 };

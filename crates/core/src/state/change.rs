@@ -269,57 +269,8 @@ mod tests {
 
     use super::*;
     use crate::event::EVENT_TYPES;
+    use crate::event::spec_samples;
     use crate::state::Table;
-
-    /// One payload of every catalogue type (events.md's shapes).
-    fn samples() -> Vec<(&'static str, Value)> {
-        vec![
-            ("instance.added", json!({"name": "ACME"})),
-            ("instance.changed", json!({"name": "ACME 2"})),
-            ("instance.removed", json!({})),
-            ("instance.default.org.set", json!({"orgId": "o1"})),
-            ("instance.iam.project.set", json!({"iamProjectId": "p1"})),
-            (
-                "instance.iam.console.set",
-                json!({"clientId": "c1", "appId": "a1"}),
-            ),
-            ("instance.default.language.set", json!({"language": "de"})),
-            (
-                "instance.domain.added",
-                json!({"domain": "a.example", "generated": true}),
-            ),
-            (
-                "instance.domain.primary.set",
-                json!({"domain": "a.example"}),
-            ),
-            ("instance.domain.removed", json!({"domain": "a.example"})),
-            (
-                "instance.trusted_domains.added",
-                json!({"domain": "t.example"}),
-            ),
-            (
-                "instance.trusted_domains.removed",
-                json!({"domain": "t.example"}),
-            ),
-            ("org.added", json!({"name": "Org"})),
-            ("org.changed", json!({"name": "Org 2"})),
-            ("org.deactivated", json!({})),
-            ("org.reactivated", json!({})),
-            ("org.removed", json!({})),
-            ("org.domain.added", json!({"domain": "o.example"})),
-            (
-                "org.domain.verification.added",
-                json!({"domain": "o.example", "validationType": 1}),
-            ),
-            (
-                "org.domain.verification.failed",
-                json!({"domain": "o.example"}),
-            ),
-            ("org.domain.verified", json!({"domain": "o.example"})),
-            ("org.domain.primary.set", json!({"domain": "o.example"})),
-            ("org.domain.removed", json!({"domain": "o.example"})),
-        ]
-    }
 
     fn reduced(event_type: &str, payload: Value) -> Vec<StateChange> {
         let event = LegacyEvent::decode(event_type, Some(&payload)).expect("a valid payload");
@@ -345,7 +296,7 @@ mod tests {
     #[test]
     fn every_event_type_reduces_within_its_instance_and_organization() {
         let mut covered = std::collections::BTreeSet::new();
-        for (event_type, payload) in samples() {
+        for (event_type, payload) in spec_samples() {
             covered.insert(event_type);
             for change in reduced(event_type, payload) {
                 let f = fields(&change);
