@@ -9,7 +9,7 @@ use tenancy_api::{Api, router};
 use tenancy_challenge::Checker;
 use tenancy_core::challenge::OsTokens;
 use tenancy_core::page_token::PageTokens;
-use tenancy_core::ports::{SonyflakeGenerator, SystemClock};
+use tenancy_core::ports::SystemClock;
 use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::PgStore;
 use tenancy_postgres::hosts::{HostResolver, HostResolverConfig};
@@ -41,7 +41,7 @@ pub async fn routes(pool: &sqlx::PgPool, settings: &Settings) -> Result<axum::Ro
         checker: Arc::new(Checker::new(settings.verification.challenge())?),
         challenge: settings.verification.tokens(),
         clock: Arc::new(SystemClock),
-        ids: Arc::new(SonyflakeGenerator::new(1)),
+        ids: Arc::new(tenancy_postgres::ids::LeasedIds::lease(pool).await?),
         tokens: Arc::new(OsTokens),
         page_tokens: PageTokens::new(key).context("[api] page_token_key")?,
     };

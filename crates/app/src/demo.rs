@@ -12,7 +12,7 @@ use tenancy_core::command::{
 };
 use tenancy_core::event::NewEvent;
 use tenancy_core::model::ValidationType;
-use tenancy_core::ports::{InstanceRepository, SonyflakeGenerator, SystemClock};
+use tenancy_core::ports::{InstanceRepository, SystemClock};
 use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::PgStore;
 use tenancy_projection::Engine;
@@ -138,7 +138,7 @@ pub async fn run(pool: &PgPool, engine: &Engine) -> Result<()> {
     let store = PgStore::with_events(pool.clone(), events);
     let ctx = CommandContext {
         clock: Arc::new(SystemClock),
-        ids: Arc::new(SonyflakeGenerator::new(1)),
+        ids: Arc::new(tenancy_postgres::ids::LeasedIds::lease(pool).await?),
         tokens: Arc::new(tenancy_core::challenge::OsTokens),
         creator: "demo-v3".into(),
     };

@@ -13,7 +13,7 @@ use tenancy_core::command::{
 };
 use tenancy_core::id::{InstanceId, OrgId};
 use tenancy_core::model::ValidationType;
-use tenancy_core::ports::{SonyflakeGenerator, SystemClock};
+use tenancy_core::ports::SystemClock;
 use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::PgStore;
 
@@ -58,7 +58,7 @@ pub async fn run_action(
     let store = PgStore::with_events(pool.clone(), events.clone());
     let ctx = CommandContext {
         clock: Arc::new(SystemClock),
-        ids: Arc::new(SonyflakeGenerator::new(1)),
+        ids: Arc::new(tenancy_postgres::ids::LeasedIds::lease(pool).await?),
         tokens: Arc::new(OsTokens),
         creator: "tenancy-cli".into(),
     };

@@ -2,8 +2,8 @@
 //!
 //! The adapters of [`tenancy_core::challenge::DomainChallenge`]: a DNS TXT record at
 //! `_<prefix>-challenge.<domain>` looked up through hickory's resolver, and an HTTP file
-//! at `https://<domain>/.well-known/<prefix>-challenge/<token>` fetched with reqwest, with
-//! a timeout, a size limit and a guard against requests to loopback, private and
+//! at `https://<domain>/.well-known/<prefix>-challenge/<token>` fetched with hyper on a
+//! connection to a checked address, with a timeout, a size limit and a guard against requests to loopback, private and
 //! link-local addresses (server-side request forgery).
 //!
 //! ```no_run

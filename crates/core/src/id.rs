@@ -103,6 +103,11 @@ impl SonyflakeIds {
         }
     }
 
+    /// The machine id in the low 16 bits of every id.
+    pub fn machine_id(&self) -> u16 {
+        self.machine_id
+    }
+
     /// The next id at `now`. When the 256 ids of one 10 ms tick are used up, the id borrows
     /// the next tick (as sonyflake does by sleeping), so ids stay unique and increasing.
     pub fn next_id(&mut self, now: OffsetDateTime) -> Result<String> {

@@ -6,22 +6,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Longest domain name accepted (schema: `length(domain) BETWEEN 1 AND 255`).
-pub const MAX_DOMAIN_LEN: usize = 255;
+/// Longest domain name accepted: a DNS name has at most 253 characters in text form
+/// (255 octets on the wire), below the schema's `length(domain) BETWEEN 1 AND 255`.
+pub const MAX_DOMAIN_LEN: usize = 253;
 /// Longest DNS label.
 pub const MAX_LABEL_LEN: usize = 63;
 /// Longest instance or organization name.
 pub const MAX_NAME_LEN: usize = 200;
 
-/// A host name: trimmed, lower-cased, 1..=255 characters, dot-separated labels of ASCII
+/// A host name: trimmed, lower-cased, 1..=253 characters, dot-separated labels of ASCII
 /// letters, digits and hyphens (no empty label, no leading or trailing hyphen, at most 63
 /// characters each). Punycode (`xn--`) labels are plain ASCII and pass like any other.
+///
+/// A name that a URL parser reads as an IP address is refused: the WHATWG URL standard
+/// (which reqwest, browsers and most proxies follow) takes a host whose last label is all
+/// digits or `0x` hex as IPv4 (`127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`, `0`),
+/// so such a "domain" would address a machine, not a name. No top-level domain is numeric.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DomainName(String);
 
 impl DomainName {
     pub fn parse(input: &str) -> Result<Self> {
+        let domain = Self::parse_stored(input)?;
+        if let Some(last) = domain.0.rsplit('.').next()
+            && reads_as_ipv4_number(last)
+        {
+            return Err(Error::invalid(
+                "domain",
+                format!(
+                    "{:?} ends in the numeric label {last:?}: URL parsers read it as an IP address, not a domain name",
+                    domain.0
+                ),
+            ));
+        }
+        Ok(domain)
+    }
+
+    /// A domain that is stored already: the syntax of [`DomainName::parse`] without the
+    /// rule against IP-shaped names, so a row written before that rule can still be named
+    /// (to remove it). Never use it for a domain that is added.
+    pub fn parse_stored(input: &str) -> Result<Self> {
         let domain = input.trim().to_ascii_lowercase();
         let invalid = |reason: String| Error::invalid("domain", reason);
         if domain.is_empty() {
@@ -59,6 +84,27 @@ impl DomainName {
         Ok(Self(domain))
     }
 
+    /// A domain an organization or an instance claims: [`DomainName::parse`], and a name
+    /// under a public suffix, so at least two labels and not `localhost` or a name under
+    /// `.localhost` (RFC 6761: they always mean this machine).
+    pub fn parse_claimable(input: &str) -> Result<Self> {
+        let domain = Self::parse(input)?;
+        let name = domain.as_str();
+        if name == "localhost" || name.ends_with(".localhost") {
+            return Err(Error::invalid(
+                "domain",
+                format!("{name:?} is a loopback name (RFC 6761), not a domain of its own"),
+            ));
+        }
+        if !name.contains('.') {
+            return Err(Error::invalid(
+                "domain",
+                format!("{name:?} has a single label: a claimable domain has at least two (name.tld)"),
+            ));
+        }
+        Ok(domain)
+    }
+
     /// The domain of an HTTP `Host` header: without a `:port` and a trailing dot.
     /// `[::1]:8080` and other IP literals in brackets are not domains.
     pub fn from_host(host: &str) -> Result<Self> {
@@ -79,6 +125,15 @@ impl DomainName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// WHATWG URL's "ends in a number": a label of digits, or `0x` followed by hex digits
+/// (octal `0177` is digits too).
+fn reads_as_ipv4_number(label: &str) -> bool {
+    let hex = label
+        .strip_prefix("0x")
+        .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || (!label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl fmt::Display for DomainName {
@@ -224,6 +279,7 @@ mod tests {
         assert!(DomainName::parse("xn--bcher-kva.example").is_ok());
         assert!(DomainName::parse("localhost").is_ok());
         assert!(DomainName::parse("a-b.c0").is_ok());
+        assert!(DomainName::parse("0x.example").is_ok(), "only the last label counts");
     }
 
     #[test]
@@ -246,8 +302,44 @@ mod tests {
         ]
         .join(".");
         assert_eq!(long.len(), 255);
-        assert!(DomainName::parse(&long).is_ok());
-        assert!(reason(DomainName::parse(&format!("{long}e"))).contains("at most 255"));
+        assert!(reason(DomainName::parse(&long)).contains("at most 253"));
+        assert!(DomainName::parse(&long[2..]).is_ok());
+    }
+
+    /// H1 of the security review: every spelling a URL parser turns into an IPv4 address.
+    #[test]
+    fn names_that_url_parsers_read_as_ip_addresses_are_refused() {
+        for ip_shaped in [
+            "127.0.0.1",
+            "127.1",
+            "127.0.1",
+            "2130706433",
+            "0x7f000001",
+            "0X7F000001",
+            "0177.0.0.1",
+            "0",
+            "169.254.43518",
+            "167772161",
+            "10.0.0.0x1",
+            "a.b.0x",
+            "example.123",
+        ] {
+            assert!(
+                reason(DomainName::parse(ip_shaped)).contains("IP address"),
+                "{ip_shaped}"
+            );
+            assert!(DomainName::from_host(&format!("{ip_shaped}:443")).is_err());
+        }
+        assert!(DomainName::parse_stored("127.0.0.1").is_ok(), "removable");
+    }
+
+    /// L9: what an organization or an instance may claim.
+    #[test]
+    fn claimable_domains_have_a_suffix_and_are_not_loopback_names() {
+        for bad in ["localhost", "LocalHost.", "app.localhost", "com", "intranet"] {
+            assert!(DomainName::parse_claimable(bad).is_err(), "{bad}");
+        }
+        assert!(DomainName::parse_claimable("acme.example").is_ok());
     }
 
     #[test]
@@ -277,7 +369,7 @@ mod tests {
         fn domain_parsing_never_panics_and_accepts_only_valid(input in ".{0,300}") {
             if let Ok(d) = DomainName::parse(&input) {
                 let s = d.as_str();
-                prop_assert!(!s.is_empty() && s.len() <= 255);
+                prop_assert!(!s.is_empty() && s.len() <= 253);
                 prop_assert!(s.split('.').all(|l| !l.is_empty() && l.len() <= 63
                     && !l.starts_with('-') && !l.ends_with('-')
                     && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')));
@@ -287,7 +379,7 @@ mod tests {
 
         #[test]
         fn valid_shaped_domains_are_accepted(labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", 1..5)) {
-            let input = labels.join(".");
+            let input = format!("{}.example", labels.join("."));
             prop_assert!(DomainName::parse(&input).is_ok());
         }
     }

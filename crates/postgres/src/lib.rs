@@ -23,6 +23,7 @@ pub mod dump;
 pub mod embedded;
 mod error;
 pub mod hosts;
+pub mod ids;
 mod instance;
 mod instance_domain;
 mod keys;

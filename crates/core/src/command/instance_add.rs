@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::{Command, CommandContext, emit_instance_event};
-use crate::error::Result;
+use crate::error::{Error, Result, Rule};
 use crate::event::LegacyEvent;
 use crate::id::InstanceId;
 use crate::ports::UnitOfWork;
@@ -25,13 +25,17 @@ impl Command for AddInstance {
         emit_instance_event(uow, ctx, at, &id, event, vec![]).await?;
         Ok(id)
     }
+
+    /// The id is always generated: a collision with one generated elsewhere runs again.
+    fn retry_on(&self, error: &Error) -> bool {
+        matches!(error, Error::AlreadyExists { rule: Rule::InstanceId, .. })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::command::testing::*;
-    use crate::error::Error;
     use crate::mocks::MockUnitOfWork;
 
     #[tokio::test]

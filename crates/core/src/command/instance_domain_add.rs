@@ -22,7 +22,7 @@ impl Command for AddInstanceDomain {
     type Output = DomainName;
 
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<DomainName> {
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_claimable(&self.domain)?;
         live_instance(uow, &self.instance_id).await?;
         match uow.instance_by_host(domain.as_str()).await {
             Ok(_) => {

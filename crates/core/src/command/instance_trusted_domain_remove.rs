@@ -20,7 +20,7 @@ impl Command for RemoveInstanceTrustedDomain {
     type Output = ();
 
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<()> {
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_stored(&self.domain)?;
         live_instance(uow, &self.instance_id).await?;
         let existing = uow
             .list_instance_domains(&self.instance_id)

@@ -93,7 +93,17 @@ pub trait Command: Send + Sync {
     /// Runs inside `uow`; the caller commits (see [`run`]).
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext)
     -> Result<Self::Output>;
+
+    /// Whether `error` means "run again in a new unit of work": a generated id that
+    /// collided with one generated elsewhere, which the caller must never see.
+    fn retry_on(&self, error: &crate::Error) -> bool {
+        let _ = error;
+        false
+    }
 }
+
+/// Attempts of a command whose generated id collided (see [`Command::retry_on`]).
+const ATTEMPTS: usize = 3;
 
 /// Runs a command in a fresh unit of work: commit on success, roll back on error, so a
 /// command that breaks a rule writes nothing.
@@ -103,19 +113,34 @@ pub async fn run<C: Command>(
     ctx: &CommandContext,
     command: &C,
 ) -> Result<C::Output> {
-    let mut uow = factory.begin().await?;
-    match command.execute(&mut *uow, ctx).await {
-        Ok(output) => {
-            uow.commit().await?;
-            Ok(output)
+    let mut attempt = 1;
+    loop {
+        match run_once(factory, ctx, command).await {
+            Err(error) if attempt < ATTEMPTS && command.retry_on(&error) => {
+                tracing::info!(%error, attempt, "generated id collided; running again");
+                attempt += 1;
+            }
+            result => return result,
         }
+    }
+}
+
+async fn run_once<C: Command>(
+    factory: &dyn UnitOfWorkFactory,
+    ctx: &CommandContext,
+    command: &C,
+) -> Result<C::Output> {
+    let mut uow = factory.begin().await?;
+    let result = match command.execute(&mut *uow, ctx).await {
+        Ok(output) => uow.commit().await.map(|()| output),
         Err(error) => {
             if let Err(rollback) = uow.rollback().await {
                 tracing::warn!(%rollback, "rollback after a failed command failed");
             }
             Err(error)
         }
-    }
+    };
+    result
 }
 
 /// Applies the reducer's changes for `event` and pushes it, written by v3.

@@ -23,7 +23,7 @@ impl Command for AddOrganizationDomain {
     type Output = DomainName;
 
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<DomainName> {
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_claimable(&self.domain)?;
         live_organization(uow, &self.instance_id, &self.org_id).await?;
         let own = uow
             .list_org_domains(&self.instance_id, &self.org_id)

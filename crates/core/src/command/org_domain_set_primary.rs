@@ -21,7 +21,7 @@ impl Command for SetOrganizationDomainPrimary {
     type Output = ();
 
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<()> {
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_stored(&self.domain)?;
         live_organization(uow, &self.instance_id, &self.org_id).await?;
         let existing = existing_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         if !existing.is_verified {

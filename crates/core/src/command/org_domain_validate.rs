@@ -33,7 +33,7 @@ impl ValidateOrganizationDomain {
         checker: &dyn DomainChallenge,
         ctx: &CommandContext,
     ) -> Result<()> {
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_claimable(&self.domain)?;
         self.ensure_unverified(factory, &domain).await?;
         let history = events
             .read_aggregate(

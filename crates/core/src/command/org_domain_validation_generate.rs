@@ -42,7 +42,7 @@ impl Command for GenerateOrganizationDomainValidation {
         ctx: &CommandContext,
     ) -> Result<DomainValidation> {
         self.settings.validate()?;
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_claimable(&self.domain)?;
         let existing = unverified_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         let token = ctx.tokens.token()?;
         let now = ctx.clock.now();

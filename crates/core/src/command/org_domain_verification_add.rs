@@ -23,7 +23,7 @@ impl Command for AddOrganizationDomainVerification {
     type Output = ();
 
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext) -> Result<()> {
-        let domain = DomainName::parse(&self.domain)?;
+        let domain = DomainName::parse_claimable(&self.domain)?;
         let existing = unverified_org_domain(uow, &self.instance_id, &self.org_id, &domain).await?;
         let event = LegacyEvent::OrgDomainVerificationAdded {
             domain: existing.domain,

@@ -32,6 +32,7 @@ impl Command for AddOrganization {
                 ensure_id_free(uow, &self.instance_id, &id).await?;
                 id
             }
+            // A collision with an id generated elsewhere fails the insert: retried (below).
             None => OrgId::new(ctx.ids.next_id()?)?,
         };
         let uniques = vec![UniqueConstraint::add_org_name(
@@ -50,6 +51,11 @@ impl Command for AddOrganization {
         )
         .await?;
         Ok(org_id)
+    }
+
+    fn retry_on(&self, error: &Error) -> bool {
+        self.id.is_none()
+            && matches!(error, Error::AlreadyExists { rule: Rule::OrganizationId, .. })
     }
 }
 
