@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Well-known types from pbjson-types, which carry proto3-JSON serde impls.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // prost's codec plus the check of every request's text (src/codec.rs).
+        .codec_path("crate::codec::CheckedCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

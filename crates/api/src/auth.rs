@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, Uri, Version, header};
 use sha2::{Digest, Sha256};
 use tenancy_core::challenge::{OsTokens, TokenGenerator};
 use tenancy_core::id::InstanceId;
@@ -17,7 +17,11 @@ pub const INSTANCE_HEADER: &str = "x-tenancy-instance-id";
 
 /// One configured token: its name (the `creator` of the events it writes), the hex
 /// SHA-256 of the token, and the instance it is bound to (none: a system token).
+///
+/// Unknown keys are refused: a misspelled `instance_id` would otherwise make an instance
+/// token a system token.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     pub name: String,
     pub sha256: String,
@@ -104,8 +108,13 @@ impl ApiTokens {
         self.by_digest.get(&digest(token))
     }
 
-    /// The caller of a request with these headers, or why not (UNAUTHENTICATED).
-    pub fn caller(&self, headers: &HeaderMap, uri: &Uri) -> std::result::Result<Caller, String> {
+    /// The caller of a request with these headers, or why not (UNAUTHENTICATED); `host`
+    /// is the request's host ([`request_host`]).
+    pub fn caller(
+        &self,
+        headers: &HeaderMap,
+        host: Option<String>,
+    ) -> std::result::Result<Caller, String> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or("missing authorization header (Bearer token)")?
@@ -117,11 +126,6 @@ impl ApiTokens {
             .map(|(_, token)| token.trim())
             .ok_or("authorization header must be 'Bearer <token>'")?;
         let principal = self.principal(token).ok_or("unknown token")?.clone();
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
         let instance_header = headers
             .get(INSTANCE_HEADER)
             .and_then(|h| h.to_str().ok())
@@ -131,6 +135,51 @@ impl ApiTokens {
             host,
             instance_header,
         })
+    }
+}
+
+/// The host a request addresses, or why the request is malformed (400): one value, and
+/// one that could be a host (visible ASCII).
+///
+/// - HTTP/2: `:authority` (RFC 9113 §8.3.1); a `host` header that differs from it is refused,
+///   since an intermediary may have checked one and the instance would come from the other.
+/// - HTTP/1.1: a request target in absolute form names the host and the `Host` header is
+///   ignored (RFC 9112 §3.2.2); otherwise exactly one `Host` header (RFC 9112 §3.2: none,
+///   two, or an invalid one is 400).
+pub fn request_host(
+    version: Version,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> std::result::Result<Option<String>, String> {
+    let mut values = headers.get_all(header::HOST).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err("more than one Host header".into());
+    }
+    let host = match first {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or("invalid Host header: a host is visible ASCII (use punycode)")?,
+        ),
+    };
+    match uri.authority().map(|a| a.as_str()) {
+        Some(authority) => {
+            if version == Version::HTTP_2
+                && let Some(host) = host
+                && !host.eq_ignore_ascii_case(authority)
+            {
+                return Err(format!(
+                    "the host header ({host}) differs from :authority ({authority})"
+                ));
+            }
+            Ok(Some(authority.to_owned()))
+        }
+        None if version == Version::HTTP_11 && host.is_none() => Err("missing Host header".into()),
+        None => Ok(host.map(str::to_owned)),
     }
 }
 
@@ -190,13 +239,17 @@ mod tests {
         h
     }
 
+    fn host(headers: &HeaderMap) -> Option<String> {
+        request_host(Version::HTTP_11, headers, &Uri::from_static("/x")).unwrap()
+    }
+
     #[test]
     fn bearer_tokens_name_their_principal() {
-        let uri = Uri::from_static("/x");
-        let caller = tokens().caller(&headers("Bearer s3cret"), &uri).unwrap();
+        let h = headers("Bearer s3cret");
+        let caller = tokens().caller(&h, host(&h)).unwrap();
         assert_eq!(caller.principal.name(), "ops");
         assert_eq!(caller.host.as_deref(), Some("login.acme.example:8080"));
-        let caller = tokens().caller(&headers("bearer acme"), &uri).unwrap();
+        let caller = tokens().caller(&headers("bearer acme"), None).unwrap();
         assert!(
             matches!(caller.principal, Principal::Instance { ref instance_id, .. } if instance_id.as_str() == "i1")
         );
@@ -204,11 +257,44 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        let uri = Uri::from_static("/x");
         for bad in ["Bearer nope", "Basic s3cret", "s3cret", "Bearer "] {
-            assert!(tokens().caller(&headers(bad), &uri).is_err(), "{bad}");
+            assert!(tokens().caller(&headers(bad), None).is_err(), "{bad}");
         }
-        assert!(tokens().caller(&HeaderMap::new(), &uri).is_err());
+        assert!(tokens().caller(&HeaderMap::new(), None).is_err());
+    }
+
+    /// M1 of the security review.
+    #[test]
+    fn one_host_per_request_and_the_authority_wins() {
+        let origin = Uri::from_static("/x");
+        let absolute = Uri::from_static("http://b.example/x");
+        let mut two = HeaderMap::new();
+        two.append(header::HOST, "a.example".parse().unwrap());
+        two.append(header::HOST, "b.example".parse().unwrap());
+        assert!(request_host(Version::HTTP_11, &two, &origin).is_err());
+        let mut one = HeaderMap::new();
+        one.insert(header::HOST, "a.example".parse().unwrap());
+        assert_eq!(
+            request_host(Version::HTTP_11, &one, &absolute)
+                .unwrap()
+                .as_deref(),
+            Some("b.example"),
+            "absolute form: the target's host, Host ignored"
+        );
+        assert!(
+            request_host(Version::HTTP_2, &one, &absolute).is_err(),
+            "HTTP/2: host differs from :authority"
+        );
+        let mut same = HeaderMap::new();
+        same.insert(header::HOST, "B.example".parse().unwrap());
+        assert!(request_host(Version::HTTP_2, &same, &absolute).is_ok());
+        assert!(request_host(Version::HTTP_11, &HeaderMap::new(), &origin).is_err());
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            header::HOST,
+            axum::http::HeaderValue::from_bytes("lögin.example".as_bytes()).unwrap(),
+        );
+        assert!(request_host(Version::HTTP_11, &bad, &origin).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `tenancy start` mounts [`router`] beside `/healthz` and `/metrics`.
 
 pub mod auth;
+mod codec;
 mod convert;
 pub mod error;
 pub mod hosts;
@@ -16,6 +17,7 @@ pub mod paging;
 pub mod pb;
 mod server;
 mod service;
+pub mod text;
 
 pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, listener, router};
 pub use service::{Api, Stamped};

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tonic::Status;
 use tower::ServiceExt as _;
 
-use crate::auth::{ApiTokens, Caller};
+use crate::auth::{ApiTokens, Caller, request_host};
 use crate::error::connect_code;
 use crate::pb;
 use crate::pb::instance::v2::instance_service_server::{InstanceService, InstanceServiceServer};
@@ -108,7 +108,14 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match tokens.caller(request.headers(), request.uri()) {
+    let host = match request_host(request.version(), request.headers(), request.uri()) {
+        Ok(host) => host,
+        Err(why) if is_grpc(&request) => {
+            return Status::invalid_argument(why).into_http::<Body>();
+        }
+        Err(why) => return connect_error(&Status::invalid_argument(why)),
+    };
+    match tokens.caller(request.headers(), host) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -133,27 +140,54 @@ pub fn connect_error(status: &Status) -> Response {
     (http, axum::Json(body)).into_response()
 }
 
-/// One Connect unary call with a JSON body: decode, call the service, encode.
+/// The encoding of a Connect unary call, from its content type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Proto,
+}
+
+fn connect_encoding(content_type: Option<&str>) -> Option<Encoding> {
+    let essence = content_type?.split(';').next()?.trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Some(Encoding::Json)
+    } else if essence.eq_ignore_ascii_case("application/proto") {
+        Some(Encoding::Proto)
+    } else {
+        None
+    }
+}
+
+/// One Connect unary call: decode (JSON or binary protobuf, as the content type says),
+/// check the text, call the service, encode the answer the same way. Errors are JSON in
+/// both encodings, as the Connect protocol says.
 async fn unary<Req, Res, F, Fut>(request: Request, limit: usize, call: F) -> Response
 where
-    Req: DeserializeOwned + Default,
-    Res: Serialize,
+    Req: DeserializeOwned + Serialize + prost::Message + Default,
+    Res: Serialize + prost::Message,
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Res>, Status>>,
 {
     let (parts, body) = request.into_parts();
-    let json = parts
+    let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json {
+        .and_then(|v| v.to_str().ok());
+    let Some(encoding) = connect_encoding(content_type) else {
         let status = Status::invalid_argument(
-            "content-type must be application/json (Connect) or application/grpc",
+            "content-type must be application/json or application/proto (Connect), or application/grpc",
         );
         let mut response = connect_error(&status);
         *response.status_mut() = axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return response;
+    };
+    if let Some(coding) = parts.headers.get(header::CONTENT_ENCODING)
+        && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return connect_error(&Status::unimplemented(format!(
+            "content-encoding {} is not supported: send the body uncompressed",
+            String::from_utf8_lossy(coding.as_bytes())
+        )));
     }
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return connect_error(&Status::resource_exhausted(format!(
@@ -163,28 +197,65 @@ where
     let message: Req = if bytes.is_empty() {
         Req::default()
     } else {
-        match serde_json::from_slice(&bytes) {
+        let decoded = match encoding {
+            Encoding::Json => decode_json(&bytes),
+            Encoding::Proto => Req::decode(bytes.as_ref())
+                .map_err(|e| Status::invalid_argument(format!("invalid protobuf body: {e}"))),
+        };
+        match decoded {
             Ok(message) => message,
-            Err(e) => {
-                return connect_error(&Status::invalid_argument(format!("invalid JSON body: {e}")));
-            }
+            Err(status) => return connect_error(&status),
         }
     };
+    if let Err(status) = crate::text::check_storable(&message) {
+        return connect_error(&status);
+    }
     let mut call_request = tonic::Request::new(message);
     if let Some(caller) = parts.extensions.get::<Caller>() {
         call_request.extensions_mut().insert(caller.clone());
     }
     match call(call_request).await {
         Ok(response) => {
-            let mut response = axum::Json(response.into_inner()).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            let response = response.into_inner();
+            let (body, content_type) = match encoding {
+                Encoding::Json => match serde_json::to_vec(&response) {
+                    Ok(body) => (body, "application/json"),
+                    Err(e) => {
+                        return connect_error(&Status::internal(format!(
+                            "encoding the answer: {e}"
+                        )));
+                    }
+                },
+                Encoding::Proto => (response.encode_to_vec(), "application/proto"),
+            };
+            let mut response = Body::from(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             response
         }
         Err(status) => connect_error(&status),
     }
+}
+
+/// A JSON body; an error names the field (its JSON path) and what was wrong with it.
+fn decode_json<Req: DeserializeOwned>(bytes: &[u8]) -> Result<Req, Status> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde's message for pbjson's "number or string" fields says nothing useful.
+        let reason = if inner.to_string().contains("untagged enum") {
+            "not a valid number for this field".to_owned()
+        } else {
+            inner.to_string()
+        };
+        if path == "." || path.is_empty() {
+            Status::invalid_argument(format!("invalid JSON body: {reason}"))
+        } else {
+            Status::invalid_argument(format!("invalid {path}: {reason}"))
+        }
+    })
 }
 
 macro_rules! connect {

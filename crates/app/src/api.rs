@@ -34,6 +34,15 @@ pub async fn routes(pool: &sqlx::PgPool, settings: &Settings) -> Result<axum::Ro
     if tokens.is_empty() {
         tracing::warn!("no [api] tokens configured: every API call is refused");
     }
+    // Which token may do what, never the token or its digest.
+    for entry in &settings.api.tokens {
+        match &entry.instance_id {
+            None => tracing::info!(token = %entry.name, scope = "system", "API token"),
+            Some(instance) => {
+                tracing::info!(token = %entry.name, scope = "instance", instance = %instance, "API token");
+            }
+        }
+    }
     let api = Api {
         factory: Arc::new(store),
         events,

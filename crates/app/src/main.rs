@@ -453,6 +453,8 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
 }
 
 async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
+    // Everything the API needs is built (and the tokens logged) before the port opens.
+    let api_routes = api::routes(engine.pool(), settings).await?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -473,7 +475,7 @@ async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
             .await
     });
     let mut http_stop = stop.subscribe();
-    let routes = http::router(state).merge(api::routes(engine.pool(), settings).await?);
+    let routes = http::router(state).merge(api_routes);
     let server =
         axum::serve(tenancy_api::listener(listener), routes).with_graceful_shutdown(async move {
             let _ = http_stop.wait_for(|s| *s).await;

@@ -2,6 +2,10 @@
 //! the `config` crate. Precedence, highest first: flags; `DATABASE_URL`; `TENANCY_*`
 //! variables (`TENANCY_LISTEN`, `TENANCY_PROJECTION__WORKERS`, ...); the file given by
 //! `--config` / `TENANCY_CONFIG`, else `./tenancy.toml` if present; built-in defaults.
+//!
+//! Fails closed: an unknown key anywhere (a misspelled table, a typo in a token entry, a
+//! `TENANCY_*` variable that is no setting) is an error naming it, and every value is
+//! checked ([`Settings::validate`]) before anything connects or binds.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,9 +14,13 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use tenancy_projection::EngineConfig;
 
-// Not `deny_unknown_fields`: `TENANCY_CONFIG` and `TENANCY_LOG` share the prefix.
+/// `TENANCY_*` variables that are not settings: read elsewhere (`TENANCY_CONFIG`,
+/// `TENANCY_LOG`) or by the test and benchmark harnesses (prefixes below).
+const NOT_SETTINGS: &[&str] = &["TENANCY_CONFIG", "TENANCY_LOG"];
+const HARNESS_PREFIXES: &[&str] = &["TENANCY_SOAK_", "TENANCY_TEST_", "TENANCY_BENCH_"];
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The database; none = the embedded cluster in `data_dir`.
     pub database_url: Option<String>,
@@ -157,17 +165,136 @@ impl Default for ProjectionSettings {
 }
 
 impl ProjectionSettings {
+    /// The engine's configuration (the values are checked by [`Settings::validate`]).
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
-            batch_size: self.batch_size.max(1),
-            max_failure_count: self.max_failure_count.max(1),
-            workers: self.workers.max(1),
-            sweep_interval: Duration::from_secs(self.sweep_interval_secs.max(1)),
-            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            batch_size: self.batch_size,
+            max_failure_count: self.max_failure_count,
+            workers: self.workers,
+            sweep_interval: Duration::from_secs(self.sweep_interval_secs),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
             bulk_limit: self.bulk_limit,
             ..EngineConfig::default()
         }
     }
+}
+
+/// `Err` naming the setting when `ok` is false.
+fn require(ok: bool, key: &str, rule: &str, value: impl std::fmt::Display) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        anyhow::bail!("invalid setting {key} = {value}: {rule}")
+    }
+}
+
+impl Settings {
+    /// Every value checked, each error naming its key: what `tenancy start` would
+    /// otherwise find out only after migrating and binding, or silently correct.
+    pub fn validate(&self) -> Result<()> {
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting listen = {:?}: {e} (expected ip:port)",
+                self.listen
+            )
+        })?;
+        if let Some(schema) = &self.relational_schema {
+            tenancy_postgres::layout::check_schema_name(schema)
+                .with_context(|| format!("invalid setting relational_schema = {schema:?}"))?;
+        }
+        let p = &self.projection;
+        require(
+            p.batch_size >= 1,
+            "projection.batch_size",
+            "must be at least 1",
+            p.batch_size,
+        )?;
+        require(
+            p.max_failure_count >= 1,
+            "projection.max_failure_count",
+            "must be at least 1",
+            p.max_failure_count,
+        )?;
+        require(
+            (1..=64).contains(&p.workers),
+            "projection.workers",
+            "must be 1 to 64",
+            p.workers,
+        )?;
+        require(
+            p.sweep_interval_secs >= 1,
+            "projection.sweep_interval_secs",
+            "must be at least 1",
+            p.sweep_interval_secs,
+        )?;
+        require(
+            p.poll_interval_ms >= 10,
+            "projection.poll_interval_ms",
+            "must be at least 10",
+            p.poll_interval_ms,
+        )?;
+        require(
+            p.stuck_after_secs >= 1,
+            "projection.stuck_after_secs",
+            "must be at least 1",
+            p.stuck_after_secs,
+        )?;
+        let v = &self.verification;
+        let prefix_only = tenancy_core::challenge::ChallengeSettings {
+            prefix: v.prefix.clone(),
+            lifetime: Duration::from_secs(1),
+        };
+        prefix_only
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid setting verification.prefix: {e}"))?;
+        require(
+            v.token_lifetime_secs >= 1,
+            "verification.token_lifetime_secs",
+            "must be at least 1",
+            v.token_lifetime_secs,
+        )?;
+        require(
+            v.timeout_ms >= 1,
+            "verification.timeout_ms",
+            "must be at least 1",
+            v.timeout_ms,
+        )?;
+        require(
+            v.max_body_bytes >= 64,
+            "verification.max_body_bytes",
+            "must be at least 64 (a token is 32 bytes)",
+            v.max_body_bytes,
+        )?;
+        let a = &self.api;
+        require(
+            a.max_request_bytes >= 1024,
+            "api.max_request_bytes",
+            "must be at least 1024",
+            a.max_request_bytes,
+        )?;
+        if let Some(key) = &a.page_token_key {
+            require(
+                key.len() >= 32,
+                "api.page_token_key",
+                "needs at least 32 bytes",
+                format_args!("<{} bytes>", key.len()),
+            )?;
+        }
+        tenancy_api::auth::ApiTokens::new(&a.tokens)
+            .map_err(|e| anyhow::anyhow!("invalid setting api.tokens: {e}"))?;
+        Ok(())
+    }
+}
+
+/// The `TENANCY_*` variables that are settings (see [`NOT_SETTINGS`]).
+fn setting_variables() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(name, _)| {
+            name.starts_with("TENANCY_")
+                && !NOT_SETTINGS.contains(&name.as_str())
+                && !HARNESS_PREFIXES.iter().any(|p| name.starts_with(p))
+        })
+        .collect()
 }
 
 /// Loads the settings; `database_url` and `data_dir` from flags (or `DATABASE_URL`) win.
@@ -185,7 +312,8 @@ pub fn load(
     builder = builder.add_source(
         config::Environment::with_prefix("TENANCY")
             .prefix_separator("_")
-            .separator("__"),
+            .separator("__")
+            .source(Some(setting_variables())),
     );
     let mut settings: Settings = builder
         .build()
@@ -203,5 +331,6 @@ pub fn load(
     if let Some(listen) = listen {
         settings.listen = listen;
     }
+    settings.validate()?;
     Ok(settings)
 }

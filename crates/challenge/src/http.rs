@@ -18,8 +18,8 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use hickory_resolver::TokioResolver;
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{HOST, LOCATION, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
@@ -162,7 +162,10 @@ impl HttpChallenge {
                 {
                     return Err(unreachable(
                         &url,
-                        &format!("a redirect to {} is not followed (https only)", next.scheme()),
+                        &format!(
+                            "a redirect to {} is not followed (https only)",
+                            next.scheme()
+                        ),
                     ));
                 }
                 url = next;

@@ -235,7 +235,10 @@ async fn transport_failures_say_unreachable_without_detail() {
         }
         reasons.push(reason.clone());
     }
-    assert_eq!(reasons[0], reasons[1], "no oracle between a closed and an open port");
+    assert_eq!(
+        reasons[0], reasons[1],
+        "no oracle between a closed and an open port"
+    );
 }
 
 #[tokio::test]

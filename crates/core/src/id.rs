@@ -22,6 +22,12 @@ macro_rules! string_id {
                 if id.trim().is_empty() {
                     return Err(Error::invalid($field, "must not be empty"));
                 }
+                if id.contains('\0') {
+                    return Err(Error::invalid(
+                        $field,
+                        "contains the NUL character (U+0000), which cannot be stored",
+                    ));
+                }
                 Ok(Self(id))
             }
 
@@ -169,6 +175,7 @@ mod tests {
     #[test]
     fn blank_ids_are_rejected() {
         assert!(InstanceId::new("  ").is_err());
+        assert!(OrgId::new("o\01").is_err());
         assert_eq!(OrgId::new("o1").unwrap().as_str(), "o1");
     }
 }

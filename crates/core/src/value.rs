@@ -99,7 +99,9 @@ impl DomainName {
         if !name.contains('.') {
             return Err(Error::invalid(
                 "domain",
-                format!("{name:?} has a single label: a claimable domain has at least two (name.tld)"),
+                format!(
+                    "{name:?} has a single label: a claimable domain has at least two (name.tld)"
+                ),
             ));
         }
         Ok(domain)
@@ -165,6 +167,12 @@ impl Name {
         let name = input.trim();
         if name.is_empty() {
             return Err(Error::invalid("name", "must not be empty"));
+        }
+        if name.contains('\0') {
+            return Err(Error::invalid(
+                "name",
+                "contains the NUL character (U+0000), which cannot be stored",
+            ));
         }
         let len = name.chars().count();
         if len > MAX_NAME_LEN {
@@ -279,7 +287,10 @@ mod tests {
         assert!(DomainName::parse("xn--bcher-kva.example").is_ok());
         assert!(DomainName::parse("localhost").is_ok());
         assert!(DomainName::parse("a-b.c0").is_ok());
-        assert!(DomainName::parse("0x.example").is_ok(), "only the last label counts");
+        assert!(
+            DomainName::parse("0x.example").is_ok(),
+            "only the last label counts"
+        );
     }
 
     #[test]
@@ -336,7 +347,13 @@ mod tests {
     /// L9: what an organization or an instance may claim.
     #[test]
     fn claimable_domains_have_a_suffix_and_are_not_loopback_names() {
-        for bad in ["localhost", "LocalHost.", "app.localhost", "com", "intranet"] {
+        for bad in [
+            "localhost",
+            "LocalHost.",
+            "app.localhost",
+            "com",
+            "intranet",
+        ] {
             assert!(DomainName::parse_claimable(bad).is_err(), "{bad}");
         }
         assert!(DomainName::parse_claimable("acme.example").is_ok());
@@ -346,6 +363,7 @@ mod tests {
     fn names_are_trimmed_and_bounded() {
         assert_eq!(Name::parse(" ACME ").unwrap().as_str(), "ACME");
         assert!(Name::parse(" ").is_err());
+        assert!(Name::parse("a\0b").is_err(), "PostgreSQL cannot store NUL");
         assert!(Name::parse(&"x".repeat(200)).is_ok());
         assert!(Name::parse(&"x".repeat(201)).is_err());
         assert!(

@@ -91,6 +91,14 @@ pub fn on_constraint(error: sqlx::Error) -> Error {
             if code == "40001" || code == "40P01" {
                 return Error::Conflict(db.message().to_owned());
             }
+            // character_not_in_repertoire (NUL in text), untranslatable_character (\u0000
+            // in jsonb): text PostgreSQL cannot store.
+            if code == "22021" || code == "22P05" {
+                return Error::invalid(
+                    "text",
+                    "contains a character PostgreSQL cannot store (NUL, U+0000)",
+                );
+            }
             if code == "22P02" {
                 return Error::invalid("value", db.message().to_owned());
             }

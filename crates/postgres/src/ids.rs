@@ -72,7 +72,9 @@ impl Drop for LeasedIds {
 impl IdGenerator for LeasedIds {
     fn next_id(&self) -> Result<String> {
         let machine_id = self.machine_id().ok_or_else(|| {
-            Error::Unavailable("no machine id leased (the database connection holding it broke)".into())
+            Error::Unavailable(
+                "no machine id leased (the database connection holding it broke)".into(),
+            )
         })?;
         let mut ids = self
             .ids
@@ -113,7 +115,12 @@ async fn take_lease(
 }
 
 /// Checks the lease's connection; when it breaks, stops the generator and leases again.
-async fn keep(options: PgConnectOptions, mut conn: PgConnection, id: u16, machine_id: Arc<AtomicU32>) {
+async fn keep(
+    options: PgConnectOptions,
+    mut conn: PgConnection,
+    id: u16,
+    machine_id: Arc<AtomicU32>,
+) {
     let mut id = id;
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
@@ -121,7 +128,10 @@ async fn keep(options: PgConnectOptions, mut conn: PgConnection, id: u16, machin
             continue;
         }
         machine_id.store(NONE, Ordering::Release);
-        tracing::warn!(machine_id = id, "lost the machine id lease: no ids until it is taken again");
+        tracing::warn!(
+            machine_id = id,
+            "lost the machine id lease: no ids until it is taken again"
+        );
         loop {
             match take_lease(&options, Some(id)).await {
                 Ok((new_conn, new_id)) => {

@@ -89,10 +89,26 @@ pub async fn migrate_on(
     relational_schema: Option<&str>,
 ) -> Result<Vec<i64>> {
     // One runner at a time per database (session lock: released below or on disconnect).
-    sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.migrate'))")
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
+    // Polled with short statements, not waited for in one: a statement waiting for the
+    // lock holds a snapshot, which the holder's CREATE INDEX CONCURRENTLY waits for in
+    // turn (a deadlock PostgreSQL breaks by failing one of them).
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('tenancy.migrate'))")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(on_constraint)?;
+        if locked {
+            break;
+        }
+        if waited.is_zero() {
+            tracing::info!("another process is migrating this database: waiting for it");
+        }
+        let pause = std::time::Duration::from_millis(200);
+        tokio::time::sleep(pause).await;
+        waited += pause;
+    }
     let result = run(conn, relational_schema).await;
     let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext('tenancy.migrate'))")
         .execute(&mut *conn)

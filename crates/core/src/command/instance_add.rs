@@ -28,7 +28,13 @@ impl Command for AddInstance {
 
     /// The id is always generated: a collision with one generated elsewhere runs again.
     fn retry_on(&self, error: &Error) -> bool {
-        matches!(error, Error::AlreadyExists { rule: Rule::InstanceId, .. })
+        matches!(
+            error,
+            Error::AlreadyExists {
+                rule: Rule::InstanceId,
+                ..
+            }
+        )
     }
 }
 

@@ -55,7 +55,13 @@ impl Command for AddOrganization {
 
     fn retry_on(&self, error: &Error) -> bool {
         self.id.is_none()
-            && matches!(error, Error::AlreadyExists { rule: Rule::OrganizationId, .. })
+            && matches!(
+                error,
+                Error::AlreadyExists {
+                    rule: Rule::OrganizationId,
+                    ..
+                }
+            )
     }
 }
 
