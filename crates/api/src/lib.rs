@@ -12,6 +12,7 @@ mod convert;
 pub mod error;
 pub mod hosts;
 mod instance;
+pub mod listen;
 mod org;
 pub mod paging;
 pub mod pb;
@@ -19,5 +20,6 @@ mod server;
 mod service;
 pub mod text;
 
+pub use listen::{ServeConfig, serve};
 pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, listener, router};
 pub use service::{Api, Stamped};

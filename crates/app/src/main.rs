@@ -476,10 +476,9 @@ async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
     });
     let mut http_stop = stop.subscribe();
     let routes = http::router(state).merge(api_routes);
-    let server =
-        axum::serve(tenancy_api::listener(listener), routes).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        });
+    let server = tenancy_api::serve(listener, routes, settings.server.config(), async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    });
     let signals = {
         let stop = stop.clone();
         async move {

@@ -34,6 +34,41 @@ pub struct Settings {
     pub projection: ProjectionSettings,
     pub verification: VerificationSettings,
     pub api: ApiSettings,
+    pub server: ServerSettings,
+}
+
+/// The listener of `tenancy start` (every route: API, health, metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// A connection that has not sent a whole request head by then is closed (also an idle
+    /// HTTP/1.1 keep-alive connection).
+    pub header_read_timeout_ms: u64,
+    /// HTTP/2 pings at this interval; a peer that does not answer within it is dropped.
+    pub http2_keepalive_secs: u64,
+    /// At shutdown, calls in flight may finish for this long; then connections are closed.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        let defaults = tenancy_api::ServeConfig::default();
+        Self {
+            header_read_timeout_ms: defaults.header_read_timeout.as_millis() as u64,
+            http2_keepalive_secs: defaults.http2_keepalive.as_secs(),
+            shutdown_timeout_ms: defaults.shutdown_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn config(&self) -> tenancy_api::ServeConfig {
+        tenancy_api::ServeConfig {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            http2_keepalive: Duration::from_secs(self.http2_keepalive_secs),
+            shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
+        }
+    }
 }
 
 /// The service API of `tenancy start` (gRPC and Connect JSON on `listen`).
@@ -145,6 +180,7 @@ impl Default for Settings {
             projection: ProjectionSettings::default(),
             verification: VerificationSettings::default(),
             api: ApiSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }
@@ -280,6 +316,25 @@ impl Settings {
                 format_args!("<{} bytes>", key.len()),
             )?;
         }
+        let server = &self.server;
+        require(
+            server.header_read_timeout_ms >= 100,
+            "server.header_read_timeout_ms",
+            "must be at least 100",
+            server.header_read_timeout_ms,
+        )?;
+        require(
+            server.http2_keepalive_secs >= 1,
+            "server.http2_keepalive_secs",
+            "must be at least 1",
+            server.http2_keepalive_secs,
+        )?;
+        require(
+            server.shutdown_timeout_ms >= 1,
+            "server.shutdown_timeout_ms",
+            "must be at least 1",
+            server.shutdown_timeout_ms,
+        )?;
         tenancy_api::auth::ApiTokens::new(&a.tokens)
             .map_err(|e| anyhow::anyhow!("invalid setting api.tokens: {e}"))?;
         Ok(())

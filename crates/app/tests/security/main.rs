@@ -13,3 +13,4 @@ mod host;
 mod ids;
 mod migrate;
 mod text;
+mod timeouts;
