@@ -19,6 +19,14 @@ pub fn timestamp(at: OffsetDateTime) -> Option<Timestamp> {
 }
 
 /// A text filter; unknown methods are InvalidArgument naming `field`.
+/// `error` with its field renamed to the request's field (the core names its own).
+pub fn renamed(error: Error, field: &'static str) -> Error {
+    match error {
+        Error::InvalidArgument { reason, .. } => Error::InvalidArgument { field, reason },
+        other => other,
+    }
+}
+
 pub fn text_match(field: &'static str, value: &str, method: i32) -> Result<TextMatch, Status> {
     let method = TextFilterMethod::try_from(method).map_err(|_| {
         status(Error::invalid(

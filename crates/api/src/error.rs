@@ -19,7 +19,8 @@ pub fn status(error: Error) -> Status {
         Error::Conflict(_) => Status::aborted(message),
         Error::Unavailable(_) => Status::unavailable(message),
         Error::MissingTenant(_) | Error::MultipleFound { .. } | Error::Internal { .. } => {
-            tracing::error!(error = %message, "request failed");
+            // The whole chain (PostgreSQL's message included) goes to the log only.
+            tracing::error!(error = %error.chain(), "request failed");
             Status::internal("internal error")
         }
     }

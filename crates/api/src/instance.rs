@@ -161,9 +161,9 @@ impl InstanceService for Api {
             match &filter.filter {
                 Some(filter::Filter::InIdsFilter(ids)) => {
                     for id in &ids.ids {
-                        criteria
-                            .ids
-                            .push(InstanceId::new(id.clone()).map_err(status)?);
+                        criteria.ids.push(InstanceId::new(id.clone()).map_err(|e| {
+                            status(crate::convert::renamed(e, "filters.in_ids_filter.ids"))
+                        })?);
                     }
                 }
                 Some(filter::Filter::CustomDomainsFilter(domains)) => {

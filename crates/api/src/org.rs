@@ -25,8 +25,13 @@ use crate::pb::org::v2::organization_service_server::OrganizationService;
 use crate::pb::org::v2::*;
 use crate::service::Api;
 
+/// An organization id from the request field `field`, an error naming that field.
+fn org_id_at(id: &str, field: &'static str) -> Result<OrgId, Status> {
+    OrgId::new(id).map_err(|e| status(crate::convert::renamed(e, field)))
+}
+
 fn org_id(id: &str) -> Result<OrgId, Status> {
-    OrgId::new(id).map_err(status)
+    org_id_at(id, "organization_id")
 }
 
 /// At most one filter of each kind: a second one would only be an AND with itself.
@@ -121,9 +126,11 @@ impl OrganizationService for Api {
                     org_state_filter(f.state)?,
                     "filters.state_filter",
                 )?,
-                Some(organization_search_filter::Filter::IdFilter(f)) => {
-                    once(&mut id, org_id(&f.id)?, "filters.id_filter")?
-                }
+                Some(organization_search_filter::Filter::IdFilter(f)) => once(
+                    &mut id,
+                    org_id_at(&f.id, "filters.id_filter.id")?,
+                    "filters.id_filter",
+                )?,
                 None => return Err(status(Error::invalid("filters", "an empty filter"))),
             }
         }

@@ -85,6 +85,19 @@ impl Api {
             Some(id) => {
                 let id = InstanceId::new(id).map_err(status)?;
                 let unknown = Error::not_found("instance", &id);
+                if let Principal::Instance { instance_id, .. } = &caller.principal
+                    && *instance_id != id
+                {
+                    return Err(status(unknown));
+                }
+                // A named instance must exist (and be live): otherwise a list of it would
+                // answer an empty page instead of NOT_FOUND.
+                let mut uow = self.read().await?;
+                match uow.get_instance(&id).await {
+                    Ok(_) => {}
+                    Err(Error::NotFound { .. }) => return Err(status(unknown)),
+                    Err(other) => return Err(status(other)),
+                }
                 (id, unknown)
             }
             None => {

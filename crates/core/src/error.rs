@@ -153,6 +153,22 @@ impl Error {
         }
     }
 
+    /// The message and every cause below it (`a: b: c`), for logs: `Display` shows only
+    /// the top, which for an infrastructure failure says nothing about why.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
+    }
+
     pub fn internal_with(
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -161,5 +177,21 @@ impl Error {
             message: message.into(),
             source: Some(Box::new(source)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_names_every_cause() {
+        let io = std::io::Error::other("invalid byte sequence for encoding UTF8: 0x00");
+        let error = Error::internal_with("database error", io);
+        assert_eq!(error.to_string(), "internal error: database error");
+        assert_eq!(
+            error.chain(),
+            "internal error: database error: invalid byte sequence for encoding UTF8: 0x00"
+        );
     }
 }

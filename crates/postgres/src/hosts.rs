@@ -602,7 +602,7 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
                     break;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "host resolution cannot listen yet");
+                    tracing::warn!(error = %error.chain(), "host resolution cannot listen yet");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

@@ -142,7 +142,7 @@ async fn keep(
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "leasing a machine id failed; retrying");
+                    tracing::warn!(error = %e.chain(), "leasing a machine id failed; retrying");
                     tokio::time::sleep(CHECK_EVERY).await;
                 }
             }

@@ -61,7 +61,7 @@ impl Engine {
             match self.listen(&mut shutdown, &mut backoff).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::warn!(%error, ?backoff, "projection engine backing off");
+                    tracing::warn!(error = %error.chain(), ?backoff, "projection engine backing off");
                     tokio::select! {
                         () = &mut shutdown => return Ok(()),
                         () = tokio::time::sleep(backoff) => {}

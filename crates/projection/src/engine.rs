@@ -538,7 +538,7 @@ impl Engine {
                         .record_failure(session.conn()?, event, &error.to_string(), 1)
                         .await?;
                     outcome.failed += 1;
-                    tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, %error, count, "event failed");
+                    tracing::warn!(instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, error = %error.chain(), count, "event failed");
                     if count >= self.config.max_failure_count {
                         // Skipped from now on; it stays listed in failed_events2.
                         outcome.skipped += 1;

@@ -9,6 +9,7 @@ mod support;
 
 mod config;
 mod egress;
+mod errors;
 mod host;
 mod ids;
 mod migrate;

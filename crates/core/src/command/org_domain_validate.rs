@@ -82,7 +82,7 @@ impl ValidateOrganizationDomain {
                 domain: domain.clone(),
             };
             if let Err(error) = super::run(factory, ctx, &record).await {
-                tracing::warn!(%error, "recording a failed domain verification failed");
+                tracing::warn!(error = %error.chain(), "recording a failed domain verification failed");
             }
             return Err(failure.into());
         }
@@ -112,7 +112,7 @@ impl ValidateOrganizationDomain {
         }
         .await;
         if let Err(error) = uow.rollback().await {
-            tracing::warn!(%error, "ending a read-only unit of work failed");
+            tracing::warn!(error = %error.chain(), "ending a read-only unit of work failed");
         }
         checked
     }
