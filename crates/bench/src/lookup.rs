@@ -57,7 +57,7 @@ pub(crate) async fn raw_select(
             // A plain connection, names qualified: the test database's layout keeps the
             // relational tables in `zitadel`.
             "SELECT i.id FROM zitadel.instance_domains d JOIN zitadel.instances i ON i.id = d.instance_id
-             WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
+             WHERE lower(d.domain COLLATE \"C\") = lower($1 COLLATE \"C\") AND d.type = 'custom' AND i.deleted_at IS NULL",
         )
         .bind(host)
         .fetch_optional(&mut conn)

@@ -9,5 +9,5 @@ pub use crate::table::organization::{Organization, OrganizationState};
 
 /// Equality of domain values as the schema judges it: `lower(domain)`.
 pub fn same_domain(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
+    a.eq_ignore_ascii_case(b)
 }

@@ -51,10 +51,11 @@ impl TextMatch {
         self
     }
 
-    /// Reference semantics (PostgreSQL `lower()` matches Unicode lower-casing here).
+    /// Reference semantics. Ignoring case folds ASCII letters only, as the schema does
+    /// (`lower(x COLLATE "C")`, migration 0009): the same on every database.
     pub fn matches(&self, text: &str) -> bool {
         let (text, value) = if self.ignore_case {
-            (text.to_lowercase(), self.value.to_lowercase())
+            (text.to_ascii_lowercase(), self.value.to_ascii_lowercase())
         } else {
             (text.to_owned(), self.value.clone())
         };
@@ -70,7 +71,7 @@ impl TextMatch {
     /// (PostgreSQL's default escape character is `\`). `None` for `Equals`.
     pub fn like_pattern(&self) -> Option<String> {
         let value = if self.ignore_case {
-            self.value.to_lowercase()
+            self.value.to_ascii_lowercase()
         } else {
             self.value.clone()
         };

@@ -441,10 +441,10 @@ impl ProjectionState {
         sqlx::query_scalar(
             "WITH holders AS (
                  SELECT instance_id FROM instance_domains
-                 WHERE lower(domain) = ANY($2) AND type = 'custom' AND instance_id <> $3
+                 WHERE lower(domain COLLATE \"C\") = ANY($2) AND type = 'custom' AND instance_id <> $3
                  UNION
                  SELECT instance_id FROM domains
-                 WHERE lower(domain) = ANY($2) AND org_id IS NULL AND deleted_at IS NULL AND instance_id <> $3)
+                 WHERE lower(domain COLLATE \"C\") = ANY($2) AND org_id IS NULL AND deleted_at IS NULL AND instance_id <> $3)
              SELECT NOT EXISTS (SELECT 1 FROM holders) OR EXISTS (
                  SELECT 1 FROM holders h
                  LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = h.instance_id

@@ -105,8 +105,8 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     let sql = format!(
         "SELECT {DOMAIN_COLUMNS} FROM domains
          WHERE deleted_at IS NULL AND instance_id = ANY($1)
-           AND ($2 OR (coalesce(org_id, '') = ANY($3) AND (lower(domain) = ANY($4) OR is_primary))
-                OR org_id = ANY($5) OR (org_id IS NOT NULL AND is_verified AND lower(domain) = ANY($4)))
+           AND ($2 OR (coalesce(org_id, '') = ANY($3) AND (lower(domain COLLATE \"C\") = ANY($4) OR is_primary))
+                OR org_id = ANY($5) OR (org_id IS NOT NULL AND is_verified AND lower(domain COLLATE \"C\") = ANY($4)))
          ORDER BY id
          FOR UPDATE"
     );
@@ -122,7 +122,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     if keys.instance_level_domain_added {
         let sql = format!(
             "SELECT {DOMAIN_COLUMNS} FROM domains
-             WHERE deleted_at IS NULL AND org_id IS NULL AND lower(domain) = ANY($2)
+             WHERE deleted_at IS NULL AND org_id IS NULL AND lower(domain COLLATE \"C\") = ANY($2)
                AND instance_id <> ALL($1)"
         );
         let foreign: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))

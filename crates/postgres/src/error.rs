@@ -52,6 +52,14 @@ fn checked_field(constraint: &str) -> &'static str {
     }
 }
 
+/// `a, b` of PostgreSQL's `Key (x, y)=(a, b) already exists.`; the text as it is otherwise.
+fn key_values(detail: &str) -> String {
+    detail
+        .split_once(")=(")
+        .and_then(|(_, rest)| rest.rsplit_once(") already exists"))
+        .map_or_else(|| detail.to_owned(), |(values, _)| values.to_owned())
+}
+
 /// Maps a sqlx error to the domain error.
 pub fn on_constraint(error: sqlx::Error) -> Error {
     match &error {
@@ -65,9 +73,11 @@ pub fn on_constraint(error: sqlx::Error) -> Error {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             match db.kind() {
                 ErrorKind::UniqueViolation => {
+                    // The key's values, not PostgreSQL's sentence around them (commands
+                    // replace them by the value as written: command::as_claimed).
                     return Error::AlreadyExists {
                         rule: unique_rule(&constraint),
-                        value: detail,
+                        value: key_values(&detail),
                     };
                 }
                 ErrorKind::ForeignKeyViolation => {

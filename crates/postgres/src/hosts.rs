@@ -96,9 +96,9 @@ impl HostSource for PgHostSource {
         if !hosts.is_empty() {
             // instance_domains_custom_key on lower(domain).
             let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT lower(d.domain), d.instance_id
+                "SELECT lower(d.domain COLLATE \"C\"), d.instance_id
                    FROM instance_domains d JOIN instances i ON i.id = d.instance_id
-                  WHERE d.type = 'custom' AND lower(d.domain) = ANY($1) AND i.deleted_at IS NULL",
+                  WHERE d.type = 'custom' AND lower(d.domain COLLATE \"C\") = ANY($1) AND i.deleted_at IS NULL",
             )
             .bind(&hosts)
             .fetch_all(&self.pool)
@@ -109,10 +109,10 @@ impl HostSource for PgHostSource {
         if !org_domains.is_empty() {
             // org_domains_verified_key on (instance_id, lower(domain)) WHERE is_verified.
             let rows: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT d.instance_id, lower(d.domain), d.org_id
+                "SELECT d.instance_id, lower(d.domain COLLATE \"C\"), d.org_id
                    FROM unnest($1::text[], $2::text[]) AS k(instance_id, domain)
                    JOIN org_domains d
-                     ON d.instance_id = k.instance_id AND lower(d.domain) = k.domain AND d.is_verified
+                     ON d.instance_id = k.instance_id AND lower(d.domain COLLATE \"C\") = k.domain AND d.is_verified
                    JOIN organizations o
                      ON o.instance_id = d.instance_id AND o.id = d.org_id AND o.deleted_at IS NULL",
             )

@@ -71,7 +71,7 @@ impl InstanceRepository for PgSession {
         // One indexed round trip: instance_domains_custom_key on lower(domain).
         let sql = format!(
             "SELECT {} FROM instance_domains d JOIN instances i ON i.id = d.instance_id
-             WHERE lower(d.domain) = lower($1) AND d.type = 'custom' AND i.deleted_at IS NULL",
+             WHERE lower(d.domain COLLATE \"C\") = lower($1 COLLATE \"C\") AND d.type = 'custom' AND i.deleted_at IS NULL",
             INSTANCE_COLUMNS
                 .split(", ")
                 .map(|c| format!("i.{c}"))
@@ -101,12 +101,12 @@ fn push_instance_filters(qb: &mut QueryBuilder<Postgres>, criteria: &InstanceCri
         let domains: Vec<String> = criteria
             .custom_domains
             .iter()
-            .map(|d| d.to_lowercase())
+            .map(|d| d.to_ascii_lowercase())
             .collect();
         // instance_domains_custom_key serves lower(domain) of custom domains.
         qb.push(
             " AND id IN (SELECT d.instance_id FROM instance_domains d \
-             WHERE d.type = 'custom' AND lower(d.domain) = ANY(",
+             WHERE d.type = 'custom' AND lower(d.domain COLLATE \"C\") = ANY(",
         )
         .push_bind(domains)
         .push("))");

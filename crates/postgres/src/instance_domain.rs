@@ -56,7 +56,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     }
     let sql = format!(
         "SELECT {COLUMNS} FROM instance_domains
-         WHERE instance_id = ANY($1) AND ($2 OR lower(domain) = ANY($3) OR is_primary)
+         WHERE instance_id = ANY($1) AND ($2 OR lower(domain COLLATE \"C\") = ANY($3) OR is_primary)
          FOR UPDATE"
     );
     let mut rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
@@ -69,7 +69,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     if keys.custom_instance_domain_added {
         let sql = format!(
             "SELECT {COLUMNS} FROM instance_domains
-             WHERE type = 'custom' AND lower(domain) = ANY($2) AND instance_id <> ALL($1)"
+             WHERE type = 'custom' AND lower(domain COLLATE \"C\") = ANY($2) AND instance_id <> ALL($1)"
         );
         let foreign: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(keys.instances())

@@ -10,7 +10,7 @@ use tenancy_core::state::{
 };
 
 /// What a batch's changes name, for reading the rows they can touch. Values are as the
-/// schema compares them (`lower(name)`, `lower(domain)`).
+/// schema compares them (`lower(name COLLATE "C")`, `lower(domain COLLATE "C")`: ASCII only).
 #[derive(Debug, Default)]
 pub(crate) struct BatchKeys {
     /// Every instance named (a projection batch names one).
@@ -36,7 +36,7 @@ pub(crate) struct BatchKeys {
 }
 
 fn lower(s: &str) -> String {
-    s.to_lowercase()
+    s.to_ascii_lowercase()
 }
 
 impl BatchKeys {

@@ -61,8 +61,8 @@ pub(crate) async fn load(
     let sql = format!(
         "SELECT {COLUMNS} FROM org_domains
          WHERE instance_id = ANY($1)
-           AND ($2 OR (org_id = ANY($3) AND (lower(domain) = ANY($4) OR is_primary))
-                OR org_id = ANY($5) OR (is_verified AND lower(domain) = ANY($4)))
+           AND ($2 OR (org_id = ANY($3) AND (lower(domain COLLATE \"C\") = ANY($4) OR is_primary))
+                OR org_id = ANY($5) OR (is_verified AND lower(domain COLLATE \"C\") = ANY($4)))
          FOR UPDATE"
     );
     let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))

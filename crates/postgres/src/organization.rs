@@ -121,7 +121,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     let sql = format!(
         "SELECT {ORGANIZATION_COLUMNS} FROM organizations
          WHERE instance_id = ANY($1)
-           AND ($2 OR id = ANY($3) OR (deleted_at IS NULL AND lower(name) = ANY($4)))
+           AND ($2 OR id = ANY($3) OR (deleted_at IS NULL AND lower(name COLLATE \"C\") = ANY($4)))
          FOR UPDATE"
     );
     let rows: Vec<OrganizationRow> = sqlx::query_as(AssertSqlSafe(sql))

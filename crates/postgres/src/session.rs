@@ -207,7 +207,7 @@ impl UnitOfWork for PgSession {
 /// escaped from [`TextMatch::like_pattern`].
 pub(crate) fn push_text(qb: &mut QueryBuilder<Postgres>, column: &'static str, m: &TextMatch) {
     if m.ignore_case {
-        qb.push(" AND lower(").push(column).push(")");
+        qb.push(" AND lower(").push(column).push(" COLLATE \"C\")");
     } else {
         qb.push(" AND ").push(column);
     }
@@ -216,7 +216,9 @@ pub(crate) fn push_text(qb: &mut QueryBuilder<Postgres>, column: &'static str, m
             qb.push(" LIKE ").push_bind(pattern);
         }
         None if m.ignore_case => {
-            qb.push(" = lower(").push_bind(m.value.clone()).push(")");
+            qb.push(" = lower(")
+                .push_bind(m.value.clone())
+                .push(" COLLATE \"C\")");
         }
         None => {
             qb.push(" = ").push_bind(m.value.clone());

@@ -243,7 +243,7 @@ async fn holder_is_behind(
     let domains: Vec<String> = state
         .all_instance_domains()
         .filter(|d| matches!(d.kind, InstanceDomainKind::Custom { .. }))
-        .map(|d| d.domain.to_lowercase())
+        .map(|d| d.domain.to_ascii_lowercase())
         .collect();
     projection
         .holder_is_behind(conn, &last.instance_id, &domains, last.position)

@@ -599,7 +599,7 @@ async fn waits_for_other_instance(
         .holder_is_behind(
             conn,
             &event.instance_id,
-            &[domain.to_lowercase()],
+            &[domain.to_ascii_lowercase()],
             event.position,
         )
         .await

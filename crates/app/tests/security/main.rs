@@ -10,6 +10,7 @@ mod support;
 mod config;
 mod egress;
 mod errors;
+mod folding;
 mod host;
 mod ids;
 mod migrate;

@@ -143,6 +143,40 @@ async fn run_once<C: Command>(
     result
 }
 
+/// A uniqueness rule the database found broken (a race the command's own checks could
+/// not see, or the event store's unique constraints), told as the checks tell it: the rule
+/// `event` claims, and the value as the command wrote it — never the database's detail
+/// text (which shows the folded key) or the name of the index that happened to fire first.
+fn as_claimed(error: crate::Error, event: &LegacyEvent) -> crate::Error {
+    use crate::error::{Error, Rule};
+    let Error::AlreadyExists { rule, value } = error else {
+        return error;
+    };
+    let (claimed, written) = match event {
+        LegacyEvent::OrgAdded { name } => (Rule::OrganizationName, name.as_str()),
+        LegacyEvent::OrgChanged { name: Some(name) } => (Rule::OrganizationName, name.as_str()),
+        LegacyEvent::InstanceDomainAdded { domain, .. } => {
+            (Rule::CustomInstanceDomain, domain.as_str())
+        }
+        LegacyEvent::InstanceTrustedDomainAdded { domain } => {
+            (Rule::TrustedInstanceDomain, domain.as_str())
+        }
+        LegacyEvent::OrgDomainAdded { domain } => (Rule::OrganizationDomain, domain.as_str()),
+        LegacyEvent::OrgDomainVerified { domain } => {
+            (Rule::VerifiedOrganizationDomain, domain.as_str())
+        }
+        _ => return Error::AlreadyExists { rule, value },
+    };
+    // The primary-key and unified-table indexes behind the same claim (the id rules keep
+    // their own name: a chosen organization id is the caller's value too).
+    let rule = match rule {
+        Rule::OrganizationId | Rule::InstanceId => return Error::AlreadyExists { rule, value },
+        Rule::PrimaryInstanceDomain | Rule::PrimaryOrganizationDomain => rule,
+        _ => claimed,
+    };
+    Error::already_exists(rule, written)
+}
+
 /// Applies the reducer's changes for `event` and pushes it, written by v3.
 async fn emit(
     uow: &mut dyn UnitOfWork,
@@ -154,7 +188,9 @@ async fn emit(
     unique_constraints: Vec<UniqueConstraint>,
 ) -> Result<()> {
     for change in reduce(instance_id, aggregate_id, &event)? {
-        apply_change(uow, &change, at).await?;
+        apply_change(uow, &change, at)
+            .await
+            .map_err(|e| as_claimed(e, &event))?;
     }
     let aggregate_type = event.aggregate_type();
     uow.push(vec![NewEvent {
@@ -171,7 +207,8 @@ async fn emit(
         expected_sequence: None,
         unique_constraints,
     }])
-    .await?;
+    .await
+    .map_err(|e| as_claimed(e, &event))?;
     debug_assert!(aggregate_type == INSTANCE_AGGREGATE || aggregate_type == ORG_AGGREGATE);
     Ok(())
 }

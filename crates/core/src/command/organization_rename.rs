@@ -26,7 +26,7 @@ impl Command for RenameOrganization {
         if org.name == name.as_str() {
             return Err(Error::no_changes("the organization already has this name"));
         }
-        if org.name.to_lowercase() != name.as_str().to_lowercase() {
+        if !org.name.eq_ignore_ascii_case(name.as_str()) {
             ensure_name_free(uow, &self.instance_id, &name).await?;
         }
         let instance = self.instance_id.as_str();

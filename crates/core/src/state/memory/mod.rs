@@ -53,7 +53,8 @@ pub struct InMemoryState {
 }
 
 pub(crate) fn lower(s: &str) -> String {
-    s.to_lowercase()
+    // ASCII only, as the schema's `lower(x COLLATE "C")` (migration 0009).
+    s.to_ascii_lowercase()
 }
 
 /// The keys of a map keyed by `(instance, ..)` that belong to one instance, in order.
