@@ -280,5 +280,9 @@ BEGIN
 END;
 $$;
 
--- Changes of any tables in order, in one round trip: parallel arrays of table names,
--- variant names, fields and event times. All or nothing.
+-- CREATE OR REPLACE resets a function's settings: set again as 0008 did.
+ALTER FUNCTION tenancy.apply_instances(text, jsonb, timestamptz) SET enable_seqscan = off;
+ALTER FUNCTION tenancy.apply_organizations(text, jsonb, timestamptz) SET enable_seqscan = off;
+ALTER FUNCTION tenancy.apply_instance_domains(text, jsonb, timestamptz) SET enable_seqscan = off;
+ALTER FUNCTION tenancy.apply_org_domains(text, jsonb, timestamptz) SET enable_seqscan = off;
+ALTER FUNCTION tenancy.apply_domains(text, jsonb, timestamptz) SET enable_seqscan = off;

@@ -155,6 +155,49 @@ pub enum ChallengeFailure {
         "{domain} resolves to {address}, a loopback, private or link-local address: verification only contacts public addresses"
     )]
     ForbiddenTarget { domain: String, address: String },
+    #[error(
+        "the verification of {domain} failed {failures} times within {window_secs} s: verify again in {retry_in_secs} s, once the token is published"
+    )]
+    TooSoon {
+        domain: String,
+        failures: usize,
+        window_secs: u64,
+        retry_in_secs: u64,
+    },
+}
+
+/// Failed verifications of one domain allowed per window: once as many failed within
+/// the last [`VERIFY_WINDOW`], the domain is not checked again (no request to its servers,
+/// no `org.domain.verification.failed` event) until the oldest of them leaves the window.
+/// Bounds what a caller can make tenancy send to one target and write to the store,
+/// while "verify, publish, verify again" still works at once.
+pub const VERIFY_FAILURES_PER_WINDOW: usize = 3;
+/// See [`VERIFY_FAILURES_PER_WINDOW`].
+pub const VERIFY_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When the failed verifications of `domain` since its latest token were recorded (a new
+/// token starts afresh), oldest first.
+pub fn failed_verifications(events: &[StoredEvent], domain: &DomainName) -> Vec<OffsetDateTime> {
+    let mut failures = Vec::new();
+    for event in events.iter().filter(|e| e.aggregate_type == ORG_AGGREGATE) {
+        let Ok(decoded) = LegacyEvent::decode(&event.event_type, event.payload.as_ref()) else {
+            continue;
+        };
+        match decoded {
+            LegacyEvent::OrgDomainVerificationAdded { domain: d, .. }
+                if same_domain(&d, domain.as_str()) =>
+            {
+                failures.clear();
+            }
+            LegacyEvent::OrgDomainVerificationFailed { domain: d }
+                if same_domain(&d, domain.as_str()) =>
+            {
+                failures.push(event.created_at);
+            }
+            _ => {}
+        }
+    }
+    failures
 }
 
 /// Looks for a published challenge (DNS or HTTP). Adapters: `tenancy-challenge`.

@@ -8,6 +8,7 @@
 mod support;
 
 mod config;
+mod connect;
 mod egress;
 mod errors;
 mod folding;
@@ -16,3 +17,4 @@ mod ids;
 mod migrate;
 mod text;
 mod timeouts;
+mod verification;

@@ -1,11 +1,13 @@
 use async_trait::async_trait;
 
 use super::org_domain_verify::existing_org_domain;
-use super::{Command, CommandContext, VerifyOrganizationDomain, emit_org_event, live_organization};
-use crate::challenge::domain_validation_state;
+use super::{Command, CommandContext, VerifyOrganizationDomain, live_organization};
 use crate::challenge::{Challenge, ChallengeFailure, DomainChallenge, DomainValidationState};
+use crate::challenge::{
+    VERIFY_FAILURES_PER_WINDOW, VERIFY_WINDOW, domain_validation_state, failed_verifications,
+};
 use crate::error::{Error, Result};
-use crate::event::{LegacyEvent, ORG_AGGREGATE};
+use crate::event::{LegacyEvent, NewEvent, ORG_AGGREGATE};
 use crate::id::{InstanceId, OrgId};
 use crate::ports::{EventReader, UnitOfWork, UnitOfWorkFactory};
 use crate::value::DomainName;
@@ -70,6 +72,25 @@ impl ValidateOrganizationDomain {
             }
             .into());
         }
+        // A bounded number of failed checks (requests and events) per domain and window.
+        let window = time::Duration::try_from(VERIFY_WINDOW)
+            .map_err(|e| Error::internal_with("the verification window", e))?;
+        let now = ctx.clock.now();
+        let recent: Vec<_> = failed_verifications(&history, &domain)
+            .into_iter()
+            .filter(|at| now - *at < window)
+            .collect();
+        if recent.len() >= VERIFY_FAILURES_PER_WINDOW {
+            let free_at = recent[recent.len() - VERIFY_FAILURES_PER_WINDOW] + window;
+            let retry_in = u64::try_from((free_at - now).whole_seconds()).unwrap_or(0);
+            return Err(ChallengeFailure::TooSoon {
+                domain: domain.to_string(),
+                failures: recent.len(),
+                window_secs: VERIFY_WINDOW.as_secs(),
+                retry_in_secs: retry_in.max(1),
+            }
+            .into());
+        }
         let challenge = Challenge {
             domain: domain.clone(),
             validation_type: pending.validation_type,
@@ -80,9 +101,21 @@ impl ValidateOrganizationDomain {
                 instance_id: self.instance_id.clone(),
                 org_id: self.org_id.clone(),
                 domain: domain.clone(),
+                seen_sequence: history
+                    .iter()
+                    .filter(|e| e.aggregate_type == ORG_AGGREGATE)
+                    .map(|e| e.sequence)
+                    .max()
+                    .unwrap_or(0),
             };
-            if let Err(error) = super::run(factory, ctx, &record).await {
-                tracing::warn!(error = %error.chain(), "recording a failed domain verification failed");
+            match super::run(factory, ctx, &record).await {
+                Ok(()) => {}
+                // Another call recorded a failure (or changed the org) since this one read
+                // the history: one event stands for both.
+                Err(Error::Conflict(_)) => tracing::debug!("failed verification coalesced"),
+                Err(error) => {
+                    tracing::warn!(error = %error.chain(), "recording a failed domain verification failed");
+                }
             }
             return Err(failure.into());
         }
@@ -118,12 +151,14 @@ impl ValidateOrganizationDomain {
     }
 }
 
-/// `org.domain.verification.failed` (no state change).
+/// `org.domain.verification.failed` (no state change), written only if the org's events
+/// are still those the check read (`seen_sequence`): concurrent failures coalesce into one.
 #[derive(Debug)]
 struct RecordVerificationFailure {
     instance_id: InstanceId,
     org_id: OrgId,
     domain: DomainName,
+    seen_sequence: i64,
 }
 
 #[async_trait]
@@ -135,15 +170,21 @@ impl Command for RecordVerificationFailure {
         let event = LegacyEvent::OrgDomainVerificationFailed {
             domain: self.domain.to_string(),
         };
-        emit_org_event(
-            uow,
-            ctx,
-            ctx.clock.now(),
-            &self.instance_id,
-            &self.org_id,
-            event,
-            vec![],
-        )
-        .await
+        uow.push(vec![NewEvent {
+            instance_id: self.instance_id.as_str().to_owned(),
+            aggregate_type: ORG_AGGREGATE.to_owned(),
+            aggregate_id: self.org_id.as_str().to_owned(),
+            event_type: event.event_type().to_owned(),
+            revision: 1,
+            payload: Some(event.encode()),
+            creator: ctx.creator.clone(),
+            owner: self.org_id.as_str().to_owned(),
+            created_at: Some(ctx.clock.now()),
+            written_by_v3: true,
+            expected_sequence: Some(self.seen_sequence),
+            unique_constraints: vec![],
+        }])
+        .await?;
+        Ok(())
     }
 }
