@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn blank_ids_are_rejected() {
         assert!(InstanceId::new("  ").is_err());
-        assert!(OrgId::new("o\01").is_err());
+        assert!(OrgId::new("o\0x").is_err());
         assert_eq!(OrgId::new("o1").unwrap().as_str(), "o1");
     }
 }

@@ -16,7 +16,7 @@ fn events(lines: &[(&str, &str, u32)]) -> String {
     lines
         .iter()
         .map(|(org, name, seq)| {
-            let (aggregate_type, aggregate_id, event_type, payload) = if *org == "" {
+            let (aggregate_type, aggregate_id, event_type, payload) = if org.is_empty() {
                 ("instance", "sigma1", "instance.added", json!({"name": "Sigma"}))
             } else {
                 ("org", *org, "org.added", json!({"name": name}))

@@ -131,7 +131,7 @@ async fn run_once<C: Command>(
     command: &C,
 ) -> Result<C::Output> {
     let mut uow = factory.begin().await?;
-    let result = match command.execute(&mut *uow, ctx).await {
+    match command.execute(&mut *uow, ctx).await {
         Ok(output) => uow.commit().await.map(|()| output),
         Err(error) => {
             if let Err(rollback) = uow.rollback().await {
@@ -139,8 +139,7 @@ async fn run_once<C: Command>(
             }
             Err(error)
         }
-    };
-    result
+    }
 }
 
 /// A uniqueness rule the database found broken (a race the command's own checks could
