@@ -430,6 +430,13 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
                 "rebuilt: {} events applied, {} failed",
                 outcome.applied, outcome.failed
             );
+            let failed = engine.failed().await?.len();
+            if outcome.failed > 0 || failed > 0 {
+                eprintln!(
+                    "error: the rebuild recorded failed events ({failed} listed by `tenancy projections failed`)"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
         ProjectionAction::Verify => {
             let report = engine.verify().await?;

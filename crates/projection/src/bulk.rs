@@ -22,7 +22,7 @@ use tenancy_postgres::{PgStore, on_constraint};
 
 use crate::claims;
 use crate::engine::Engine;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, ReplayV3};
 use crate::relational;
 
 /// What the fold of an instance's events ended with.
@@ -38,16 +38,21 @@ struct Folded {
 impl Engine {
     /// Bulk catch-up of `instance_id` if it qualifies: no cursor, no recorded failures, no
     /// rows in any of the five tables. `None` = use batches.
+    ///
+    /// `replay` (a rebuild): v3-written events up to its position are folded too, since
+    /// the reset removed their rows; the same classification and waits as a prefill, so a
+    /// rebuild leaves what a prefill leaves.
     pub(crate) async fn bulk_catch_up(
         &self,
         instance_id: &str,
         target: Option<Decimal>,
+        replay: Option<ReplayV3>,
     ) -> Result<Option<Outcome>> {
         let limit = self.config().bulk_limit;
         if limit == 0 || self.batched().contains(instance_id) {
             return Ok(None);
         }
-        let outcome = self.try_bulk(instance_id, target, limit).await?;
+        let outcome = self.try_bulk(instance_id, target, limit, replay).await?;
         if !outcome.is_some_and(|o| o.busy || o.deferred > 0) {
             // Done in bulk, or not for bulk: either way the instance continues in batches.
             self.batched().insert(instance_id);
@@ -60,6 +65,7 @@ impl Engine {
         instance_id: &str,
         target: Option<Decimal>,
         limit: u32,
+        replay: Option<ReplayV3>,
     ) -> Result<Option<Outcome>> {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
@@ -92,7 +98,7 @@ impl Engine {
             instance_id,
             None,
             target,
-            None,
+            replay,
             limit,
         )
         .await?
@@ -101,7 +107,7 @@ impl Engine {
             session.rollback().await?;
             return Ok(Some(deferred()));
         }
-        let folded = self.fold(instance_id, target).await?;
+        let folded = self.fold(instance_id, target, replay).await?;
         let Some(last) = folded.last.as_ref() else {
             session.rollback().await?;
             return Ok(None);
@@ -176,7 +182,12 @@ impl Engine {
     }
 
     /// Folds every event of the instance up to `target`, in order, into a fresh model.
-    async fn fold(&self, instance_id: &str, target: Option<Decimal>) -> Result<Folded> {
+    async fn fold(
+        &self,
+        instance_id: &str,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Folded> {
         let mut folded = Folded {
             state: InMemoryState::new(),
             applied: 0,
@@ -194,8 +205,11 @@ impl Engine {
         self.events()
             .read_in_batches(&query, self.config().batch_size.max(1), |events| {
                 for event in events {
-                    if event.written_by_v3 {
-                        // Its rows were written by the v3 command itself.
+                    if event.written_by_v3
+                        && replay.is_none_or(|ReplayV3(until)| event.position > until)
+                    {
+                        // Its rows were written by the v3 command itself (and, in a
+                        // rebuild, after the reset).
                         folded.skipped += 1;
                     } else {
                         let applied = relational::changes(&event)

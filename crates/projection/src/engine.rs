@@ -159,9 +159,7 @@ impl Engine {
         replay: Option<ReplayV3>,
     ) -> Result<Outcome> {
         let mut total = Outcome::default();
-        if replay.is_none()
-            && let Some(outcome) = self.bulk_catch_up(instance_id, target).await?
-        {
+        if let Some(outcome) = self.bulk_catch_up(instance_id, target, replay).await? {
             total.add(outcome);
             // A fresh instance that waits stays fresh: it never replays in batches.
             if outcome.busy || outcome.caught_up || outcome.deferred > 0 {

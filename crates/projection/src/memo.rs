@@ -18,6 +18,14 @@ impl InstanceSet {
             .contains(instance_id)
     }
 
+    /// Forgets every instance (the tables were reset: nothing learned before holds).
+    pub(crate) fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     pub(crate) fn insert(&self, instance_id: &str) {
         self.0
             .lock()

@@ -124,7 +124,12 @@ impl Engine {
     /// the newest position at start. Interrupted, it must be run again.
     pub async fn rebuild(&self) -> Result<Outcome> {
         // No worker may hold a cursor while the tables are reset (the registry lists them).
-        let Some(target) = self.state().reset(self.pool()).await? else {
+        let reset = self.state().reset(self.pool()).await?;
+        // What this engine learned of instances (fresh, in batches) was about the tables
+        // just reset: every instance is classified again, as a prefill does.
+        self.fresh().clear();
+        self.batched().clear();
+        let Some(target) = reset else {
             return Ok(Outcome {
                 caught_up: true,
                 ..Outcome::default()

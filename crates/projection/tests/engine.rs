@@ -1072,3 +1072,88 @@ async fn assert_import_keeps_unique_constraints(db: &TestDatabase) {
         .unwrap();
     assert_eq!(imported, kept);
 }
+
+/// Issue 25: a custom domain held by an instance that was removed, then added by another
+/// instance. A prefill gets it right; `rebuild` recorded "already exists: custom instance
+/// domain" failures and left rows different from the fold.
+#[tokio::test]
+async fn rebuild_equals_the_prefill_when_removed_instances_released_their_domains() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let mut pushes = churn_shaped(
+        Shape {
+            instances: 6,
+            orgs: 2,
+            moves: true,
+        },
+        300,
+        11,
+    );
+    for k in 0..8 {
+        let (old, new) = (format!("gone{k}"), format!("heir{k}"));
+        let domains = [format!("d{k}a.example"), format!("D{k}b.example")];
+        let mut held = vec![inst(&old, "instance.added", json!({"name": old}))];
+        for d in &domains {
+            held.push(inst(&old, "instance.domain.added", json!({"domain": d})));
+        }
+        held.push(inst(
+            &old,
+            "instance.domain.primary.set",
+            json!({"domain": domains[0]}),
+        ));
+        for n in 0..60 {
+            held.push(inst(
+                &old,
+                "instance.changed",
+                json!({"name": format!("{old}-{n}")}),
+            ));
+        }
+        pushes.insert(k * 20, held);
+        pushes.push(vec![inst(&old, "instance.removed", json!({}))]);
+        let mut heir = vec![inst(&new, "instance.added", json!({"name": new}))];
+        for d in &domains {
+            heir.push(inst(
+                &new,
+                "instance.domain.added",
+                json!({"domain": d.to_lowercase()}),
+            ));
+        }
+        pushes.push(heir);
+    }
+    push_all(&store, pushes).await;
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            workers: 4,
+            ..config()
+        },
+    );
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert!(engine.failed().await.unwrap().is_empty(), "the prefill");
+    assert_verified(&engine).await;
+    let prefilled = table_snapshot(&db).await;
+
+    let rebuilt = engine.rebuild().await.unwrap();
+    let failed = engine.failed().await.unwrap();
+    assert!(failed.is_empty(), "{rebuilt:?}: {:?}", failed.first());
+    assert_eq!(rebuilt.failed, 0);
+    assert_eq!(
+        table_snapshot(&db).await,
+        prefilled,
+        "rebuild leaves what the prefill left"
+    );
+    assert_verified(&engine).await;
+
+    // As `tenancy projections rebuild` runs it: a new process, nothing remembered.
+    let cli = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            workers: 4,
+            ..config()
+        },
+    );
+    let rebuilt = cli.rebuild().await.unwrap();
+    assert_eq!(rebuilt.failed, 0, "{rebuilt:?}");
+    assert!(cli.failed().await.unwrap().is_empty());
+    assert_eq!(table_snapshot(&db).await, prefilled);
+}
