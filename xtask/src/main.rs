@@ -129,6 +129,21 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The alert rules (ops/prometheus) parse and their expressions are valid PromQL.
+    if has("promtool") {
+        let status = Command::new("promtool")
+            .args([
+                "check",
+                "rules",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/prometheus/alerts.yml"),
+            ])
+            .status()?;
+        if !status.success() {
+            anyhow::bail!("promtool check rules failed");
+        }
+    } else {
+        println!("promtool is not installed: skipping the alert rules check");
+    }
     if has("cargo-deny") {
         cargo(&["deny", "check", "licenses", "bans", "sources"])?;
     } else {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod hosts;
 mod instance;
 pub mod listen;
+pub mod metrics;
 mod org;
 pub mod paging;
 pub mod pb;
@@ -21,5 +22,5 @@ mod service;
 pub mod text;
 
 pub use listen::{ServeConfig, serve};
-pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, listener, router};
+pub use server::{DEFAULT_MAX_REQUEST_BYTES, connect_error, listener, router, router_with_metrics};
 pub use service::{Api, Stamped};

@@ -30,3 +30,25 @@ pub mod org {
         include!(concat!(env!("OUT_DIR"), "/tenancy.org.v2.serde.rs"));
     }
 }
+
+/// `<package>.<Service>/<Method>` of every method of the protos (the request paths).
+pub fn method_paths() -> Vec<String> {
+    use prost::Message as _;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                paths.push(format!(
+                    "{}.{}/{}",
+                    file.package(),
+                    service.name(),
+                    method.name()
+                ));
+            }
+        }
+    }
+    paths
+}

@@ -38,6 +38,17 @@ pub fn router(
     tokens: ApiTokens,
     max_request_bytes: usize,
 ) -> Result<Router, tenancy_core::Error> {
+    router_with_metrics(api, tokens, max_request_bytes, Arc::default())
+}
+
+/// [`router`], counting and timing every request in `metrics` (register them with
+/// [`crate::metrics::ApiMetrics::register`]).
+pub fn router_with_metrics(
+    api: Api,
+    tokens: ApiTokens,
+    max_request_bytes: usize,
+    metrics: Arc<crate::metrics::ApiMetrics>,
+) -> Result<Router, tenancy_core::Error> {
     let api = Arc::new(api);
     let reflection = |e: tonic_reflection::server::Error| {
         tenancy_core::Error::internal(format!("server reflection: {e}"))
@@ -78,6 +89,10 @@ pub fn router(
         .layer(middleware::from_fn_with_state(
             Arc::new(tokens),
             authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::record,
         )))
 }
 
@@ -95,7 +110,7 @@ pub fn listener(
     })
 }
 
-fn is_grpc(request: &Request) -> bool {
+pub(crate) fn is_grpc(request: &Request) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)

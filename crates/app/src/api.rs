@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tenancy_api::auth::{ApiTokens, new_token};
-use tenancy_api::{Api, router};
+use tenancy_api::{Api, router_with_metrics};
 use tenancy_challenge::Checker;
 use tenancy_core::challenge::OsTokens;
 use tenancy_core::page_token::PageTokens;
@@ -17,7 +17,11 @@ use tenancy_postgres::hosts::{HostResolver, HostResolverConfig};
 use crate::settings::Settings;
 
 /// The API's routes over `pool`.
-pub async fn routes(pool: &sqlx::PgPool, settings: &Settings) -> Result<axum::Router> {
+pub async fn routes(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    metrics: std::sync::Arc<tenancy_api::metrics::ApiMetrics>,
+) -> Result<axum::Router> {
     let events = Arc::new(PgEventStore::new(pool.clone()));
     let store = PgStore::with_events(pool.clone(), events.clone());
     let hosts = HostResolver::start(pool.clone(), HostResolverConfig::default())
@@ -54,7 +58,12 @@ pub async fn routes(pool: &sqlx::PgPool, settings: &Settings) -> Result<axum::Ro
         tokens: Arc::new(OsTokens),
         page_tokens: PageTokens::new(key).context("[api] page_token_key")?,
     };
-    Ok(router(api, tokens, settings.api.max_request_bytes)?)
+    Ok(router_with_metrics(
+        api,
+        tokens,
+        settings.api.max_request_bytes,
+        metrics,
+    )?)
 }
 
 /// `tenancy api-token`: a new token, and the entry that configures it.

@@ -17,6 +17,10 @@ use tenancy_projection::Engine;
 pub struct AppState {
     pub engine: Engine,
     pub registry: Arc<Registry>,
+    /// Projection series computed at each scrape.
+    pub scrape: Arc<tenancy_projection::scrape::ProjectionScrape>,
+    /// The API's request metrics (registered here, recorded by the API's router).
+    pub api: Arc<tenancy_api::metrics::ApiMetrics>,
     pub pool_size: Gauge,
     pub pool_idle: Gauge,
     pub stuck_after: Duration,
@@ -26,6 +30,10 @@ impl AppState {
     pub fn new(engine: Engine, stuck_after: Duration) -> Self {
         let mut registry = Registry::default();
         engine.metrics().register(&mut registry);
+        let scrape = Arc::new(tenancy_projection::scrape::ProjectionScrape::default());
+        registry.register_collector(Box::new(scrape.clone()));
+        let api = Arc::new(tenancy_api::metrics::ApiMetrics::new());
+        api.register(&mut registry);
         let (pool_size, pool_idle) = (Gauge::default(), Gauge::default());
         let pool = registry.sub_registry_with_prefix("tenancy_db_pool");
         pool.register(
@@ -41,6 +49,8 @@ impl AppState {
         Self {
             engine,
             registry: Arc::new(registry),
+            scrape,
+            api,
             pool_size,
             pool_idle,
             stuck_after,
@@ -83,6 +93,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.scrape.refresh(&state.engine).await;
     let pool = state.engine.pool();
     state.pool_size.set(i64::from(pool.size()));
     state

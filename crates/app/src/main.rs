@@ -460,16 +460,16 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
 }
 
 async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
-    // Everything the API needs is built (and the tokens logged) before the port opens.
-    let api_routes = api::routes(engine.pool(), settings).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    println!("listening on http://{}", listener.local_addr()?);
     let state = http::AppState::new(
         engine.clone(),
         Duration::from_secs(settings.projection.stuck_after_secs),
     );
+    // Everything the API needs is built (and the tokens logged) before the port opens.
+    let api_routes = api::routes(engine.pool(), settings, state.api.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
     let (stop, _) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     let mut engine_stop = stop.subscribe();

@@ -230,6 +230,147 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The value of an unlabelled series in a /metrics text.
+fn series(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Issue 25 (M6 of the security review): the projection's series are computed at scrape
+/// time and present from start; a stall shows as rising lag and catch-up returns it to
+/// zero; API requests are counted per method and code.
+#[tokio::test]
+async fn metrics_at_scrape_show_a_stall_and_its_end() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Server(
+        StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
+            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", db.url())
+            .env("TENANCY_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "tenancy start did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(series(&metrics, "tenancy_projection_events_behind"), 0.0);
+    assert_eq!(
+        series(
+            &metrics,
+            "tenancy_projection_oldest_unprojected_age_seconds"
+        ),
+        0.0
+    );
+    assert_eq!(series(&metrics, "tenancy_projection_failed_events"), 0.0);
+    assert!(metrics.contains("tenancy_projection_instance_lag_seconds_bucket"));
+
+    // A stall: the projection cannot write while another transaction locks its table.
+    let mut lock = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE instances IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    store
+        .push(vec![NewEvent::legacy(
+            "stall",
+            "instance",
+            "stall",
+            "instance.added",
+            json!({"name": "Stall"}),
+            "test",
+        )])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, first) = get(port, "/metrics").unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, second) = get(port, "/metrics").unwrap();
+    assert_eq!(
+        series(&first, "tenancy_projection_events_behind"),
+        1.0,
+        "{first}"
+    );
+    let (age1, age2) = (
+        series(&first, "tenancy_projection_oldest_unprojected_age_seconds"),
+        series(&second, "tenancy_projection_oldest_unprojected_age_seconds"),
+    );
+    assert!(
+        age1 >= 1.0 && age2 > age1,
+        "the lag rises while stalled: {age1} -> {age2}"
+    );
+    assert!(
+        second.contains("tenancy_projection_oldest_instance_lag_seconds{instance_id=\"stall\"}"),
+        "{second}"
+    );
+    lock.rollback().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, now) = get(port, "/metrics").unwrap();
+        if series(&now, "tenancy_projection_events_behind") == 0.0 {
+            assert_eq!(
+                series(&now, "tenancy_projection_oldest_unprojected_age_seconds"),
+                0.0
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lag never returned to zero:\n{now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // API requests by method and code; a path that is no method is `unknown`.
+    let mut call = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(call, "POST /tenancy.instance.v2.InstanceService/GetInstance HTTP/1.1\r\nHost: x.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").unwrap();
+    let mut answer = String::new();
+    call.read_to_string(&mut answer).unwrap();
+    let mut probe = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(probe, "POST /no.Such/Method-{} HTTP/1.1\r\nHost: x.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", std::process::id()).unwrap();
+    probe.read_to_string(&mut answer).unwrap();
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    for line in [
+        "tenancy_api_requests_total{method=\"tenancy.instance.v2.InstanceService/GetInstance\",protocol=\"connect\",code=\"unauthenticated\"} 1",
+        "tenancy_api_requests_total{method=\"unknown\",protocol=\"connect\",code=\"unauthenticated\"} 1",
+        "tenancy_api_request_duration_seconds_bucket{",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // Every series the alert rules and the dashboard use exists.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops");
+    for file in ["prometheus/alerts.yml", "grafana/tenancy.json"] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        for (at, _) in text.match_indices("tenancy_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if name.ends_with('_') || !name.contains("_") || name == "tenancy_" {
+                continue;
+            }
+            assert!(
+                metrics.contains(&name),
+                "{file} uses {name}, which /metrics lacks"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
     let db = TestDatabase::fresh().await.unwrap();

@@ -295,6 +295,29 @@ impl ProjectionState {
         })
     }
 
+    /// Per instance behind: its events past its cursor and the creation time of the oldest
+    /// of them (one scan, as [`ProjectionState::progress`]; instances caught up are absent).
+    pub async fn lag_by_instance(
+        &self,
+        pool: &PgPool,
+    ) -> Result<Vec<(String, i64, OffsetDateTime)>> {
+        sqlx::query_as(
+            "SELECT e.instance_id, count(*), min(e.created_at) FROM eventstore.events2 e
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
+             WHERE e.instance_id <> '' AND e.aggregate_type = ANY($2) AND e.event_type = ANY($3)
+               AND (c.instance_id IS NULL
+                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
+             GROUP BY e.instance_id",
+        )
+        .bind(self.name)
+        .bind(&self.aggregate_types)
+        .bind(&self.event_types)
+        .fetch_all(pool)
+        .await
+        .map_err(on_constraint)
+    }
+
     /// Empties every table of the registry and forgets the projection's cursors and
     /// failures, in one transaction that no worker's cursor write can interleave with.
     /// Returns the newest position in the store at that moment.

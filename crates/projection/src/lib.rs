@@ -19,6 +19,7 @@ pub mod metrics;
 mod ops;
 mod outcome;
 pub mod relational;
+pub mod scrape;
 mod verify;
 
 pub use bulk::insert_rows;
