@@ -54,7 +54,9 @@ async fn migrate_demo_and_projection_commands() {
     assert!(!pending.status.success());
     assert!(String::from_utf8_lossy(&pending.stderr).contains("run `tenancy migrate` first"));
 
-    assert!(stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9]"));
+    assert!(
+        stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]")
+    );
     assert!(
         stdout(tenancy(&db).arg("migrate")).contains("up to date"),
         "idempotent"
@@ -466,7 +468,9 @@ async fn layout_refusal_and_remove_on_zitadel_databases() {
             && shown.contains("schema tenancy"),
         "{shown}"
     );
-    assert!(stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9]"));
+    assert!(
+        stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]")
+    );
     let refused = tenancy(&db).arg("remove").output().unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));

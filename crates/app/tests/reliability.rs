@@ -159,3 +159,128 @@ async fn a_database_restart_while_start_runs_is_survived() {
     cluster.stop().unwrap();
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A `tenancy start` on `db` listening on a free port, killed (SIGKILL) when dropped.
+struct Replica(std::process::Child);
+
+impl Replica {
+    async fn start(db: &TestDatabase, sweep_secs: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tenancy()
+            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", db.url())
+            .env("TENANCY_PROJECTION__SWEEP_INTERVAL_SECS", sweep_secs)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tenancy start did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Committed transactions of `db` over `window` (pg_stat_database, flushed by the
+/// backends at most once a second, hence the pause before each reading).
+async fn commits_over(db: &TestDatabase, window: Duration) -> i64 {
+    let read = || async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let before = read().await;
+    tokio::time::sleep(window).await;
+    read().await - before
+}
+
+/// Issue 25: replicas share the periodic work (one sweep per interval for all of them)
+/// instead of multiplying it: idle database load with 3 replicas at most 1.5x that of one.
+#[tokio::test]
+async fn idle_replicas_do_not_multiply_the_sweep() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    for push in churn(60, 120, 5) {
+        store.push(push).await.unwrap();
+    }
+    // A sweep every second makes the periodic work dominate the idle load.
+    let first = Replica::start(&db, "1").await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // caught up
+    let one = commits_over(&db, Duration::from_secs(6)).await;
+    let others = [
+        Replica::start(&db, "1").await,
+        Replica::start(&db, "1").await,
+    ];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let three = commits_over(&db, Duration::from_secs(6)).await;
+    drop(others);
+    drop(first);
+    eprintln!("idle commits over 6 s: one replica {one}, three replicas {three}");
+    assert!(
+        one > 30,
+        "the sweep walks the 60 instances every second: {one} commits"
+    );
+    assert!(
+        (three as f64) <= 1.5 * one as f64,
+        "3 idle replicas: {three} commits against {one} for one"
+    );
+}
+
+/// Issue 25: three replicas with a writer, one of them SIGKILLed every second or two and
+/// restarted: every event applied exactly once (`verify` equal, no failed event), and the
+/// instances a killed replica held are picked up by the others.
+#[tokio::test]
+async fn replicas_killed_at_random_lose_nothing() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let mut replicas = vec![
+        Replica::start(&db, "60").await,
+        Replica::start(&db, "60").await,
+        Replica::start(&db, "60").await,
+    ];
+    let pushes = churn(12, 400 * scale(), 17);
+    let total = pushes.len();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for push in pushes {
+                store.push(push).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut rng = Rng(9);
+    while !writer.is_finished() {
+        tokio::time::sleep(Duration::from_millis(700 + rng.next(1300))).await;
+        let victim = usize::try_from(rng.next(3)).unwrap();
+        replicas[victim] = Replica::start(&db, "60").await; // the old one is SIGKILLed on drop
+    }
+    writer.await.unwrap();
+    assert!(total > 100);
+    // The survivors catch up without a sweep (notifications and their retries).
+    let engine = Engine::new(db.pool.clone(), EngineConfig::default());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.status().await.unwrap().events_behind > 0 {
+        assert!(Instant::now() < deadline, "replicas did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(replicas);
+    assert!(engine.failed().await.unwrap().is_empty());
+    let report = engine.verify().await.unwrap();
+    assert!(report.is_equal(), "{}", report.differences.join("\n"));
+}

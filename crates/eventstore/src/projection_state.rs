@@ -295,6 +295,32 @@ impl ProjectionState {
         })
     }
 
+    /// Takes or renews the lease of the projection's periodic `task` for `holder`, to last
+    /// `duration` from now: true when `holder` holds it (it was free, expired or already
+    /// `holder`'s). One statement; a lease held by a live other process is left alone.
+    pub async fn take_lease(
+        &self,
+        pool: &PgPool,
+        task: &str,
+        holder: &str,
+        duration: std::time::Duration,
+    ) -> Result<bool> {
+        let held: Option<bool> = sqlx::query_scalar(
+            "INSERT INTO tenancy.leases (name, holder, until)
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+                 WHERE tenancy.leases.holder = EXCLUDED.holder OR tenancy.leases.until < clock_timestamp()
+             RETURNING true",
+        )
+        .bind(format!("{}:{task}", self.name))
+        .bind(holder)
+        .bind(duration.as_secs_f64())
+        .fetch_optional(pool)
+        .await
+        .map_err(on_constraint)?;
+        Ok(held.unwrap_or(false))
+    }
+
     /// Per instance behind: its events past its cursor and the creation time of the oldest
     /// of them (one scan, as [`ProjectionState::progress`]; instances caught up are absent).
     pub async fn lag_by_instance(

@@ -104,6 +104,9 @@ impl Engine {
             tokio::time::interval(self.config().poll_interval.max(Duration::from_millis(10)));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut newest: HashMap<String, Decimal> = HashMap::new();
+        // This process among the others on the database (leases of periodic tasks).
+        let holder = holder_id();
+        let mut first_sweep = true;
         loop {
             tokio::select! {
                 biased;
@@ -125,9 +128,23 @@ impl Engine {
                     }
                 }
                 _ = sweep.tick() => {
-                    self.run_instances(None, None, |_, _, _| {}).await?;
+                    // One sweep per interval for all processes on the database; but always
+                    // at (re)connecting, since what happened meanwhile is ours to catch.
+                    let lease = self.config().sweep_interval.mul_f64(0.9);
+                    let leased = self.state().take_lease(self.pool(), "sweep", &holder, lease).await?;
+                    let first = std::mem::take(&mut first_sweep);
+                    if leased || first {
+                        self.run_instances(None, None, |_, _, _| {}).await?;
+                    }
                 }
                 _ = poll.tick(), if adopted => {
+                    // One poller at a time: the lease outlives a few of its ticks, so a
+                    // poller that dies is replaced within them.
+                    let lease = self.config().poll_interval.mul_f64(3.0).max(Duration::from_secs(1));
+                    if !self.state().take_lease(self.pool(), "poll", &holder, lease).await? {
+                        newest.clear();
+                        continue;
+                    }
                     for instance in self.pushed_since_last_poll(&mut newest).await? {
                         let outcome = self.catch_up(&instance, None).await?;
                         if outcome.deferred > 0 || outcome.busy {
@@ -164,4 +181,16 @@ impl Engine {
         *newest = seen_now;
         Ok(moved)
     }
+}
+
+/// A name for this engine's leases, unique among processes: host, process id and time.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{host}/{}/{started}", std::process::id())
 }
