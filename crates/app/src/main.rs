@@ -122,8 +122,19 @@ enum ProjectionAction {
         aggregate_id: String,
         sequence: i64,
     },
-    /// Reset the tables and cursors, then replay the whole stream.
-    Rebuild,
+    /// Rebuild the tables from the events side by side with the live ones, then switch
+    /// (readers never see a partial generation); the replaced one is kept until
+    /// `drop-previous` or the next rebuild.
+    Rebuild {
+        /// Reset the live tables and replay into them (an outage: for a database nobody reads).
+        #[arg(long, conflicts_with = "abandon")]
+        in_place: bool,
+        /// Drop the next generation of an unfinished rebuild instead of continuing it.
+        #[arg(long)]
+        abandon: bool,
+    },
+    /// Drop the generation the last rebuild replaced.
+    DropPrevious,
     /// Fold the stream in memory and compare with the tables (exit 0 only when equal).
     Verify,
 }
@@ -424,10 +435,26 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
             }
             println!("dismissed");
         }
-        ProjectionAction::Rebuild => {
-            let outcome = engine.rebuild().await?;
+        ProjectionAction::Rebuild { abandon: true, .. } => {
+            engine.abandon_rebuild().await?;
+            println!("the unfinished rebuild was abandoned (the live tables are untouched)");
+        }
+        ProjectionAction::Rebuild { in_place, .. } => {
+            let (outcome, what) = if in_place {
+                (engine.rebuild().await?, "rebuilt in place".to_owned())
+            } else {
+                let rebuilt = engine
+                    .rebuild_side_by_side(std::sync::Arc::new(|_, _, _| {}))
+                    .await?;
+                let what = format!(
+                    "rebuilt side by side{} and switched after {} round(s); the previous generation is kept (`projections drop-previous`)",
+                    if rebuilt.resumed { " (resumed)" } else { "" },
+                    rebuilt.rounds
+                );
+                (rebuilt.outcome, what)
+            };
             println!(
-                "rebuilt: {} events applied, {} failed",
+                "{what}: {} events applied, {} failed",
                 outcome.applied, outcome.failed
             );
             let failed = engine.failed().await?.len();
@@ -436,6 +463,13 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
                     "error: the rebuild recorded failed events ({failed} listed by `tenancy projections failed`)"
                 );
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        ProjectionAction::DropPrevious => {
+            if engine.drop_previous_generation().await? {
+                println!("the previous generation was dropped");
+            } else {
+                println!("there is no previous generation");
             }
         }
         ProjectionAction::Verify => {

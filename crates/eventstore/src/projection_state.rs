@@ -321,6 +321,20 @@ impl ProjectionState {
         Ok(held.unwrap_or(false))
     }
 
+    /// The instances with events of the projection after `position` (the position index:
+    /// cost follows those events, not the store).
+    pub async fn instances_after(&self, pool: &PgPool, position: Decimal) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT instance_id FROM eventstore.events2
+             WHERE \"position\" > $1 AND instance_id <> '' AND aggregate_type = ANY($2)",
+        )
+        .bind(position)
+        .bind(&self.aggregate_types)
+        .fetch_all(pool)
+        .await
+        .map_err(on_constraint)
+    }
+
     /// Per instance behind: its events past its cursor and the creation time of the oldest
     /// of them (one scan, as [`ProjectionState::progress`]; instances caught up are absent).
     pub async fn lag_by_instance(

@@ -22,6 +22,7 @@ mod domain;
 pub mod dump;
 pub mod embedded;
 mod error;
+pub mod generation;
 pub mod hosts;
 pub mod ids;
 mod instance;

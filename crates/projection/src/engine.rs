@@ -117,6 +117,13 @@ impl Engine {
         &self.statistics
     }
 
+    /// The same engine keeping its cursors under another projection name (another
+    /// generation of the tables, reached through its pool's `search_path`).
+    pub(crate) fn with_state(mut self, state: ProjectionState) -> Self {
+        self.state = state;
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
         self.metrics = metrics;
         self
@@ -203,8 +210,21 @@ impl Engine {
         replay: Option<ReplayV3>,
         progress: Progress,
     ) -> Result<Outcome> {
+        let instances = self.instances().await?;
+        self.run_rounds_of(instances, target, replay, progress)
+            .await
+    }
+
+    /// [`Engine::run_rounds`] over `instances` only.
+    pub(crate) async fn run_rounds_of(
+        &self,
+        instances: Vec<String>,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+        progress: Progress,
+    ) -> Result<Outcome> {
         let mut sum = Outcome::default();
-        let mut pending = self.instances().await?;
+        let mut pending = instances;
         // Deferred events wait for other instances of this very run, which move on in the
         // same rounds; the cap only guards against an instance another process holds for
         // good. Rounds without any progress pause briefly.

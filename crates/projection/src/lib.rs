@@ -20,10 +20,12 @@ mod ops;
 mod outcome;
 pub mod relational;
 pub mod scrape;
+mod side_by_side;
 mod verify;
 
 pub use bulk::insert_rows;
 pub use continuous::Continuous;
 pub use engine::{Engine, EngineConfig, Outcome, ReplayV3};
 pub use ops::{FailedEvent, RetryOutcome, Status};
+pub use side_by_side::Rebuilt;
 pub use verify::VerifyReport;

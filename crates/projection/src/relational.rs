@@ -21,10 +21,20 @@ pub fn event_types() -> Vec<String> {
     EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect()
 }
 
+/// The cursors of a next generation being built by a side-by-side rebuild.
+pub const NEXT_NAME: &str = "relational_tables.next";
+/// The cursors of the generation a switch replaced (kept with its tables).
+pub const PREVIOUS_NAME: &str = "relational_tables.previous";
+
 /// The projection's cursors, failures and locks under its name.
 pub fn state() -> tenancy_eventstore::projection_state::ProjectionState {
+    state_named(NAME)
+}
+
+/// The same projection's bookkeeping under another name (another generation's tables).
+pub fn state_named(name: &'static str) -> tenancy_eventstore::projection_state::ProjectionState {
     tenancy_eventstore::projection_state::ProjectionState::new(
-        NAME,
+        name,
         aggregate_types(),
         event_types(),
     )

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use tenancy_core::command::{
@@ -1156,4 +1157,223 @@ async fn rebuild_equals_the_prefill_when_removed_instances_released_their_domain
     assert_eq!(rebuilt.failed, 0, "{rebuilt:?}");
     assert!(cli.failed().await.unwrap().is_empty());
     assert_eq!(table_snapshot(&db).await, prefilled);
+}
+
+/// Issue 25: a side-by-side rebuild leaves what a prefill leaves, on a stream where
+/// domains move between instances and removed instances released theirs.
+#[tokio::test]
+async fn side_by_side_rebuild_equals_the_prefill() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    push_all(
+        &store,
+        churn_shaped(
+            Shape {
+                instances: 8,
+                orgs: 3,
+                moves: true,
+            },
+            400,
+            23,
+        ),
+    )
+    .await;
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            workers: 4,
+            ..config()
+        },
+    );
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert!(engine.failed().await.unwrap().is_empty());
+    let prefilled = table_snapshot(&db).await;
+    let rebuilt = engine
+        .rebuild_side_by_side(Arc::new(|_, _, _| {}))
+        .await
+        .unwrap();
+    assert!(!rebuilt.resumed);
+    assert_eq!(table_snapshot(&db).await, prefilled);
+    assert!(engine.failed().await.unwrap().is_empty());
+    assert_eq!(
+        engine.status().await.unwrap().events_behind,
+        0,
+        "the cursors came along"
+    );
+    assert_verified(&engine).await;
+    // The replaced generation is kept, then dropped on request.
+    let previous: i64 = scalar(&db, "SELECT count(*) FROM tenancy_previous.instances").await;
+    assert!(previous > 0);
+    assert!(engine.drop_previous_generation().await.unwrap());
+    assert!(!engine.drop_previous_generation().await.unwrap());
+}
+
+/// Issue 25: during a side-by-side rebuild every live host keeps resolving (no
+/// not-found, no error) while the live projection runs and two writers write — legacy
+/// pushes and v3 commands —; interrupted, the rebuild resumes; a second one is refused;
+/// after the switch the tables equal the fold of every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_by_side_rebuild_under_load_never_takes_the_tables_away() {
+    use tenancy_core::ports::InstanceRepository as _;
+    let db = TestDatabase::fresh().await.unwrap();
+    let events = Arc::new(PgEventStore::new(db.pool.clone()));
+    let mut pushes = churn(6, 600, 31);
+    let hosts: Vec<(String, String)> = (0..40)
+        .map(|n| (format!("live{n}"), format!("host{n}.live.example")))
+        .collect();
+    for (instance, host) in &hosts {
+        pushes.push(vec![
+            inst(instance, "instance.added", json!({"name": instance})),
+            inst(instance, "instance.domain.added", json!({"domain": host})),
+        ]);
+    }
+    push_all(&events, pushes).await;
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            workers: 2,
+            ..config()
+        },
+    );
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+
+    // The live projection, as `tenancy start` runs it.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let live = {
+        let engine = engine.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            engine
+                .run_continuous(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    let reader = {
+        let pool = db.pool.clone();
+        let hosts = hosts.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let store = PgStore::new(pool);
+            let (mut reads, mut missing) = (0u64, Vec::new());
+            let mut rng = Rng(3);
+            while !*stopped.borrow_and_update() {
+                let (instance, host) = &hosts[usize::try_from(rng.next(40)).unwrap()];
+                let mut session = store.session().await.unwrap();
+                match session.instance_by_host(host).await {
+                    Ok(found) => assert_eq!(found.id.as_str(), instance),
+                    Err(e) => missing.push(format!("{host}: {e}")),
+                }
+                reads += 1;
+            }
+            (reads, missing)
+        })
+    };
+    let writers = {
+        let events = events.clone();
+        let pool = db.pool.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let v3 = PgStore::with_events(pool, events.clone());
+            let ctx = fixtures::context();
+            let mut n = 0;
+            while !*stopped.borrow_and_update() {
+                n += 1;
+                let legacy = format!("late{}", n % 7);
+                events
+                    .push(vec![inst(
+                        &legacy,
+                        "instance.changed",
+                        json!({"name": format!("late {n}")}),
+                    )])
+                    .await
+                    .unwrap();
+                let org = AddOrganization {
+                    instance_id: InstanceId::new(format!("live{}", n % 40)).unwrap(),
+                    id: None,
+                    name: format!("v3 org {n}"),
+                };
+                command::run(&v3, &ctx, &org).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            n
+        })
+    };
+
+    // Interrupted once (the future dropped) while filling the next generation, then run
+    // to the end.
+    let filling = async {
+        loop {
+            let cursors: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM tenancy.current_states WHERE projection_name = 'relational_tables.next'",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            if cursors > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        done = engine.rebuild_side_by_side(Arc::new(|_, _, _| {})) => panic!("not interrupted: {done:?}"),
+        () = filling => {}
+    }
+    // The interrupted run's lock may take a moment to be released with its connection.
+    let rebuilt = loop {
+        match engine.rebuild_side_by_side(Arc::new(|_, _, _| {})).await {
+            Err(tenancy_core::Error::PreconditionFailed(why))
+                if why.contains("another rebuild") =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert!(rebuilt.resumed, "{rebuilt:?}");
+    eprintln!(
+        "switch: live tables locked for {:?} ({rebuilt:?})",
+        rebuilt.frozen_for
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(true);
+    let written = writers.await.unwrap();
+    let (reads, missing) = reader.await.unwrap();
+    live.await.unwrap().unwrap();
+    assert!(
+        written > 5 && reads > 100,
+        "{written} writes, {reads} reads"
+    );
+    assert!(
+        missing.is_empty(),
+        "{} of {reads} lookups failed: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert!(engine.failed().await.unwrap().is_empty());
+    assert_verified(&engine).await;
+}
+
+/// Issue 25: one rebuild at a time per database; the refusal names the holder.
+#[tokio::test]
+async fn a_second_rebuild_is_refused_naming_the_running_one() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let mut holder = db.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.rebuild'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    let refused = engine
+        .rebuild_side_by_side(Arc::new(|_, _, _| {}))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("another rebuild is running")
+            && refused.to_string().contains("server process"),
+        "{refused}"
+    );
 }

@@ -1,0 +1,363 @@
+//! Generations of the relational tables, for a rebuild side by side with the live tables.
+//!
+//! A rebuild fills a **next** generation — empty copies of the five tables in the schema
+//! [`NEXT_SCHEMA`], with the same columns, constraints and indexes under the same names —
+//! while the live tables keep serving every read and keep being projected. A short
+//! [`switch`] then moves the live tables to [`PREVIOUS_SCHEMA`] and the next ones into the
+//! live schema, in one transaction: a reader sees one generation or the other, never a
+//! mix. The cursors move with their tables (the projection's name), the host-notification
+//! triggers move to the new live tables, and every host cache is told to forget.
+//!
+//! Statements elsewhere name the tables unqualified, resolved through the `search_path`:
+//! a connection whose path starts with [`NEXT_SCHEMA`] ([`next_options`]) reads and writes
+//! the next generation with the very same SQL, and PostgreSQL replans every cached
+//! statement that touched a moved table.
+
+use rust_decimal::Decimal;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row as _};
+use tenancy_core::Result;
+use tenancy_core::state::Table;
+
+use crate::layout::Layout;
+use crate::on_constraint;
+
+/// Where a rebuild fills the next generation.
+pub const NEXT_SCHEMA: &str = "tenancy_next";
+/// Where the generation a switch replaced is kept (until the next rebuild or
+/// [`drop_previous`]).
+pub const PREVIOUS_SCHEMA: &str = "tenancy_previous";
+
+/// Connection options whose unqualified table names are the next generation's (the
+/// live schema stays on the path behind it for the tables' types).
+pub fn next_options(options: PgConnectOptions, layout: &Layout) -> PgConnectOptions {
+    options.options([(
+        "search_path",
+        format!("{NEXT_SCHEMA},{}", layout.search_path()),
+    )])
+}
+
+/// Whether a next generation exists (a rebuild is under way or was interrupted).
+pub async fn next_exists(conn: &mut PgConnection) -> Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(NEXT_SCHEMA)
+        .fetch_one(conn)
+        .await
+        .map_err(on_constraint)
+}
+
+/// The five tables of the live generation, qualified, in registry order (parents first).
+fn live_tables(layout: &Layout) -> Vec<String> {
+    Table::ALL
+        .iter()
+        .map(|t| format!("{}.{}", layout.relational_schema, t.name()))
+        .collect()
+}
+
+/// Creates the next generation: empty tables shaped like the live ones (columns,
+/// defaults, identity, checks, keys, foreign keys among themselves, indexes; not the
+/// notification triggers, which a bulk fill must not fire). One transaction.
+pub async fn create_next(conn: &mut PgConnection, layout: &Layout) -> Result<()> {
+    crate::layout::check_schema_name(&layout.relational_schema)?;
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {NEXT_SCHEMA}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    let mut constraints = Vec::new();
+    let mut indexes = Vec::new();
+    for (table, live) in Table::ALL.iter().zip(live_tables(layout)) {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE {NEXT_SCHEMA}.{} (LIKE {live} INCLUDING DEFAULTS INCLUDING IDENTITY \
+             INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE)",
+            table.name()
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        // Printed with the live search_path: references and tables come out unqualified.
+        let rows = sqlx::query(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'f', 'x')
+             ORDER BY contype = 'f', conname",
+        )
+        .bind(&live)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        for row in rows {
+            let (name, definition): (String, String) = (row.get(0), row.get(1));
+            constraints.push(format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {definition}",
+                table.name(),
+                quote(&name)
+            ));
+        }
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+             WHERE i.indrelid = $1::regclass
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+        )
+        .bind(&live)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        indexes.extend(rows);
+    }
+    // Executed with the next generation first on the path: the same names now mean its
+    // tables (a foreign key to `instances` references the next `instances`).
+    sqlx::query(AssertSqlSafe(format!(
+        "SET LOCAL search_path TO {NEXT_SCHEMA}, {}",
+        layout.search_path()
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    let indexes = indexes
+        .iter()
+        .map(|d| unqualify(d, &layout.relational_schema));
+    for statement in constraints.into_iter().chain(indexes) {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+    }
+    tx.commit().await.map_err(on_constraint)
+}
+
+/// An index definition printed as `ON <schema>.<table>` made to name the table alone.
+fn unqualify(definition: &str, schema: &str) -> String {
+    definition.replace(&format!(" ON {schema}."), " ON ")
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// The projection's names for the cursors of each generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub live: &'a str,
+    pub next: &'a str,
+    pub previous: &'a str,
+}
+
+/// The outcome of a [`switch`] attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// The next generation is live; the former live one is in [`PREVIOUS_SCHEMA`].
+    Done,
+    /// The next generation has not yet reached what the live one holds: nothing changed.
+    Behind(i64),
+}
+
+/// The live tables locked for a switch (see [`freeze`]); [`Frozen::finish`] switches or
+/// leaves everything as it was.
+#[derive(Debug)]
+pub struct Frozen<'c> {
+    tx: sqlx::Transaction<'c, sqlx::Postgres>,
+    layout: Layout,
+}
+
+/// Locks the five live tables (`ACCESS EXCLUSIVE`, waiting at most 50 ms for the
+/// transactions in flight on them, else `Err`: try again): from here readers and writers of the live
+/// tables wait, the live projection cannot move its cursors (it writes rows before its
+/// cursor) and no v3 command can commit. The next generation's own catch-up goes on (other
+/// tables, other cursors), so the last events can be brought over before [`Frozen::finish`].
+pub async fn freeze<'c>(conn: &'c mut PgConnection, layout: &Layout) -> Result<Frozen<'c>> {
+    crate::layout::check_schema_name(&layout.relational_schema)?;
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    // A reader holding one table and waiting for another would deadlock with this lock
+    // (readers take the tables in the order of their queries). Giving up after 50 ms —
+    // well before PostgreSQL's deadlock detection at `deadlock_timeout` (1 s) — makes
+    // this transaction, never a reader, the one that fails; it is tried again.
+    sqlx::query("SET LOCAL lock_timeout = '50ms'")
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        live_tables(layout).join(", ")
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    Ok(Frozen {
+        tx,
+        layout: layout.clone(),
+    })
+}
+
+impl Frozen<'_> {
+    /// Unlocks the live tables, changing nothing.
+    pub async fn release(self) -> Result<()> {
+        self.tx.rollback().await.map_err(on_constraint)
+    }
+
+    /// Makes the next generation live if it holds everything the live one holds: every
+    /// live cursor reached and every event a v3 command wrote (rows written into the live
+    /// tables only) replayed; else rolls back and says how much is missing.
+    /// `caught_up_to`: a position the next generation reached for every instance.
+    pub async fn finish(self, names: Names<'_>, caught_up_to: Decimal) -> Result<Switch> {
+        let Frozen { mut tx, layout } = self;
+        let Names {
+            live,
+            next,
+            previous,
+        } = names;
+        let schema = &layout.relational_schema;
+        let tables = live_tables(&layout);
+        // Only what is newer than `caught_up_to` can be missing: live cursors past it,
+        // v3 events past it.
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM tenancy.current_states l
+                     LEFT JOIN tenancy.current_states n ON n.projection_name = $2 AND n.instance_id = l.instance_id
+                     WHERE l.projection_name = $1 AND l.\"position\" >= $3
+                       AND (n.instance_id IS NULL
+                            OR (n.\"position\", n.in_tx_order, n.instance_id, n.aggregate_type, n.aggregate_id, n.\"sequence\")
+                               < (l.\"position\", l.in_tx_order, l.instance_id, l.aggregate_type, l.aggregate_id, l.\"sequence\")))
+                  + (SELECT count(*) FROM eventstore.events2 e
+                     JOIN tenancy.written_events w USING (instance_id, aggregate_type, aggregate_id, \"sequence\")
+                     LEFT JOIN tenancy.current_states n ON n.projection_name = $2 AND n.instance_id = e.instance_id
+                     WHERE e.\"position\" >= $3
+                       AND (n.instance_id IS NULL
+                            OR (n.\"position\", n.in_tx_order, n.instance_id, n.aggregate_type, n.aggregate_id, n.\"sequence\")
+                               < (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")))",
+        )
+        .bind(live)
+        .bind(next)
+        .bind(caught_up_to)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        if behind > 0 {
+            tx.rollback().await.map_err(on_constraint)?;
+            return Ok(Switch::Behind(behind));
+        }
+        // The live tables' own triggers (host notifications), to re-create on the new ones.
+        let triggers: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT c.relname::text, t.tgname::text, pg_get_triggerdef(t.oid)
+         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         WHERE t.tgrelid = ANY($1::regclass[]) AND NOT t.tgisinternal",
+        )
+        .bind(&tables)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+        let mut statements = vec![
+            format!("DROP SCHEMA IF EXISTS {PREVIOUS_SCHEMA} CASCADE"),
+            format!("CREATE SCHEMA {PREVIOUS_SCHEMA}"),
+        ];
+        for table in Table::ALL.iter().rev() {
+            statements.push(format!(
+                "ALTER TABLE {schema}.{} SET SCHEMA {PREVIOUS_SCHEMA}",
+                table.name()
+            ));
+        }
+        for table in Table::ALL {
+            statements.push(format!(
+                "ALTER TABLE {NEXT_SCHEMA}.{} SET SCHEMA {schema}",
+                table.name()
+            ));
+        }
+        statements.push(format!("DROP SCHEMA {NEXT_SCHEMA}"));
+        for (table, name, _) in &triggers {
+            statements.push(format!(
+                "DROP TRIGGER {} ON {PREVIOUS_SCHEMA}.{}",
+                quote(name),
+                quote(table)
+            ));
+        }
+        for (_, _, definition) in &triggers {
+            // Printed unqualified (the live schema is on the path): the new live table.
+            statements.push(definition.replace(&format!(" ON {schema}."), " ON "));
+        }
+        for statement in statements {
+            sqlx::query(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(on_constraint)?;
+        }
+        // The cursors (and failures) go with their tables: live -> previous, next -> live.
+        for table in ["tenancy.current_states", "tenancy.failed_events2"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE projection_name = $1"
+            )))
+            .bind(previous)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+            for (from, to) in [(live, previous), (next, live)] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {table} SET projection_name = $1 WHERE projection_name = $2"
+                )))
+                .bind(to)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(on_constraint)?;
+            }
+        }
+        // Every host cache forgets (delivered at commit).
+        sqlx::query("SELECT pg_notify('tenancy_hosts', '*')")
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+        tx.commit().await.map_err(on_constraint)?;
+        Ok(Switch::Done)
+    }
+}
+
+/// Drops the previous generation and its cursors (`previous`: the projection's name for
+/// them). True when there was one.
+pub async fn drop_previous(conn: &mut PgConnection, previous: &str) -> Result<bool> {
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    let existed: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(PREVIOUS_SCHEMA)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {PREVIOUS_SCHEMA} CASCADE"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    for table in ["tenancy.current_states", "tenancy.failed_events2"] {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE projection_name = $1"
+        )))
+        .bind(previous)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    }
+    tx.commit().await.map_err(on_constraint)?;
+    Ok(existed)
+}
+
+/// Drops an unfinished next generation and its cursors (a rebuild abandoned).
+pub async fn drop_next(conn: &mut PgConnection, next: &str) -> Result<()> {
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {NEXT_SCHEMA} CASCADE"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    for table in ["tenancy.current_states", "tenancy.failed_events2"] {
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE projection_name = $1"
+        )))
+        .bind(next)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    }
+    tx.commit().await.map_err(on_constraint)
+}
