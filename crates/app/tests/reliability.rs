@@ -284,3 +284,74 @@ async fn replicas_killed_at_random_lose_nothing() {
     let report = engine.verify().await.unwrap();
     assert!(report.is_equal(), "{}", report.differences.join("\n"));
 }
+
+/// Issue 25: `tenancy projections rebuild` (side by side) killed with SIGKILL at random
+/// points, then run again, ends with the tables of a prefill; while one runs, a second is
+/// refused naming it.
+#[tokio::test]
+async fn a_rebuild_killed_at_random_points_resumes_and_ends_equal() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    for push in churn(10, 800 * scale(), 27) {
+        store.push(push).await.unwrap();
+    }
+    let run = |args: &[&str]| {
+        tenancy()
+            .args(args)
+            .env("DATABASE_URL", db.url())
+            .env("TENANCY_PROJECTION__BATCH_SIZE", "25")
+            .env("TENANCY_PROJECTION__BULK_LIMIT", "0")
+            .status()
+            .unwrap()
+    };
+    assert!(run(&["projections", "run", "--until-caught-up"]).success());
+    let snapshot = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM
+             (SELECT (i.*)::text AS t FROM instances i UNION ALL SELECT (o.*)::text FROM organizations o
+              UNION ALL SELECT (d.*)::text FROM instance_domains d UNION ALL SELECT (d.*)::text FROM org_domains d) x",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let prefilled = snapshot().await;
+    let mut rng = Rng(12);
+    let mut interrupted = 0;
+    for _ in 0..4 {
+        let mut child = tenancy()
+            .args(["projections", "rebuild"])
+            .env("DATABASE_URL", db.url())
+            .env("TENANCY_PROJECTION__BATCH_SIZE", "25")
+            .env("TENANCY_PROJECTION__BULK_LIMIT", "0")
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100 + rng.next(400))).await;
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+            // While it runs, a second rebuild is refused.
+            let second = tenancy()
+                .args(["projections", "rebuild"])
+                .env("DATABASE_URL", db.url())
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&second.stderr);
+            if !second.status.success() {
+                assert!(said.contains("another rebuild is running"), "{said}");
+            }
+            child.kill().unwrap(); // SIGKILL
+        }
+        child.wait().unwrap();
+    }
+    assert!(interrupted > 0, "no run was interrupted");
+    // The interrupted runs' lock goes with their connections; a rerun may find it still held.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run(&["projections", "rebuild"]).success() {
+        assert!(Instant::now() < deadline, "the rebuild never finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(snapshot().await, prefilled, "the rebuilt tables are the prefill's");
+    assert!(run(&["projections", "verify"]).success());
+    assert!(run(&["projections", "drop-previous"]).success());
+}
