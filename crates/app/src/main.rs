@@ -436,8 +436,11 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
             println!("dismissed");
         }
         ProjectionAction::Rebuild { abandon: true, .. } => {
-            engine.abandon_rebuild().await?;
-            println!("the unfinished rebuild was abandoned (the live tables are untouched)");
+            if engine.abandon_rebuild().await? {
+                println!("the unfinished rebuild was abandoned (the live tables are untouched)");
+            } else {
+                println!("there is no unfinished rebuild");
+            }
         }
         ProjectionAction::Rebuild { in_place, .. } => {
             let (outcome, what) = if in_place {

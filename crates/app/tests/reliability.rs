@@ -351,7 +351,11 @@ async fn a_rebuild_killed_at_random_points_resumes_and_ends_equal() {
         assert!(Instant::now() < deadline, "the rebuild never finished");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(snapshot().await, prefilled, "the rebuilt tables are the prefill's");
+    assert_eq!(
+        snapshot().await,
+        prefilled,
+        "the rebuilt tables are the prefill's"
+    );
     assert!(run(&["projections", "verify"]).success());
     assert!(run(&["projections", "drop-previous"]).success());
 }

@@ -315,15 +315,28 @@ impl Frozen<'_> {
 /// Drops the previous generation and its cursors (`previous`: the projection's name for
 /// them). True when there was one.
 pub async fn drop_previous(conn: &mut PgConnection, previous: &str) -> Result<bool> {
+    drop_generation(conn, PREVIOUS_SCHEMA, previous).await
+}
+
+/// Drops an unfinished next generation and its cursors (a rebuild abandoned). True when
+/// there was one.
+pub async fn drop_next(conn: &mut PgConnection, next: &str) -> Result<bool> {
+    drop_generation(conn, NEXT_SCHEMA, next).await
+}
+
+/// Drops `schema` (a generation's tables) and the cursors and failures kept under
+/// `projection`, in one transaction.
+async fn drop_generation(conn: &mut PgConnection, schema: &str, projection: &str) -> Result<bool> {
     let mut tx = conn.begin().await.map_err(on_constraint)?;
     let existed: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(PREVIOUS_SCHEMA)
+            .bind(schema)
             .fetch_one(&mut *tx)
             .await
             .map_err(on_constraint)?;
+    // `schema` is one of this module's constants.
     sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {PREVIOUS_SCHEMA} CASCADE"
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
     )))
     .execute(&mut *tx)
     .await
@@ -332,32 +345,11 @@ pub async fn drop_previous(conn: &mut PgConnection, previous: &str) -> Result<bo
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE projection_name = $1"
         )))
-        .bind(previous)
+        .bind(projection)
         .execute(&mut *tx)
         .await
         .map_err(on_constraint)?;
     }
     tx.commit().await.map_err(on_constraint)?;
     Ok(existed)
-}
-
-/// Drops an unfinished next generation and its cursors (a rebuild abandoned).
-pub async fn drop_next(conn: &mut PgConnection, next: &str) -> Result<()> {
-    let mut tx = conn.begin().await.map_err(on_constraint)?;
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {NEXT_SCHEMA} CASCADE"
-    )))
-    .execute(&mut *tx)
-    .await
-    .map_err(on_constraint)?;
-    for table in ["tenancy.current_states", "tenancy.failed_events2"] {
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE projection_name = $1"
-        )))
-        .bind(next)
-        .execute(&mut *tx)
-        .await
-        .map_err(on_constraint)?;
-    }
-    tx.commit().await.map_err(on_constraint)
 }

@@ -166,8 +166,9 @@ impl Engine {
         generation::drop_previous(&mut conn, relational::PREVIOUS_NAME).await
     }
 
-    /// Abandons an unfinished side-by-side rebuild (drops the next generation).
-    pub async fn abandon_rebuild(&self) -> Result<()> {
+    /// Abandons an unfinished side-by-side rebuild (drops the next generation). True
+    /// when there was one.
+    pub async fn abandon_rebuild(&self) -> Result<bool> {
         let options = (*self.pool().connect_options()).clone();
         let mut guard = options.connect().await.map_err(on_constraint)?;
         take_rebuild_lock(&mut guard).await?;
