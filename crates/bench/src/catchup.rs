@@ -78,7 +78,7 @@ pub fn stream_rows(instances: usize, events: usize, seed: u64, moves: bool) -> V
 
 /// The operator's path: the store imported (`tenancy events import`'s COPY), then
 /// `VACUUM ANALYZE` of the whole database — the tables tenancy fills are analysed empty.
-async fn loaded(rows: &[ImportRow]) -> Result<TestDatabase> {
+pub(crate) async fn loaded(rows: &[ImportRow]) -> Result<TestDatabase> {
     let db = TestDatabase::fresh().await?;
     // The unique constraints play no part in the catch-up: not filled (see import_rows_with).
     for chunk in rows.chunks(200_000) {

@@ -9,6 +9,7 @@ mod hosts;
 mod lookup;
 mod paging;
 mod push;
+mod rebuild;
 mod zitadel;
 
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ pub enum Bench {
     Paging,
     Api,
     Zitadel,
+    Rebuild,
 }
 
 /// One line of the report.
@@ -162,6 +164,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Zitadel) {
         figures.extend(zitadel::run(&args).await?);
+    }
+    if runs(Bench::Rebuild) {
+        figures.extend(rebuild::run(&args).await?);
     }
     println!();
     println!(

@@ -1,0 +1,139 @@
+//! Rebuild side by side against rebuild in place, on the operator's path (the store
+//! imported, `VACUUM ANALYZE`, prefilled): the duration of each, host lookups per second
+//! of a reader running during the side-by-side rebuild against the same reader idle (and
+//! the lookups the in-place rebuild fails), and how long the switch locked the tables.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+use tenancy_core::ports::InstanceRepository as _;
+use tenancy_postgres::PgStore;
+use tenancy_projection::{Engine, EngineConfig};
+
+use crate::catchup::{loaded, stream_rows};
+use crate::{Args, Figure};
+
+pub async fn run(args: &Args) -> Result<Vec<Figure>> {
+    let sizes: &[usize] = if args.quick { &[30] } else { &[100, 300] };
+    let mut figures = Vec::new();
+    for &instances in sizes {
+        figures.extend(one_size(instances, 700).await?);
+    }
+    Ok(figures)
+}
+
+/// Looks hosts up (one session each) until `stop`: (lookups, failures).
+fn reader(
+    pool: sqlx::PgPool,
+    hosts: Arc<Vec<String>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let store = PgStore::new(pool);
+        let (mut lookups, mut failures, mut n) = (0u64, 0u64, 0usize);
+        while !stop.load(Ordering::Relaxed) {
+            n = (n + 7) % hosts.len();
+            let found = match store.session().await {
+                Ok(mut session) => session.instance_by_host(&hosts[n]).await.is_ok(),
+                Err(_) => false,
+            };
+            lookups += 1;
+            failures += u64::from(!found);
+        }
+        (lookups, failures)
+    })
+}
+
+async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> {
+    let rows = stream_rows(instances, instances * per_instance, 7, false);
+    let events = rows.len();
+    let db = loaded(&rows).await?;
+    let config = EngineConfig {
+        workers: 4,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(db.pool.clone(), config);
+    engine.run_until_caught_up(|_, _, _| {}).await?;
+    let hosts: Vec<String> = sqlx::query_scalar(
+        "SELECT d.domain FROM instance_domains d JOIN instances i ON i.id = d.instance_id
+         WHERE d.type = 'custom' AND i.deleted_at IS NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    anyhow::ensure!(!hosts.is_empty(), "the stream has live custom domains");
+    let hosts = Arc::new(hosts);
+    let reader_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with((*db.pool.connect_options()).clone())
+        .await?;
+
+    // Idle: the reader alone, as long as the rebuild will take (measured below, so 3 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle_reader = reader(reader_pool.clone(), hosts.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (idle_lookups, idle_failures) = idle_reader.await?;
+    let idle = idle_lookups as f64 / 3.0;
+
+    // Side by side, the reader running.
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = reader(reader_pool.clone(), hosts.clone(), stop.clone());
+    let started = Instant::now();
+    let rebuilt = engine.rebuild_side_by_side(Arc::new(|_, _, _| {})).await?;
+    let side_by_side = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (during_lookups, during_failures) = during.await?;
+    let during_rate = during_lookups as f64 / side_by_side.as_secs_f64();
+    engine.drop_previous_generation().await?;
+
+    // In place, the reader running (its failures: the outage).
+    let stop = Arc::new(AtomicBool::new(false));
+    let in_place_reader = reader(reader_pool.clone(), hosts.clone(), stop.clone());
+    let started = Instant::now();
+    engine.rebuild().await?;
+    let in_place = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (in_place_lookups, in_place_failures) = in_place_reader.await?;
+
+    println!(
+        "rebuild ({events} events, {instances} instances): side by side {:.2} s (switch locked {:.1} ms, {} rounds), in place {:.2} s; \
+         lookups/s idle {idle:.0} ({idle_failures} failed), during side by side {during_rate:.0} ({during_failures} failed), \
+         during in place {in_place_lookups} lookups, {} failed",
+        side_by_side.as_secs_f64(),
+        rebuilt.frozen_for.as_secs_f64() * 1000.0,
+        rebuilt.rounds,
+        in_place.as_secs_f64(),
+        in_place_failures,
+    );
+    let parameters = json!({"events": events, "instances": instances, "workers": 4,
+        "path": "import, VACUUM ANALYZE, prefill, then rebuild"});
+    Ok(vec![
+        Figure::latency(
+            &format!("rebuild side by side, {events} ev"),
+            side_by_side.as_secs_f64(),
+            in_place.as_secs_f64(),
+            "rebuild in place (an outage)",
+            "s",
+            parameters.clone(),
+        ),
+        Figure::throughput(
+            &format!("lookups during rebuild, {events} ev"),
+            during_rate,
+            idle,
+            "the same reader idle",
+            "lookups/s",
+            json!({"failed_during": during_failures, "failed_in_place": in_place_failures, "instances": instances}),
+        ),
+        Figure::latency(
+            &format!("switch lock, {events} ev"),
+            rebuilt.frozen_for.as_secs_f64() * 1000.0,
+            50.0,
+            "target 50 ms",
+            "ms",
+            parameters,
+        ),
+    ])
+}
