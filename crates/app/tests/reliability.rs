@@ -358,4 +358,14 @@ async fn a_rebuild_killed_at_random_points_resumes_and_ends_equal() {
     );
     assert!(run(&["projections", "verify"]).success());
     assert!(run(&["projections", "drop-previous"]).success());
+    // `remove` takes the generations of a rebuild along (they use the schema's types).
+    assert!(run(&["projections", "rebuild"]).success());
+    assert!(run(&["remove", "--yes"]).success());
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace WHERE nspname IN ('tenancy', 'tenancy_next', 'tenancy_previous')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
 }

@@ -351,6 +351,18 @@ pub async fn remove(conn: &mut PgConnection) -> Result<Removed> {
     layout::check_schema_name(&schema)?;
     let mut removed = Removed::default();
     let mut tx = conn.begin().await.map_err(on_constraint)?;
+    // The generations of a rebuild use the relational schema's types: they go first.
+    for generation in [
+        crate::generation::NEXT_SCHEMA,
+        crate::generation::PREVIOUS_SCHEMA,
+    ] {
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {generation} CASCADE"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    }
     if schema != layout::TENANCY_SCHEMA {
         // Identifiers cannot be bound; the stored name is checked above.
         sqlx::raw_sql(AssertSqlSafe(format!(
