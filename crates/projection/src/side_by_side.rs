@@ -73,15 +73,34 @@ impl Engine {
             .with_state(relational::state_named(relational::NEXT_NAME));
         let mut total = Outcome::default();
         let mut rounds = 0;
+        // The position every instance of the next generation has reached (after a round).
+        let mut reached: Option<Decimal> = None;
         let result = loop {
             rounds += 1;
             let Some(target) = self.newest_position().await? else {
+                // An empty store: nothing to build.
+                generation::drop_next(&mut guard, relational::NEXT_NAME).await?;
                 break Ok(Duration::ZERO);
             };
-            // Every v3 event is replayed: its rows are in the live tables only.
-            let outcome = next
-                .run_rounds(Some(target), Some(ReplayV3(Decimal::MAX)), progress.clone())
-                .await?;
+            // Every v3 event is replayed: its rows are in the live tables only. After the
+            // first round, only the instances with events since the last one.
+            let outcome = match reached {
+                None => {
+                    next.run_rounds(Some(target), Some(ReplayV3(Decimal::MAX)), progress.clone())
+                        .await?
+                }
+                Some(reached) => {
+                    let moved = next.state().instances_after(self.pool(), reached).await?;
+                    next.run_rounds_of(
+                        moved,
+                        Some(target),
+                        Some(ReplayV3(Decimal::MAX)),
+                        progress.clone(),
+                    )
+                    .await?
+                }
+            };
+            reached = Some(target);
             total.add(outcome);
             let failed = next.failed().await?;
             if !failed.is_empty() {
@@ -105,7 +124,11 @@ impl Engine {
             let frozen = match generation::freeze(&mut guard, &layout).await {
                 Ok(frozen) => frozen,
                 Err(error) => {
-                    tracing::debug!(error = %error.chain(), "cannot lock the live tables yet");
+                    // Transactions on the live tables kept the lock from being granted
+                    // within 50 ms (e.g. a long report): readers are not held up meanwhile.
+                    if rounds % 100 == 0 {
+                        tracing::warn!(error = %error.chain(), rounds, "the live tables could not be locked for the switch yet");
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
