@@ -17,6 +17,7 @@ pub mod metrics;
 mod org;
 pub mod paging;
 pub mod pb;
+mod protocol;
 mod server;
 mod service;
 pub mod text;

@@ -92,7 +92,7 @@ pub async fn record(
 ) -> Response {
     let started = Instant::now();
     let method = metrics.method(request.uri().path());
-    let grpc = crate::server::is_grpc(&request);
+    let grpc = crate::protocol::is_grpc(&request);
     let protocol = if grpc { "grpc" } else { "connect" };
     let response = next.run(request).await;
     let code = if grpc {

@@ -26,6 +26,7 @@ use crate::pb::instance::v2::instance_service_server::{InstanceService, Instance
 use crate::pb::org::v2::organization_service_server::{
     OrganizationService, OrganizationServiceServer,
 };
+use crate::protocol::is_grpc;
 use crate::service::Api;
 
 /// Largest request body by default (either protocol); a request over it is refused
@@ -108,14 +109,6 @@ pub fn listener(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
     })
-}
-
-pub(crate) fn is_grpc(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 async fn authenticate(
