@@ -25,8 +25,11 @@ use tokio::net::TcpListener;
 /// The listener's limits (`[server]` of `tenancy start`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServeConfig {
+    /// A connection without a whole request head by then is closed (idle ones too).
     pub header_read_timeout: Duration,
+    /// HTTP/2 ping interval; a peer silent for as long is dropped.
     pub http2_keepalive: Duration,
+    /// At shutdown, how long calls in flight may finish before connections close.
     pub shutdown_timeout: Duration,
 }
 

@@ -18,23 +18,32 @@ use std::sync::Arc;
 
 use crate::pb;
 
+/// The labels of `tenancy_api_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// `<package>.<Service>/<Method>`, or `unknown`.
     pub method: String,
+    /// `grpc` or `connect`.
     pub protocol: &'static str,
+    /// The gRPC / Connect code name of the answer.
     pub code: &'static str,
 }
 
+/// The labels of `tenancy_api_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
+    /// `<package>.<Service>/<Method>`, or `unknown`.
     pub method: String,
+    /// `grpc` or `connect`.
     pub protocol: &'static str,
 }
 
 /// The API's metrics; register them with [`ApiMetrics::register`].
 #[derive(Debug)]
 pub struct ApiMetrics {
+    /// Requests by method, protocol and code.
     pub requests: Family<RequestLabels, Counter>,
+    /// Request duration by method and protocol.
     pub duration: Family<MethodLabels, Histogram, fn() -> Histogram>,
     methods: std::collections::HashSet<String>,
 }

@@ -137,8 +137,11 @@ fn quote(identifier: &str) -> String {
 /// The projection's names for the cursors of each generation.
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
+    /// The live tables' cursors.
     pub live: &'a str,
+    /// The next generation's (a rebuild's).
     pub next: &'a str,
+    /// The replaced generation's.
     pub previous: &'a str,
 }
 
@@ -283,14 +286,8 @@ impl Frozen<'_> {
                 .map_err(on_constraint)?;
         }
         // The cursors (and failures) go with their tables: live -> previous, next -> live.
-        for table in ["tenancy.current_states", "tenancy.failed_events2"] {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE projection_name = $1"
-            )))
-            .bind(previous)
-            .execute(&mut *tx)
-            .await
-            .map_err(on_constraint)?;
+        forget_projection(&mut tx, previous).await?;
+        for table in BOOKKEEPING {
             for (from, to) in [(live, previous), (next, live)] {
                 sqlx::query(AssertSqlSafe(format!(
                     "UPDATE {table} SET projection_name = $1 WHERE projection_name = $2"
@@ -341,15 +338,24 @@ async fn drop_generation(conn: &mut PgConnection, schema: &str, projection: &str
     .execute(&mut *tx)
     .await
     .map_err(on_constraint)?;
-    for table in ["tenancy.current_states", "tenancy.failed_events2"] {
+    forget_projection(&mut tx, projection).await?;
+    tx.commit().await.map_err(on_constraint)?;
+    Ok(existed)
+}
+
+/// The tables that keep a projection's cursors and failures by its name.
+const BOOKKEEPING: [&str; 2] = ["tenancy.current_states", "tenancy.failed_events2"];
+
+/// Deletes the cursors and failures kept under `projection`.
+async fn forget_projection(conn: &mut PgConnection, projection: &str) -> Result<()> {
+    for table in BOOKKEEPING {
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE projection_name = $1"
         )))
         .bind(projection)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(on_constraint)?;
     }
-    tx.commit().await.map_err(on_constraint)?;
-    Ok(existed)
+    Ok(())
 }
