@@ -129,6 +129,56 @@ impl PgEventStore {
     }
 }
 
+impl PgEventStore {
+    /// Gap-safe read of the events of several instances up to `max_position` (or up to
+    /// the reader's transaction start), ordered by instance and then by sort key: one
+    /// statement for the set, for catching up many small instances together. The caller
+    /// bounds the result (it is read whole).
+    pub async fn read_instances(
+        &self,
+        instance_ids: &[String],
+        aggregate_types: &[String],
+        event_types: &[String],
+        max_position: Option<Decimal>,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut ids = instance_ids.to_vec();
+        // One order for every reader of a set: two of them never wait for each other.
+        ids.sort();
+        ids.dedup();
+        let mut conn = self.pool.begin().await.map_err(on_constraint)?;
+        // In-flight pushes hold the shared lock of their instance until they commit: taking
+        // and releasing each exclusive lock waits them out (as `read`, for the whole set).
+        for statement in [
+            "SELECT count(pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
+            "SELECT count(pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
+        ] {
+            sqlx::query(statement)
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await
+                .map_err(on_constraint)?;
+        }
+        let sql = format!(
+            "SELECT {} FROM eventstore.events2 e
+             WHERE instance_id = ANY($1) AND aggregate_type = ANY($2) AND event_type = ANY($3)
+               AND \"position\" <= EXTRACT(EPOCH FROM now())
+               AND ($4::numeric IS NULL OR \"position\" <= $4)
+             ORDER BY instance_id, \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"",
+            event_columns("e")
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&ids)
+            .bind(aggregate_types)
+            .bind(event_types)
+            .bind(max_position)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(on_constraint)?;
+        conn.commit().await.map_err(on_constraint)?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+}
+
 #[async_trait]
 impl EventPusher for PgEventStore {
     async fn push_on(

@@ -390,6 +390,96 @@ impl ProjectionState {
         Ok(target)
     }
 
+    /// Among `instance_ids`, those this transaction now holds the lock of (the others are
+    /// held by another worker or process). One statement for the set.
+    pub async fn try_lock_all(
+        &self,
+        conn: &mut PgConnection,
+        instance_ids: &[String],
+    ) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT id FROM unnest($2::text[]) AS i(id)
+             WHERE pg_try_advisory_xact_lock(hashtext($1), hashtext(id))",
+        )
+        .bind(self.lock_key())
+        .bind(instance_ids)
+        .fetch_all(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// Among `instance_ids`, the untouched ones ([`ProjectionState::is_untouched`]) with at
+    /// most `limit` events of the projection's aggregates, each with that number. One
+    /// statement for the set: a probe per instance and table, no per-instance round trip.
+    pub async fn untouched_among(
+        &self,
+        conn: &mut PgConnection,
+        instance_ids: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "SELECT i.id, n.events FROM unnest($2::text[]) AS i(id)
+             CROSS JOIN LATERAL (SELECT count(*) AS events FROM (
+                 SELECT 1 FROM eventstore.events2 e
+                 WHERE e.instance_id = i.id AND e.aggregate_type = ANY($3) LIMIT $4 + 1) t) n
+             WHERE n.events <= $4
+               AND NOT EXISTS (SELECT 1 FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = i.id)
+               AND NOT EXISTS (SELECT 1 FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = i.id)
+               AND NOT EXISTS (SELECT 1 FROM instances WHERE id = i.id)
+               AND NOT EXISTS (SELECT 1 FROM organizations WHERE instance_id = i.id)
+               AND NOT EXISTS (SELECT 1 FROM instance_domains WHERE instance_id = i.id)
+               AND NOT EXISTS (SELECT 1 FROM org_domains WHERE instance_id = i.id)
+               AND NOT EXISTS (SELECT 1 FROM domains WHERE instance_id = i.id)",
+        )
+        .bind(self.name)
+        .bind(instance_ids)
+        .bind(&self.aggregate_types)
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// Moves the cursor of each event's instance to that event (one per instance), in one
+    /// statement.
+    pub async fn set_cursors(
+        &self,
+        conn: &mut PgConnection,
+        events: &[&StoredEvent],
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let column =
+            |f: fn(&StoredEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let positions: Vec<Decimal> = events.iter().map(|e| e.position).collect();
+        let orders: Vec<i32> = events.iter().map(|e| e.in_tx_order).collect();
+        let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+        let dates: Vec<OffsetDateTime> = events.iter().map(|e| e.created_at).collect();
+        sqlx::query(
+            "INSERT INTO tenancy.current_states (projection_name, instance_id, \"position\", in_tx_order,
+                 aggregate_type, aggregate_id, \"sequence\", event_date, last_updated)
+             SELECT $1, c.* , now() FROM unnest($2::text[], $3::numeric[], $4::int[], $5::text[], $6::text[],
+                 $7::bigint[], $8::timestamptz[]) AS c
+             ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
+                 in_tx_order = EXCLUDED.in_tx_order, aggregate_type = EXCLUDED.aggregate_type,
+                 aggregate_id = EXCLUDED.aggregate_id, \"sequence\" = EXCLUDED.\"sequence\",
+                 event_date = EXCLUDED.event_date, last_updated = now()",
+        )
+        .bind(self.name)
+        .bind(column(|e| e.instance_id.clone()))
+        .bind(positions)
+        .bind(orders)
+        .bind(column(|e| e.aggregate_type.clone()))
+        .bind(column(|e| e.aggregate_id.clone()))
+        .bind(sequences)
+        .bind(dates)
+        .execute(conn)
+        .await
+        .map_err(on_constraint)
+        .map(drop)
+    }
+
     /// True when the instance has no cursor, failure or row, and — unless `known` — at
     /// most `limit` events of the projection's aggregates.
     pub async fn is_untouched(
@@ -421,22 +511,22 @@ impl ProjectionState {
         .map_err(on_constraint)
     }
 
-    /// In order, the instance's custom domain adds after `after` (exclusive) and up to
-    /// `until` (inclusive), each with every other instance that has an earlier add of the
-    /// same domain its projection has not passed (index
+    /// In order per instance, the custom domain adds of `instance_ids` after `after`
+    /// (exclusive) and up to `until` (inclusive), each with every other instance that has
+    /// an earlier add of the same domain its projection has not passed (index
     /// `events2_tenancy_instance_domain_added`). Events tenancy wrote count only up to
     /// `replay_until` (a rebuild replays them), else not at all.
     pub async fn waiting_adds(
         &self,
         conn: &mut PgConnection,
-        instance_id: &str,
+        instance_ids: &[String],
         after: Option<&SortKey>,
         until: Option<Decimal>,
         replay_until: Option<Decimal>,
     ) -> Result<Vec<WaitingAdd>> {
-        type Row = (Decimal, i32, String, String, i64, String, bool);
+        type Row = (String, Decimal, i32, String, String, i64, String, bool);
         let sql = format!(
-            "SELECT a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
+            "SELECT a.instance_id, a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\",
                     b.instance_id, c.instance_id IS NOT NULL
              FROM eventstore.events2 a
              CROSS JOIN LATERAL (
@@ -447,12 +537,12 @@ impl ProjectionState {
                  WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
                    AND lower(b.payload ->> 'domain') = lower(a.payload ->> 'domain')
                    AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
-                   AND b.instance_id <> $2
+                   AND b.instance_id <> a.instance_id
                    AND (NOT {written_b} OR b.\"position\" <= $9)
                  OFFSET 0) b
              LEFT JOIN tenancy.current_states c
                  ON c.projection_name = $1 AND c.instance_id = b.instance_id
-             WHERE a.instance_id = $2 AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
+             WHERE a.instance_id = ANY($2) AND a.aggregate_type = 'instance' AND a.event_type = 'instance.domain.added'
                AND (NOT {written_a} OR a.\"position\" <= $9)
                AND ($3::numeric IS NULL
                     OR (a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\")
@@ -461,13 +551,13 @@ impl ProjectionState {
                AND (c.instance_id IS NULL
                     OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
                        > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
-             ORDER BY a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"",
+             ORDER BY a.instance_id, a.\"position\", a.in_tx_order, a.aggregate_type, a.aggregate_id, a.\"sequence\"",
             written_a = written_by_tenancy("a"),
             written_b = written_by_tenancy("b"),
         );
         let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(self.name)
-            .bind(instance_id)
+            .bind(instance_ids)
             .bind(after.map(|k| k.position))
             .bind(after.map(|k| k.in_tx_order))
             .bind(after.map(|k| k.aggregate_type.as_str()))
@@ -480,11 +570,13 @@ impl ProjectionState {
             .map_err(on_constraint)?;
         Ok(rows
             .into_iter()
-            .map(|(p, o, t, id, s, blocker, blocker_has_cursor)| WaitingAdd {
-                add: sort_key(instance_id, (p, o, t, id, s)),
-                blocker,
-                blocker_has_cursor,
-            })
+            .map(
+                |(instance_id, p, o, t, id, s, blocker, blocker_has_cursor)| WaitingAdd {
+                    add: sort_key(&instance_id, (p, o, t, id, s)),
+                    blocker,
+                    blocker_has_cursor,
+                },
+            )
             .collect())
     }
 

@@ -26,13 +26,13 @@ use crate::outcome::{Outcome, ReplayV3};
 use crate::relational;
 
 /// What the fold of an instance's events ended with.
-struct Folded {
-    state: InMemoryState,
-    applied: u64,
-    skipped: u64,
-    last: Option<StoredEvent>,
+pub(crate) struct Folded {
+    pub(crate) state: InMemoryState,
+    pub(crate) applied: u64,
+    pub(crate) skipped: u64,
+    pub(crate) last: Option<StoredEvent>,
     /// Events the model rejected (or could not decode), with why.
-    rejected: Vec<(StoredEvent, String)>,
+    pub(crate) rejected: Vec<(StoredEvent, String)>,
 }
 
 impl Engine {
@@ -171,7 +171,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn analyze(&self) -> Result<()> {
+    pub(crate) async fn analyze(&self) -> Result<()> {
         let started = Instant::now();
         tenancy_postgres::apply::analyze_tables(self.pool()).await?;
         tracing::debug!(
@@ -188,13 +188,7 @@ impl Engine {
         target: Option<Decimal>,
         replay: Option<ReplayV3>,
     ) -> Result<Folded> {
-        let mut folded = Folded {
-            state: InMemoryState::new(),
-            applied: 0,
-            skipped: 0,
-            last: None,
-            rejected: Vec::new(),
-        };
+        let mut folded = Folded::new();
         let query = EventQuery {
             instance_id: instance_id.to_owned(),
             aggregate_types: relational::aggregate_types(),
@@ -205,21 +199,7 @@ impl Engine {
         self.events()
             .read_in_batches(&query, self.config().batch_size.max(1), |events| {
                 for event in events {
-                    if event.written_by_v3
-                        && replay.is_none_or(|ReplayV3(until)| event.position > until)
-                    {
-                        // Its rows were written by the v3 command itself (and, in a
-                        // rebuild, after the reset).
-                        folded.skipped += 1;
-                    } else {
-                        let applied = relational::changes(&event)
-                            .and_then(|changes| folded.state.apply_all(&changes, event.created_at));
-                        match applied {
-                            Ok(_) => folded.applied += 1,
-                            Err(error) => folded.rejected.push((event.clone(), error.to_string())),
-                        }
-                    }
-                    folded.last = Some(event);
+                    folded.push(event, replay);
                 }
                 Ok(())
             })
@@ -228,7 +208,36 @@ impl Engine {
     }
 }
 
-fn deferred() -> Outcome {
+impl Folded {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: InMemoryState::new(),
+            applied: 0,
+            skipped: 0,
+            last: None,
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Folds the instance's next event (in sort-key order).
+    pub(crate) fn push(&mut self, event: StoredEvent, replay: Option<ReplayV3>) {
+        if event.written_by_v3 && replay.is_none_or(|ReplayV3(until)| event.position > until) {
+            // Its rows were written by the v3 command itself (and, in a rebuild, after the
+            // reset).
+            self.skipped += 1;
+        } else {
+            let applied = relational::changes(&event)
+                .and_then(|changes| self.state.apply_all(&changes, event.created_at));
+            match applied {
+                Ok(_) => self.applied += 1,
+                Err(error) => self.rejected.push((event.clone(), error.to_string())),
+            }
+        }
+        self.last = Some(event);
+    }
+}
+
+pub(crate) fn deferred() -> Outcome {
     Outcome {
         deferred: 1,
         ..Outcome::default()

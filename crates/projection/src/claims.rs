@@ -23,7 +23,7 @@
 //! has not yet reached its release — is checked when the insert conflicts
 //! (`engine::waits_for_other_instance`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -85,36 +85,102 @@ pub(crate) async fn first_waiting_add(
     let adds = state
         .waiting_adds(
             conn,
-            instance_id,
+            &[instance_id.to_owned()],
             after,
             until,
             replay.map(|ReplayV3(until)| until),
         )
         .await?;
-    let mut checked: HashMap<String, bool> = HashMap::new();
+    let mut blockers = Blockers::new(state, fresh, bulk_limit);
     for WaitingAdd {
         add,
         blocker,
         blocker_has_cursor,
     } in adds
     {
-        // Without a cursor: fresh if found so before (another instance may already have
-        // relied on it), else classified now.
-        let replays = blocker_has_cursor
-            || match checked.get(&blocker) {
-                Some(replays) => *replays,
-                None => {
-                    let replays = !(fresh.contains(&blocker)
-                        || is_fresh(conn, state, fresh, &blocker, bulk_limit).await?);
-                    checked.insert(blocker, replays);
-                    replays
-                }
-            };
-        if replays {
+        if blockers.replays(conn, blocker, blocker_has_cursor).await? {
             return Ok(Some(add));
         }
     }
     Ok(None)
+}
+
+/// Among `instance_ids` (fresh, without cursors), those with a domain add up to `until`
+/// that must wait for a replaying instance: one statement for the set, then the same
+/// classification of the blockers as [`first_waiting_add`].
+pub(crate) async fn waiting_instances(
+    conn: &mut PgConnection,
+    state: &ProjectionState,
+    fresh: &Fresh,
+    instance_ids: &[String],
+    until: Option<Decimal>,
+    replay: Option<ReplayV3>,
+    bulk_limit: u32,
+) -> Result<HashSet<String>> {
+    let adds = state
+        .waiting_adds(
+            conn,
+            instance_ids,
+            None,
+            until,
+            replay.map(|ReplayV3(until)| until),
+        )
+        .await?;
+    let mut blockers = Blockers::new(state, fresh, bulk_limit);
+    let mut waiting = HashSet::new();
+    for WaitingAdd {
+        add,
+        blocker,
+        blocker_has_cursor,
+    } in adds
+    {
+        if !waiting.contains(&add.instance_id)
+            && blockers.replays(conn, blocker, blocker_has_cursor).await?
+        {
+            waiting.insert(add.instance_id);
+        }
+    }
+    Ok(waiting)
+}
+
+/// Whether the instances that have an earlier add of a domain replay (so the add waits),
+/// each classified once per call.
+struct Blockers<'a> {
+    state: &'a ProjectionState,
+    fresh: &'a Fresh,
+    bulk_limit: u32,
+    checked: HashMap<String, bool>,
+}
+
+impl<'a> Blockers<'a> {
+    fn new(state: &'a ProjectionState, fresh: &'a Fresh, bulk_limit: u32) -> Self {
+        Self {
+            state,
+            fresh,
+            bulk_limit,
+            checked: HashMap::new(),
+        }
+    }
+
+    /// With a cursor it replays; without one it is fresh if found so before (another
+    /// instance may already have relied on it), else classified now.
+    async fn replays(
+        &mut self,
+        conn: &mut PgConnection,
+        blocker: String,
+        has_cursor: bool,
+    ) -> Result<bool> {
+        if has_cursor {
+            return Ok(true);
+        }
+        if let Some(replays) = self.checked.get(&blocker) {
+            return Ok(*replays);
+        }
+        let replays = !(self.fresh.contains(&blocker)
+            || is_fresh(conn, self.state, self.fresh, &blocker, self.bulk_limit).await?);
+        self.checked.insert(blocker, replays);
+        Ok(replays)
+    }
 }
 
 /// True when `event` is the one `key` names.

@@ -298,7 +298,26 @@ impl Engine {
         let total = instances.len();
         let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut tasks = JoinSet::new();
-        for instance in instances {
+        // Small fresh instances in groups (crate::group); what a group leaves, and every
+        // other instance, one by one.
+        let (groups, rest) = self.small_fresh_groups(instances).await?;
+        for group in groups {
+            let (engine, permits) = (self.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::internal_with("worker pool closed", e))?;
+                let grouped = engine.catch_up_group(group, target, replay).await?;
+                let mut outcomes = grouped.done;
+                for instance in grouped.rest {
+                    let outcome = engine.catch_up_with(&instance, target, replay).await?;
+                    outcomes.push((instance, outcome));
+                }
+                Ok::<_, Error>(outcomes)
+            });
+        }
+        for instance in rest {
             let (engine, permits) = (self.clone(), permits.clone());
             tasks.spawn(async move {
                 let _permit = permits
@@ -306,7 +325,7 @@ impl Engine {
                     .await
                     .map_err(|e| Error::internal_with("worker pool closed", e))?;
                 let outcome = engine.catch_up_with(&instance, target, replay).await?;
-                Ok::<_, Error>((instance, outcome))
+                Ok::<_, Error>(vec![(instance, outcome)])
             });
         }
         let mut sum = Outcome::default();
@@ -314,9 +333,11 @@ impl Engine {
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
             match joined.map_err(|e| Error::internal_with("projection worker panicked", e)) {
-                Ok(Ok((instance, outcome))) => {
-                    sum.add(outcome);
-                    outcomes.push((instance, outcome));
+                Ok(Ok(done)) => {
+                    for (instance, outcome) in done {
+                        sum.add(outcome);
+                        outcomes.push((instance, outcome));
+                    }
                 }
                 Ok(Err(e)) | Err(e) => {
                     first_error.get_or_insert(e);

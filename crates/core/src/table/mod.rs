@@ -94,4 +94,21 @@ impl TableRows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Moves every row of `other` after the rows of the same table here.
+    pub fn append(&mut self, other: TableRows) {
+        // Destructured: a new table does not compile until it is appended here too.
+        let TableRows {
+            mut instances,
+            mut organizations,
+            mut instance_domains,
+            mut org_domains,
+            mut domains,
+        } = other;
+        self.instances.append(&mut instances);
+        self.organizations.append(&mut organizations);
+        self.instance_domains.append(&mut instance_domains);
+        self.org_domains.append(&mut org_domains);
+        self.domains.append(&mut domains);
+    }
 }
