@@ -357,6 +357,15 @@ pub async fn import_rows_with(
     if unique_constraints {
         fill_unique_constraints(&mut tx, &instances).await?;
     }
+    // Imported events keep their positions, maybe older than where the sweeps of a running
+    // engine start: the next sweep starts before them.
+    sqlx::query(
+        "UPDATE tenancy.sweeps SET swept_from = LEAST(swept_from, (SELECT min(\"position\") FROM import_events))
+         WHERE EXISTS (SELECT 1 FROM import_events)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
     for instance in instances {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::NOTIFY_CHANNEL)

@@ -263,22 +263,14 @@ impl ProjectionState {
         .map_err(on_constraint)
     }
 
-    /// Cursors, events past them and failures.
-    pub async fn progress(&self, pool: &PgPool) -> Result<Progress> {
-        let (events_behind, oldest_behind): (i64, Option<OffsetDateTime>) = sqlx::query_as(
-            "SELECT count(*), min(e.created_at) FROM eventstore.events2 e
-             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
-             WHERE e.instance_id <> '' AND e.aggregate_type = ANY($2) AND e.event_type = ANY($3)
-               AND (c.instance_id IS NULL
-                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\"))",
-        )
-        .bind(self.name)
-        .bind(&self.aggregate_types)
-        .bind(&self.event_types)
-        .fetch_one(pool)
-        .await
-        .map_err(on_constraint)?;
+    /// Cursors, events past them and failures. With `since` (see
+    /// [`ProjectionState::behind_events`]) the cost follows the events after it.
+    pub async fn progress(&self, pool: &PgPool, since: Option<Decimal>) -> Result<Progress> {
+        let (events_behind, oldest_behind): (i64, Option<OffsetDateTime>) = self
+            .behind_events("count(*), min(e.created_at)", "", since)
+            .fetch_one(pool)
+            .await
+            .map_err(on_constraint)?;
         let (instances, failed_events): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM tenancy.current_states WHERE projection_name = $1),
                     (SELECT count(*) FROM tenancy.failed_events2 WHERE projection_name = $1)",
@@ -335,27 +327,150 @@ impl ProjectionState {
         .map_err(on_constraint)
     }
 
-    /// Per instance behind: its events past its cursor and the creation time of the oldest
-    /// of them (one scan, as [`ProjectionState::progress`]; instances caught up are absent).
-    pub async fn lag_by_instance(
+    /// Gives up the leases `holder` holds (it stops).
+    pub async fn release_leases(&self, pool: &PgPool, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tenancy.leases WHERE holder = $1")
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map_err(on_constraint)
+            .map(drop)
+    }
+
+    /// The instances with events of the projection after a position that their cursor has
+    /// not passed, each with its newest such event's position and order. The bound is
+    /// `after`, or without it `now()` minus `lookback` seconds; either way a range of the
+    /// position index, so the cost follows the events after it, not the number of
+    /// instances. Instances whose failed events still get retries (`failure_count` below
+    /// `retry_below`) are listed too, whatever their positions, with their cursor's.
+    pub async fn behind(
         &self,
         pool: &PgPool,
-    ) -> Result<Vec<(String, i64, OffsetDateTime)>> {
+        after: Option<Decimal>,
+        lookback: Decimal,
+        retry_below: Option<i16>,
+    ) -> Result<Vec<(String, Decimal, i32)>> {
         sqlx::query_as(
-            "SELECT e.instance_id, count(*), min(e.created_at) FROM eventstore.events2 e
-             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
-             WHERE e.instance_id <> '' AND e.aggregate_type = ANY($2) AND e.event_type = ANY($3)
-               AND (c.instance_id IS NULL
-                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
-             GROUP BY e.instance_id",
+            "WITH newest AS (
+                 SELECT DISTINCT ON (instance_id) instance_id, \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
+                 FROM eventstore.events2
+                 WHERE \"position\" > COALESCE($4, EXTRACT(EPOCH FROM now()) - $5) AND instance_id <> ''
+                   AND aggregate_type = ANY($2) AND event_type = ANY($3)
+                 ORDER BY instance_id, \"position\" DESC, in_tx_order DESC, aggregate_type DESC, aggregate_id DESC, \"sequence\" DESC)
+             SELECT n.instance_id, n.\"position\", n.in_tx_order FROM newest n
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = n.instance_id
+             WHERE c.instance_id IS NULL
+                OR (n.\"position\", n.in_tx_order, n.aggregate_type, n.aggregate_id, n.\"sequence\")
+                   > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\")
+             UNION
+             SELECT DISTINCT f.instance_id, COALESCE(c.\"position\", 0), COALESCE(c.in_tx_order, 0)
+             FROM tenancy.failed_events2 f
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = f.instance_id
+             WHERE f.projection_name = $1 AND f.failure_count < $6",
         )
         .bind(self.name)
         .bind(&self.aggregate_types)
         .bind(&self.event_types)
+        .bind(after)
+        .bind(lookback)
+        .bind(retry_below.unwrap_or(0))
         .fetch_all(pool)
         .await
         .map_err(on_constraint)
+    }
+
+    /// Where the next sweep starts (`tenancy.sweeps`); `None`: it walks every instance.
+    pub async fn swept_from(&self, pool: &PgPool) -> Result<Option<Decimal>> {
+        sqlx::query_scalar("SELECT swept_from FROM tenancy.sweeps WHERE projection_name = $1")
+            .bind(self.name)
+            .fetch_optional(pool)
+            .await
+            .map_err(on_constraint)
+    }
+
+    /// Records where the next sweep starts.
+    pub async fn set_swept_from(&self, pool: &PgPool, position: Decimal) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenancy.sweeps (projection_name, swept_from) VALUES ($1, $2)
+             ON CONFLICT (projection_name) DO UPDATE SET swept_from = EXCLUDED.swept_from, last_swept = now()",
+        )
+        .bind(self.name)
+        .bind(position)
+        .execute(pool)
+        .await
+        .map_err(on_constraint)
+        .map(drop)
+    }
+
+    /// The lowest cursor position among `instance_ids` (0 when one has no cursor).
+    pub async fn lowest_cursor(&self, pool: &PgPool, instance_ids: &[String]) -> Result<Decimal> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(min(COALESCE(c.\"position\", 0)), 0) FROM unnest($2::text[]) AS i(id)
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = i.id",
+        )
+        .bind(self.name)
+        .bind(instance_ids)
+        .fetch_one(pool)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// Per instance behind: its events past its cursor and the creation time of the oldest
+    /// of them (as [`ProjectionState::progress`]; instances caught up are absent).
+    pub async fn lag_by_instance(
+        &self,
+        pool: &PgPool,
+        since: Option<Decimal>,
+    ) -> Result<Vec<(String, i64, OffsetDateTime)>> {
+        self.behind_events(
+            "e.instance_id, count(*), min(e.created_at)",
+            "GROUP BY e.instance_id",
+            since,
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// A query over the events past their instance's cursor, selecting `select`. Without
+    /// `since` it reads every event of the projection. With it, only the instances with
+    /// events after `since` or with failed events are looked at: the sweep's invariant
+    /// (`tenancy.sweeps`) is that every other instance has passed all its events, so the
+    /// answer is the same and the cost follows the recent events, not the store.
+    fn behind_events<T>(
+        &self,
+        select: &str,
+        group_by: &str,
+        since: Option<Decimal>,
+    ) -> sqlx::query::QueryAs<'static, sqlx::Postgres, T, sqlx::postgres::PgArguments>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let candidates = if since.is_some() {
+            "AND e.instance_id IN (
+                 SELECT instance_id FROM eventstore.events2
+                 WHERE \"position\" > $4 AND instance_id <> '' AND aggregate_type = ANY($2) AND event_type = ANY($3)
+                 UNION
+                 SELECT instance_id FROM tenancy.failed_events2 WHERE projection_name = $1)"
+        } else {
+            "AND $4::numeric IS NULL"
+        };
+        // `select`, `group_by` and `candidates` are this module's constants.
+        let sql = format!(
+            "SELECT {select} FROM eventstore.events2 e
+             LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = e.instance_id
+             WHERE e.instance_id <> '' AND e.aggregate_type = ANY($2) AND e.event_type = ANY($3)
+               {candidates}
+               AND (c.instance_id IS NULL
+                    OR (e.\"position\", e.in_tx_order, e.instance_id, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                       > (c.\"position\", c.in_tx_order, c.instance_id, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
+             {group_by}"
+        );
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(self.name)
+            .bind(self.aggregate_types.clone())
+            .bind(self.event_types.clone())
+            .bind(since)
     }
 
     /// Empties every table of the registry and forgets the projection's cursors and
@@ -376,7 +491,7 @@ impl ProjectionState {
         .execute(&mut *tx)
         .await
         .map_err(on_constraint)?;
-        for table in ["tenancy.current_states", "tenancy.failed_events2"] {
+        for table in tenancy_postgres::generation::BOOKKEEPING {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE projection_name = $1"
             )))
@@ -643,21 +758,4 @@ pub async fn newest_position(conn: &mut PgConnection) -> Result<Option<Decimal>>
         .fetch_one(conn)
         .await
         .map_err(on_constraint)
-}
-
-/// Each instance's newest position among the events of the last `lookback` seconds
-/// (`now()` is stable, `clock_timestamp()` is not: the bound is an index condition).
-pub async fn newest_positions_since(
-    pool: &PgPool,
-    lookback: Decimal,
-) -> Result<Vec<(String, Decimal)>> {
-    sqlx::query_as(
-        "SELECT instance_id, max(\"position\") FROM eventstore.events2
-         WHERE \"position\" > EXTRACT(EPOCH FROM now()) - $1 AND instance_id <> ''
-         GROUP BY instance_id",
-    )
-    .bind(lookback)
-    .fetch_all(pool)
-    .await
-    .map_err(on_constraint)
 }

@@ -343,8 +343,12 @@ async fn drop_generation(conn: &mut PgConnection, schema: &str, projection: &str
     Ok(existed)
 }
 
-/// The tables that keep a projection's cursors and failures by its name.
-const BOOKKEEPING: [&str; 2] = ["tenancy.current_states", "tenancy.failed_events2"];
+/// The tables that keep a projection's cursors, failures and sweep position by its name.
+pub const BOOKKEEPING: [&str; 3] = [
+    "tenancy.current_states",
+    "tenancy.failed_events2",
+    "tenancy.sweeps",
+];
 
 /// Deletes the cursors and failures kept under `projection`.
 async fn forget_projection(conn: &mut PgConnection, projection: &str) -> Result<()> {

@@ -1,10 +1,17 @@
-//! Continuous mode: woken by `LISTEN/NOTIFY` from pushes and by a periodic sweep for
-//! anything a notification missed; exponential, capped backoff while the database is
-//! unreachable; on shutdown the batch under way finishes (commits or rolls back) first.
-//! On an adopted ZITADEL store, whose pushes notify nobody, a poll every `poll_interval`
-//! wakes the instances whose newest position moved (one range scan of the position index
-//! over the last `poll_lookback`), so their events reach the tables within a second or so
-//! instead of at the next sweep.
+//! Continuous mode: woken by `LISTEN/NOTIFY` from pushes; exponential, capped backoff
+//! while the database is unreachable; on shutdown the batch under way finishes (commits or
+//! rolls back) first. What costs something when nothing happens is bounded by the events,
+//! not by the number of instances, and done by one process of all on the database (a
+//! lease each):
+//! - the **poll**, every `poll_interval`, for pushes that notify nobody (ZITADEL's, or any
+//!   writer of `events2` but tenancy's push): one range scan of the position index over the
+//!   last `poll_lookback`, joined with the cursors, wakes the instances behind;
+//! - the **sweep**, every `sweep_interval`, for anything both missed: the same over the
+//!   events since the previous sweep started (less the same margin for late commits), plus
+//!   the instances whose failed events are still retried. Where a sweep starts is kept in
+//!   `tenancy.sweeps`, so a restart costs the events since, not a walk of every instance;
+//!   only a database without that row (new, reset, or just switched to a rebuilt
+//!   generation) is walked whole, once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -87,30 +94,36 @@ impl Engine {
             .listen(NOTIFY_CHANNEL)
             .await
             .map_err(on_constraint)?;
-        // Connected again: whatever happened meanwhile is caught by a sweep.
+        // Connected again: what happened meanwhile is caught by the next sweep.
         *backoff = Duration::from_millis(100);
         let mut sweep = tokio::time::interval(self.config().sweep_interval);
         // Instances whose events wait for another instance (deferred) or for another
         // process (busy): retried soon rather than at the next sweep.
         let mut again: BTreeSet<String> = BTreeSet::new();
         let mut retry = tokio::time::interval(Duration::from_millis(100));
-        let adopted = {
-            let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
-            tenancy_postgres::layout::stored(&mut conn)
-                .await?
-                .is_some_and(|layout| layout.adopted())
-        };
-        let mut poll =
-            tokio::time::interval(self.config().poll_interval.max(Duration::from_millis(10)));
+        let poll_every = self.config().poll_interval.max(Duration::from_millis(10));
+        let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut newest: HashMap<String, Decimal> = HashMap::new();
+        // The poll lease outlives a few of its ticks, so a poller that dies is replaced
+        // within them; the others ask for it once per lease, not at every tick.
+        let poll_lease = poll_every.mul_f64(3.0).max(Duration::from_secs(1));
+        let mut poll_asked: Option<tokio::time::Instant> = None;
+        let mut poll_holder = false;
+        let mut newest: HashMap<String, (Decimal, i32)> = HashMap::new();
         // This process among the others on the database (leases of periodic tasks).
         let holder = holder_id();
         let mut first_sweep = true;
         loop {
             tokio::select! {
                 biased;
-                () = &mut *shutdown => return Ok(()),
+                () = &mut *shutdown => {
+                    // Another process takes the periodic work over at once, not when the
+                    // leases expire.
+                    if let Err(error) = self.state().release_leases(self.pool(), &holder).await {
+                        tracing::warn!(error = %error.chain(), "releasing the leases failed");
+                    }
+                    return Ok(());
+                }
                 notification = listener.recv() => {
                     let notification = notification.map_err(on_constraint)?;
                     let instance = notification.payload().to_owned();
@@ -128,20 +141,26 @@ impl Engine {
                     }
                 }
                 _ = sweep.tick() => {
-                    // One sweep per interval for all processes on the database; but always
-                    // at (re)connecting, since what happened meanwhile is ours to catch.
+                    // One sweep per interval for all processes on the database (a lease);
+                    // but always at (re)connecting: what happened meanwhile is ours to
+                    // catch, and it costs the events since the last sweep.
                     let lease = self.config().sweep_interval.mul_f64(0.9);
                     let leased = self.state().take_lease(self.pool(), "sweep", &holder, lease).await?;
-                    let first = std::mem::take(&mut first_sweep);
-                    if leased || first {
-                        self.run_instances(None, None, |_, _, _| {}).await?;
+                    if leased || std::mem::take(&mut first_sweep) {
+                        for instance in self.sweep().await? {
+                            again.insert(instance);
+                        }
                     }
                 }
-                _ = poll.tick(), if adopted => {
-                    // One poller at a time: the lease outlives a few of its ticks, so a
-                    // poller that dies is replaced within them.
-                    let lease = self.config().poll_interval.mul_f64(3.0).max(Duration::from_secs(1));
-                    if !self.state().take_lease(self.pool(), "poll", &holder, lease).await? {
+                _ = poll.tick() => {
+                    // One poller at a time, for pushes that notify nobody (ZITADEL's, or any
+                    // writer of events2 but tenancy's push).
+                    if !poll_holder && poll_asked.is_some_and(|at| at.elapsed() < poll_lease) {
+                        continue;
+                    }
+                    poll_asked = Some(tokio::time::Instant::now());
+                    poll_holder = self.state().take_lease(self.pool(), "poll", &holder, poll_lease).await?;
+                    if !poll_holder {
                         newest.clear();
                         continue;
                     }
@@ -158,30 +177,100 @@ impl Engine {
 }
 
 impl Engine {
-    /// The instances whose newest position rose since the last poll (`newest` remembers
-    /// each instance's newest position seen within the lookback, and forgets older ones).
+    /// One sweep: the instances behind among those with events since the position where
+    /// the previous sweep (of any process) started, less the margin for late commits, and
+    /// those whose failures are still retried; every instance when no sweep is recorded.
+    /// Records where the next one starts: this one's start, or the lowest cursor of an
+    /// instance left waiting (returned, for the caller to retry soon).
+    pub(crate) async fn sweep(&self) -> Result<Vec<String>> {
+        let from = self.newest_position().await?.unwrap_or_default();
+        let instances = match self.state().swept_from(self.pool()).await? {
+            None => self.instances().await?,
+            Some(swept_from) => {
+                self.behind_after(Some(swept_from - self.sweep_margin()), true)
+                    .await?
+            }
+        };
+        let mut waiting = Vec::new();
+        for (instance, outcome) in self.run_list(instances, None, None, |_, _, _| {}).await? {
+            if outcome.deferred > 0 || outcome.busy {
+                waiting.push(instance);
+            }
+        }
+        let next = if waiting.is_empty() {
+            from
+        } else {
+            from.min(self.state().lowest_cursor(self.pool(), &waiting).await?)
+        };
+        self.state().set_swept_from(self.pool(), next).await?;
+        Ok(waiting)
+    }
+
+    /// Where the events start that may be behind: the recorded sweep position less the
+    /// margin for late commits; `None` when no sweep is recorded (every event may be).
+    pub(crate) async fn sweep_window(&self) -> Result<Option<Decimal>> {
+        Ok(self
+            .state()
+            .swept_from(self.pool())
+            .await?
+            .map(|from| from - self.sweep_margin()))
+    }
+
+    fn sweep_margin(&self) -> Decimal {
+        self.late_commit_margin() * Decimal::from(SWEEP_MARGIN)
+    }
+
+    /// Positions are commit-ordered only roughly (a push stamps its position before it
+    /// commits): the poll looks back this far.
+    fn late_commit_margin(&self) -> Decimal {
+        Decimal::try_from(self.config().poll_lookback.as_secs_f64()).unwrap_or(Decimal::from(30))
+    }
+
+    /// The instances behind after `after` (else within the poll's lookback), and with
+    /// `retries` those whose failed events are still retried.
+    async fn behind_after(&self, after: Option<Decimal>, retries: bool) -> Result<Vec<String>> {
+        let retry_below = retries.then_some(self.config().max_failure_count);
+        Ok(self
+            .state()
+            .behind(self.pool(), after, self.late_commit_margin(), retry_below)
+            .await?
+            .into_iter()
+            .map(|(instance, _, _)| instance)
+            .collect())
+    }
+
+    /// The instances behind whose newest event within the lookback moved since the last
+    /// poll (`newest` remembers each such instance's newest event seen, and forgets the
+    /// others): an instance blocked by a failing event is not woken at every poll.
     async fn pushed_since_last_poll(
         &self,
-        newest: &mut HashMap<String, Decimal>,
+        newest: &mut HashMap<String, (Decimal, i32)>,
     ) -> Result<Vec<String>> {
-        let lookback = Decimal::try_from(self.config().poll_lookback.as_secs_f64())
-            .unwrap_or(Decimal::from(30));
-        let rows =
-            tenancy_eventstore::projection_state::newest_positions_since(self.pool(), lookback)
-                .await?;
+        let rows = self
+            .state()
+            .behind(self.pool(), None, self.late_commit_margin(), None)
+            .await?;
         let mut moved = Vec::new();
         let mut seen_now = HashMap::with_capacity(rows.len());
-        for (instance, position) in rows {
-            if newest.get(&instance).is_none_or(|seen| *seen < position) {
+        for (instance, position, order) in rows {
+            if newest
+                .get(&instance)
+                .is_none_or(|seen| *seen < (position, order))
+            {
                 moved.push(instance.clone());
             }
-            seen_now.insert(instance, position);
+            seen_now.insert(instance, (position, order));
         }
-        // Only the instances within the lookback are remembered.
         *newest = seen_now;
         Ok(moved)
     }
 }
+
+/// The sweep looks this many poll lookbacks before where the previous one started. A push
+/// that commits later than that after stamping its position (5 minutes by default; ZITADEL's
+/// pushes take milliseconds) is projected with its instance's next event, or by
+/// `projections run`, which walks every instance.
+const SWEEP_MARGIN: i64 = 10;
 
 /// A name for this engine's leases, unique among processes: host, process id and time.
 fn holder_id() -> String {

@@ -285,7 +285,7 @@ impl Engine {
     }
 
     /// Catches each of `instances` up, `workers` at a time; the outcome of each.
-    async fn run_list<F>(
+    pub(crate) async fn run_list<F>(
         &self,
         instances: Vec<String>,
         target: Option<Decimal>,

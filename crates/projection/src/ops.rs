@@ -36,7 +36,8 @@ pub enum RetryOutcome {
 
 impl Engine {
     pub async fn status(&self) -> Result<Status> {
-        let progress = self.state().progress(self.pool()).await?;
+        let since = self.sweep_window().await?;
+        let progress = self.state().progress(self.pool(), since).await?;
         let lag_seconds = progress.oldest_behind.map_or(0.0, |t| {
             (OffsetDateTime::now_utc() - t).as_seconds_f64().max(0.0)
         });

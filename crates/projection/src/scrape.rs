@@ -70,7 +70,7 @@ impl ProjectionScrape {
         let now = OffsetDateTime::now_utc();
         let mut per_instance: Vec<(String, f64)> = engine
             .state()
-            .lag_by_instance(engine.pool())
+            .lag_by_instance(engine.pool(), engine.sweep_window().await?)
             .await?
             .into_iter()
             .map(|(instance, _, oldest)| (instance, (now - oldest).as_seconds_f64().max(0.0)))

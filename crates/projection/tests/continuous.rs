@@ -1,0 +1,220 @@
+//! The running engine's periodic work (issue 28): writes that notify nobody reach the
+//! tables through the poll, late commits through the sweep, imported history through the
+//! sweep's start position; and an idle engine's cost does not follow the number of
+//! instances.
+#![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use tenancy_eventstore::PgEventStore;
+use tenancy_eventstore::import::{ImportRow, import_rows};
+use tenancy_projection::{Engine, EngineConfig};
+use tenancy_testkit::db::TestDatabase;
+use tenancy_testkit::stream::inst;
+use tenancy_testkit::verify::assert_verified;
+use time::OffsetDateTime;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        workers: 2,
+        sweep_interval: Duration::from_secs(3600),
+        poll_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    }
+}
+
+/// An `instance.added` written straight into the store, as ZITADEL's push or any other
+/// writer but tenancy's does (no notification), its position `age_secs` in the past.
+async fn write_unnotified(db: &TestDatabase, instance: &str, age_secs: f64) {
+    sqlx::query(
+        "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
+             revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order)
+         VALUES ($1, 'instance', $1, 'instance.added', 1, 1, now(), jsonb_build_object('name', $1::text),
+                 'writer', $1, EXTRACT(EPOCH FROM clock_timestamp()) - $2::numeric, 0)",
+    )
+    .bind(instance)
+    .bind(Decimal::try_from(age_secs).unwrap())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
+async fn projected(db: &TestDatabase, instance: &str) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)")
+        .bind(instance)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits up to `within` for the instance's row; false when it never came.
+async fn appears(db: &TestDatabase, instance: &str, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if projected(db, instance).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn swept_from(db: &TestDatabase) -> Option<Decimal> {
+    sqlx::query_scalar("SELECT swept_from FROM tenancy.sweeps")
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn until_swept(db: &TestDatabase) {
+    for _ in 0..250 {
+        if swept_from(db).await.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no sweep was recorded");
+}
+
+#[tokio::test]
+async fn a_write_that_notifies_nobody_reaches_the_tables_through_the_poll() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    write_unnotified(&db, "quiet", 0.0).await;
+    assert!(
+        appears(&db, "quiet", Duration::from_secs(3)).await,
+        "an owned store is polled too: the sweep (hourly here) is not what finds it"
+    );
+    running.stop().await.unwrap();
+    assert_verified(&engine).await;
+}
+
+#[tokio::test]
+async fn a_late_commit_the_poll_missed_is_found_by_the_next_sweep_only() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            poll_lookback: Duration::from_secs(1),
+            sweep_interval: Duration::from_millis(1500),
+            ..config()
+        },
+    );
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    // Stamped 5 s ago: older than the poll looks (1 s), within the sweep's margin (10 s).
+    write_unnotified(&db, "late", 5.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !projected(&db, "late").await,
+        "the poll looks back 1 s only (else this test proves nothing of the sweep)"
+    );
+    assert!(
+        appears(&db, "late", Duration::from_secs(5)).await,
+        "the next sweep looks further back than where the previous one started"
+    );
+    running.stop().await.unwrap();
+    assert_verified(&engine).await;
+}
+
+#[tokio::test]
+async fn history_imported_while_no_engine_ran_is_swept_at_the_next_start() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    running.stop().await.unwrap();
+    // A ZITADEL store's history: positions from last year, long before the recorded sweep.
+    let year_ago = OffsetDateTime::now_utc() - time::Duration::days(365);
+    let rows = vec![ImportRow {
+        instance_id: "imported".into(),
+        aggregate_type: "instance".into(),
+        aggregate_id: "imported".into(),
+        event_type: "instance.added".into(),
+        sequence: 1,
+        revision: 1,
+        created_at: year_ago,
+        payload: Some(json!({"name": "Imported"})),
+        creator: "import".into(),
+        owner: "imported".into(),
+        position: Decimal::from(year_ago.unix_timestamp()),
+        in_tx_order: 0,
+        written_by_v3: false,
+    }];
+    import_rows(&db.pool, &rows).await.unwrap();
+    let status = engine.status().await.unwrap();
+    assert_eq!(
+        status.events_behind, 1,
+        "status counts it although it is older than the sweep window: {status:?}"
+    );
+    let running = engine.spawn_continuous();
+    assert!(
+        appears(&db, "imported", Duration::from_secs(5)).await,
+        "the import moved the sweep's start before its events"
+    );
+    running.stop().await.unwrap();
+    assert_eq!(engine.status().await.unwrap().events_behind, 0);
+    assert_verified(&engine).await;
+}
+
+/// Transactions committed or rolled back in this test's database so far.
+async fn transactions(db: &TestDatabase) -> i64 {
+    // Statistics of other backends arrive within a second or so; ours are flushed now.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_engine_does_not_walk_its_instances() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let instances = 400;
+    for chunk in (0..instances).collect::<Vec<_>>().chunks(100) {
+        let events = chunk
+            .iter()
+            .map(|i| {
+                inst(
+                    &format!("idle-{i:04}"),
+                    "instance.added",
+                    json!({"name": format!("Idle {i}")}),
+                )
+            })
+            .collect();
+        store.push(events).await.unwrap();
+    }
+    let config = EngineConfig {
+        sweep_interval: Duration::from_millis(250),
+        poll_interval: Duration::from_millis(250),
+        ..config()
+    };
+    let engine = Engine::new(db.pool.clone(), config);
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = transactions(&db).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = transactions(&db).await;
+    running.stop().await.unwrap();
+    // 12 sweeps and 12 polls in 3 s. Walking the instances at each sweep (as before issue
+    // 28) costs at least one transaction per instance: 4,800 here.
+    let idle = after - before;
+    eprintln!("idle: {idle} transactions in 3 s with {instances} instances");
+    assert!(
+        idle < 300,
+        "{idle} transactions in 3 s of idle with {instances} instances: the periodic work follows the instances"
+    );
+    assert_verified(&engine).await;
+}
