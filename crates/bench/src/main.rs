@@ -6,6 +6,7 @@ mod api;
 mod catchup;
 mod grown;
 mod hosts;
+mod idle;
 mod lookup;
 mod paging;
 mod push;
@@ -60,6 +61,7 @@ pub enum Bench {
     Api,
     Zitadel,
     Rebuild,
+    Idle,
 }
 
 /// One line of the report.
@@ -167,6 +169,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Rebuild) {
         figures.extend(rebuild::run(&args).await?);
+    }
+    if runs(Bench::Idle) {
+        figures.extend(idle::run(&args).await?);
     }
     println!();
     println!(

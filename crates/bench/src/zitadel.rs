@@ -181,8 +181,12 @@ async fn stall(events: usize) -> Result<Stall> {
 }
 
 /// Push -> row visible, `samples` times, each push after a random pause.
-async fn pick_up(pool: &PgPool, samples: usize, through_zitadel: bool) -> Result<Vec<Duration>> {
-    let instance = if through_zitadel { "pick-z" } else { "pick-t" };
+pub(crate) async fn pick_up(
+    pool: &PgPool,
+    instance: &str,
+    samples: usize,
+    through_zitadel: bool,
+) -> Result<Vec<Duration>> {
     let store = PgEventStore::new(pool.clone());
     let first = [inst(instance, "instance.added", json!({"name": instance}))];
     if through_zitadel {
@@ -252,8 +256,8 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let engine = Engine::new(pool.clone(), EngineConfig::default());
     let running = engine.spawn_continuous();
     let samples = if args.quick { 20 } else { 200 };
-    let mut zitadel_push = pick_up(&pool, samples, true).await?;
-    let mut own_push = pick_up(&pool, samples, false).await?;
+    let mut zitadel_push = pick_up(&pool, "pick-z", samples, true).await?;
+    let mut own_push = pick_up(&pool, "pick-t", samples, false).await?;
     running.stop().await?;
     let (z50, z99) = (
         percentile_ms(&mut zitadel_push, 0.5),

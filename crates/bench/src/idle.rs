@@ -1,0 +1,165 @@
+//! The running engine when nothing happens, and how fast a push shows, on stores of many
+//! small instances (issues 25 and 28): `tenancy start`'s engines on a store that was
+//! imported, `VACUUM ANALYZE`d and prefilled, then left idle. Idle cost is the database's
+//! transactions per second (`pg_stat_database`, every statement outside a transaction
+//! counts as one) while nothing is pushed: at a small and a large number of instances with
+//! one engine, and with three engines (replicas) against one. Push -> visible is measured
+//! at the large size, through tenancy's push (notification) and ZITADEL's (none: the poll),
+//! with one and with three engines.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+use tenancy_projection::{Continuous, Engine, EngineConfig};
+use tenancy_testkit::db::TestDatabase;
+
+use crate::catchup::{loaded, stream_rows};
+use crate::zitadel::pick_up;
+use crate::{Args, Figure, percentile_ms};
+
+/// Events per instance: trials and test tenants.
+const PER_INSTANCE: usize = 30;
+
+pub async fn run(args: &Args) -> Result<Vec<Figure>> {
+    let (small, large) = if args.quick {
+        (1_000, 5_000)
+    } else {
+        (1_000, 100_000)
+    };
+    let window = Duration::from_secs(if args.quick { 10 } else { 20 });
+    let mut figures = Vec::new();
+    let db = prefilled(small).await?;
+    let one_small = idle_rate(&db, 1, window).await?;
+    let three_small = idle_rate(&db, 3, window).await?;
+    drop(db);
+    println!(
+        "idle, {small} instances: 1 engine {one_small:.1} transactions/s, 3 engines {three_small:.1}/s"
+    );
+    let db = prefilled(large).await?;
+    let one_large = idle_rate(&db, 1, window).await?;
+    println!("idle, {large} instances: 1 engine {one_large:.1} transactions/s");
+    let samples = if args.quick { 20 } else { 100 };
+    let mut latencies = Vec::new();
+    for engines in [1, 3] {
+        let running = spawn(&db, engines).await?;
+        let mut own = pick_up(&db.pool, &format!("pick-t{engines}"), samples, false).await?;
+        let mut zitadel = pick_up(&db.pool, &format!("pick-z{engines}"), samples, true).await?;
+        stop(running).await?;
+        let figures = (
+            percentile_ms(&mut own, 0.5),
+            percentile_ms(&mut own, 0.99),
+            percentile_ms(&mut zitadel, 0.5),
+            percentile_ms(&mut zitadel, 0.99),
+        );
+        println!(
+            "push -> visible, {large} instances, {engines} engine(s): tenancy push p50 {:.1} ms p99 {:.1} ms; \
+             ZITADEL push (poll) p50 {:.0} ms p99 {:.0} ms",
+            figures.0, figures.1, figures.2, figures.3
+        );
+        latencies.push(figures);
+    }
+    let parameters = json!({"per_instance": PER_INSTANCE, "window_s": window.as_secs(), "path": "import, VACUUM ANALYZE, prefill, start"});
+    figures.push(Figure {
+        name: format!("idle cost, {large} vs {small} instances"),
+        ours: one_large,
+        baseline: one_small,
+        ratio: one_large / one_small,
+        unit: "transactions/s (ratio: cost ratio, lower is better; target <= 1.5)".into(),
+        baseline_name: format!("{small} instances"),
+        parameters: parameters.clone(),
+    });
+    figures.push(Figure {
+        name: format!("idle cost, 3 vs 1 engines, {small} inst."),
+        ours: three_small,
+        baseline: one_small,
+        ratio: three_small / one_small,
+        unit: "transactions/s (ratio: cost ratio, lower is better; target <= 1.5)".into(),
+        baseline_name: "1 engine".into(),
+        parameters,
+    });
+    let (one, three) = (latencies[0], latencies[1]);
+    let poll_ms = EngineConfig::default().poll_interval.as_millis() as f64;
+    figures.push(Figure::latency(
+        &format!("push -> visible p99, {large} inst., 3 vs 1"),
+        three.1,
+        one.1,
+        "1 engine",
+        "ms (tenancy push; target <= 50)",
+        json!({"samples": samples, "p50_ms_1": one.0, "p50_ms_3": three.0}),
+    ));
+    figures.push(Figure::latency(
+        &format!("ZITADEL push -> visible p99, {large} inst."),
+        one.3,
+        poll_ms + 100.0,
+        "poll interval + 100 ms",
+        "ms",
+        json!({"samples": samples, "p50_ms": one.2, "p99_ms_3_engines": three.3}),
+    ));
+    Ok(figures)
+}
+
+/// A store of `instances` small instances, imported, analysed and prefilled.
+async fn prefilled(instances: usize) -> Result<TestDatabase> {
+    let rows = stream_rows(instances, instances * PER_INSTANCE, 7, false);
+    let db = loaded(&rows).await?;
+    let started = Instant::now();
+    let engine = Engine::new(db.pool.clone(), EngineConfig::default());
+    engine.run_until_caught_up(|_, _, _| {}).await?;
+    sqlx::raw_sql("VACUUM ANALYZE").execute(&db.pool).await?;
+    println!(
+        "{instances} instances, {} events: prefilled in {:.1} s",
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(db)
+}
+
+/// `engines` engines, each with a pool of its own as a process would have, running until
+/// the first sweep is recorded.
+async fn spawn(db: &TestDatabase, engines: usize) -> Result<Vec<Continuous>> {
+    let mut running = Vec::new();
+    for _ in 0..engines {
+        let pool = tenancy_postgres::pool::connect_with(db.options.clone(), 4).await?;
+        running.push(Engine::new(pool, EngineConfig::default()).spawn_continuous());
+    }
+    for _ in 0..600 {
+        let swept: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenancy.sweeps)")
+            .fetch_one(&db.pool)
+            .await?;
+        if swept {
+            return Ok(running);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no sweep within 60 s")
+}
+
+async fn stop(running: Vec<Continuous>) -> Result<()> {
+    for engine in running {
+        engine.stop().await?;
+    }
+    Ok(())
+}
+
+/// Transactions per second of the database over `window` while `engines` engines idle.
+async fn idle_rate(db: &TestDatabase, engines: usize, window: Duration) -> Result<f64> {
+    let running = spawn(db, engines).await?;
+    // Past the start: the first sweeps and the leases settled.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = transactions(db).await?;
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = transactions(db).await?;
+    let rate = (after - before) as f64 / started.elapsed().as_secs_f64();
+    stop(running).await?;
+    Ok(rate)
+}
+
+async fn transactions(db: &TestDatabase) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&db.pool)
+    .await?)
+}
