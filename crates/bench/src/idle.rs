@@ -4,7 +4,7 @@
 //! transactions per second (`pg_stat_database`, every statement outside a transaction
 //! counts as one) while nothing is pushed: at a small and a large number of instances with
 //! one engine, and with three engines (replicas) against one. Push -> visible is measured
-//! at the large size, through tenancy's push (notification) and ZITADEL's (none: the poll),
+//! at the large size, through tenancy's push (notification) and a plain INSERT (none: the poll),
 //! with one and with three engines.
 
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use tenancy_projection::{Continuous, Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 
 use crate::catchup::{loaded, stream_rows};
-use crate::zitadel::pick_up;
+use crate::zitadel::{PickUpWriter, pick_up};
 use crate::{Args, Figure, percentile_ms};
 
 /// Events per instance: trials and test tenants.
@@ -43,8 +43,20 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let mut latencies = Vec::new();
     for engines in [1, 3] {
         let running = spawn(&db, engines).await?;
-        let mut own = pick_up(&db.pool, &format!("pick-t{engines}"), samples, false).await?;
-        let mut zitadel = pick_up(&db.pool, &format!("pick-z{engines}"), samples, true).await?;
+        let mut own = pick_up(
+            &db.pool,
+            &format!("pick-t{engines}"),
+            samples,
+            PickUpWriter::Tenancy,
+        )
+        .await?;
+        let mut zitadel = pick_up(
+            &db.pool,
+            &format!("pick-i{engines}"),
+            samples,
+            PickUpWriter::Insert,
+        )
+        .await?;
         stop(running).await?;
         let figures = (
             percentile_ms(&mut own, 0.5),
@@ -54,7 +66,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         );
         println!(
             "push -> visible, {large} instances, {engines} engine(s): tenancy push p50 {:.1} ms p99 {:.1} ms; \
-             ZITADEL push (poll) p50 {:.0} ms p99 {:.0} ms",
+             unnotified INSERT (poll) p50 {:.0} ms p99 {:.0} ms",
             figures.0, figures.1, figures.2, figures.3
         );
         latencies.push(figures);
@@ -89,7 +101,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         json!({"samples": samples, "p50_ms_1": one.0, "p50_ms_3": three.0}),
     ));
     figures.push(Figure::latency(
-        &format!("ZITADEL push -> visible p99, {large} inst."),
+        &format!("INSERT (no notify) -> visible p99, {large}"),
         one.3,
         poll_ms + 100.0,
         "poll interval + 100 ms",
@@ -120,7 +132,7 @@ async fn prefilled(instances: usize) -> Result<TestDatabase> {
 async fn spawn(db: &TestDatabase, engines: usize) -> Result<Vec<Continuous>> {
     let mut running = Vec::new();
     for _ in 0..engines {
-        let pool = tenancy_postgres::pool::connect_with(db.options.clone(), 4).await?;
+        let pool = tenancy_postgres::pool::connect_with(db.options.clone(), 10).await?;
         running.push(Engine::new(pool, EngineConfig::default()).spawn_continuous());
     }
     for _ in 0..600 {

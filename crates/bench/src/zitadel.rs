@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::json;
 use sqlx::PgPool;
+use tenancy_core::event::NewEvent;
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::import_rows_with;
 use tenancy_projection::{Engine, EngineConfig};
@@ -180,20 +181,56 @@ async fn stall(events: usize) -> Result<Stall> {
     })
 }
 
+/// Who writes the events of a pick-up measurement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PickUpWriter {
+    /// tenancy's push (it notifies).
+    Tenancy,
+    /// ZITADEL's `eventstore.push` (an adopted store; no notification).
+    Zitadel,
+    /// A plain INSERT into `eventstore.events2`, position stamped at insert, no
+    /// notification: any other writer of a store tenancy owns.
+    Insert,
+}
+
+impl PickUpWriter {
+    /// Writes `events`, each the first of a new aggregate.
+    async fn write(self, pool: &PgPool, store: &PgEventStore, events: &[NewEvent]) -> Result<()> {
+        match self {
+            PickUpWriter::Tenancy => drop(store.push(events.to_vec()).await?),
+            PickUpWriter::Zitadel => zitadel::push(pool, events, true, false).await?,
+            PickUpWriter::Insert => {
+                for e in events {
+                    sqlx::query(
+                        "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type,
+                             \"sequence\", revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order)
+                         VALUES ($1, $2, $3, $4, 1, 1, now(), $5, 'writer', $1,
+                                 EXTRACT(EPOCH FROM clock_timestamp()), 0)",
+                    )
+                    .bind(&e.instance_id)
+                    .bind(&e.aggregate_type)
+                    .bind(&e.aggregate_id)
+                    .bind(&e.event_type)
+                    .bind(&e.payload)
+                    .execute(pool)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Push -> row visible, `samples` times, each push after a random pause.
 pub(crate) async fn pick_up(
     pool: &PgPool,
     instance: &str,
     samples: usize,
-    through_zitadel: bool,
+    writer: PickUpWriter,
 ) -> Result<Vec<Duration>> {
     let store = PgEventStore::new(pool.clone());
     let first = [inst(instance, "instance.added", json!({"name": instance}))];
-    if through_zitadel {
-        zitadel::push(pool, &first, true, false).await?;
-    } else {
-        store.push(first.to_vec()).await?;
-    }
+    writer.write(pool, &store, &first).await?;
     let mut rng = Rng(0x5eed);
     let mut took = Vec::with_capacity(samples);
     for n in 0..samples {
@@ -201,11 +238,7 @@ pub(crate) async fn pick_up(
         let id = format!("p{n}");
         let event = [org(instance, &id, "org.added", json!({"name": id}))];
         let pushed = Instant::now();
-        if through_zitadel {
-            zitadel::push(pool, &event, true, false).await?;
-        } else {
-            store.push(event.to_vec()).await?;
-        }
+        writer.write(pool, &store, &event).await?;
         loop {
             let visible: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM organizations WHERE instance_id = $1 AND id = $2)",
@@ -256,8 +289,8 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let engine = Engine::new(pool.clone(), EngineConfig::default());
     let running = engine.spawn_continuous();
     let samples = if args.quick { 20 } else { 200 };
-    let mut zitadel_push = pick_up(&pool, "pick-z", samples, true).await?;
-    let mut own_push = pick_up(&pool, "pick-t", samples, false).await?;
+    let mut zitadel_push = pick_up(&pool, "pick-z", samples, PickUpWriter::Zitadel).await?;
+    let mut own_push = pick_up(&pool, "pick-t", samples, PickUpWriter::Tenancy).await?;
     running.stop().await?;
     let (z50, z99) = (
         percentile_ms(&mut zitadel_push, 0.5),

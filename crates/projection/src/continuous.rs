@@ -23,7 +23,7 @@ use tenancy_core::Result;
 use tenancy_eventstore::NOTIFY_CHANNEL;
 use tenancy_postgres::on_constraint;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Outcome};
 
 /// The engine running continuously on a task of its own ([`Engine::spawn_continuous`]).
 #[derive(Debug)]
@@ -99,8 +99,9 @@ impl Engine {
         let mut sweep = tokio::time::interval(self.config().sweep_interval);
         // Instances whose events wait for another instance (deferred) or for another
         // process (busy): retried soon rather than at the next sweep.
-        let mut again: BTreeSet<String> = BTreeSet::new();
-        let mut retry = tokio::time::interval(Duration::from_millis(100));
+        let mut again = Retries::default();
+        let mut retry_busy = tokio::time::interval(BUSY_RETRY);
+        let mut retry_deferred = tokio::time::interval(DEFERRED_RETRY);
         let poll_every = self.config().poll_interval.max(Duration::from_millis(10));
         let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,16 +129,18 @@ impl Engine {
                     let notification = notification.map_err(on_constraint)?;
                     let instance = notification.payload().to_owned();
                     let outcome = self.catch_up(&instance, None).await?;
-                    if outcome.deferred > 0 || outcome.busy {
-                        again.insert(instance);
+                    again.note(instance, outcome);
+                }
+                _ = retry_busy.tick(), if !again.busy.is_empty() => {
+                    for instance in std::mem::take(&mut again.busy) {
+                        let outcome = self.catch_up(&instance, None).await?;
+                        again.note(instance, outcome);
                     }
                 }
-                _ = retry.tick(), if !again.is_empty() => {
-                    for instance in std::mem::take(&mut again) {
+                _ = retry_deferred.tick(), if !again.deferred.is_empty() => {
+                    for instance in std::mem::take(&mut again.deferred) {
                         let outcome = self.catch_up(&instance, None).await?;
-                        if outcome.deferred > 0 || outcome.busy {
-                            again.insert(instance);
-                        }
+                        again.note(instance, outcome);
                     }
                 }
                 _ = sweep.tick() => {
@@ -147,8 +150,8 @@ impl Engine {
                     let lease = self.config().sweep_interval.mul_f64(0.9);
                     let leased = self.state().take_lease(self.pool(), "sweep", &holder, lease).await?;
                     if leased || std::mem::take(&mut first_sweep) {
-                        for instance in self.sweep().await? {
-                            again.insert(instance);
+                        for (instance, outcome) in self.sweep().await? {
+                            again.note(instance, outcome);
                         }
                     }
                 }
@@ -166,9 +169,7 @@ impl Engine {
                     }
                     for instance in self.pushed_since_last_poll(&mut newest).await? {
                         let outcome = self.catch_up(&instance, None).await?;
-                        if outcome.deferred > 0 || outcome.busy {
-                            again.insert(instance);
-                        }
+                        again.note(instance, outcome);
                     }
                 }
             }
@@ -182,7 +183,7 @@ impl Engine {
     /// those whose failures are still retried; every instance when no sweep is recorded.
     /// Records where the next one starts: this one's start, or the lowest cursor of an
     /// instance left waiting (returned, for the caller to retry soon).
-    pub(crate) async fn sweep(&self) -> Result<Vec<String>> {
+    pub(crate) async fn sweep(&self) -> Result<Vec<(String, Outcome)>> {
         let from = self.newest_position().await?.unwrap_or_default();
         let instances = match self.state().swept_from(self.pool()).await? {
             None => self.instances().await?,
@@ -191,16 +192,17 @@ impl Engine {
                     .await?
             }
         };
-        let mut waiting = Vec::new();
-        for (instance, outcome) in self.run_list(instances, None, None, |_, _, _| {}).await? {
-            if outcome.deferred > 0 || outcome.busy {
-                waiting.push(instance);
-            }
-        }
+        let waiting: Vec<(String, Outcome)> = self
+            .run_list(instances, None, None, |_, _, _| {})
+            .await?
+            .into_iter()
+            .filter(|(_, outcome)| outcome.deferred > 0 || outcome.busy)
+            .collect();
         let next = if waiting.is_empty() {
             from
         } else {
-            from.min(self.state().lowest_cursor(self.pool(), &waiting).await?)
+            let ids: Vec<String> = waiting.iter().map(|(id, _)| id.clone()).collect();
+            from.min(self.state().lowest_cursor(self.pool(), &ids).await?)
         };
         self.state().set_swept_from(self.pool(), next).await?;
         Ok(waiting)
@@ -263,6 +265,29 @@ impl Engine {
         }
         *newest = seen_now;
         Ok(moved)
+    }
+}
+
+/// A busy instance is another process's batch under way: retried at once after it, since
+/// that batch may have read before the event that woke this process.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
+/// A deferred instance waits for another instance to move on.
+const DEFERRED_RETRY: Duration = Duration::from_millis(100);
+
+/// Instances to catch up again soon.
+#[derive(Debug, Default)]
+struct Retries {
+    busy: BTreeSet<String>,
+    deferred: BTreeSet<String>,
+}
+
+impl Retries {
+    fn note(&mut self, instance: String, outcome: Outcome) {
+        if outcome.busy {
+            self.busy.insert(instance);
+        } else if outcome.deferred > 0 {
+            self.deferred.insert(instance);
+        }
     }
 }
 
