@@ -3,7 +3,7 @@
 //! skipped); one process per pair at a time (`pg_try_advisory_xact_lock`); failures recorded,
 //! retried and skipped after `max_failure_count`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::projection_state::{self, FailureKey, ProjectionState};
 use tenancy_postgres::{PgSession, PgStore, Savepoint, on_constraint};
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::claims;
@@ -296,58 +295,90 @@ impl Engine {
         F: Fn(usize, usize, &Outcome) + Send + Sync + 'static,
     {
         let total = instances.len();
-        let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
-        let mut tasks = JoinSet::new();
         // Small fresh instances in groups (crate::group); what a group leaves, and every
-        // other instance, one by one.
+        // other instance, one by one. A queue that `workers` tasks drain: memory follows
+        // the workers, not the instances (a task per instance held each one's future).
         let (groups, rest) = self.small_fresh_groups(instances).await?;
-        for group in groups {
-            let (engine, permits) = (self.clone(), permits.clone());
-            tasks.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| Error::internal_with("worker pool closed", e))?;
-                let grouped = engine.catch_up_group(group, target, replay).await?;
-                let mut outcomes = grouped.done;
-                for instance in grouped.rest {
-                    let outcome = engine.catch_up_with(&instance, target, replay).await?;
-                    outcomes.push((instance, outcome));
+        let jobs: VecDeque<Job> = groups
+            .into_iter()
+            .map(Job::Group)
+            .chain(rest.into_iter().map(Job::One))
+            .collect();
+        let jobs = Arc::new(std::sync::Mutex::new(jobs));
+        let (sender, mut done) = tokio::sync::mpsc::unbounded_channel();
+        let mut workers = JoinSet::new();
+        for _ in 0..self.config.workers.max(1) {
+            let (engine, jobs, sender) = (self.clone(), jobs.clone(), sender.clone());
+            workers.spawn(async move {
+                loop {
+                    let job = jobs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .pop_front();
+                    let Some(job) = job else { return };
+                    let result = engine.run_job(job, target, replay).await;
+                    if result.is_err() {
+                        // The first error ends the run: no new job starts anywhere.
+                        jobs.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .clear();
+                    }
+                    if sender.send(result).is_err() {
+                        return;
+                    }
                 }
-                Ok::<_, Error>(outcomes)
             });
         }
-        for instance in rest {
-            let (engine, permits) = (self.clone(), permits.clone());
-            tasks.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| Error::internal_with("worker pool closed", e))?;
-                let outcome = engine.catch_up_with(&instance, target, replay).await?;
-                Ok::<_, Error>(vec![(instance, outcome)])
-            });
-        }
+        drop(sender);
         let mut sum = Outcome::default();
         let mut outcomes = Vec::with_capacity(total);
         let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined.map_err(|e| Error::internal_with("projection worker panicked", e)) {
-                Ok(Ok(done)) => {
-                    for (instance, outcome) in done {
+        while let Some(result) = done.recv().await {
+            match result {
+                Ok(finished) => {
+                    for (instance, outcome) in finished {
                         sum.add(outcome);
                         outcomes.push((instance, outcome));
                     }
                 }
-                Ok(Err(e)) | Err(e) => {
+                Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
             progress(outcomes.len(), total, &sum);
         }
+        while let Some(joined) = workers.join_next().await {
+            if let Err(e) = joined {
+                first_error.get_or_insert(Error::internal_with("projection worker panicked", e));
+            }
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(outcomes),
+        }
+    }
+
+    /// One job of [`Engine::run_list`]: the outcome of each instance it finished.
+    async fn run_job(
+        &self,
+        job: Job,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Vec<(String, Outcome)>> {
+        match job {
+            Job::One(instance) => {
+                let outcome = self.catch_up_with(&instance, target, replay).await?;
+                Ok(vec![(instance, outcome)])
+            }
+            Job::Group(group) => {
+                let grouped = self.catch_up_group(group, target, replay).await?;
+                let mut outcomes = grouped.done;
+                for instance in grouped.rest {
+                    let outcome = self.catch_up_with(&instance, target, replay).await?;
+                    outcomes.push((instance, outcome));
+                }
+                Ok(outcomes)
+            }
         }
     }
 
@@ -593,6 +624,13 @@ impl Engine {
         }
         Ok(outcome)
     }
+}
+
+/// Work for one worker of [`Engine::run_list`].
+enum Job {
+    /// Small fresh instances caught up together (crate::group).
+    Group(Vec<String>),
+    One(String),
 }
 
 /// Decodes, reduces and applies one event with its `created_at` as the event time.
