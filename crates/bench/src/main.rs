@@ -8,6 +8,7 @@ mod grown;
 mod hosts;
 mod idle;
 mod lookup;
+mod memory;
 mod paging;
 mod push;
 mod rebuild;
@@ -44,6 +45,12 @@ pub struct Args {
     /// Internal: the writer process of the host-invalidation benchmark (database URL).
     #[arg(long, hide = true)]
     pub hosts_writer: Option<String>,
+    /// Internal: a child process of the memory benchmark (the job to run).
+    #[arg(long, hide = true)]
+    pub memory_child: Option<String>,
+    /// Internal: the database of the memory benchmark's child.
+    #[arg(long, hide = true)]
+    pub memory_url: Option<String>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/bench/report.json")]
     pub report: PathBuf,
@@ -62,6 +69,7 @@ pub enum Bench {
     Zitadel,
     Rebuild,
     Idle,
+    Memory,
 }
 
 /// One line of the report.
@@ -133,6 +141,9 @@ async fn main() -> Result<()> {
     if let Some(url) = &args.hosts_writer {
         return hosts::writer(url).await;
     }
+    if let (Some(job), Some(url)) = (&args.memory_child, &args.memory_url) {
+        return memory::child_main(job, url).await;
+    }
     // Diagnostics on demand (RUST_LOG=tenancy_projection=debug), quiet otherwise.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -172,6 +183,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Idle) {
         figures.extend(idle::run(&args).await?);
+    }
+    if runs(Bench::Memory) {
+        figures.extend(memory::run(&args).await?);
     }
     println!();
     println!(

@@ -9,7 +9,7 @@ use tenancy_core::id::InstanceId;
 use tenancy_core::model::{
     Domain, Instance, InstanceDomain, InstanceDomainKind, Organization, OrganizationDomain,
 };
-use tenancy_core::state::InMemoryState;
+use tenancy_core::state::{InMemoryState, TableRows};
 use tenancy_postgres::on_constraint;
 
 use crate::engine::Engine;
@@ -127,7 +127,9 @@ impl Engine {
         })
         .await?;
         drop(conn);
-        let expected = count_lines(
+        // Memory: the fold's rows become their lines and go; each table row read is
+        // matched against them at once (no second set of lines for the tables).
+        let mut expected = count_lines(
             state
                 .all_instances()
                 .map(instance_line)
@@ -136,31 +138,49 @@ impl Engine {
                 .chain(state.all_org_domains().map(org_domain_line))
                 .chain(state.all_domains().map(domain_line)),
         );
-        let actual = count_lines(self.table_lines().await?.into_iter());
+        drop(state);
+        let mut unexpected: BTreeMap<String, i64> = BTreeMap::new();
+        let mut matched = |line: String| match expected.get_mut(&line) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => *unexpected.entry(line).or_insert(0) += 1,
+        };
+        let TableRows {
+            instances,
+            organizations,
+            instance_domains,
+            org_domains,
+            domains,
+        } = tenancy_postgres::dump::all_rows(self.pool()).await?;
+        instances.iter().map(instance_line).for_each(&mut matched);
+        drop(instances);
+        organizations
+            .iter()
+            .map(organization_line)
+            .for_each(&mut matched);
+        drop(organizations);
+        instance_domains
+            .iter()
+            .map(instance_domain_line)
+            .for_each(&mut matched);
+        drop(instance_domains);
+        org_domains
+            .iter()
+            .map(org_domain_line)
+            .for_each(&mut matched);
+        drop(org_domains);
+        domains.iter().map(domain_line).for_each(&mut matched);
+        drop(domains);
         for (line, n) in &expected {
-            for _ in *actual.get(line).unwrap_or(&0)..*n {
+            for _ in 0..*n {
                 report.differences.push(format!("- {line}"));
             }
         }
-        for (line, n) in &actual {
-            for _ in *expected.get(line).unwrap_or(&0)..*n {
+        for (line, n) in &unexpected {
+            for _ in 0..*n {
                 report.differences.push(format!("+ {line}"));
             }
         }
         Ok(report)
-    }
-
-    async fn table_lines(&self) -> Result<Vec<String>> {
-        let rows = tenancy_postgres::dump::all_rows(self.pool()).await?;
-        Ok(rows
-            .instances
-            .iter()
-            .map(instance_line)
-            .chain(rows.organizations.iter().map(organization_line))
-            .chain(rows.instance_domains.iter().map(instance_domain_line))
-            .chain(rows.org_domains.iter().map(org_domain_line))
-            .chain(rows.domains.iter().map(domain_line))
-            .collect())
     }
 }
 
