@@ -27,7 +27,8 @@ pub struct Args {
     /// Small sizes, for a smoke run in CI.
     #[arg(long)]
     pub quick: bool,
-    /// Numbers of instances of the catch-up's scale curve (default 100,300,1000,3000).
+    /// Numbers of instances of the catch-up's scale curve (default 100,300,1000,3000); for
+    /// `--only idle` or `--only memory`, the small and the large size.
     #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<usize>>,
     /// Events per instance of the catch-up (default 700).

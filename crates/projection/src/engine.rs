@@ -82,7 +82,21 @@ pub struct Engine {
 pub type Progress = Arc<dyn Fn(usize, usize, &Outcome) + Send + Sync>;
 
 impl Engine {
-    pub fn new(pool: PgPool, config: EngineConfig) -> Self {
+    /// An engine over `pool`. A worker holds two connections at once (its transaction and
+    /// a read), and continuous mode one more to listen: `workers` is lowered to what the
+    /// pool can serve, or the workers would wait on each other for good.
+    pub fn new(pool: PgPool, mut config: EngineConfig) -> Self {
+        let connections = pool.options().get_max_connections() as usize;
+        let usable = (connections.saturating_sub(1) / 2).max(1);
+        if config.workers > usable {
+            tracing::warn!(
+                workers = config.workers,
+                max_connections = connections,
+                usable,
+                "the pool is too small for the configured workers: fewer workers run"
+            );
+            config.workers = usable;
+        }
         Self {
             events: PgEventStore::new(pool.clone()),
             pool,

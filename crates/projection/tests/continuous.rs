@@ -218,3 +218,35 @@ async fn an_idle_engine_does_not_walk_its_instances() {
     );
     assert_verified(&engine).await;
 }
+
+#[tokio::test]
+async fn a_small_pool_does_not_starve_the_workers() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    for i in 0..40 {
+        store
+            .push(vec![inst(
+                &format!("small-{i}"),
+                "instance.added",
+                json!({"name": "Small"}),
+            )])
+            .await
+            .unwrap();
+    }
+    // Four workers on four connections: each worker needs two at once.
+    let pool = tenancy_postgres::pool::connect_with(db.options.clone(), 4)
+        .await
+        .unwrap();
+    let engine = Engine::new(
+        pool,
+        EngineConfig {
+            workers: 4,
+            bulk_limit: 0,
+            ..config()
+        },
+    );
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    running.stop().await.unwrap();
+    assert_verified(&engine).await;
+}
