@@ -402,6 +402,20 @@ impl ProjectionState {
         .map(drop)
     }
 
+    /// Records where sweeps start unless a position is recorded already.
+    pub async fn start_sweeps_at(&self, pool: &PgPool, position: Decimal) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenancy.sweeps (projection_name, swept_from) VALUES ($1, $2)
+             ON CONFLICT (projection_name) DO NOTHING",
+        )
+        .bind(self.name)
+        .bind(position)
+        .execute(pool)
+        .await
+        .map_err(on_constraint)
+        .map(drop)
+    }
+
     /// The lowest cursor position among `instance_ids` (0 when one has no cursor).
     pub async fn lowest_cursor(&self, pool: &PgPool, instance_ids: &[String]) -> Result<Decimal> {
         sqlx::query_scalar(

@@ -210,6 +210,15 @@ impl Engine {
         let target = self.newest_position().await?;
         let outcome = self.run_rounds(target, None, Arc::new(progress)).await?;
         self.analyze_if_stale().await?;
+        // Everything up to the target is projected (or its failures are listed): the first
+        // sweep of a `tenancy start` after this prefill starts there, not with a walk of
+        // every instance. A sweep position already recorded is left as it is.
+        if let Some(target) = target
+            && outcome.deferred == 0
+            && !outcome.busy
+        {
+            self.state().start_sweeps_at(self.pool(), target).await?;
+        }
         Ok(outcome)
     }
 
