@@ -149,6 +149,9 @@ impl Engine {
             match tokio::time::timeout(FROZEN_AT_MOST, last).await {
                 Ok(Ok((target, outcome))) => {
                     total.add(outcome);
+                    // The next generation has every event up to `target`: after the switch
+                    // the sweeps start there (its position moves with its cursors).
+                    next.state().start_sweeps_at(self.pool(), target).await?;
                     match frozen.finish(NAMES, target).await? {
                         Switch::Done => break Ok(freezing.elapsed()),
                         Switch::Behind(missing) => {
