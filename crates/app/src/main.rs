@@ -135,6 +135,9 @@ enum ProjectionAction {
     },
     /// Drop the generation the last rebuild replaced.
     DropPrevious,
+    /// Switch back to the generation the last rebuild replaced (a rollback, online): it is
+    /// caught up with the events since, then switched in; the one it replaces is kept.
+    SwitchBack,
     /// Fold the stream in memory and compare with the tables (exit 0 only when equal).
     Verify,
 }
@@ -465,6 +468,20 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
                 eprintln!(
                     "error: the rebuild recorded failed events ({failed} listed by `tenancy projections failed`)"
                 );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ProjectionAction::SwitchBack => {
+            let rebuilt = engine
+                .switch_back(std::sync::Arc::new(|_, _, _| {}))
+                .await?;
+            println!(
+                "switched back after {} round(s): {} events applied since the previous generation was replaced; \
+                 the generation it replaced is kept (`projections drop-previous`, or switch back again)",
+                rebuilt.rounds, rebuilt.outcome.applied
+            );
+            if rebuilt.outcome.failed > 0 || !engine.failed().await?.is_empty() {
+                eprintln!("error: catching up the previous generation recorded failed events");
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -16,8 +16,8 @@
 use rust_decimal::Decimal;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, Row as _};
-use tenancy_core::Result;
 use tenancy_core::state::Table;
+use tenancy_core::{Error, Result};
 
 use crate::layout::Layout;
 use crate::on_constraint;
@@ -299,6 +299,18 @@ impl Frozen<'_> {
                 .map_err(on_constraint)?;
             }
         }
+        // Where the replaced generation stopped: every v3 command committed so far wrote
+        // its rows into it (they wait for the lock held here), none later will. A switch
+        // back replays v3 events only after this position (`switched_out_at`).
+        sqlx::query(
+            "INSERT INTO tenancy.sweeps (projection_name, swept_from)
+             SELECT $1, COALESCE(max(\"position\"), 0) FROM eventstore.events2
+             ON CONFLICT (projection_name) DO UPDATE SET swept_from = EXCLUDED.swept_from, last_swept = now()",
+        )
+        .bind(previous)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
         // Every host cache forgets (delivered at commit).
         sqlx::query("SELECT pg_notify('tenancy_hosts', '*')")
             .execute(&mut *tx)
@@ -307,6 +319,64 @@ impl Frozen<'_> {
         tx.commit().await.map_err(on_constraint)?;
         Ok(Switch::Done)
     }
+}
+
+/// Makes the previous generation the next one again (its tables and its cursors,
+/// failures and sweep position), for a switch back; returns the position it was replaced
+/// at (v3 commands up to it wrote their rows into it, later ones did not). Refused when there is no previous
+/// generation or a next one exists (an unfinished rebuild: finish or abandon it first).
+pub async fn previous_to_next(conn: &mut PgConnection, names: Names<'_>) -> Result<Decimal> {
+    let mut tx = conn.begin().await.map_err(on_constraint)?;
+    let (previous, next): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2)",
+    )
+    .bind(PREVIOUS_SCHEMA)
+    .bind(NEXT_SCHEMA)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    if !previous {
+        return Err(Error::precondition(
+            "there is no previous generation to switch back to (none was kept, or it was dropped)",
+        ));
+    }
+    if next {
+        return Err(Error::precondition(
+            "a rebuild is unfinished: run `projections rebuild` to finish it, or `--abandon` it, first",
+        ));
+    }
+    let switched_out_at: Option<Decimal> =
+        sqlx::query_scalar("SELECT swept_from FROM tenancy.sweeps WHERE projection_name = $1")
+            .bind(names.previous)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
+    let Some(switched_out_at) = switched_out_at else {
+        return Err(Error::precondition(
+            "the previous generation does not record where it was replaced (it was replaced \
+             by a release before migration 0011): it cannot be switched back to safely",
+        ));
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER SCHEMA {PREVIOUS_SCHEMA} RENAME TO {NEXT_SCHEMA}"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(on_constraint)?;
+    forget_projection(&mut tx, names.next).await?;
+    for table in BOOKKEEPING {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} SET projection_name = $1 WHERE projection_name = $2"
+        )))
+        .bind(names.next)
+        .bind(names.previous)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    }
+    tx.commit().await.map_err(on_constraint)?;
+    Ok(switched_out_at)
 }
 
 /// Drops the previous generation and its cursors (`previous`: the projection's name for

@@ -53,6 +53,34 @@ impl Engine {
         let options = (*self.pool().connect_options()).clone();
         let mut guard = options.connect().await.map_err(on_constraint)?;
         take_rebuild_lock(&mut guard).await?;
+        self.rebuild_holding(guard, progress, None).await
+    }
+
+    /// Switches back to the generation the last switch replaced (a rollback): it becomes
+    /// the next generation again, is caught up from its cursors — the events since it was
+    /// replaced, v3 commands' included — and switched in as a rebuild's would be. The
+    /// generation it replaces is kept as the previous one, so this can be undone the same
+    /// way. Refused while a rebuild is unfinished or when there is no previous generation.
+    pub async fn switch_back(&self, progress: Progress) -> Result<Rebuilt> {
+        let options = (*self.pool().connect_options()).clone();
+        let mut guard = options.connect().await.map_err(on_constraint)?;
+        take_rebuild_lock(&mut guard).await?;
+        let switched_out_at = generation::previous_to_next(&mut guard, NAMES).await?;
+        self.rebuild_holding(guard, progress, Some(switched_out_at))
+            .await
+    }
+
+    /// The rebuild, with the rebuild lock held on `guard`. `switched_out_at`: the next
+    /// generation is a former live one, replaced at that position: up to it, the rows of
+    /// v3 commands are in its tables (their events are skipped, as the live projection
+    /// does); after it they are not (replayed, as for any next generation).
+    async fn rebuild_holding(
+        &self,
+        mut guard: PgConnection,
+        progress: Progress,
+        switched_out_at: Option<Decimal>,
+    ) -> Result<Rebuilt> {
+        let options = (*self.pool().connect_options()).clone();
         let layout = layout::stored(&mut guard).await?.ok_or_else(|| {
             Error::precondition("the database is not migrated: run `tenancy migrate`")
         })?;
@@ -72,6 +100,12 @@ impl Engine {
         let next = Engine::new(pool.clone(), self.config().clone())
             .with_state(relational::state_named(relational::NEXT_NAME));
         let mut total = Outcome::default();
+        if let Some(switched_out_at) = switched_out_at {
+            total.add(
+                next.run_rounds(Some(switched_out_at), None, progress.clone())
+                    .await?,
+            );
+        }
         let mut rounds = 0;
         // The position every instance of the next generation has reached (after a round).
         let mut reached: Option<Decimal> = None;
