@@ -223,8 +223,8 @@ impl Engine {
     }
 
     /// Rounds until no instance records a new failure or waits. The first round covers
-    /// every instance; later rounds only those that failed or waited (deferred) in the
-    /// previous one. Each round is one more attempt for each blocked event, so every failing
+    /// every instance; later rounds only those that failed, waited (deferred) or were
+    /// busy in the previous one. Each round is one more attempt for each blocked event, so every failing
     /// event is skipped after `max_failure_count` rounds at most: the loop ends.
     pub(crate) async fn run_rounds(
         &self,
@@ -262,12 +262,15 @@ impl Engine {
             pending = Vec::new();
             for (instance, outcome) in outcomes {
                 round.add(outcome);
-                if outcome.failed > 0 || outcome.deferred > 0 {
+                // Busy: another worker or process holds its lock — maybe for another
+                // instance whose lock key collides with it — so it is tried again too.
+                if outcome.failed > 0 || outcome.deferred > 0 || outcome.busy {
                     pending.push(instance);
                 }
             }
             sum.add(round);
             sum.deferred = round.deferred;
+            sum.busy = round.busy;
             tracing::debug!(
                 applied = round.applied,
                 failed = round.failed,
@@ -275,7 +278,7 @@ impl Engine {
                 next = pending.len(),
                 "round"
             );
-            if round.failed == 0 && round.deferred == 0 {
+            if round.failed == 0 && round.deferred == 0 && !round.busy {
                 break;
             }
             if round.applied == 0 && round.failed == 0 {
