@@ -105,8 +105,8 @@ impl Engine {
         let poll_every = self.config().poll_interval.max(Duration::from_millis(10));
         let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The poll lease outlives a few of its ticks, so a poller that dies is replaced
-        // within them; the others ask for it once per lease, not at every tick.
+        // The poll lease outlives a few of its ticks: its holder renews it every other
+        // tick or so, and a poller that dies is replaced within three leases at most.
         let poll_lease = poll_every.mul_f64(3.0).max(Duration::from_secs(1));
         let mut poll_asked: Option<tokio::time::Instant> = None;
         let mut poll_holder = false;
@@ -158,11 +158,13 @@ impl Engine {
                 _ = poll.tick() => {
                     // One poller at a time, for pushes that notify nobody (ZITADEL's, or any
                     // writer of events2 but tenancy's push).
-                    if !poll_holder && poll_asked.is_some_and(|at| at.elapsed() < poll_lease) {
-                        continue;
+                    // The holder renews its lease when a third of it is left; the others
+                    // ask once per two leases (a dead holder's is free after one).
+                    let ask_after = if poll_holder { poll_lease.mul_f64(0.6) } else { poll_lease * 2 };
+                    if poll_asked.is_none_or(|at| at.elapsed() >= ask_after) {
+                        poll_asked = Some(tokio::time::Instant::now());
+                        poll_holder = self.state().take_lease(self.pool(), "poll", &holder, poll_lease).await?;
                     }
-                    poll_asked = Some(tokio::time::Instant::now());
-                    poll_holder = self.state().take_lease(self.pool(), "poll", &holder, poll_lease).await?;
                     if !poll_holder {
                         newest.clear();
                         continue;
