@@ -581,3 +581,36 @@ async fn upgrades_a_database_laid_out_by_an_earlier_release_in_place() {
         3
     );
 }
+
+/// A ZITADEL store's history imported before tenancy was ever migrated there (no `tenancy`
+/// schema yet): the import stores it, and the prefill after the migration projects it.
+#[tokio::test]
+async fn imports_into_a_zitadel_store_before_tenancy_is_migrated() {
+    let db = zitadel_database(&[INIT, V4]).await;
+    let row = ImportRow {
+        instance_id: "early".into(),
+        aggregate_type: "instance".into(),
+        aggregate_id: "early".into(),
+        event_type: "instance.added".into(),
+        sequence: 1,
+        revision: 1,
+        created_at: time::OffsetDateTime::now_utc(),
+        payload: Some(json!({"name": "Early"})),
+        creator: "export".into(),
+        owner: "early".into(),
+        position: rust_decimal::Decimal::from(1),
+        in_tx_order: 1,
+        written_by_v3: false,
+    };
+    import_rows(&db.pool, &[row]).await.unwrap();
+    let pool = tenancy_pool(&db).await;
+    tenancy_postgres::migrate::migrate(&pool).await.unwrap();
+    let pool = tenancy_pool(&db).await;
+    let engine = Engine::new(pool.clone(), EngineConfig::default());
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM instances WHERE id = 'early'").await,
+        1
+    );
+    pool.close().await;
+}

@@ -358,14 +358,21 @@ pub async fn import_rows_with(
         fill_unique_constraints(&mut tx, &instances).await?;
     }
     // Imported events keep their positions, maybe older than where the sweeps of a running
-    // engine start: the next sweep starts before them.
-    sqlx::query(
-        "UPDATE tenancy.sweeps SET swept_from = LEAST(swept_from, (SELECT min(\"position\") FROM import_events))
-         WHERE EXISTS (SELECT 1 FROM import_events)",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(on_constraint)?;
+    // engine start: the next sweep starts before them. (A ZITADEL store imported into
+    // before tenancy's migration has no such table yet, nor any sweep.)
+    let swept: bool = sqlx::query_scalar("SELECT to_regclass('tenancy.sweeps') IS NOT NULL")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    if swept {
+        sqlx::query(
+            "UPDATE tenancy.sweeps SET swept_from = LEAST(swept_from, (SELECT min(\"position\") FROM import_events))
+             WHERE EXISTS (SELECT 1 FROM import_events)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(on_constraint)?;
+    }
     for instance in instances {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::NOTIFY_CHANNEL)
