@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long)]
     pub quick: bool,
     /// Numbers of instances of the catch-up's scale curve (default 100,300,1000,3000); for
-    /// `--only idle` or `--only memory`, the small and the large size.
+    /// `--only idle` or `--only memory`, the small and the large size; for `--only rebuild`,
+    /// the instances (700 events each) of each store.
     #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<usize>>,
     /// Events per instance of the catch-up (default 700).

@@ -17,9 +17,13 @@ use crate::catchup::{loaded, stream_rows};
 use crate::{Args, Figure};
 
 pub async fn run(args: &Args) -> Result<Vec<Figure>> {
-    let sizes: &[usize] = if args.quick { &[30] } else { &[100, 300] };
+    let sizes: Vec<usize> = match (&args.sizes, args.quick) {
+        (Some(sizes), _) => sizes.clone(),
+        (None, true) => vec![30],
+        (None, false) => vec![100, 300],
+    };
     let mut figures = Vec::new();
-    for &instances in sizes {
+    for &instances in &sizes {
         figures.extend(one_size(instances, 700).await?);
     }
     Ok(figures)
