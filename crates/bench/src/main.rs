@@ -127,6 +127,16 @@ impl Figure {
     }
 }
 
+/// The two store sizes (instances) of the benchmarks that compare a small store with a
+/// large one: `--sizes small,large`, else 1,000 and 100,000 (`--quick`: 5,000).
+pub fn small_and_large(args: &Args) -> (usize, usize) {
+    match (args.sizes.as_deref(), args.quick) {
+        (Some([small, large]), _) => (*small, *large),
+        (_, true) => (1_000, 5_000),
+        (_, false) => (1_000, 100_000),
+    }
+}
+
 /// p-th percentile of durations, in milliseconds.
 pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     samples.sort();

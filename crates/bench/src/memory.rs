@@ -16,11 +16,7 @@ use crate::{Args, Figure};
 const PER_INSTANCE: usize = 30;
 
 pub async fn run(args: &Args) -> Result<Vec<Figure>> {
-    let (small, large) = match (args.sizes.as_deref(), args.quick) {
-        (Some([small, large]), _) => (*small, *large),
-        (_, true) => (1_000, 5_000),
-        (_, false) => (1_000, 100_000),
-    };
+    let (small, large) = crate::small_and_large(args);
     let mut peaks = Vec::new();
     for instances in [small, large] {
         let db = {

@@ -133,28 +133,7 @@ impl ProjectionState {
 
     /// Moves the instance's cursor to `event`.
     pub async fn set_cursor(&self, conn: &mut PgConnection, event: &StoredEvent) -> Result<()> {
-        let key = event.sort_key();
-        sqlx::query(
-            "INSERT INTO tenancy.current_states (projection_name, instance_id, \"position\", in_tx_order,
-                 aggregate_type, aggregate_id, \"sequence\", event_date, last_updated)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
-             ON CONFLICT (projection_name, instance_id) DO UPDATE SET \"position\" = EXCLUDED.\"position\",
-                 in_tx_order = EXCLUDED.in_tx_order, aggregate_type = EXCLUDED.aggregate_type,
-                 aggregate_id = EXCLUDED.aggregate_id, \"sequence\" = EXCLUDED.\"sequence\",
-                 event_date = EXCLUDED.event_date, last_updated = now()",
-        )
-        .bind(self.name)
-        .bind(&event.instance_id)
-        .bind(key.position)
-        .bind(key.in_tx_order)
-        .bind(&key.aggregate_type)
-        .bind(&key.aggregate_id)
-        .bind(key.sequence)
-        .bind(event.created_at)
-        .execute(conn)
-        .await
-        .map_err(on_constraint)
-        .map(drop)
+        self.set_cursors(conn, &[event]).await
     }
 
     /// True when the instance's cursor has passed `event`.

@@ -150,14 +150,7 @@ impl Engine {
         if self.statistics().wrote(rows) {
             self.analyze().await?;
         }
-        let rejected = folded.rejected.len() as u64;
-        let outcome = Outcome {
-            applied: folded.applied,
-            skipped: folded.skipped + rejected,
-            failed: rejected,
-            caught_up: true,
-            ..Outcome::default()
-        };
+        let outcome = folded.outcome();
         self.observe_batch(started, &outcome, Some(last.created_at));
         Ok(Some(outcome))
     }
@@ -216,6 +209,19 @@ impl Folded {
             skipped: 0,
             last: None,
             rejected: Vec::new(),
+        }
+    }
+
+    /// What writing this fold did: the events the model rejected are recorded as failed
+    /// and skipped.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let rejected = self.rejected.len() as u64;
+        Outcome {
+            applied: self.applied,
+            skipped: self.skipped + rejected,
+            failed: rejected,
+            caught_up: true,
+            ..Outcome::default()
         }
     }
 

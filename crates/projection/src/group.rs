@@ -210,14 +210,7 @@ impl Engine {
         }
         let mut total = Outcome::default();
         for folded in &written {
-            let rejected = folded.rejected.len() as u64;
-            let done = Outcome {
-                applied: folded.applied,
-                skipped: folded.skipped + rejected,
-                failed: rejected,
-                caught_up: true,
-                ..Outcome::default()
-            };
+            let done = folded.outcome();
             total.add(done);
             if let Some(last) = &folded.last {
                 self.batched().insert(&last.instance_id);
