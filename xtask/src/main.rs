@@ -1,8 +1,11 @@
-//! `cargo xtask <chore>`: migrate, test, lint, ci, db.
+//! `cargo xtask <chore>`: migrate, test, lint, ci, images, db.
 #![allow(clippy::print_stdout)]
 
+mod docker;
+
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -25,8 +28,14 @@ enum Task {
         #[arg(long)]
         status: bool,
     },
-    /// Run the whole test suite (nextest when installed, else cargo test).
+    /// Run the test suite (nextest when installed, else cargo test). With the Docker test
+    /// images present and no TENANCY_TEST_DB or DATABASE_URL set, CI's matrix: the whole
+    /// suite on PostgreSQL 15 in a container, the adapter, event store, projection and
+    /// ZITADEL-layout suites on 17, the testkit and adapter suites on the embedded cluster.
     Test,
+    /// Start a Docker engine when none answers (installing Debian's docker.io if needed),
+    /// then build the PostgreSQL test images that are missing (see tenancy_testkit::docker).
+    Images,
     /// cargo fmt --check, clippy -D warnings on all targets, cargo-deny when installed.
     Lint,
     /// lint + test: what CI runs.
@@ -54,7 +63,8 @@ enum Task {
 
 #[derive(Subcommand)]
 enum DbAction {
-    /// Stop the shared embedded test cluster and the development cluster.
+    /// Stop the shared embedded test cluster and the development cluster, and remove the
+    /// shared test containers.
     Stop,
 }
 
@@ -90,23 +100,115 @@ fn has(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// One run of the suite on one database provider.
+struct Job {
+    title: &'static str,
+    /// `TENANCY_TEST_DB` and `TENANCY_TEST_PG`, when the job sets them.
+    env: Vec<(&'static str, &'static str)>,
+    /// A nextest filter expression; `None` runs everything (doc tests included).
+    filter: Option<&'static str>,
+}
+
+/// The adapter, event store, projection and ZITADEL-layout suites: what a server version
+/// can break.
+const DATABASE_SUITES: &str = "package(tenancy-postgres) | package(tenancy-eventstore) \
+     | package(tenancy-projection) | package(tenancy-testkit) \
+     | (package(tenancy-tests) & binary(zitadel_layout))";
+
+fn jobs() -> Vec<Job> {
+    let chosen = std::env::var_os("TENANCY_TEST_DB").is_some()
+        || std::env::var_os("DATABASE_URL").is_some();
+    if chosen {
+        return vec![Job { title: "as configured", env: vec![], filter: None }];
+    }
+    if !docker::images_present() {
+        println!(
+            "the Docker test images are not there (`cargo xtask images` builds them): \
+             one run on the automatic provider"
+        );
+        return vec![Job { title: "automatic provider", env: vec![], filter: None }];
+    }
+    vec![
+        Job {
+            title: "docker, PostgreSQL 15, whole suite",
+            env: vec![("TENANCY_TEST_DB", "docker"), ("TENANCY_TEST_PG", "15")],
+            filter: None,
+        },
+        Job {
+            title: "docker, PostgreSQL 17, database suites",
+            env: vec![("TENANCY_TEST_DB", "docker"), ("TENANCY_TEST_PG", "17")],
+            filter: Some(DATABASE_SUITES),
+        },
+        Job {
+            title: "embedded cluster, testkit and adapter suites",
+            env: vec![("TENANCY_TEST_DB", "embedded")],
+            filter: Some("package(tenancy-testkit) | package(tenancy-postgres)"),
+        },
+    ]
+}
+
+/// Runs nextest, echoing its output, and returns its summary line ("N tests run: ...").
+fn nextest(job: &Job) -> Result<String> {
+    let mut args = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+    if let Some(filter) = job.filter {
+        args.extend(["-E", filter]);
+    }
+    println!("$ {} cargo {}", job.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "), args.join(" "));
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(&args)
+        .envs(job.env.iter().copied())
+        .current_dir(workspace_root())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut summary = String::from("no summary");
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            eprintln!("{line}");
+            if line.contains(" tests run: ") || line.contains(" test run: ") {
+                summary = line.trim().to_owned();
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{}: {summary}", job.title);
+    }
+    Ok(summary)
+}
+
 fn test() -> Result<()> {
-    let nextest = Command::new("cargo")
+    let nextest_installed = Command::new("cargo")
         .args(["nextest", "--version"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    let result = if nextest {
-        // Doc tests first: the run then ends on nextest's summary of the whole suite.
-        cargo(&["test", "--workspace", "--doc"])
-            .and_then(|()| cargo(&["nextest", "run", "--workspace", "--no-fail-fast"]))
-    } else {
-        println!("cargo-nextest is not installed: using cargo test");
-        cargo(&["test", "--workspace", "--no-fail-fast"])
-    };
-    // The shared embedded test cluster is left running: other test or bench processes may
-    // be using it. `cargo xtask db stop` stops it.
-    result
+    if !nextest_installed {
+        println!("cargo-nextest is not installed: using cargo test, on the automatic provider");
+        return cargo(&["test", "--workspace", "--no-fail-fast"]);
+    }
+    // Doc tests first: they need no database.
+    cargo(&["test", "--workspace", "--doc"])?;
+    let mut results = Vec::new();
+    for job in jobs() {
+        let started = std::time::Instant::now();
+        let result = nextest(&job);
+        results.push((job.title, started.elapsed(), result));
+    }
+    // The shared embedded cluster and containers are left running: other test or bench
+    // processes may be using them. `cargo xtask db stop` stops them.
+    println!("\ntest runs (the provider each served is checked by testkit's provider test):");
+    for (title, took, result) in &results {
+        let outcome = match result {
+            Ok(summary) => summary.clone(),
+            Err(e) => format!("FAILED: {e:#}"),
+        };
+        println!("  {title:<48} {:>5.0} s  {outcome}", took.as_secs_f64());
+    }
+    if results.iter().any(|(_, _, r)| r.is_err()) {
+        bail!("some test runs failed");
+    }
+    Ok(())
 }
 
 fn lint() -> Result<()> {
@@ -220,6 +322,7 @@ fn run(task: Task) -> Result<()> {
     match task {
         Task::Migrate { status } => tokio::runtime::Runtime::new()?.block_on(migrate(status)),
         Task::Test => test(),
+        Task::Images => docker::images(),
         Task::Lint => lint(),
         Task::Ci => lint().and_then(|()| test()),
         Task::Bench { soak: true, .. } => {
@@ -254,6 +357,7 @@ fn run(task: Task) -> Result<()> {
             action: DbAction::Stop,
         } => {
             EmbeddedCluster::stop_at(&tenancy_testkit::db::embedded_root())?;
+            docker::remove_containers();
             if dev_cluster_root().exists() {
                 EmbeddedCluster::stop_at(&dev_cluster_root())?;
             }

@@ -1,13 +1,17 @@
 //! A fresh, migrated PostgreSQL database per test, dropped when the test passes (kept, and
 //! named on stderr, when it fails).
 //!
-//! The server is chosen once per process, in this order:
-//! 1. `DATABASE_URL`, if set (the role needs `CREATEDB`);
-//! 2. a PostgreSQL container via testcontainers, where a Docker engine answers;
-//! 3. an embedded cluster started from the local server binaries (shared by all test
+//! The server is chosen once per process and announced on stderr. `TENANCY_TEST_DB` names
+//! it (`url`, `docker` or `embedded`: a named provider that fails is an error); unset, the
+//! first that works of:
+//! 1. `url`: `DATABASE_URL`, if set (the role needs `CREATEDB`);
+//! 2. `docker`: a testcontainers container of the image built here for `TENANCY_TEST_PG`
+//!    (15 by default; see [`crate::docker`]), when an engine answers and holds the image;
+//! 3. `embedded`: a cluster started from the local server binaries (shared by all test
 //!    processes of the machine under `$TMPDIR/tenancy-test-pg-<uid>`, left running for the
 //!    next process; `cargo xtask db stop` stops it);
-//! 4. otherwise an error naming the three ways out.
+//!
+//! with one line on stderr for each step passed over, and an error when none works.
 //!
 //! Fresh databases are cloned from a template migrated once per migration set, so a test
 //! pays for `CREATE DATABASE`, not for the migrations.
@@ -37,11 +41,34 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ProvisionError {
     ProvisionError(format!("{what}: {e}"))
 }
 
+/// Where the test databases of this process live (`TENANCY_TEST_DB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// The server of `DATABASE_URL`.
+    Url,
+    /// A container of a test image built here (see [`crate::docker`]).
+    Docker,
+    /// The shared embedded cluster started from the local server binaries.
+    Embedded,
+}
+
+impl Provider {
+    /// The name `TENANCY_TEST_DB` takes for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Url => "url",
+            Self::Docker => "docker",
+            Self::Embedded => "embedded",
+        }
+    }
+}
+
 /// The server every test database of this process lives on.
 struct Server {
     admin: PgConnectOptions,
-    /// Keeps the testcontainers container alive for the whole process.
-    _container: Option<Box<dyn std::any::Any + Send + Sync>>,
+    provider: Provider,
+    /// `server_version` as the server reports it.
+    version: String,
 }
 
 static SERVER: OnceCell<Server> = OnceCell::const_new();
@@ -54,78 +81,128 @@ pub fn embedded_root() -> PathBuf {
     std::env::temp_dir().join(format!("tenancy-test-pg-{uid}"))
 }
 
-fn docker_answers() -> Result<(), String> {
-    if let Ok(host) = std::env::var("DOCKER_HOST") {
-        let path = host.strip_prefix("unix://").unwrap_or(&host).to_owned();
-        return if std::os::unix::net::UnixStream::connect(&path).is_ok()
-            || !host.starts_with("unix://")
-        {
-            Ok(())
-        } else {
-            Err(format!("DOCKER_HOST={host} does not answer"))
-        };
-    }
-    let socket = "/var/run/docker.sock";
-    std::os::unix::net::UnixStream::connect(socket)
-        .map(drop)
-        .map_err(|e| format!("no Docker engine answered at {socket} ({e})"))
-}
-
-async fn start_container() -> Result<Server, ProvisionError> {
-    use testcontainers_modules::postgres::Postgres;
-    use testcontainers_modules::testcontainers::runners::AsyncRunner;
-    let container = Postgres::default()
-        .start()
-        .await
-        .map_err(|e| fail("starting the PostgreSQL container", e))?;
-    let port = container
-        .get_host_port_ipv4(5432)
-        .await
-        .map_err(|e| fail("reading the container's port", e))?;
-    let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
-    Ok(Server {
-        admin: parse(&url)?,
-        _container: Some(Box::new(container)),
-    })
-}
-
 fn parse(url: &str) -> Result<PgConnectOptions, ProvisionError> {
     url.parse::<PgConnectOptions>()
         .map_err(|e| fail("DATABASE_URL is not a PostgreSQL URL", e))
 }
 
-async fn server() -> Result<&'static Server, ProvisionError> {
-    SERVER
-        .get_or_try_init(|| async {
-            if let Ok(url) = std::env::var("DATABASE_URL") {
-                return Ok(Server { admin: parse(&url)?, _container: None });
-            }
-            match docker_answers() {
-                Ok(()) => return start_container().await,
-                Err(why) => eprintln!("tenancy-testkit: testcontainers skipped: {why}; using the embedded cluster"),
-            }
+/// The provider `TENANCY_TEST_DB` names, or `None` for the automatic choice.
+fn requested_provider() -> Result<Option<Provider>, ProvisionError> {
+    provider_named(std::env::var("TENANCY_TEST_DB").ok().as_deref())
+}
+
+fn provider_named(value: Option<&str>) -> Result<Option<Provider>, ProvisionError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("url") => Ok(Some(Provider::Url)),
+        Some("docker") => Ok(Some(Provider::Docker)),
+        Some("embedded") => Ok(Some(Provider::Embedded)),
+        Some(other) => Err(ProvisionError(format!(
+            "TENANCY_TEST_DB={other} is not one of url, docker, embedded"
+        ))),
+    }
+}
+
+async fn admin_of(provider: Provider) -> Result<PgConnectOptions, ProvisionError> {
+    match provider {
+        Provider::Url => {
+            let url = std::env::var("DATABASE_URL")
+                .map_err(|_| ProvisionError("TENANCY_TEST_DB=url but DATABASE_URL is not set".into()))?;
+            parse(&url)
+        }
+        Provider::Docker => {
+            let major = crate::docker::requested_major().map_err(ProvisionError)?;
+            let port = crate::docker::start(major).await.map_err(ProvisionError)?;
+            parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        }
+        Provider::Embedded => {
             let root = embedded_root();
             let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, false))
                 .await
                 .map_err(|e| fail("starting the embedded cluster", e))?
-                .map_err(|e| {
-                    ProvisionError(format!(
-                        "no test database: DATABASE_URL is not set, no Docker engine answered, and the embedded cluster failed: {e}"
-                    ))
-                })?;
-            Ok(Server { admin: parse(&cluster.url())?, _container: None })
+                .map_err(|e| fail("starting the embedded cluster", e))?;
+            parse(&cluster.url())
+        }
+    }
+}
+
+/// The automatic choice: `DATABASE_URL`, else docker when the engine holds the image, else
+/// embedded; each step passed over is said in one line.
+async fn automatic() -> Result<(Provider, PgConnectOptions), ProvisionError> {
+    if std::env::var_os("DATABASE_URL").is_some() {
+        return Ok((Provider::Url, admin_of(Provider::Url).await?));
+    }
+    let docker = match crate::docker::requested_major() {
+        Ok(major) => crate::docker::image_available(major).await,
+        Err(why) => Err(why),
+    };
+    match docker {
+        Ok(()) => match admin_of(Provider::Docker).await {
+            Ok(admin) => return Ok((Provider::Docker, admin)),
+            Err(why) => eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster"),
+        },
+        Err(why) => eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster"),
+    }
+    let admin = admin_of(Provider::Embedded).await.map_err(|e| {
+        ProvisionError(format!(
+            "no test database: DATABASE_URL is not set, docker is not usable, and {e}"
+        ))
+    })?;
+    Ok((Provider::Embedded, admin))
+}
+
+/// Connects, waiting up to 60 s for a server that is still starting (a reused container
+/// that was stopped, an embedded cluster another process just started).
+async fn server_version(admin: &PgConnectOptions) -> Result<String, ProvisionError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match admin.connect().await {
+            Ok(mut conn) => {
+                let version: String = sqlx::query_scalar("SHOW server_version")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| fail("reading the server version", e))?;
+                let _ = conn.close().await;
+                return Ok(version);
+            }
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(fail("connecting to the test server", e));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn server() -> Result<&'static Server, ProvisionError> {
+    SERVER
+        .get_or_try_init(|| async {
+            let (provider, admin, why) = match requested_provider()? {
+                Some(provider) => (provider, admin_of(provider).await?, "TENANCY_TEST_DB"),
+                None => {
+                    let (provider, admin) = automatic().await?;
+                    (provider, admin, "automatic choice")
+                }
+            };
+            let version = server_version(&admin).await?;
+            eprintln!(
+                "tenancy-testkit: test databases on PostgreSQL {version} from {} ({why})",
+                provider.name()
+            );
+            Ok(Server { admin, provider, version })
         })
         .await
 }
 
+/// The provider and the PostgreSQL version (`server_version`) this process's test
+/// databases live on, provisioning the server if no test has yet.
+pub async fn server_info() -> Result<(Provider, String), ProvisionError> {
+    let server = server().await?;
+    Ok((server.provider, server.version.clone()))
+}
+
 /// The template database for the current migration set, created once per server.
 async fn template(admin: &PgConnectOptions) -> Result<String, ProvisionError> {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for migration in MIGRATOR.iter() {
-        for byte in migration.checksum.iter() {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
+    let hash = crate::docker::fnv1a(MIGRATOR.iter().flat_map(|m| m.checksum.iter()));
     let name = format!("tenancy_template_{hash:016x}");
     let mut conn = admin
         .connect()
@@ -299,5 +376,24 @@ impl Drop for TestDatabase {
                 self.name
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_is_named_or_left_to_the_automatic_choice() {
+        assert_eq!(provider_named(None).ok(), Some(None));
+        assert_eq!(provider_named(Some("")).ok(), Some(None));
+        assert_eq!(provider_named(Some(" docker ")).ok(), Some(Some(Provider::Docker)));
+        assert_eq!(provider_named(Some("url")).ok(), Some(Some(Provider::Url)));
+        assert_eq!(provider_named(Some("embedded")).ok(), Some(Some(Provider::Embedded)));
+        let wrong = provider_named(Some("podman")).err().map(|e| e.0);
+        assert_eq!(
+            wrong.as_deref(),
+            Some("TENANCY_TEST_DB=podman is not one of url, docker, embedded")
+        );
     }
 }

@@ -19,6 +19,8 @@ pub mod changes;
 pub mod contract;
 #[cfg(feature = "postgres")]
 pub mod db;
+#[cfg(feature = "postgres")]
+pub mod docker;
 pub mod fixtures;
 mod memory;
 #[cfg(feature = "servers")]
