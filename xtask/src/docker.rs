@@ -30,7 +30,9 @@ fn is_root() -> bool {
 
 fn apt_install(package: &str) -> Result<(), String> {
     if !is_root() {
-        return Err(format!("{package} is not installed and installing it needs root"));
+        return Err(format!(
+            "{package} is not installed and installing it needs root"
+        ));
     }
     println!("installing {package} (Debian's package)");
     let installed = Command::new("sh")
@@ -66,7 +68,10 @@ pub fn ensure_engine() -> Result<(), String> {
     let log = std::env::temp_dir().join("tenancy-dockerd.log");
     let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
-    println!("starting dockerd --storage-driver=vfs (log: {})", log.display());
+    println!(
+        "starting dockerd --storage-driver=vfs (log: {})",
+        log.display()
+    );
     // Its own process group: an interrupted test run does not take the engine with it.
     let mut dockerd = Command::new("dockerd")
         .arg("--storage-driver=vfs")
@@ -86,7 +91,10 @@ pub fn ensure_engine() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    Err(format!("dockerd did not answer within 60 s; see {}", log.display()))
+    Err(format!(
+        "dockerd did not answer within 60 s; see {}",
+        log.display()
+    ))
 }
 
 fn image_present(reference: &str) -> bool {
@@ -126,7 +134,10 @@ fn ensure_image(major: u32, suite: &str, work: &Path) -> Result<()> {
             .stderr(log_file)
             .status()?;
         if !built.success() {
-            bail!("building the root filesystem of {image} failed; see {}", log.display());
+            bail!(
+                "building the root filesystem of {image} failed; see {}",
+                log.display()
+            );
         }
         let import = format!(
             "tar -C '{}' -c . | docker import \
@@ -159,9 +170,7 @@ pub fn images() -> Result<()> {
         println!("no Docker engine, so no test images: {why}");
         return Ok(());
     }
-    if !quiet("debootstrap", &["--version"])
-        && !Path::new("/usr/sbin/debootstrap").exists()
-    {
+    if !quiet("debootstrap", &["--version"]) && !Path::new("/usr/sbin/debootstrap").exists() {
         apt_install("debootstrap").map_err(anyhow::Error::msg)?;
     }
     let work = std::env::temp_dir().join(format!("tenancy-images-{}", std::process::id()));
@@ -175,7 +184,10 @@ pub fn images() -> Result<()> {
             .collect();
         builds
             .into_iter()
-            .map(|b| b.join().unwrap_or_else(|_| Err(anyhow::anyhow!("image build panicked"))))
+            .map(|b| {
+                b.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("image build panicked")))
+            })
             .collect()
     });
     let failed = results.iter().any(Result::is_err);
@@ -185,7 +197,10 @@ pub fn images() -> Result<()> {
         }
     }
     if failed {
-        bail!("building the test images failed (logs kept in {})", work.display());
+        bail!(
+            "building the test images failed (logs kept in {})",
+            work.display()
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -201,12 +216,22 @@ pub fn remove_containers() {
         .args(["ps", "-aq", "--filter", &label])
         .output();
     let ids: Vec<String> = listed
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if !ids.is_empty() {
         let mut args = vec!["rm".to_owned(), "-f".to_owned()];
         args.extend(ids.iter().cloned());
-        if Command::new("docker").args(&args).stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        if Command::new("docker")
+            .args(&args)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             println!("removed {} test container(s)", ids.len());
         }
     }

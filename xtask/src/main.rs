@@ -116,17 +116,25 @@ const DATABASE_SUITES: &str = "package(tenancy-postgres) | package(tenancy-event
      | (package(tenancy-tests) & binary(zitadel_layout))";
 
 fn jobs() -> Vec<Job> {
-    let chosen = std::env::var_os("TENANCY_TEST_DB").is_some()
-        || std::env::var_os("DATABASE_URL").is_some();
+    let chosen =
+        std::env::var_os("TENANCY_TEST_DB").is_some() || std::env::var_os("DATABASE_URL").is_some();
     if chosen {
-        return vec![Job { title: "as configured", env: vec![], filter: None }];
+        return vec![Job {
+            title: "as configured",
+            env: vec![],
+            filter: None,
+        }];
     }
     if !docker::images_present() {
         println!(
             "the Docker test images are not there (`cargo xtask images` builds them): \
              one run on the automatic provider"
         );
-        return vec![Job { title: "automatic provider", env: vec![], filter: None }];
+        return vec![Job {
+            title: "automatic provider",
+            env: vec![],
+            filter: None,
+        }];
     }
     vec![
         Job {
@@ -153,7 +161,15 @@ fn nextest(job: &Job) -> Result<String> {
     if let Some(filter) = job.filter {
         args.extend(["-E", filter]);
     }
-    println!("$ {} cargo {}", job.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "), args.join(" "));
+    println!(
+        "$ {} cargo {}",
+        job.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.join(" ")
+    );
     let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(&args)
         .envs(job.env.iter().copied())

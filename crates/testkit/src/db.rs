@@ -106,8 +106,9 @@ fn provider_named(value: Option<&str>) -> Result<Option<Provider>, ProvisionErro
 async fn admin_of(provider: Provider) -> Result<PgConnectOptions, ProvisionError> {
     match provider {
         Provider::Url => {
-            let url = std::env::var("DATABASE_URL")
-                .map_err(|_| ProvisionError("TENANCY_TEST_DB=url but DATABASE_URL is not set".into()))?;
+            let url = std::env::var("DATABASE_URL").map_err(|_| {
+                ProvisionError("TENANCY_TEST_DB=url but DATABASE_URL is not set".into())
+            })?;
             parse(&url)
         }
         Provider::Docker => {
@@ -139,9 +140,13 @@ async fn automatic() -> Result<(Provider, PgConnectOptions), ProvisionError> {
     match docker {
         Ok(()) => match admin_of(Provider::Docker).await {
             Ok(admin) => return Ok((Provider::Docker, admin)),
-            Err(why) => eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster"),
+            Err(why) => {
+                eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster")
+            }
         },
-        Err(why) => eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster"),
+        Err(why) => {
+            eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster")
+        }
     }
     let admin = admin_of(Provider::Embedded).await.map_err(|e| {
         ProvisionError(format!(
@@ -188,7 +193,11 @@ async fn server() -> Result<&'static Server, ProvisionError> {
                 "tenancy-testkit: test databases on PostgreSQL {version} from {} ({why})",
                 provider.name()
             );
-            Ok(Server { admin, provider, version })
+            Ok(Server {
+                admin,
+                provider,
+                version,
+            })
         })
         .await
 }
@@ -387,9 +396,15 @@ mod tests {
     fn the_provider_is_named_or_left_to_the_automatic_choice() {
         assert_eq!(provider_named(None).ok(), Some(None));
         assert_eq!(provider_named(Some("")).ok(), Some(None));
-        assert_eq!(provider_named(Some(" docker ")).ok(), Some(Some(Provider::Docker)));
+        assert_eq!(
+            provider_named(Some(" docker ")).ok(),
+            Some(Some(Provider::Docker))
+        );
         assert_eq!(provider_named(Some("url")).ok(), Some(Some(Provider::Url)));
-        assert_eq!(provider_named(Some("embedded")).ok(), Some(Some(Provider::Embedded)));
+        assert_eq!(
+            provider_named(Some("embedded")).ok(),
+            Some(Some(Provider::Embedded))
+        );
         let wrong = provider_named(Some("podman")).err().map(|e| e.0);
         assert_eq!(
             wrong.as_deref(),
