@@ -78,11 +78,33 @@ pub trait UnitOfWork: Repositories + EventWriter {
     async fn rollback(&mut self) -> Result<()>;
 }
 
+/// A position in the database's history, handed out after a write: a read given it sees
+/// that write, on whichever copy of the database serves the read. Opaque to callers
+/// (PostgreSQL: the primary's WAL position, `16/B374D848`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsistencyToken(pub String);
+
 /// Opens units of work.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait UnitOfWorkFactory: Send + Sync {
+    /// A unit of work for commands: it reads and writes the primary.
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>>;
+
+    /// A unit of work for reads only. An adapter with read replicas serves it from one
+    /// that has replayed at least `at_least` (else from the primary); without replicas,
+    /// or with no token and a replica that is healthy, reads may lag the last writes by
+    /// the replica's lag. The default is [`Self::begin`].
+    async fn begin_read(&self, at_least: Option<ConsistencyToken>) -> Result<Box<dyn UnitOfWork>> {
+        let _ = at_least;
+        self.begin().await
+    }
+
+    /// The token of every write committed so far, for a caller to read its writes on a
+    /// replica; `None` when reads cannot lag (no replicas). The default is `None`.
+    async fn consistency_token(&self) -> Result<Option<ConsistencyToken>> {
+        Ok(None)
+    }
 }
 
 /// Routes requests: the instance a Host header names, and the organization of an

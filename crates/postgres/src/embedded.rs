@@ -97,6 +97,8 @@ pub struct EmbeddedCluster {
     run_as: Option<(u32, u32)>,
     port: u16,
     started: bool,
+    /// The server options it was started with (`start_again` reuses them).
+    options: String,
 }
 
 impl EmbeddedCluster {
@@ -115,6 +117,7 @@ impl EmbeddedCluster {
             run_as,
             port: 0,
             started: false,
+            options: String::new(),
         };
         let data = cluster.data_dir();
         if !data.join("PG_VERSION").exists() {
@@ -138,8 +141,62 @@ impl EmbeddedCluster {
         if !durable {
             options.push_str(" -F -c synchronous_commit=off -c full_page_writes=off");
         }
-        let log = root.join("server.log");
-        cluster.pg_ctl(&[
+        cluster.options = options;
+        cluster.start_again()?;
+        fs::write(&port_file, cluster.port.to_string()).map_err(step("writing the port file"))?;
+        cluster.started = true;
+        Ok(cluster)
+    }
+
+    /// A streaming replica (hot standby) of `primary` under `root`: a base backup of it
+    /// (`pg_basebackup -R`), started on a port of its own with `extra` server options
+    /// (e.g. `-c recovery_min_apply_delay=300ms`). For tests of reads on replicas.
+    pub fn replica_of(primary: &Self, root: &Path, extra: &str) -> Result<Self, EmbeddedError> {
+        fs::create_dir_all(root).map_err(step("creating the replica directory"))?;
+        let mut replica = Self {
+            bindir: primary.bindir.clone(),
+            root: root.to_owned(),
+            run_as: primary.run_as,
+            port: free_port()?,
+            started: false,
+            options: String::new(),
+        };
+        if let Some((uid, gid)) = replica.run_as {
+            std::os::unix::fs::chown(root, Some(uid), Some(gid))
+                .map_err(step("handing the replica directory to postgres"))?;
+        }
+        let out = replica
+            .command("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(replica.data_dir())
+            .args(["-R", "-X", "stream", "-c", "fast"])
+            .output()
+            .map_err(step("running pg_basebackup"))?;
+        check("pg_basebackup", &out)?;
+        replica.options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c hot_standby=on -F {extra}",
+            replica.port,
+            replica.data_dir().display()
+        );
+        replica.start_again()?;
+        fs::write(root.join("port"), replica.port.to_string())
+            .map_err(step("writing the port file"))?;
+        replica.started = true;
+        Ok(replica)
+    }
+
+    /// Starts a stopped server again, with the options and port it had.
+    pub fn start_again(&self) -> Result<(), EmbeddedError> {
+        let log = self.root.join("server.log");
+        self.pg_ctl(&[
             "start",
             "-w",
             "-t",
@@ -147,11 +204,13 @@ impl EmbeddedCluster {
             "-l",
             &log.to_string_lossy(),
             "-o",
-            &options,
-        ])?;
-        fs::write(&port_file, cluster.port.to_string()).map_err(step("writing the port file"))?;
-        cluster.started = true;
-        Ok(cluster)
+            &self.options,
+        ])
+    }
+
+    /// Promotes a replica to a primary of its own (it stops following).
+    pub fn promote(&self) -> Result<(), EmbeddedError> {
+        self.pg_ctl(&["promote", "-w", "-t", "60"])
     }
 
     /// Stops the cluster under `root` if it runs (fast shutdown).
@@ -162,6 +221,7 @@ impl EmbeddedCluster {
             run_as: run_as()?,
             port: 0,
             started: false,
+            options: String::new(),
         };
         if cluster.is_running() {
             cluster.pg_ctl(&["stop", "-m", "fast", "-w"])?;

@@ -14,6 +14,12 @@
 //! - **No stale write-back**: a lookup stores its answer only if no invalidation of its key
 //!   (nor a flush) happened since its query started: per-key generation counters, striped
 //!   by hash so that their memory stays fixed.
+//! - **Replicas** ([`crate::replicas`]): misses may be answered by a streaming replica,
+//!   which can still show a row an invalidation already announced. So each invalidation
+//!   also notes the primary's WAL position when it arrived (per stripe, and for flushes),
+//!   and a miss is answered by a replica only if that replica has replayed the position
+//!   noted for its keys; otherwise by the primary. Until the position is known, the
+//!   stripe's misses go to the primary.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -34,6 +40,7 @@ use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::MapDb;
+use crate::replicas::{Lsn, ReadPools, Served, current_lsn};
 
 /// The channel migration 0006's triggers notify.
 pub const HOSTS_CHANNEL: &str = "tenancy_hosts";
@@ -60,79 +67,102 @@ impl HostKey {
 /// Answers misses: the id each key maps to (instance id, or org id); absent = unknown.
 #[async_trait]
 pub trait HostSource: Send + Sync {
-    async fn resolve(&self, keys: &[HostKey]) -> Result<HashMap<HostKey, String>>;
+    /// The answers as of a state that includes every commit up to `at_least` (the primary's
+    /// WAL position; [`Lsn`]`(0)`: any state the source has).
+    async fn resolve(&self, keys: &[HostKey], at_least: Lsn) -> Result<HashMap<HostKey, String>>;
 }
 
-/// The tables, two indexed queries per batch at most.
+/// The tables, two indexed queries per batch at most; on a replica that has replayed
+/// what the batch needs, else on the primary.
 #[derive(Debug, Clone)]
 pub struct PgHostSource {
-    pool: PgPool,
+    reads: ReadPools,
 }
 
 impl PgHostSource {
+    /// Every miss answered by the primary.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            reads: ReadPools::primary_only(pool),
+        }
+    }
+
+    /// Misses answered by the replicas of `reads` where they are far enough.
+    pub fn with_read_pools(reads: ReadPools) -> Self {
+        Self { reads }
     }
 }
 
 #[async_trait]
 impl HostSource for PgHostSource {
-    async fn resolve(&self, keys: &[HostKey]) -> Result<HashMap<HostKey, String>> {
-        let mut hosts = Vec::new();
-        let (mut org_instances, mut org_domains) = (Vec::new(), Vec::new());
-        for key in keys {
-            match key {
-                HostKey::Host(domain) => hosts.push(domain.as_str()),
+    async fn resolve(&self, keys: &[HostKey], at_least: Lsn) -> Result<HashMap<HostKey, String>> {
+        let (pool, served) = self.reads.read_pool(at_least);
+        match resolve_on(pool, keys).await {
+            Err(error) if served != Served::Primary => {
+                // The replica failed: out of the rotation, and this batch to the primary.
+                self.reads.report_failure(served, &error.to_string());
+                resolve_on(self.reads.primary(), keys).await
+            }
+            answered => answered,
+        }
+    }
+}
+
+async fn resolve_on(pool: &PgPool, keys: &[HostKey]) -> Result<HashMap<HostKey, String>> {
+    let mut hosts = Vec::new();
+    let (mut org_instances, mut org_domains) = (Vec::new(), Vec::new());
+    for key in keys {
+        match key {
+            HostKey::Host(domain) => hosts.push(domain.as_str()),
+            HostKey::OrgDomain {
+                instance_id,
+                domain,
+            } => {
+                org_instances.push(instance_id.as_str());
+                org_domains.push(domain.as_str());
+            }
+        }
+    }
+    let mut found = HashMap::new();
+    if !hosts.is_empty() {
+        // instance_domains_custom_key on lower(domain).
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT lower(d.domain COLLATE \"C\"), d.instance_id
+               FROM instance_domains d JOIN instances i ON i.id = d.instance_id
+              WHERE d.type = 'custom' AND lower(d.domain COLLATE \"C\") = ANY($1) AND i.deleted_at IS NULL",
+        )
+        .bind(&hosts)
+        .fetch_all(pool)
+        .await
+        .db()?;
+        found.extend(rows.into_iter().map(|(d, i)| (HostKey::Host(d), i)));
+    }
+    if !org_domains.is_empty() {
+        // org_domains_verified_key on (instance_id, lower(domain)) WHERE is_verified.
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT d.instance_id, lower(d.domain COLLATE \"C\"), d.org_id
+               FROM unnest($1::text[], $2::text[]) AS k(instance_id, domain)
+               JOIN org_domains d
+                 ON d.instance_id = k.instance_id AND lower(d.domain COLLATE \"C\") = k.domain AND d.is_verified
+               JOIN organizations o
+                 ON o.instance_id = d.instance_id AND o.id = d.org_id AND o.deleted_at IS NULL",
+        )
+        .bind(&org_instances)
+        .bind(&org_domains)
+        .fetch_all(pool)
+        .await
+        .db()?;
+        found.extend(rows.into_iter().map(|(instance_id, domain, org)| {
+            (
                 HostKey::OrgDomain {
                     instance_id,
                     domain,
-                } => {
-                    org_instances.push(instance_id.as_str());
-                    org_domains.push(domain.as_str());
-                }
-            }
-        }
-        let mut found = HashMap::new();
-        if !hosts.is_empty() {
-            // instance_domains_custom_key on lower(domain).
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT lower(d.domain COLLATE \"C\"), d.instance_id
-                   FROM instance_domains d JOIN instances i ON i.id = d.instance_id
-                  WHERE d.type = 'custom' AND lower(d.domain COLLATE \"C\") = ANY($1) AND i.deleted_at IS NULL",
+                },
+                org,
             )
-            .bind(&hosts)
-            .fetch_all(&self.pool)
-            .await
-            .db()?;
-            found.extend(rows.into_iter().map(|(d, i)| (HostKey::Host(d), i)));
-        }
-        if !org_domains.is_empty() {
-            // org_domains_verified_key on (instance_id, lower(domain)) WHERE is_verified.
-            let rows: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT d.instance_id, lower(d.domain COLLATE \"C\"), d.org_id
-                   FROM unnest($1::text[], $2::text[]) AS k(instance_id, domain)
-                   JOIN org_domains d
-                     ON d.instance_id = k.instance_id AND lower(d.domain COLLATE \"C\") = k.domain AND d.is_verified
-                   JOIN organizations o
-                     ON o.instance_id = d.instance_id AND o.id = d.org_id AND o.deleted_at IS NULL",
-            )
-            .bind(&org_instances)
-            .bind(&org_domains)
-            .fetch_all(&self.pool)
-            .await
-            .db()?;
-            found.extend(rows.into_iter().map(|(instance_id, domain, org)| {
-                (
-                    HostKey::OrgDomain {
-                        instance_id,
-                        domain,
-                    },
-                    org,
-                )
-            }));
-        }
-        Ok(found)
+        }));
     }
+    Ok(found)
 }
 
 /// Sizes and times of the cache.
@@ -214,12 +244,29 @@ struct Inner {
     epoch: AtomicU64,
     /// Stores are allowed only while notifications can arrive.
     listening: AtomicBool,
+    /// With replicas: per stripe, the primary's WAL position when its last invalidation
+    /// arrived ([`PENDING`] until known); a miss must be answered at or after it.
+    stripe_positions: Box<[AtomicU64]>,
+    /// The same for the last flush.
+    flush_position: AtomicU64,
+    /// Whether positions are noted (a source with replicas).
+    track_positions: bool,
     counters: Counters,
     queue: mpsc::Sender<Waiting>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A position not known yet: misses go to the primary.
+const PENDING: u64 = u64::MAX;
+
+/// What one notification invalidated: stripes, or everything.
+#[derive(Debug, Default)]
+struct Touched {
+    stripes: Vec<usize>,
+    flushed: bool,
 }
 
 fn stripe(domain: &str) -> usize {
@@ -245,9 +292,42 @@ impl Inner {
         self.stripes[stripe(key.domain())].load(Ordering::Acquire)
     }
 
+    /// The position a miss of `key` must be answered at or after.
+    fn required(&self, key: &HostKey) -> Lsn {
+        if !self.track_positions {
+            return Lsn(0);
+        }
+        let position = self.stripe_positions[stripe(key.domain())].load(Ordering::Acquire);
+        Lsn(position.max(self.flush_position.load(Ordering::Acquire)))
+    }
+
+    /// Records the primary's position for what a notification touched.
+    fn noted(&self, touched: &Touched, at: Lsn) {
+        for stripe in &touched.stripes {
+            self.stripe_positions[*stripe].store(at.0, Ordering::Release);
+        }
+        if touched.flushed {
+            self.flush_position.store(at.0, Ordering::Release);
+        }
+    }
+
+    /// After a reconnect: every position still pending becomes `at`.
+    fn noted_everything(&self, at: Lsn) {
+        for position in &*self.stripe_positions {
+            let _ = position.compare_exchange(PENDING, at.0, Ordering::AcqRel, Ordering::Acquire);
+        }
+        self.flush_position.store(at.0, Ordering::Release);
+    }
+
     /// Forgets `domain` (as a host, and as an org domain of `instance_id`).
-    fn invalidate(&self, instance_id: &str, domain: &str) {
-        self.stripes[stripe(domain)].fetch_add(1, Ordering::AcqRel);
+    fn invalidate(&self, instance_id: &str, domain: &str) -> usize {
+        let stripe = stripe(domain);
+        // Pending before the generation moves: a miss that sees the new generation also
+        // sees that its answer must come from the primary until the position is known.
+        if self.track_positions {
+            self.stripe_positions[stripe].store(PENDING, Ordering::Release);
+        }
+        self.stripes[stripe].fetch_add(1, Ordering::AcqRel);
         let mut cache = lock(&self.cache);
         cache.pop(&HostKey::Host(domain.to_owned()));
         cache.pop(&HostKey::OrgDomain {
@@ -255,27 +335,40 @@ impl Inner {
             domain: domain.to_owned(),
         });
         self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        stripe
     }
 
     fn flush(&self) {
+        if self.track_positions {
+            self.flush_position.store(PENDING, Ordering::Release);
+        }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         lock(&self.cache).clear();
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A notification's payload: `*`, or lines `<instance_id> <domain>`.
-    fn apply(&self, payload: &str) {
+    fn apply(&self, payload: &str) -> Touched {
+        let mut touched = Touched::default();
         if payload.trim() == "*" {
             self.flush();
-            return;
+            touched.flushed = true;
+            return touched;
         }
         for line in payload.lines() {
             match line.split_once(' ') {
-                Some((instance_id, domain)) => self.invalidate(instance_id, domain),
+                Some((instance_id, domain)) => {
+                    touched.stripes.push(self.invalidate(instance_id, domain));
+                }
                 // Not ours to parse: be safe.
-                None => return self.flush(),
+                None => {
+                    self.flush();
+                    touched.flushed = true;
+                    return touched;
+                }
             }
         }
+        touched
     }
 
     /// Stores answers whose keys saw no invalidation since `generations` were read.
@@ -335,9 +428,25 @@ impl HostResolver {
     /// A resolver over the tables of `pool`'s database, listening for their changes;
     /// returns once it listens.
     pub async fn start(pool: PgPool, config: HostResolverConfig) -> Result<Self> {
+        Self::start_with_read_pools(ReadPools::primary_only(pool), config).await
+    }
+
+    /// As [`Self::start`], with misses answered by the replicas of `reads` where they
+    /// have replayed what the answer needs (see the module docs); it listens on the
+    /// primary.
+    pub async fn start_with_read_pools(
+        reads: ReadPools,
+        config: HostResolverConfig,
+    ) -> Result<Self> {
+        let pool = reads.primary().clone();
         let listener = connect_listener(&pool).await?;
-        let source = Arc::new(PgHostSource::new(pool.clone()));
-        let (inner, mut tasks) = build(source, config);
+        let track = reads.has_replicas();
+        let source = Arc::new(PgHostSource::with_read_pools(reads));
+        let (inner, mut tasks) = build(source, config, track);
+        if track {
+            let at = current_lsn(&pool).await?;
+            inner.noted_everything(at);
+        }
         inner.listening.store(true, Ordering::Release);
         tasks.push(tokio::spawn(listen(Arc::downgrade(&inner), pool, listener)));
         Ok(Self {
@@ -352,7 +461,7 @@ impl HostResolver {
         source: Arc<dyn HostSource>,
         config: HostResolverConfig,
     ) -> (Self, Invalidations) {
-        let (inner, tasks) = build(source, config);
+        let (inner, tasks) = build(source, config, false);
         let invalidations = Invalidations {
             inner: Arc::downgrade(&inner),
         };
@@ -476,6 +585,7 @@ impl Invalidations {
 fn build(
     source: Arc<dyn HostSource>,
     config: HostResolverConfig,
+    track_positions: bool,
 ) -> (Arc<Inner>, Vec<JoinHandle<()>>) {
     let (queue, receiver) = mpsc::channel(config.max_waiting.max(1));
     let capacity = NonZeroUsize::new(config.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
@@ -484,6 +594,9 @@ fn build(
         stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
         epoch: AtomicU64::new(0),
         listening: AtomicBool::new(false),
+        stripe_positions: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+        flush_position: AtomicU64::new(0),
+        track_positions,
         counters: Counters::default(),
         queue,
         config,
@@ -546,11 +659,17 @@ async fn work(
         // Read before the query: an invalidation after this point prevents the store.
         let epoch = inner.epoch.load(Ordering::Acquire);
         let generations: Vec<u64> = keys.iter().map(|k| inner.generation(k)).collect();
+        // After the generations: an invalidation they show has its position (or PENDING).
+        let at_least = keys
+            .iter()
+            .map(|k| inner.required(k))
+            .max()
+            .unwrap_or_default();
         inner
             .counters
             .source_queries
             .fetch_add(1, Ordering::Relaxed);
-        match source.resolve(&keys).await {
+        match source.resolve(&keys, at_least).await {
             Ok(mut found) => {
                 for (key, generation) in keys.into_iter().zip(generations) {
                     let value = found.remove(&key);
@@ -583,9 +702,17 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
     loop {
         // Ok(None) or Err: the connection is gone.
         while let Ok(Some(notification)) = listener.try_recv().await {
-            match inner.upgrade() {
-                Some(inner) => inner.apply(notification.payload()),
-                None => return,
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let touched = inner.apply(notification.payload());
+            if inner.track_positions {
+                // Delivered after its commit: the position now is at or after it. If it
+                // cannot be read, the stripes stay pending (primary) until the reconnect.
+                match current_lsn_on(&mut listener).await {
+                    Ok(at) => inner.noted(&touched, at),
+                    Err(_) => break,
+                }
             }
         }
         tracing::warn!("host resolution lost its notifications; forgetting the cache");
@@ -597,7 +724,17 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
             match connect_listener(&pool).await {
                 Ok(fresh) => {
                     listener = fresh;
+                    // The flush of `listening(true)` leaves every position pending; read
+                    // the primary's position after it, so that none stays pending.
                     invalidations.listening(true);
+                    if let Some(inner) = inner.upgrade()
+                        && inner.track_positions
+                    {
+                        match current_lsn_on(&mut listener).await {
+                            Ok(at) => inner.noted_everything(at),
+                            Err(_) => continue,
+                        }
+                    }
                     backoff = Duration::from_millis(100);
                     break;
                 }
@@ -609,6 +746,15 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
             }
         }
     }
+}
+
+async fn current_lsn_on(listener: &mut PgListener) -> Result<Lsn> {
+    let lsn: i64 =
+        sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
+            .fetch_one(listener)
+            .await
+            .db()?;
+    Ok(Lsn(lsn as u64))
 }
 
 async fn connect_listener(pool: &PgPool) -> Result<PgListener> {

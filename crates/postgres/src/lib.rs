@@ -33,6 +33,7 @@ pub mod migrate;
 mod org_domain;
 mod organization;
 pub mod pool;
+pub mod replicas;
 mod rows;
 mod session;
 

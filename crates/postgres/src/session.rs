@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 use tenancy_core::event::{NewEvent, StoredEvent};
-use tenancy_core::ports::{EventWriter, UnitOfWork, UnitOfWorkFactory};
+use tenancy_core::ports::{ConsistencyToken, EventWriter, UnitOfWork, UnitOfWorkFactory};
 use tenancy_core::query::{KeyValue, KeyedSort, Pagination, SortOrder, TextMatch};
 use tenancy_core::{Error, Result};
 
 use crate::error::MapDb;
+use crate::replicas::{Lsn, ReadPools};
 
 /// Pushes events on the caller's connection, inside the caller's transaction. Implemented
 /// by `tenancy-eventstore`; injected here so that state writes and events commit together
@@ -31,6 +32,8 @@ pub trait EventPusher: Send + Sync {
 pub struct PgStore {
     pool: PgPool,
     pusher: Option<Arc<dyn EventPusher>>,
+    /// Where `begin_read` goes; `None`: the primary.
+    reads: Option<ReadPools>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -44,7 +47,11 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// A store whose units of work cannot push events (repository use only).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, pusher: None }
+        Self {
+            pool,
+            pusher: None,
+            reads: None,
+        }
     }
 
     /// A store whose units of work push events through `pusher` in the same transaction.
@@ -52,7 +59,15 @@ impl PgStore {
         Self {
             pool,
             pusher: Some(pusher),
+            reads: None,
         }
+    }
+
+    /// Reads of [`UnitOfWorkFactory::begin_read`] spread over `reads`' replicas (see
+    /// [`crate::replicas`]); its primary should be this store's pool.
+    pub fn with_read_pools(mut self, reads: ReadPools) -> Self {
+        self.reads = Some(reads);
+        self
     }
 
     /// Connects with sensible pool defaults and tenancy's session settings
@@ -89,6 +104,27 @@ impl PgStore {
 impl UnitOfWorkFactory for PgStore {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>> {
         Ok(Box::new(self.transaction().await?))
+    }
+
+    /// On a replica that has replayed `at_least` when read pools are configured, else a
+    /// transaction on the primary. Writes through it fail (read-only).
+    async fn begin_read(&self, at_least: Option<ConsistencyToken>) -> Result<Box<dyn UnitOfWork>> {
+        let Some(reads) = &self.reads else {
+            return self.begin().await;
+        };
+        let at_least = at_least.as_ref().map(Lsn::try_from).transpose()?;
+        let (tx, _) = reads.begin_read(at_least).await?;
+        Ok(Box::new(PgSession {
+            conn: Conn::Tx(Some(tx)),
+            pusher: None,
+        }))
+    }
+
+    async fn consistency_token(&self) -> Result<Option<ConsistencyToken>> {
+        match &self.reads {
+            Some(reads) if reads.has_replicas() => Ok(Some(reads.consistency_token().await?)),
+            _ => Ok(None),
+        }
     }
 }
 

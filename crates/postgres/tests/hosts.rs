@@ -31,7 +31,11 @@ struct Scripted {
 
 #[async_trait]
 impl HostSource for Scripted {
-    async fn resolve(&self, keys: &[HostKey]) -> tenancy_core::Result<HashMap<HostKey, String>> {
+    async fn resolve(
+        &self,
+        keys: &[HostKey],
+        _at_least: tenancy_postgres::replicas::Lsn,
+    ) -> tenancy_core::Result<HashMap<HostKey, String>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         // Read before waiting: the answer is what the database said when the query ran.
         let answers = self.answers.lock().unwrap().clone();

@@ -91,8 +91,10 @@ async fn every_constraint_of_a_distributed_table_holds_its_distribution_column()
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    // Foreign keys: the referencing and the referenced columns, in order.
-    let foreign: Vec<(String, String, String, Vec<String>, Vec<String>)> = sqlx::query_as(
+    // Foreign keys: table, constraint, referenced table, and the referencing and the
+    // referenced columns in order.
+    type ForeignKey = (String, String, String, Vec<String>, Vec<String>);
+    let foreign: Vec<ForeignKey> = sqlx::query_as(
         "SELECT n.nspname || '.' || c.relname, k.conname, rn.nspname || '.' || r.relname,
                 ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, i)
                         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum

@@ -23,6 +23,8 @@ pub mod db;
 pub mod docker;
 pub mod fixtures;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod replica;
 #[cfg(feature = "servers")]
 pub mod servers;
 pub mod stream;
