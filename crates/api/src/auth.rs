@@ -4,16 +4,23 @@
 //! instance token is bound to one.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::{HeaderMap, Uri, Version, header};
 use sha2::{Digest, Sha256};
 use tenancy_core::challenge::{OsTokens, TokenGenerator};
 use tenancy_core::id::InstanceId;
+use tenancy_core::ports::ConsistencyToken;
 use tenancy_core::{Error, Result};
 
 /// The header a system token names an instance with (the org service has no
 /// `instance_id` field, as in ZITADEL).
 pub const INSTANCE_HEADER: &str = "x-tenancy-instance-id";
+
+/// Read-your-writes: every successful write answers with this header (gRPC: response
+/// metadata) when the database has read replicas; a read that sends it back sees that
+/// write, whichever replica serves it.
+pub const CONSISTENCY_HEADER: &str = "x-tenancy-consistency";
 
 /// One configured token: its name (the `creator` of the events it writes), the hex
 /// SHA-256 of the token, and the instance it is bound to (none: a system token).
@@ -57,6 +64,18 @@ pub struct Caller {
     pub principal: Principal,
     pub host: Option<String>,
     pub instance_header: Option<String>,
+    /// The [`CONSISTENCY_HEADER`] the request sent.
+    pub consistency: Option<ConsistencyToken>,
+    /// The token of the write this request made, for the response's header (shared by
+    /// the clones of the caller a request carries).
+    pub written: Arc<OnceLock<ConsistencyToken>>,
+}
+
+impl Caller {
+    /// Records the token of this request's write.
+    pub fn wrote(&self, token: ConsistencyToken) {
+        let _ = self.written.set(token);
+    }
 }
 
 /// The configured tokens, by digest.
@@ -130,10 +149,18 @@ impl ApiTokens {
             .get(INSTANCE_HEADER)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
+        let consistency = headers
+            .get(CONSISTENCY_HEADER)
+            .and_then(|h| h.to_str().ok())
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .map(|token| ConsistencyToken(token.to_owned()));
         Ok(Caller {
             principal,
             host,
             instance_header,
+            consistency,
+            written: Arc::default(),
         })
     }
 }

@@ -11,6 +11,7 @@ use tenancy_core::query::{InstanceCriteria, KeyValue, Keyset, NameSort};
 use tenancy_core::value::DomainName;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::convert::{text_match, timestamp};
 use crate::error::status;
 use crate::paging::{Page, fingerprint, sorting};
@@ -65,8 +66,10 @@ fn domain_key(sort: NameSort, domain: &str, created_at: time::OffsetDateTime) ->
 impl Api {
     /// One kind of an instance's domains (an instance has few): the rows `keep` keeps,
     /// sorted by domain or creation date and paged in memory.
+    #[allow(clippy::too_many_arguments)]
     async fn instance_domain_page<F: serde::Serialize>(
         &self,
+        caller: &Caller,
         list: &str,
         instance_id: &InstanceId,
         sort: NameSort,
@@ -77,7 +80,7 @@ impl Api {
         let fingerprint = fingerprint(list, instance_id, sort, filters);
         let page = Page::parse(pagination, &self.page_tokens, fingerprint)?;
         let rows = self
-            .read()
+            .read(caller)
             .await?
             .list_instance_domains(instance_id)
             .await
@@ -99,7 +102,7 @@ impl InstanceService for Api {
         let id = self
             .instance(&caller, &request.get_ref().instance_id)
             .await?;
-        let mut uow = self.read().await?;
+        let mut uow = self.read(&caller).await?;
         let row = uow.get_instance(&id).await.map_err(status)?;
         let domains = uow.list_instance_domains(&id).await.map_err(status)?;
         Ok(Response::new(GetInstanceResponse {
@@ -176,7 +179,7 @@ impl InstanceService for Api {
         }
         let fingerprint = fingerprint("instances", "*", sort, &request.filters);
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let mut uow = self.read().await?;
+        let mut uow = self.read(&caller).await?;
         let rows = uow
             .list_instances(&criteria, &page.pagination(sort))
             .await
@@ -299,6 +302,7 @@ impl InstanceService for Api {
         }
         let (rows, pagination) = self
             .instance_domain_page(
+                &caller,
                 "custom_domains",
                 &instance_id,
                 sort,
@@ -398,6 +402,7 @@ impl InstanceService for Api {
         }
         let (rows, pagination) = self
             .instance_domain_page(
+                &caller,
                 "trusted_domains",
                 &instance_id,
                 sort,

@@ -140,7 +140,7 @@ impl OrganizationService for Api {
         criteria.ids = id.into_iter().collect();
         let fingerprint = fingerprint("organizations", &instance_id, sort, &request.filters);
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let mut uow = self.read().await?;
+        let mut uow = self.read(&caller).await?;
         let rows = uow
             .list_organizations(&criteria, &page.pagination(sort))
             .await
@@ -306,7 +306,7 @@ impl OrganizationService for Api {
             &request.filters,
         );
         let page = Page::parse(request.pagination.as_ref(), &self.page_tokens, fingerprint)?;
-        let mut uow = self.read().await?;
+        let mut uow = self.read(&caller).await?;
         uow.get_organization(&instance_id, &org)
             .await
             .map_err(status)?;

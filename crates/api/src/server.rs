@@ -125,8 +125,17 @@ async fn authenticate(
     };
     match tokens.caller(request.headers(), host) {
         Ok(caller) => {
+            let written = caller.written.clone();
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            if let Some(token) = written.get()
+                && let Ok(value) = HeaderValue::from_str(&token.0)
+            {
+                response
+                    .headers_mut()
+                    .insert(crate::auth::CONSISTENCY_HEADER, value);
+            }
+            response
         }
         Err(why) if is_grpc(&request) => Status::unauthenticated(why).into_http::<Body>(),
         Err(why) => connect_error(&Status::unauthenticated(why)),

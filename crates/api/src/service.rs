@@ -47,6 +47,13 @@ impl Clock for StoppedClock {
     }
 }
 
+/// Whether the instance of a request is checked for a read or for a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
 /// What a write hands back: the time it stamped on rows and events.
 pub type Stamped<T> = (T, OffsetDateTime);
 
@@ -75,6 +82,17 @@ impl Api {
     /// reaches only its own instance; any other answers NOT_FOUND, worded as for an
     /// instance that does not exist.
     pub async fn instance(&self, caller: &Caller, explicit: &str) -> Result<InstanceId, Status> {
+        self.instance_for(caller, explicit, Access::Read).await
+    }
+
+    /// As [`Self::instance`]; for a write the named instance is checked on the primary
+    /// (a replica may not show an instance created a moment ago).
+    async fn instance_for(
+        &self,
+        caller: &Caller,
+        explicit: &str,
+        access: Access,
+    ) -> Result<InstanceId, Status> {
         let explicit = Some(explicit).filter(|id| !id.is_empty()).or(caller
             .instance_header
             .as_deref()
@@ -92,7 +110,10 @@ impl Api {
                 }
                 // A named instance must exist (and be live): otherwise a list of it would
                 // answer an empty page instead of NOT_FOUND.
-                let mut uow = self.read().await?;
+                let mut uow = match access {
+                    Access::Read => self.read(caller).await?,
+                    Access::Write => self.factory.begin().await.map_err(status)?,
+                };
                 match uow.get_instance(&id).await {
                     Ok(_) => {}
                     Err(Error::NotFound { .. }) => return Err(status(unknown)),
@@ -134,6 +155,15 @@ impl Api {
         let output = run(&*self.factory, &self.context(caller, at), command)
             .await
             .map_err(status)?;
+        // With read replicas: the position a later read sends to see this write. The
+        // write has committed; failing to read the position only costs that guarantee.
+        match self.factory.consistency_token().await {
+            Ok(Some(token)) => caller.wrote(token),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %error.chain(), "no consistency token after a write")
+            }
+        }
         Ok((output, at))
     }
 
@@ -152,13 +182,19 @@ impl Api {
             Api::require_system(&caller, method)?;
         }
         let request = request.into_inner();
-        let instance_id = self.instance(&caller, explicit(&request)).await?;
+        let instance_id = self
+            .instance_for(&caller, explicit(&request), Access::Write)
+            .await?;
         let command = make(instance_id, request)?;
         self.run(&caller, &command).await
     }
 
-    /// A unit of work for reads; dropping it rolls back.
-    pub async fn read(&self) -> Result<Box<dyn UnitOfWork>, Status> {
-        self.factory.begin().await.map_err(status)
+    /// A unit of work for reads, on a replica when the adapter has them: one that has
+    /// replayed the caller's consistency token, if it sent one. Dropping it rolls back.
+    pub async fn read(&self, caller: &Caller) -> Result<Box<dyn UnitOfWork>, Status> {
+        self.factory
+            .begin_read(caller.consistency.clone())
+            .await
+            .map_err(status)
     }
 }

@@ -13,18 +13,21 @@ use tenancy_core::ports::SystemClock;
 use tenancy_eventstore::PgEventStore;
 use tenancy_postgres::PgStore;
 use tenancy_postgres::hosts::{HostResolver, HostResolverConfig};
+use tenancy_postgres::replicas::ReadPools;
 
 use crate::settings::Settings;
 
-/// The API's routes over `pool`.
+/// The API's routes over `pool`, reading from `reads`' replicas where it may.
 pub async fn routes(
     pool: &sqlx::PgPool,
     settings: &Settings,
     metrics: std::sync::Arc<tenancy_api::metrics::ApiMetrics>,
+    reads: ReadPools,
 ) -> Result<axum::Router> {
     let events = Arc::new(PgEventStore::new(pool.clone()));
-    let store = PgStore::with_events(pool.clone(), events.clone());
-    let hosts = HostResolver::start(pool.clone(), HostResolverConfig::default())
+    // Commands on the primary; Get and List on the replicas, if any.
+    let store = PgStore::with_events(pool.clone(), events.clone()).with_read_pools(reads.clone());
+    let hosts = HostResolver::start_with_read_pools(reads, HostResolverConfig::default())
         .await
         .context("starting the host cache")?;
     let key = match &settings.api.page_token_key {

@@ -9,8 +9,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
+use tenancy_postgres::replicas::{PoolStats, ReadPools};
 use tenancy_projection::Engine;
 
 #[derive(Clone)]
@@ -26,9 +31,50 @@ pub struct AppState {
     pub stuck_after: Duration,
 }
 
+/// Per pool of reads (the primary and each replica): reads served, health, lag.
+#[derive(Debug)]
+struct ReadPoolsScrape(ReadPools);
+
+impl Collector for ReadPoolsScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let mut reads = encoder.encode_descriptor(
+            "tenancy_db_reads",
+            "Reads begun on each pool (primary, or a replica's host:port)",
+            None,
+            MetricType::Counter,
+        )?;
+        for pool in &stats {
+            let labels = [("pool", pool.name.as_str())];
+            ConstCounter::new(pool.reads).encode(reads.encode_family(&labels)?)?;
+        }
+        let gauges: [(&str, &str, fn(&PoolStats) -> f64); 2] = [
+            (
+                "tenancy_db_replica_lag_seconds",
+                "How far each replica was behind the primary at its last check",
+                |p| p.lag.as_secs_f64(),
+            ),
+            (
+                "tenancy_db_replica_serving",
+                "1 while a replica serves reads (reachable, a standby, within max_lag)",
+                |p| f64::from(u8::from(p.healthy)),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for pool in stats.iter().filter(|p| !p.is_primary) {
+                let labels = [("pool", pool.name.as_str())];
+                ConstGauge::new(value(pool)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl AppState {
-    pub fn new(engine: Engine, stuck_after: Duration) -> Self {
+    pub fn new(engine: Engine, stuck_after: Duration, reads: ReadPools) -> Self {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(ReadPoolsScrape(reads)));
         engine.metrics().register(&mut registry);
         let scrape = Arc::new(tenancy_projection::scrape::ProjectionScrape::default());
         registry.register_collector(Box::new(scrape.clone()));

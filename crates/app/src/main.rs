@@ -514,12 +514,33 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
 }
 
 async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
+    let reads = if settings.read_database_urls.is_empty() {
+        tenancy_postgres::replicas::ReadPools::primary_only(engine.pool().clone())
+    } else {
+        let reads = tenancy_postgres::replicas::ReadPools::connect(
+            engine.pool().clone(),
+            &settings.read_database_urls,
+            settings.replicas.config(),
+        )
+        .await
+        .context("read_database_urls")?;
+        for pool in reads.stats().iter().filter(|p| !p.is_primary) {
+            match &pool.reason {
+                None => tracing::info!(replica = %pool.name, "replica serves reads"),
+                Some(why) => {
+                    tracing::warn!(replica = %pool.name, %why, "replica serves no reads yet")
+                }
+            }
+        }
+        reads
+    };
     let state = http::AppState::new(
         engine.clone(),
         Duration::from_secs(settings.projection.stuck_after_secs),
+        reads.clone(),
     );
     // Everything the API needs is built (and the tokens logged) before the port opens.
-    let api_routes = api::routes(engine.pool(), settings, state.api.clone()).await?;
+    let api_routes = api::routes(engine.pool(), settings, state.api.clone(), reads).await?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

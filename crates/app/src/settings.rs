@@ -16,7 +16,11 @@ use tenancy_projection::EngineConfig;
 
 /// `TENANCY_*` variables that are not settings: read elsewhere (`TENANCY_CONFIG`,
 /// `TENANCY_LOG`) or by the test and benchmark harnesses (prefixes below).
-const NOT_SETTINGS: &[&str] = &["TENANCY_CONFIG", "TENANCY_LOG"];
+const NOT_SETTINGS: &[&str] = &["TENANCY_CONFIG", "TENANCY_LOG", READ_DATABASE_URLS];
+/// A list in one variable, comma-separated: read by [`load`] itself, since the `config`
+/// crate splits lists only when it also parses every other variable as numbers and
+/// booleans (a token key of digits would lose its leading zeros).
+const READ_DATABASE_URLS: &str = "TENANCY_READ_DATABASE_URLS";
 const HARNESS_PREFIXES: &[&str] = &["TENANCY_SOAK_", "TENANCY_TEST_", "TENANCY_BENCH_"];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +28,11 @@ const HARNESS_PREFIXES: &[&str] = &["TENANCY_SOAK_", "TENANCY_TEST_", "TENANCY_B
 pub struct Settings {
     /// The database; none = the embedded cluster in `data_dir`.
     pub database_url: Option<String>,
+    /// Streaming replicas of it (hot standbys) that serve reads: host resolution misses
+    /// and the API's Get and List calls. Writes, the projection and `LISTEN` stay on
+    /// `database_url`. `TENANCY_READ_DATABASE_URLS` takes them comma-separated.
+    pub read_database_urls: Vec<String>,
+    pub replicas: ReplicaSettings,
     /// Where the embedded cluster keeps its data.
     pub data_dir: Option<PathBuf>,
     /// HTTP address of `tenancy start`.
@@ -35,6 +44,36 @@ pub struct Settings {
     pub verification: VerificationSettings,
     pub api: ApiSettings,
     pub server: ServerSettings,
+}
+
+/// When a replica of `read_database_urls` serves reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaSettings {
+    /// A replica further behind the primary serves no reads until it catches up.
+    pub max_lag_ms: u64,
+    /// How often each replica is checked (reachable, still a standby, its lag).
+    pub check_interval_ms: u64,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        let defaults = tenancy_postgres::replicas::ReplicaConfig::default();
+        Self {
+            max_lag_ms: defaults.max_lag.as_millis() as u64,
+            check_interval_ms: defaults.check_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl ReplicaSettings {
+    pub fn config(&self) -> tenancy_postgres::replicas::ReplicaConfig {
+        tenancy_postgres::replicas::ReplicaConfig {
+            max_lag: Duration::from_millis(self.max_lag_ms),
+            check_interval: Duration::from_millis(self.check_interval_ms),
+            ..tenancy_postgres::replicas::ReplicaConfig::default()
+        }
+    }
 }
 
 /// The listener of `tenancy start` (every route: API, health, metrics).
@@ -174,6 +213,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             database_url: None,
+            read_database_urls: Vec::new(),
+            replicas: ReplicaSettings::default(),
             data_dir: None,
             listen: "127.0.0.1:8080".into(),
             relational_schema: None,
@@ -234,6 +275,37 @@ impl Settings {
                 self.listen
             )
         })?;
+        for (index, url) in self.read_database_urls.iter().enumerate() {
+            let invalid = |why: String| {
+                anyhow::anyhow!(
+                    "invalid setting read_database_urls[{index}] = {}: {why}",
+                    crate::database::redact(url)
+                )
+            };
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid("not a postgres:// URL".into()));
+            }
+            url.parse::<sqlx::postgres::PgConnectOptions>()
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        if !self.read_database_urls.is_empty() && self.database_url.is_none() {
+            anyhow::bail!(
+                "read_database_urls needs database_url: replicas follow a primary that is \
+                 configured, not the embedded cluster"
+            );
+        }
+        require(
+            self.replicas.max_lag_ms >= 100,
+            "replicas.max_lag_ms",
+            "must be at least 100",
+            self.replicas.max_lag_ms,
+        )?;
+        require(
+            (50..=60_000).contains(&self.replicas.check_interval_ms),
+            "replicas.check_interval_ms",
+            "must be 50 to 60000",
+            self.replicas.check_interval_ms,
+        )?;
         if let Some(schema) = &self.relational_schema {
             tenancy_postgres::layout::check_schema_name(schema)
                 .with_context(|| format!("invalid setting relational_schema = {schema:?}"))?;
@@ -370,6 +442,17 @@ pub fn load(
             .separator("__")
             .source(Some(setting_variables())),
     );
+    if let Ok(urls) = std::env::var(READ_DATABASE_URLS) {
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        builder = builder
+            .set_override("read_database_urls", urls)
+            .context("TENANCY_READ_DATABASE_URLS")?;
+    }
     let mut settings: Settings = builder
         .build()
         .and_then(config::Config::try_deserialize)

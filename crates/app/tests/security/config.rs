@@ -57,6 +57,15 @@ fn unknown_keys_are_refused_wherever_they_are() {
     }
     let err = refused("", &[("TENANCY_LISTN", "0.0.0.0:1")]);
     assert!(err.contains("listn"), "{err}");
+    // A list variable is split by tenancy, and each entry checked.
+    let err = refused(
+        "",
+        &[(
+            "TENANCY_READ_DATABASE_URLS",
+            "postgres://r1@127.0.0.1:1/a,nonsense",
+        )],
+    );
+    assert!(err.contains("read_database_urls[1]"), "{err}");
 }
 
 #[test]
@@ -79,6 +88,16 @@ fn every_value_is_checked_before_binding_and_named() {
         ),
         ("[api]\npage_token_key = \"short\"\n", "api.page_token_key"),
         ("[api]\nmax_request_bytes = 1\n", "api.max_request_bytes"),
+        (
+            "read_database_urls = [\"mysql://x@127.0.0.1/db\"]\n",
+            "read_database_urls[0]",
+        ),
+        ("[replicas]\nmax_lag_ms = 0\n", "replicas.max_lag_ms"),
+        (
+            "[replicas]\ncheck_interval_ms = 0\n",
+            "replicas.check_interval_ms",
+        ),
+        ("[replicas]\nmax_lag = 5\n", "max_lag"),
         ("listen = \"nonsense\"\n", "listen"),
         ("relational_schema = \"Bad-Name\"\n", "relational_schema"),
         (
