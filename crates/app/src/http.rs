@@ -48,7 +48,8 @@ impl Collector for ReadPoolsScrape {
             let labels = [("pool", pool.name.as_str())];
             ConstCounter::new(pool.reads).encode(reads.encode_family(&labels)?)?;
         }
-        let gauges: [(&str, &str, fn(&PoolStats) -> f64); 2] = [
+        type Series = (&'static str, &'static str, fn(&PoolStats) -> f64);
+        let gauges: [Series; 2] = [
             (
                 "tenancy_db_replica_lag_seconds",
                 "How far each replica was behind the primary at its last check",
