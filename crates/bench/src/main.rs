@@ -12,6 +12,7 @@ mod memory;
 mod paging;
 mod push;
 mod rebuild;
+mod replicas;
 mod zitadel;
 
 use std::path::PathBuf;
@@ -72,6 +73,7 @@ pub enum Bench {
     Rebuild,
     Idle,
     Memory,
+    Replicas,
 }
 
 /// One line of the report.
@@ -198,6 +200,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Memory) {
         figures.extend(memory::run(&args).await?);
+    }
+    if runs(Bench::Replicas) {
+        figures.extend(replicas::run(&args).await?);
     }
     println!();
     println!(

@@ -270,7 +270,8 @@ impl EmbeddedCluster {
         self.port
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The data directory (`postmaster.pid` names the server's process).
+    pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }
 
