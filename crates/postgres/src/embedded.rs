@@ -121,7 +121,7 @@ impl EmbeddedCluster {
         };
         let data = cluster.data_dir();
         if !data.join("PG_VERSION").exists() {
-            cluster.init()?;
+            cluster.init(durable)?;
         }
         let port_file = root.join("port");
         if cluster.is_running()
@@ -177,7 +177,7 @@ impl EmbeddedCluster {
             ])
             .arg("-D")
             .arg(replica.data_dir())
-            .args(["-R", "-X", "stream", "-c", "fast"])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
             .output()
             .map_err(step("running pg_basebackup"))?;
         check("pg_basebackup", &out)?;
@@ -284,7 +284,8 @@ impl EmbeddedCluster {
             .unwrap_or(false)
     }
 
-    fn init(&self) -> Result<(), EmbeddedError> {
+    /// `durable = false`: no fsync of the new files either (a test cluster).
+    fn init(&self, durable: bool) -> Result<(), EmbeddedError> {
         let data = self.data_dir();
         fs::create_dir_all(&data).map_err(step("creating the data directory"))?;
         if let Some((uid, gid)) = self.run_as {
@@ -306,6 +307,7 @@ impl EmbeddedCluster {
                 "--locale=C",
                 "--no-instructions",
             ])
+            .args((!durable).then_some("--no-sync"))
             .output()
             .map_err(step("running initdb"))?;
         check("initdb", &out)

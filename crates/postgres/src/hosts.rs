@@ -749,11 +749,10 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
 }
 
 async fn current_lsn_on(listener: &mut PgListener) -> Result<Lsn> {
-    let lsn: i64 =
-        sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
-            .fetch_one(listener)
-            .await
-            .db()?;
+    let lsn: i64 = sqlx::query_scalar(crate::replicas::CURRENT_POSITION_SQL)
+        .fetch_one(listener)
+        .await
+        .db()?;
     Ok(Lsn(lsn as u64))
 }
 

@@ -74,15 +74,26 @@ impl TryFrom<&ConsistencyToken> for Lsn {
     }
 }
 
-/// The primary's WAL insert position: every commit that has returned is before it. (Not
-/// `pg_current_wal_lsn()`, the write position: with `synchronous_commit = off` a commit
-/// returns before its record is written.)
+/// The primary's position after every commit that has returned: the WAL insert
+/// position (not `pg_current_wal_lsn()`, the write position: with `synchronous_commit =
+/// off` a commit returns before its record is written). Where the insert position is just
+/// past a page header (the last record ended at the page's start), the header is taken
+/// off: a replica's replay position is the end of the last record, so it would never
+/// reach the header's end on an idle primary.
+pub const CURRENT_POSITION_SQL: &str = "\
+    WITH p AS (SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn AS at, \
+                      pg_size_bytes(current_setting('wal_segment_size')) AS segment, \
+                      current_setting('wal_block_size')::numeric AS page) \
+    SELECT (CASE WHEN at % segment = 40 THEN at - 40 \
+                 WHEN at % page = 24 THEN at - 24 \
+                 ELSE at END)::bigint FROM p";
+
+/// [`CURRENT_POSITION_SQL`] on `pool`.
 pub async fn current_lsn(pool: &PgPool) -> Result<Lsn> {
-    let lsn: i64 =
-        sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
-            .fetch_one(pool)
-            .await
-            .db()?;
+    let lsn: i64 = sqlx::query_scalar(CURRENT_POSITION_SQL)
+        .fetch_one(pool)
+        .await
+        .db()?;
     Ok(Lsn(lsn as u64))
 }
 

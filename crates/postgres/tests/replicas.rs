@@ -338,3 +338,58 @@ async fn a_replica_that_stops_returns_and_is_promoted_costs_no_failed_read() {
         failed.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test]
+async fn a_replica_further_behind_than_max_lag_serves_nothing_until_it_catches_up() {
+    let cluster = Replicated::start("").await.unwrap();
+    let pools = ReadPools::connect(
+        cluster.pool.clone(),
+        &[cluster.replica_url()],
+        ReplicaConfig {
+            max_lag: Duration::from_millis(300),
+            ..fast_checks()
+        },
+    )
+    .await
+    .unwrap();
+    let store = PgStore::new(cluster.pool.clone()).with_read_pools(pools.clone());
+    assert!(pools.stats()[1].healthy);
+    cluster.pause_replay().await.unwrap();
+    // The primary moves on; the replica does not.
+    let writer = PgStore::new(cluster.pool.clone());
+    let mut s = writer.session().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in 0.. {
+        s.create_instance(&iid(&format!("lag{n}")), "lag", T0)
+            .await
+            .unwrap();
+        let stats = pools.stats();
+        if !stats[1].healthy {
+            let reason = stats[1].reason.clone().unwrap_or_default();
+            assert!(reason.contains("behind"), "{reason}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lagging replica stayed in the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pools.stats()[1].lag >= Duration::from_millis(300));
+    let before = reads(&pools);
+    store.begin_read(None).await.unwrap();
+    assert_eq!(
+        reads(&pools),
+        (before.0 + 1, before.1),
+        "the primary served"
+    );
+    cluster.resume_replay().await.unwrap();
+    eventually("the replica back", || async { pools.stats()[1].healthy }).await;
+    let before = reads(&pools);
+    store.begin_read(None).await.unwrap();
+    assert_eq!(
+        reads(&pools),
+        (before.0, before.1 + 1),
+        "the replica served"
+    );
+}
