@@ -303,6 +303,19 @@ impl ReadPools {
         check_once(&self.inner).await;
     }
 
+    /// The replicas serving reads that have replayed `at_least`, round robin.
+    fn candidates(&self, at_least: Lsn) -> impl Iterator<Item = (usize, &Replica)> {
+        let replicas = &self.inner.replicas;
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        (0..replicas.len())
+            .map(move |offset| (start + offset) % replicas.len())
+            .map(move |index| (index, &replicas[index]))
+            .filter(move |(_, replica)| {
+                replica.healthy.load(Ordering::Acquire)
+                    && Lsn(replica.replayed.load(Ordering::Acquire)) >= at_least
+            })
+    }
+
     /// A read-only transaction on a replica that has replayed `at_least` (any healthy one
     /// without a token), else on the primary. A replica that fails to start it leaves the
     /// rotation and the next one is tried.
@@ -310,18 +323,7 @@ impl ReadPools {
         &self,
         at_least: Option<Lsn>,
     ) -> Result<(Transaction<'static, Postgres>, Served)> {
-        let inner = &self.inner;
-        let count = inner.replicas.len();
-        let start = inner.next.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..count {
-            let index = (start + offset) % count;
-            let replica = &inner.replicas[index];
-            if !replica.healthy.load(Ordering::Acquire) {
-                continue;
-            }
-            if at_least.is_some_and(|lsn| Lsn(replica.replayed.load(Ordering::Acquire)) < lsn) {
-                continue;
-            }
+        for (index, replica) in self.candidates(at_least.unwrap_or_default()) {
             match replica.pool.begin().await {
                 Ok(tx) => {
                     replica.reads.fetch_add(1, Ordering::Relaxed);
@@ -330,33 +332,24 @@ impl ReadPools {
                 Err(e) => replica.set_down(format!("starting a read failed: {e}")),
             }
         }
-        let mut tx = inner.primary.begin().await.db()?;
+        let mut tx = self.inner.primary.begin().await.db()?;
         sqlx::query("SET TRANSACTION READ ONLY")
             .execute(&mut *tx)
             .await
             .db()?;
-        inner.primary_reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);
         Ok((tx, Served::Primary))
     }
 
     /// The pool of a replica that has replayed `at_least`, else the primary's: for single
     /// statements outside a transaction (host resolution).
     pub fn read_pool(&self, at_least: Lsn) -> (&PgPool, Served) {
-        let inner = &self.inner;
-        let count = inner.replicas.len();
-        let start = inner.next.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..count {
-            let index = (start + offset) % count;
-            let replica = &inner.replicas[index];
-            if replica.healthy.load(Ordering::Acquire)
-                && Lsn(replica.replayed.load(Ordering::Acquire)) >= at_least
-            {
-                replica.reads.fetch_add(1, Ordering::Relaxed);
-                return (&replica.pool, Served::Replica(index));
-            }
+        if let Some((index, replica)) = self.candidates(at_least).next() {
+            replica.reads.fetch_add(1, Ordering::Relaxed);
+            return (&replica.pool, Served::Replica(index));
         }
-        inner.primary_reads.fetch_add(1, Ordering::Relaxed);
-        (&inner.primary, Served::Primary)
+        self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);
+        (&self.inner.primary, Served::Primary)
     }
 
     /// A replica whose statement failed: out of the rotation until a check finds it well.
