@@ -28,12 +28,15 @@
 //! # }).unwrap();
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod challenge;
 pub mod command;
 pub mod error;
 pub mod event;
 pub mod id;
 #[cfg(any(test, feature = "mocks"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
 pub mod mocks;
 pub mod model;
 pub mod page_token;

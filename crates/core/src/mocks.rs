@@ -1,6 +1,16 @@
-//! One mock that covers every port a command touches (lldap-style): `MockUnitOfWork`
-//! implements all repositories, the event writer and the unit of work itself. Per-port
-//! mocks (`MockInstanceRepository`, ...) come from `automock` on each trait.
+//! Every mock in one place. One mock covers every port a command touches (lldap-style):
+//! `MockUnitOfWork` implements all repositories, the event writer and the unit of work
+//! itself. The per-port mocks come from `automock` on each trait and are re-exported
+//! here: the repositories, `MockEventWriter`, `MockEventReader`, `MockUnitOfWorkFactory`,
+//! `MockHostLookup`, `MockClock`, `MockIdGenerator`, `MockDomainChallenge` and
+//! `MockTokenGenerator`.
+
+pub use crate::challenge::{MockDomainChallenge, MockTokenGenerator};
+pub use crate::ports::{
+    MockClock, MockDomainRepository, MockEventReader, MockEventWriter, MockHostLookup,
+    MockIdGenerator, MockInstanceDomainRepository, MockInstanceRepository, MockOrgDomainRepository,
+    MockOrganizationRepository, MockUnitOfWorkFactory,
+};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -68,5 +78,22 @@ mockall::mock! {
     impl UnitOfWork for UnitOfWork {
         async fn commit(&mut self) -> Result<()>;
         async fn rollback(&mut self) -> Result<()>;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::HostLookup;
+
+    #[tokio::test]
+    async fn host_lookup_has_a_mock() {
+        let mut hosts = MockHostLookup::new();
+        hosts
+            .expect_instance_by_host()
+            .withf(|host| host == "login.acme.example")
+            .returning(|_| InstanceId::new("acme"));
+        let found = hosts.instance_by_host("login.acme.example").await;
+        assert_eq!(found.ok(), InstanceId::new("acme").ok());
     }
 }

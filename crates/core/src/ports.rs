@@ -110,6 +110,7 @@ pub trait UnitOfWorkFactory: Send + Sync {
 /// Routes requests: the instance a Host header names, and the organization of an
 /// instance that verified a domain. Production answers from a cache
 /// (`tenancy_postgres::hosts::HostResolver`); both answer NotFound for an unknown host.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait HostLookup: Send + Sync {
     async fn instance_by_host(&self, host: &str) -> Result<InstanceId>;
