@@ -268,9 +268,22 @@ async fn live_organization(
     uow.get_organization(instance_id, org_id).await
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Fixtures for the command tests.
+#[cfg(any(test, feature = "mocks"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
+pub mod testing {
+    //! Fixtures for tests of commands and of code that calls them (feature `mocks`): a
+    //! context with a fixed clock, id and token, the rows of a live instance `i1` and its
+    //! organization `o1`, and [`MockUnitOfWork`]s that already hold them.
+    //!
+    //! ```
+    //! use tenancy_core::command::testing::{NOW, instance, with_org};
+    //! use tenancy_core::model::OrganizationState;
+    //! // get_instance answers instance() and get_organization an active `o1`; add the
+    //! // expectations of the writes the code under test makes.
+    //! let uow = with_org(OrganizationState::Active);
+    //! assert_eq!(instance().created_at, NOW);
+    //! # drop(uow);
+    //! ```
     pub use crate::state::{
         DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
     };
@@ -290,8 +303,11 @@ pub(crate) mod testing {
     };
     use crate::ports::{MockClock, MockIdGenerator};
 
+    /// The time of every fixture row and of [`ctx`]'s clock.
     pub const NOW: OffsetDateTime = datetime!(2026-01-02 03:04:05 UTC);
 
+    /// A context whose clock says [`NOW`], whose ids are all `100`, and whose tokens
+    /// are [`TOKEN`].
     pub fn ctx() -> CommandContext {
         let mut clock = MockClock::new();
         clock.expect_now().return_const(NOW);
@@ -305,6 +321,7 @@ pub(crate) mod testing {
         }
     }
 
+    /// The token [`FixedToken`] generates.
     pub const TOKEN: &str = "tokentokentoken";
 
     /// Always [`TOKEN`].
@@ -317,14 +334,17 @@ pub(crate) mod testing {
         }
     }
 
+    /// The fixtures' instance id, `i1`.
     pub fn iid() -> InstanceId {
-        InstanceId::new("i1").unwrap()
+        InstanceId::new("i1").unwrap_or_else(|_| unreachable!("a valid id"))
     }
 
+    /// The fixtures' organization id, `o1`.
     pub fn oid() -> OrgId {
-        OrgId::new("o1").unwrap()
+        OrgId::new("o1").unwrap_or_else(|_| unreachable!("a valid id"))
     }
 
+    /// A live instance `i1` named `ACME`.
     pub fn instance() -> Instance {
         Instance {
             id: iid(),
@@ -340,6 +360,7 @@ pub(crate) mod testing {
         }
     }
 
+    /// A live organization `o1` of `i1` named `Org`, in `state`.
     pub fn organization(state: OrganizationState) -> Organization {
         Organization {
             instance_id: iid(),
@@ -352,6 +373,7 @@ pub(crate) mod testing {
         }
     }
 
+    /// A custom domain of `i1`.
     pub fn custom_domain(domain: &str, is_primary: bool, is_generated: bool) -> InstanceDomain {
         InstanceDomain {
             instance_id: iid(),
@@ -365,6 +387,7 @@ pub(crate) mod testing {
         }
     }
 
+    /// A domain of organization `o1`.
     pub fn org_domain(domain: &str, is_verified: bool, is_primary: bool) -> OrganizationDomain {
         OrganizationDomain {
             instance_id: iid(),
@@ -414,6 +437,7 @@ pub(crate) mod testing {
             .returning(|_| Ok(Vec::<StoredEvent>::new()));
     }
 
+    /// Fails unless `result` is a NotFound error.
     pub fn assert_not_found<T: std::fmt::Debug>(result: crate::Result<T>) {
         assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
     }
