@@ -34,6 +34,7 @@ pub mod challenge;
 pub mod command;
 pub mod error;
 pub mod event;
+pub mod hosts;
 pub mod id;
 #[cfg(any(test, feature = "mocks"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]

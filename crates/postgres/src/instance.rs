@@ -68,6 +68,8 @@ impl InstanceRepository for PgSession {
     }
 
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance> {
+        let domain = tenancy_core::value::DomainName::from_host(host)?;
+        let host = domain.as_str();
         // One indexed round trip: instance_domains_custom_key on lower(domain).
         let sql = format!(
             "SELECT {} FROM instance_domains d JOIN instances i ON i.id = d.instance_id

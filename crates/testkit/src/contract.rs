@@ -237,6 +237,18 @@ async fn custom_domains_are_global_trusted_per_instance(s: &mut dyn Repositories
         s.instance_by_host("LOGIN.example").await.unwrap().id,
         iid("a")
     );
+    // A Host header as a login service receives it: port, case, trailing dot.
+    for host in ["Login.Example:443", "login.example.", "LOGIN.EXAMPLE.:8080"] {
+        assert_eq!(
+            s.instance_by_host(host).await.unwrap().id,
+            iid("a"),
+            "{host}"
+        );
+    }
+    assert!(matches!(
+        s.instance_by_host("not a host").await,
+        Err(Error::InvalidArgument { .. })
+    ));
     assert!(
         matches!(
             s.instance_by_host("t.example").await,

@@ -73,7 +73,9 @@ pub trait InstanceRepository: Send {
     ) -> Result<Vec<Instance>>;
     /// How many instances `list_instances` finds without a limit (a total for offset paging).
     async fn count_instances(&mut self, criteria: &InstanceCriteria) -> Result<u64>;
-    /// The live instance owning the live custom domain `host` (case-insensitive), or NotFound.
+    /// The live instance owning the live custom domain of `host`, or NotFound. `host` is
+    /// what an HTTP `Host` header carries: case, a `:port` and a trailing dot do not
+    /// matter (`Login.ACME.example:443`); something that is no domain is InvalidArgument.
     async fn instance_by_host(&mut self, host: &str) -> Result<Instance>;
 }
 
@@ -218,7 +220,7 @@ mod in_memory {
         }
 
         pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
-            let host = lower(host);
+            let host = lower(crate::value::DomainName::from_host(host)?.as_str());
             self.custom_domains
                 .get(&host)
                 .and_then(|instance| InstanceId::new(instance.clone()).ok())
