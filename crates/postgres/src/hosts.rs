@@ -709,7 +709,7 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
             if inner.track_positions {
                 // Delivered after its commit: the position now is at or after it. If it
                 // cannot be read, the stripes stay pending (primary) until the reconnect.
-                match current_lsn_on(&mut listener).await {
+                match current_lsn(&mut listener).await {
                     Ok(at) => inner.noted(&touched, at),
                     Err(_) => break,
                 }
@@ -730,7 +730,7 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
                     if let Some(inner) = inner.upgrade()
                         && inner.track_positions
                     {
-                        match current_lsn_on(&mut listener).await {
+                        match current_lsn(&mut listener).await {
                             Ok(at) => inner.noted_everything(at),
                             Err(_) => continue,
                         }
@@ -746,14 +746,6 @@ async fn listen(inner: Weak<Inner>, pool: PgPool, mut listener: PgListener) {
             }
         }
     }
-}
-
-async fn current_lsn_on(listener: &mut PgListener) -> Result<Lsn> {
-    let lsn: i64 = sqlx::query_scalar(crate::replicas::CURRENT_POSITION_SQL)
-        .fetch_one(listener)
-        .await
-        .db()?;
-    Ok(Lsn(lsn as u64))
 }
 
 async fn connect_listener(pool: &PgPool) -> Result<PgListener> {

@@ -88,10 +88,10 @@ pub const CURRENT_POSITION_SQL: &str = "\
                  WHEN at % page = 24 THEN at - 24 \
                  ELSE at END)::bigint FROM p";
 
-/// [`CURRENT_POSITION_SQL`] on `pool`.
-pub async fn current_lsn(pool: &PgPool) -> Result<Lsn> {
+/// [`CURRENT_POSITION_SQL`] on a pool or a connection of the primary.
+pub async fn current_lsn<'e>(primary: impl sqlx::PgExecutor<'e>) -> Result<Lsn> {
     let lsn: i64 = sqlx::query_scalar(CURRENT_POSITION_SQL)
-        .fetch_one(pool)
+        .fetch_one(primary)
         .await
         .db()?;
     Ok(Lsn(lsn as u64))
@@ -121,6 +121,7 @@ impl Default for ReplicaConfig {
 /// Where a read was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
+    /// The primary's pool.
     Primary,
     /// The replica at this index of the configuration.
     Replica(usize),
@@ -245,16 +246,6 @@ impl ReadPools {
         Ok(pools)
     }
 
-    /// As [`Self::connect`] with pools the caller made (tests, other settings). The
-    /// checks start; call [`Self::check`] to run one now.
-    pub fn with_replicas(
-        primary: PgPool,
-        replicas: Vec<(String, PgPool)>,
-        config: ReplicaConfig,
-    ) -> Self {
-        Self::build(primary, replicas, config, true)
-    }
-
     fn build(
         primary: PgPool,
         replicas: Vec<(String, PgPool)>,
@@ -332,9 +323,10 @@ impl ReadPools {
                 Err(e) => replica.set_down(format!("starting a read failed: {e}")),
             }
         }
-        let mut tx = self.inner.primary.begin().await.db()?;
-        sqlx::query("SET TRANSACTION READ ONLY")
-            .execute(&mut *tx)
+        let tx = self
+            .inner
+            .primary
+            .begin_with("BEGIN READ ONLY")
             .await
             .db()?;
         self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);

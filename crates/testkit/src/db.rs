@@ -83,7 +83,7 @@ pub fn embedded_root() -> PathBuf {
 
 fn parse(url: &str) -> Result<PgConnectOptions, ProvisionError> {
     url.parse::<PgConnectOptions>()
-        .map_err(|e| fail("DATABASE_URL is not a PostgreSQL URL", e))
+        .map_err(|e| fail(&format!("{url} is not a PostgreSQL URL"), e))
 }
 
 /// The provider `TENANCY_TEST_DB` names, or `None` for the automatic choice.
@@ -113,8 +113,10 @@ async fn admin_of(provider: Provider) -> Result<PgConnectOptions, ProvisionError
         }
         Provider::Docker => {
             let major = crate::docker::requested_major().map_err(ProvisionError)?;
-            let port = crate::docker::start(major).await.map_err(ProvisionError)?;
-            parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            crate::docker::image_available(major)
+                .await
+                .map_err(ProvisionError)?;
+            docker_admin(major).await
         }
         Provider::Embedded => {
             let root = embedded_root();
@@ -127,6 +129,12 @@ async fn admin_of(provider: Provider) -> Result<PgConnectOptions, ProvisionError
     }
 }
 
+/// The container of `major`'s image (checked to be there).
+async fn docker_admin(major: u32) -> Result<PgConnectOptions, ProvisionError> {
+    let port = crate::docker::start(major).await.map_err(ProvisionError)?;
+    parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
 /// The automatic choice: `DATABASE_URL`, else docker when the engine holds the image, else
 /// embedded; each step passed over is said in one line.
 async fn automatic() -> Result<(Provider, PgConnectOptions), ProvisionError> {
@@ -134,11 +142,11 @@ async fn automatic() -> Result<(Provider, PgConnectOptions), ProvisionError> {
         return Ok((Provider::Url, admin_of(Provider::Url).await?));
     }
     let docker = match crate::docker::requested_major() {
-        Ok(major) => crate::docker::image_available(major).await,
+        Ok(major) => crate::docker::image_available(major).await.map(|()| major),
         Err(why) => Err(why),
     };
     match docker {
-        Ok(()) => match admin_of(Provider::Docker).await {
+        Ok(major) => match docker_admin(major).await {
             Ok(admin) => return Ok((Provider::Docker, admin)),
             Err(why) => {
                 eprintln!("tenancy-testkit: docker not used: {why}; using the embedded cluster")

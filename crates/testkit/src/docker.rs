@@ -89,9 +89,9 @@ pub async fn image_available(major: u32) -> Result<(), String> {
 }
 
 /// A running container of the image of `major`, reused when one is already up: its host
-/// port on 127.0.0.1.
+/// port on 127.0.0.1. Call [`image_available`] first for a clear error when the image is
+/// missing (testcontainers would try to pull it from a registry).
 pub async fn start(major: u32) -> Result<u16, String> {
-    image_available(major).await?;
     let tag = image_tag(major);
     // Processes that start at the same moment would race to create the same name.
     let lock = tokio::task::spawn_blocking(|| {

@@ -9,9 +9,11 @@
 //! - [`fixtures`]: a fixed clock and sequential ids for deterministic tests;
 //! - [`zitadel`]: databases laid out by ZITADEL itself, and its push;
 //! - [`verify`]: the assertion that the tables equal the fold of the events;
-//! - [`servers`]: a DNS and an HTTP server on loopback, for verification tests.
+//! - [`servers`]: a DNS and an HTTP server on loopback, for verification tests;
+//! - [`docker`]: the PostgreSQL test images built here and their shared containers;
+//! - [`replica`]: a private primary with a streaming replica, for tests of replica reads.
 //!
-//! `db`, `zitadel` and `verify` are behind the feature `postgres`, `servers` behind
+//! `db`, `docker`, `replica`, `zitadel` and `verify` are behind the feature `postgres`, `servers` behind
 //! `servers` (both on by default). Without them the in-memory part builds with no sqlx,
 //! testcontainers or DNS code: `tenancy-testkit = { default-features = false }`.
 

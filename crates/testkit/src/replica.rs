@@ -100,6 +100,7 @@ impl Replicated {
         self.on_replica("SELECT pg_wal_replay_pause()").await
     }
 
+    /// Lets the replica replay again (after [`Self::pause_replay`]).
     pub async fn resume_replay(&self) -> Result<(), ProvisionError> {
         self.on_replica("SELECT pg_wal_replay_resume()").await
     }
