@@ -48,3 +48,10 @@ pub mod table;
 pub mod value;
 
 pub use error::{Error, Result, Rule};
+
+/// The attribute the ports are declared with: implement a port with
+/// `#[tenancy_core::async_trait]` without depending on `async-trait` yourself.
+pub use async_trait::async_trait;
+/// The date-time crate of every row and port (`OffsetDateTime`), so a consumer builds rows
+/// without a dependency of its own that could drift to another version.
+pub use time;

@@ -1,4 +1,4 @@
-//! The Citus plan of `docs/scale-out.md` still fits the schema: every table of a migrated
+//! The Citus plan of `docs/src/scale-out.md` still fits the schema: every table of a migrated
 //! database is classified there, and every primary key, unique index and foreign key of a
 //! distributed table contains its distribution column, or is a documented exception.
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tenancy_testkit::db::TestDatabase;
 
-const PLAN: &str = include_str!("../../../docs/scale-out.md");
+const PLAN: &str = include_str!("../../../docs/src/scale-out.md");
 
 /// The rows of the markdown table between `<!-- BEGIN name -->` and `<!-- END name -->`,
 /// header and rule left out, cells trimmed.
@@ -68,12 +68,12 @@ async fn every_constraint_of_a_distributed_table_holds_its_distribution_column()
     let unclassified: Vec<&String> = tables.iter().filter(|t| !plan.contains_key(*t)).collect();
     assert!(
         unclassified.is_empty(),
-        "tables missing from docs/scale-out.md (classify them there): {unclassified:?}"
+        "tables missing from docs/src/scale-out.md (classify them there): {unclassified:?}"
     );
     let gone: Vec<&String> = plan.keys().filter(|t| !tables.contains(t)).collect();
     assert!(
         gone.is_empty(),
-        "docs/scale-out.md names tables that do not exist: {gone:?}"
+        "docs/src/scale-out.md names tables that do not exist: {gone:?}"
     );
 
     // Unique indexes (primary keys included): the columns they cover, by name; an
@@ -152,7 +152,10 @@ async fn every_constraint_of_a_distributed_table_holds_its_distribution_column()
             )),
         }
     }
-    assert!(broken.is_empty(), "against docs/scale-out.md: {broken:#?}");
+    assert!(
+        broken.is_empty(),
+        "against docs/src/scale-out.md: {broken:#?}"
+    );
     let stale: Vec<_> = exceptions.difference(&excused).collect();
     assert!(
         stale.is_empty(),

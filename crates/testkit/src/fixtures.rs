@@ -1,4 +1,5 @@
-//! Deterministic clock and ids for tests.
+//! Deterministic clock, ids and validation tokens for tests, and the command context
+//! that uses them. Rows of every table: [`crate::rows`].
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -15,6 +16,7 @@ pub struct SteppingClock {
 }
 
 impl SteppingClock {
+    /// A clock whose first read is `start` plus one millisecond.
     pub fn new(start: OffsetDateTime) -> Self {
         Self {
             now: Mutex::new(start),
@@ -44,6 +46,7 @@ pub struct SequentialIds {
 }
 
 impl SequentialIds {
+    /// Ids `<prefix>1`, `<prefix>2`, ...
     pub fn with_prefix(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
@@ -59,12 +62,41 @@ impl IdGenerator for SequentialIds {
     }
 }
 
-/// A command context with a stepping clock and sequential ids.
+/// A command context with a stepping clock, sequential ids, validation tokens from the
+/// operating system (unique, like in production) and the creator `test`.
 pub fn context() -> CommandContext {
     CommandContext {
         clock: Arc::new(SteppingClock::default()),
         ids: Arc::new(SequentialIds::default()),
         tokens: Arc::new(tenancy_core::challenge::OsTokens),
         creator: "test".into(),
+    }
+}
+
+/// The token [`FixedToken::default`] generates.
+pub const TOKEN: &str = "testtokentesttokentesttoken";
+
+/// A validation token generator that always returns the same token, so a test knows
+/// what to publish in its DNS TXT record or HTTP file.
+#[derive(Debug, Clone)]
+pub struct FixedToken(pub String);
+
+impl Default for FixedToken {
+    fn default() -> Self {
+        Self(TOKEN.into())
+    }
+}
+
+impl tenancy_core::challenge::TokenGenerator for FixedToken {
+    fn token(&self) -> tenancy_core::Result<String> {
+        Ok(self.0.clone())
+    }
+}
+
+/// [`context`] with validation tokens from [`FixedToken::default`].
+pub fn context_with_fixed_token() -> CommandContext {
+    CommandContext {
+        tokens: Arc::new(FixedToken::default()),
+        ..context()
     }
 }

@@ -6,7 +6,8 @@
 //! - [`db::TestDatabase`]: a fresh, migrated PostgreSQL database per test, provisioned from
 //!   `DATABASE_URL`, a testcontainers container, or an embedded cluster (see the README);
 //! - [`contract`]: the repository contract every adapter passes (run on both here);
-//! - [`fixtures`]: a fixed clock and sequential ids for deterministic tests;
+//! - [`fixtures`]: a stepping clock, sequential ids and fixed tokens for deterministic tests;
+//! - [`rows`]: a row of every table with defaults, to change with struct update syntax;
 //! - [`zitadel`]: databases laid out by ZITADEL itself, and its push;
 //! - [`verify`]: the assertion that the tables equal the fold of the events;
 //! - [`servers`]: a DNS and an HTTP server on loopback, for verification tests;
@@ -27,6 +28,7 @@ pub mod fixtures;
 mod memory;
 #[cfg(feature = "postgres")]
 pub mod replica;
+pub mod rows;
 #[cfg(feature = "servers")]
 pub mod servers;
 pub mod stream;
