@@ -1,7 +1,8 @@
-//! `cargo xtask <chore>`: migrate, test, lint, ci, images, db.
+//! `cargo xtask <chore>`: migrate, test, lint, docs, consumer, ci, images, bench, db.
 #![allow(clippy::print_stdout)]
 
 mod docker;
+mod docs;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -38,7 +39,12 @@ enum Task {
     Images,
     /// cargo fmt --check, clippy -D warnings on all targets, cargo-deny when installed.
     Lint,
-    /// lint + test: what CI runs.
+    /// The rustdoc of every crate (all features) and the book in docs/, warnings denied.
+    Docs,
+    /// examples/consumer, a crate outside the workspace, built and tested from a clean
+    /// copy: with path dependencies, then with git dependencies on the committed HEAD.
+    Consumer,
+    /// lint, docs, consumer, then test: what CI runs (without the benchmarks).
     Ci,
     /// Benchmarks against baselines measured in the same run (release build); prints a
     /// table and writes target/bench/report.json.
@@ -340,7 +346,12 @@ fn run(task: Task) -> Result<()> {
         Task::Test => test(),
         Task::Images => docker::images(),
         Task::Lint => lint(),
-        Task::Ci => lint().and_then(|()| test()),
+        Task::Docs => docs::docs(),
+        Task::Consumer => docs::consumer(),
+        Task::Ci => lint()
+            .and_then(|()| docs::docs())
+            .and_then(|()| docs::consumer())
+            .and_then(|()| test()),
         Task::Bench { soak: true, .. } => {
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args([

@@ -242,8 +242,9 @@ impl ProjectionState {
         .map_err(on_constraint)
     }
 
-    /// Cursors, events past them and failures. With `since` (see
-    /// [`ProjectionState::behind_events`]) the cost follows the events after it.
+    /// Cursors, events past them and failures. With `since` (the start of the oldest
+    /// sweep still valid, `tenancy.sweeps`) only instances with events after it or with
+    /// failed events are looked at, so the cost follows the recent events.
     pub async fn progress(&self, pool: &PgPool, since: Option<Decimal>) -> Result<Progress> {
         let (events_behind, oldest_behind): (i64, Option<OffsetDateTime>) = self
             .behind_events("count(*), min(e.created_at)", "", since)

@@ -3,7 +3,7 @@
 //! A rebuild fills a **next** generation — empty copies of the five tables in the schema
 //! [`NEXT_SCHEMA`], with the same columns, constraints and indexes under the same names —
 //! while the live tables keep serving every read and keep being projected. A short
-//! [`switch`] then moves the live tables to [`PREVIOUS_SCHEMA`] and the next ones into the
+//! switch ([`freeze`], then [`Frozen::finish`]) then moves the live tables to [`PREVIOUS_SCHEMA`] and the next ones into the
 //! live schema, in one transaction: a reader sees one generation or the other, never a
 //! mix. The cursors move with their tables (the projection's name), the host-notification
 //! triggers move to the new live tables, and every host cache is told to forget.
@@ -145,7 +145,7 @@ pub struct Names<'a> {
     pub previous: &'a str,
 }
 
-/// The outcome of a [`switch`] attempt.
+/// The outcome of a switch ([`Frozen::finish`]) attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Switch {
     /// The next generation is live; the former live one is in [`PREVIOUS_SCHEMA`].

@@ -61,6 +61,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_rows_of_the_testkit() {
+        // A mock answers with a row built by the testkit; no `time` dependency needed.
+        let mut uow = MockUnitOfWork::new();
+        let removed = tenancy_core::model::Instance {
+            deleted_at: Some(tenancy_core::time::OffsetDateTime::UNIX_EPOCH),
+            ..tenancy_testkit::rows::instance("i1")
+        };
+        uow.expect_get_instance()
+            .returning(move |_| Ok(removed.clone()));
+        let found = uow
+            .get_instance(&tenancy_core::id::InstanceId::new("i1").unwrap())
+            .await
+            .unwrap();
+        assert!(found.deleted_at.is_some());
+    }
+
+    #[tokio::test]
     async fn with_the_mocks() {
         let mut uow = MockUnitOfWork::new();
         uow.expect_apply_instance_change()
