@@ -10,7 +10,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// in PostgreSQL and one check in memory. Displayed as the rule's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
+    /// Instance ids, across all instances.
     InstanceId,
+    /// Organization ids, per instance.
     OrganizationId,
     /// Live organization names, per instance, ignoring case.
     OrganizationName,
@@ -20,17 +22,20 @@ pub enum Rule {
     TrustedInstanceDomain,
     /// An instance domain row (instance, type, domain).
     InstanceDomain,
+    /// At most one primary custom domain per instance.
     PrimaryInstanceDomain,
     /// A domain of one organization.
     OrganizationDomain,
     /// A verified organization domain, per instance.
     VerifiedOrganizationDomain,
+    /// At most one primary domain per organization.
     PrimaryOrganizationDomain,
     /// A unique constraint tenancy does not know by name.
     Other,
 }
 
 impl Rule {
+    /// The rule's name in messages (`already exists: custom instance domain: ...`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InstanceId => "instance id",
@@ -69,15 +74,30 @@ impl fmt::Display for Rule {
 pub enum Error {
     /// The addressed object does not exist (or is soft-deleted).
     #[error("{kind} not found: {id}")]
-    NotFound { kind: &'static str, id: String },
+    NotFound {
+        /// What was looked for (`instance`, `organization domain`, ...).
+        kind: &'static str,
+        /// The id or key it was looked for by.
+        id: String,
+    },
 
     /// A uniqueness rule would be broken; `rule` names it.
     #[error("already exists: {rule}: {value}")]
-    AlreadyExists { rule: Rule, value: String },
+    AlreadyExists {
+        /// The uniqueness rule that would break.
+        rule: Rule,
+        /// The value that is taken (a name, a domain, an id).
+        value: String,
+    },
 
     /// Input that breaks a validation rule; `field` names the input, `reason` the rule.
     #[error("invalid {field}: {reason}")]
-    InvalidArgument { field: &'static str, reason: String },
+    InvalidArgument {
+        /// The input's name, as the caller knows it (`domain`, `name`, `page_token`).
+        field: &'static str,
+        /// The rule it breaks, in words the caller can act on.
+        reason: String,
+    },
 
     /// The object exists but is not in a state that allows the operation.
     #[error("precondition failed: {0}")]
@@ -89,7 +109,10 @@ pub enum Error {
 
     /// A `get` matched more than one row.
     #[error("{kind}: more than one row matched")]
-    MultipleFound { kind: &'static str },
+    MultipleFound {
+        /// What was looked for.
+        kind: &'static str,
+    },
 
     /// The command would not change anything.
     #[error("no changes: {0}")]
@@ -110,13 +133,16 @@ pub enum Error {
     /// Anything else: infrastructure failures and broken invariants, with the cause.
     #[error("internal error: {message}")]
     Internal {
+        /// What tenancy was doing when it failed.
         message: String,
+        /// The underlying failure (a database error, an I/O error), when there is one.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
 impl Error {
+    /// [`Error::NotFound`] of a `kind` by `id`.
     pub fn not_found(kind: &'static str, id: impl fmt::Display) -> Self {
         Self::NotFound {
             kind,
@@ -124,6 +150,7 @@ impl Error {
         }
     }
 
+    /// [`Error::AlreadyExists`]: `value` is taken under `rule`.
     pub fn already_exists(rule: Rule, value: impl fmt::Display) -> Self {
         Self::AlreadyExists {
             rule,
@@ -131,6 +158,7 @@ impl Error {
         }
     }
 
+    /// [`Error::InvalidArgument`]: `field` breaks the rule `reason` says.
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
             field,
@@ -138,14 +166,17 @@ impl Error {
         }
     }
 
+    /// [`Error::PreconditionFailed`] with the state that forbids the operation.
     pub fn precondition(reason: impl Into<String>) -> Self {
         Self::PreconditionFailed(reason.into())
     }
 
+    /// [`Error::NoChanges`]: `what` already holds.
     pub fn no_changes(what: impl Into<String>) -> Self {
         Self::NoChanges(what.into())
     }
 
+    /// [`Error::Internal`] without an underlying error (a broken invariant).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal {
             message: message.into(),
@@ -169,6 +200,7 @@ impl Error {
         text
     }
 
+    /// [`Error::Internal`] caused by `source`, which [`Error::chain`] and logs show.
     pub fn internal_with(
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,

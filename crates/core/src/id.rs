@@ -31,6 +31,7 @@ macro_rules! string_id {
                 Ok(Self(id))
             }
 
+            /// The id as stored.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -101,6 +102,7 @@ const MACHINE_BITS: u32 = 16;
 const TIME_BITS: u32 = 39;
 
 impl SonyflakeIds {
+    /// A generator for `machine_id`; unique only while no other process uses the same machine id.
     pub fn new(machine_id: u16) -> Self {
         Self {
             machine_id,

@@ -33,6 +33,7 @@ pub use crate::table::{
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait EventWriter: Send {
+    /// Appends `events` to their aggregates in the caller's transaction, checking expected sequences and unique constraints; returns them with their positions.
     async fn push(&mut self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>>;
 }
 
@@ -40,6 +41,7 @@ pub trait EventWriter: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait EventReader: Send + Sync {
+    /// The events `query` selects, in position order.
     async fn read(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;
     /// One aggregate's events by sequence (for write models).
     async fn read_aggregate(
@@ -74,7 +76,9 @@ impl<T> Repositories for T where
 /// or not at all. Dropping it without `commit` rolls back.
 #[async_trait]
 pub trait UnitOfWork: Repositories + EventWriter {
+    /// Makes every write of the unit visible at once.
     async fn commit(&mut self) -> Result<()>;
+    /// Discards every write of the unit.
     async fn rollback(&mut self) -> Result<()>;
 }
 
@@ -113,19 +117,23 @@ pub trait UnitOfWorkFactory: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait HostLookup: Send + Sync {
+    /// The live instance whose custom domain is the host of `host` (an HTTP `Host` header: port, case and a trailing dot do not matter), or NotFound.
     async fn instance_by_host(&self, host: &str) -> Result<InstanceId>;
+    /// The live organization of `instance_id` that verified `domain`, or NotFound.
     async fn org_by_domain(&self, instance_id: &InstanceId, domain: &str) -> Result<OrgId>;
 }
 
 /// The time commands stamp on rows and events.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait Clock: Send + Sync {
+    /// The current time, at microsecond precision (what PostgreSQL stores).
     fn now(&self) -> OffsetDateTime;
 }
 
 /// Produces new object ids (ZITADEL-compatible decimal strings in production).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait IdGenerator: Send + Sync {
+    /// A new id; an error when none can be produced safely (e.g. a lost machine id lease).
     fn next_id(&self) -> Result<String>;
 }
 
@@ -149,6 +157,7 @@ pub struct SonyflakeGenerator {
 }
 
 impl SonyflakeGenerator {
+    /// Ids with `machine_id` in the machine bits; two processes need different machine ids (`tenancy_postgres::ids::LeasedIds` leases one).
     pub fn new(machine_id: u16) -> Self {
         Self {
             inner: std::sync::Mutex::new(crate::id::SonyflakeIds::new(machine_id)),

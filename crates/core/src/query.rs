@@ -9,34 +9,46 @@ use crate::id::{InstanceId, OrgId};
 /// How a text criterion compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TextOperation {
+    /// The whole text equals the value.
     Equals,
+    /// The text begins with the value.
     StartsWith,
+    /// The text ends with the value.
     EndsWith,
+    /// The value occurs anywhere in the text.
     Contains,
 }
 
 /// A text criterion: operation, value, and whether case is ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TextMatch {
+    /// How the text is compared with `value`.
     pub operation: TextOperation,
+    /// The text to compare with; `LIKE` metacharacters in it match themselves.
     pub value: String,
+    /// Whether ASCII letters compare ignoring case.
     pub ignore_case: bool,
 }
 
 impl TextMatch {
+    /// The text equals `value` exactly (case counts; see [`Self::ignoring_case`]).
     pub fn equals(value: impl Into<String>) -> Self {
         Self::new(TextOperation::Equals, value, false)
     }
+    /// The text begins with `value`.
     pub fn starts_with(value: impl Into<String>) -> Self {
         Self::new(TextOperation::StartsWith, value, false)
     }
+    /// The text ends with `value`.
     pub fn ends_with(value: impl Into<String>) -> Self {
         Self::new(TextOperation::EndsWith, value, false)
     }
+    /// The text contains `value`.
     pub fn contains(value: impl Into<String>) -> Self {
         Self::new(TextOperation::Contains, value, false)
     }
 
+    /// A match with every part given.
     pub fn new(operation: TextOperation, value: impl Into<String>, ignore_case: bool) -> Self {
         Self {
             operation,
@@ -100,8 +112,10 @@ pub fn escape_like(value: &str) -> String {
 /// Sort direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SortOrder {
+    /// Smallest first (the default).
     #[default]
     Ascending,
+    /// Largest first.
     Descending,
 }
 
@@ -110,17 +124,24 @@ pub enum SortOrder {
 /// counting `offset` rows: the cost of a page does not grow with its number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pagination<S> {
+    /// At most this many rows; `None`: all.
     pub limit: Option<u32>,
+    /// Rows to skip before the first one returned (offset paging); ignored with `after`.
     pub offset: u64,
+    /// The column to sort by (ties broken by the id).
     pub sort: S,
+    /// Ascending or descending.
     pub order: SortOrder,
+    /// Keyset paging: start behind this row instead of counting `offset` rows.
     pub after: Option<Keyset>,
 }
 
 /// Where a page ended: the sort value and the id of its last row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Keyset {
+    /// The sort column's value of the last row.
     pub value: KeyValue,
+    /// The id of the last row (the tie breaker).
     pub id: KeyValue,
 }
 
@@ -128,8 +149,11 @@ pub struct Keyset {
 /// lists sort them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum KeyValue {
+    /// A text column (names, domains, string ids), compared byte-wise.
     Text(String),
+    /// A timestamp column (`created_at`, `updated_at`), as RFC 3339 in page tokens.
     Time(#[serde(with = "time::serde::rfc3339")] time::OffsetDateTime),
+    /// A number column (the domains table's key).
     Number(i64),
 }
 
@@ -255,6 +279,7 @@ impl<S: Default> Default for Pagination<S> {
 }
 
 impl<S> Pagination<S> {
+    /// A page of `limit` rows after skipping `offset` (offset paging).
     pub fn page(sort: S, order: SortOrder, limit: u32, offset: u64) -> Self {
         Self {
             limit: Some(limit),
@@ -290,18 +315,24 @@ impl<S> Pagination<S> {
 /// Sort columns of domain lists (an allow-list: nothing else reaches SQL).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DomainSort {
+    /// By creation time (the default).
     #[default]
     CreatedAt,
+    /// By time of the last change.
     UpdatedAt,
+    /// By domain name, byte-wise.
     Domain,
 }
 
 /// Sort columns of instance and organization lists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NameSort {
+    /// By creation time (the default).
     #[default]
     CreatedAt,
+    /// By time of the last change.
     UpdatedAt,
+    /// By name, byte-wise.
     Name,
     /// The id alone (byte-wise).
     Id,
@@ -322,43 +353,56 @@ pub enum DomainOwner {
 /// tenant-scoped read (MissingTenant otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DomainCriteria {
+    /// The instance whose domains are read (required: MissingTenant without it).
     pub instance_id: Option<InstanceId>,
+    /// Only the row with this key.
     pub id: Option<i64>,
+    /// Only domains whose name matches.
     pub domain: Option<TextMatch>,
+    /// Only instance domains, or the domains of given organizations.
     pub owner: Option<DomainOwner>,
+    /// Only verified (`true`) or unverified (`false`) domains.
     pub is_verified: Option<bool>,
+    /// Only primary (`true`) or non-primary (`false`) domains.
     pub is_primary: Option<bool>,
     /// Soft-deleted rows are left out unless this is set.
     pub include_deleted: bool,
 }
 
 impl DomainCriteria {
+    /// The live domains of an instance, of every owner (add filters with the methods below).
     pub fn of_instance(instance_id: &InstanceId) -> Self {
         Self {
             instance_id: Some(instance_id.clone()),
             ..Self::default()
         }
     }
+    /// Only domains whose name matches `m`.
     pub fn domain(mut self, m: TextMatch) -> Self {
         self.domain = Some(m);
         self
     }
+    /// Only the domains of `owner`.
     pub fn owner(mut self, owner: DomainOwner) -> Self {
         self.owner = Some(owner);
         self
     }
+    /// Only verified (`true`) or unverified (`false`) domains.
     pub fn verified(mut self, v: bool) -> Self {
         self.is_verified = Some(v);
         self
     }
+    /// Only primary (`true`) or non-primary (`false`) domains.
     pub fn primary(mut self, v: bool) -> Self {
         self.is_primary = Some(v);
         self
     }
+    /// Only the row with key `id`.
     pub fn with_id(mut self, id: i64) -> Self {
         self.id = Some(id);
         self
     }
+    /// Soft-deleted rows too.
     pub fn including_deleted(mut self) -> Self {
         self.include_deleted = true;
         self
@@ -368,13 +412,17 @@ impl DomainCriteria {
 /// Criteria of organization lists (always within one instance).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OrganizationCriteria {
+    /// The instance whose organizations are listed (required: MissingTenant without it).
     pub instance_id: Option<InstanceId>,
     /// Any of these ids (empty: any id).
     pub ids: Vec<OrgId>,
+    /// Only organizations whose name matches.
     pub name: Option<TextMatch>,
     /// Organizations with a domain (verified or not) that matches.
     pub domain: Option<TextMatch>,
+    /// Only active or only inactive organizations.
     pub state: Option<crate::model::OrganizationState>,
+    /// Soft-deleted organizations too.
     pub include_deleted: bool,
 }
 
@@ -385,7 +433,9 @@ pub struct InstanceCriteria {
     pub ids: Vec<InstanceId>,
     /// Instances owning any of these custom domains, ignoring case (empty: no filter).
     pub custom_domains: Vec<String>,
+    /// Only instances whose name matches.
     pub name: Option<TextMatch>,
+    /// Soft-deleted instances too.
     pub include_deleted: bool,
 }
 

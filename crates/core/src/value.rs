@@ -27,6 +27,7 @@ pub const MAX_NAME_LEN: usize = 200;
 pub struct DomainName(String);
 
 impl DomainName {
+    /// Validates a domain that is to be added (see the type's rules); InvalidArgument says which rule broke.
     pub fn parse(input: &str) -> Result<Self> {
         let domain = Self::parse_stored(input)?;
         if let Some(last) = domain.0.rsplit('.').next()
@@ -124,6 +125,7 @@ impl DomainName {
         Self::parse(host.strip_suffix('.').unwrap_or(host))
     }
 
+    /// The normalized (lower-cased) name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -163,6 +165,7 @@ impl From<DomainName> for String {
 pub struct Name(String);
 
 impl Name {
+    /// Trims and validates a name; InvalidArgument when empty, too long or containing NUL.
     pub fn parse(input: &str) -> Result<Self> {
         let name = input.trim();
         if name.is_empty() {
@@ -184,6 +187,7 @@ impl Name {
         Ok(Self(name.to_owned()))
     }
 
+    /// The trimmed name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -214,6 +218,7 @@ impl From<Name> for String {
 pub struct LanguageTag(String);
 
 impl LanguageTag {
+    /// Validates a BCP-47 tag (trimmed); InvalidArgument when malformed.
     pub fn parse(input: &str) -> Result<Self> {
         let tag = input.trim();
         oxilangtag::LanguageTag::parse(tag)
@@ -221,6 +226,7 @@ impl LanguageTag {
         Ok(Self(tag.to_owned()))
     }
 
+    /// The tag as given (trimmed).
     pub fn as_str(&self) -> &str {
         &self.0
     }

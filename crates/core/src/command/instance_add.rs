@@ -8,8 +8,15 @@ use crate::ports::UnitOfWork;
 use crate::value::Name;
 
 /// Creates an instance (tenant) with a generated id.
+///
+/// # What it touches
+///
+/// - **reads** nothing;
+/// - **writes** `instances` (insert, `apply_instance_change`);
+/// - **pushes** `instance.added`.
 #[derive(Debug, Clone)]
 pub struct AddInstance {
+    /// The instance's name (trimmed; 1 to 200 characters).
     pub name: String,
 }
 

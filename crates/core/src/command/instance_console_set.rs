@@ -7,10 +7,19 @@ use crate::id::InstanceId;
 use crate::ports::UnitOfWork;
 
 /// Sets the console's OIDC client id and app id.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`;
+/// - **writes** `instances` (update, `apply_instance_change`);
+/// - **pushes** `instance.iam.console.set`.
 #[derive(Debug, Clone)]
 pub struct SetInstanceConsole {
+    /// The instance to change.
     pub instance_id: InstanceId,
+    /// The console's OIDC client id.
     pub client_id: String,
+    /// The console's application id.
     pub app_id: String,
 }
 

@@ -8,9 +8,17 @@ use crate::ports::UnitOfWork;
 use crate::value::LanguageTag;
 
 /// Sets the instance's default language (a BCP-47 tag).
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`;
+/// - **writes** `instances` (update, `apply_instance_change`);
+/// - **pushes** `instance.default.language.set`.
 #[derive(Debug, Clone)]
 pub struct SetInstanceDefaultLanguage {
+    /// The instance to change.
     pub instance_id: InstanceId,
+    /// A BCP-47 tag (`de`, `en-US`); InvalidArgument otherwise.
     pub language: String,
 }
 

@@ -7,9 +7,17 @@ use crate::id::{InstanceId, OrgId};
 use crate::ports::UnitOfWork;
 
 /// Makes a live organization of the instance its default organization.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`;
+/// - **writes** `instances` (update, `apply_instance_change`);
+/// - **pushes** `instance.default.org.set`.
 #[derive(Debug, Clone)]
 pub struct SetInstanceDefaultOrg {
+    /// The instance to change.
     pub instance_id: InstanceId,
+    /// A live organization of that instance.
     pub org_id: OrgId,
 }
 

@@ -9,9 +9,17 @@ use crate::value::DomainName;
 
 /// Adds a custom domain to an instance. A custom domain is unique across all instances:
 /// a host resolves to exactly one instance.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `instance_by_host` (is the domain taken?);
+/// - **writes** `instance_domains` (insert, `apply_instance_domain_change`), `domains` (insert, `apply_domain_change`);
+/// - **pushes** `instance.domain.added`, claiming the `instance_domain` unique value.
 #[derive(Debug, Clone)]
 pub struct AddInstanceDomain {
+    /// The instance that is to be served under the domain.
     pub instance_id: InstanceId,
+    /// The domain (a host name; lower-cased; IP-shaped names are refused).
     pub domain: String,
     /// Generated domains (the instance's default host) cannot be removed later.
     pub generated: bool,

@@ -9,9 +9,17 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Removes a custom domain; generated and primary domains cannot be removed.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `list_instance_domains`;
+/// - **writes** `instance_domains` (delete, `apply_instance_domain_change`), `domains` (soft delete, `apply_domain_change`);
+/// - **pushes** `instance.domain.removed`, releasing the `instance_domain` unique value.
 #[derive(Debug, Clone)]
 pub struct RemoveInstanceDomain {
+    /// The instance that holds the domain.
     pub instance_id: InstanceId,
+    /// The custom domain to remove (any case).
     pub domain: String,
 }
 

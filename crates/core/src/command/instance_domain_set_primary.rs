@@ -9,9 +9,17 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Makes a custom domain the instance's only primary domain.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `list_instance_domains`;
+/// - **writes** `instance_domains` (update, `apply_instance_domain_change`), `domains` (update, `apply_domain_change`);
+/// - **pushes** `instance.domain.primary.set`.
 #[derive(Debug, Clone)]
 pub struct SetInstanceDomainPrimary {
+    /// The instance that holds the domain.
     pub instance_id: InstanceId,
+    /// One of its custom domains (any case).
     pub domain: String,
 }
 

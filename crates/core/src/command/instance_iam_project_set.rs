@@ -7,9 +7,17 @@ use crate::id::InstanceId;
 use crate::ports::UnitOfWork;
 
 /// Sets the id of the instance's IAM project.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`;
+/// - **writes** `instances` (update, `apply_instance_change`);
+/// - **pushes** `instance.iam.project.set`.
 #[derive(Debug, Clone)]
 pub struct SetInstanceIamProject {
+    /// The instance to change.
     pub instance_id: InstanceId,
+    /// The IAM project's id.
     pub iam_project_id: String,
 }
 

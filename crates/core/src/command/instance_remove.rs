@@ -9,8 +9,15 @@ use crate::ports::UnitOfWork;
 
 /// Removes an instance: soft-deletes it and its organizations, deletes its instance and
 /// org domain rows, soft-deletes its unified domains, and releases its custom domains.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `list_instance_domains`;
+/// - **writes** `instances` (soft delete, `apply_instance_change`), `organizations` (soft delete of all, `apply_organization_change`), `instance_domains` (delete of all, `apply_instance_domain_change`), `org_domains` (delete of all, `apply_org_domain_change`), `domains` (soft delete of all, `apply_domain_change`);
+/// - **pushes** `instance.removed`, releasing the `instance_domain` unique value of each custom domain.
 #[derive(Debug, Clone)]
 pub struct RemoveInstance {
+    /// The instance to remove.
     pub instance_id: InstanceId,
 }
 

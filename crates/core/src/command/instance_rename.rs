@@ -8,9 +8,17 @@ use crate::ports::UnitOfWork;
 use crate::value::Name;
 
 /// Renames an instance.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`;
+/// - **writes** `instances` (update, `apply_instance_change`);
+/// - **pushes** `instance.changed`.
 #[derive(Debug, Clone)]
 pub struct RenameInstance {
+    /// The instance to rename.
     pub instance_id: InstanceId,
+    /// The new name (trimmed; 1 to 200 characters).
     pub name: String,
 }
 

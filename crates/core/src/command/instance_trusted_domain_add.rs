@@ -9,9 +9,17 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Adds a trusted domain (unique per instance).
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `list_instance_domains`;
+/// - **writes** `instance_domains` (insert, `apply_instance_domain_change`);
+/// - **pushes** `instance.trusted_domains.added`.
 #[derive(Debug, Clone)]
 pub struct AddInstanceTrustedDomain {
+    /// The instance that is to trust the domain.
     pub instance_id: InstanceId,
+    /// The domain to trust.
     pub domain: String,
 }
 

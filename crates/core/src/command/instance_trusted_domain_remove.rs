@@ -9,9 +9,17 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Removes a trusted domain.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `list_instance_domains`;
+/// - **writes** `instance_domains` (delete, `apply_instance_domain_change`);
+/// - **pushes** `instance.trusted_domains.removed`.
 #[derive(Debug, Clone)]
 pub struct RemoveInstanceTrustedDomain {
+    /// The instance that trusts the domain.
     pub instance_id: InstanceId,
+    /// The trusted domain to remove (any case).
     pub domain: String,
 }
 

@@ -70,7 +70,10 @@ pub use organization_rename::RenameOrganization;
 /// What every command needs besides the unit of work.
 #[derive(Clone)]
 pub struct CommandContext {
+    /// The time stamped on rows and events (`SystemClock` in production).
     pub clock: Arc<dyn Clock>,
+    /// New ids of instances and organizations (`tenancy_postgres::ids::LeasedIds` in
+    /// production: unique across replicas).
     pub ids: Arc<dyn IdGenerator>,
     /// Domain validation tokens.
     pub tokens: Arc<dyn TokenGenerator>,
@@ -89,6 +92,7 @@ impl std::fmt::Debug for CommandContext {
 /// A use case.
 #[async_trait]
 pub trait Command: Send + Sync {
+    /// What the command returns on success (a new id, a validated domain, or `()`).
     type Output: Send;
     /// Runs inside `uow`; the caller commits (see [`run`]).
     async fn execute(&self, uow: &mut dyn UnitOfWork, ctx: &CommandContext)

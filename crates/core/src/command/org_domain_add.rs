@@ -11,10 +11,19 @@ use crate::value::DomainName;
 
 /// Claims a domain for an organization (unverified). Several orgs may claim the same
 /// domain, but not one that another org of the instance has verified.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_org_domains`, `list_domains` (verified elsewhere?);
+/// - **writes** `org_domains` (insert, `apply_org_domain_change`), `domains` (insert, `apply_domain_change`);
+/// - **pushes** `org.domain.added`.
 #[derive(Debug, Clone)]
 pub struct AddOrganizationDomain {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that claims the domain.
     pub org_id: OrgId,
+    /// The domain to claim.
     pub domain: String,
 }
 

@@ -9,10 +9,19 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Removes an org domain; the primary one cannot be removed.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_org_domains`;
+/// - **writes** `org_domains` (delete, `apply_org_domain_change`), `domains` (soft delete, `apply_domain_change`);
+/// - **pushes** `org.domain.removed`, releasing the `org_domain` unique value if it was verified.
 #[derive(Debug, Clone)]
 pub struct RemoveOrganizationDomain {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that holds the domain.
     pub org_id: OrgId,
+    /// The domain to remove (any case).
     pub domain: String,
 }
 

@@ -9,10 +9,19 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Makes a verified org domain the org's only primary domain.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_org_domains`;
+/// - **writes** `org_domains` (update, `apply_org_domain_change`), `domains` (update, `apply_domain_change`);
+/// - **pushes** `org.domain.primary.set`.
 #[derive(Debug, Clone)]
 pub struct SetOrganizationDomainPrimary {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that holds the domain.
     pub org_id: OrgId,
+    /// One of its verified domains (any case).
     pub domain: String,
 }
 

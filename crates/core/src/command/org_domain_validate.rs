@@ -20,14 +20,70 @@ use crate::value::DomainName;
 ///
 /// Not a [`Command`]: the check talks to the network, which must not happen inside a
 /// transaction.
+///
+/// # What it touches
+///
+/// - **reads** (a read-only unit of work first) `get_instance`, `get_organization`,
+///   `list_org_domains`; then the organization's events (`EventReader::read_aggregate`)
+///   for the last token; then the network, through the [`DomainChallenge`];
+/// - **on success** runs [`VerifyOrganizationDomain`]: writes `org_domains` and `domains`
+///   (update), pushes `org.domain.verified`;
+/// - **on failure** pushes `org.domain.verification.failed` (no table changes) and returns
+///   [`crate::challenge::ChallengeFailure`] inside [`Error::Challenge`], which says what
+///   the user must do; after too many failures in a window it returns `TooSoon` without
+///   contacting anything.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use tenancy_core::challenge::{ChallengeFailure, ChallengeSettings, DomainChallenge};
+/// use tenancy_core::command::{run, AddInstance, AddOrganization, AddOrganizationDomain};
+/// use tenancy_core::command::{GenerateOrganizationDomainValidation, ValidateOrganizationDomain};
+/// use tenancy_core::mocks::MockDomainChallenge;
+/// use tenancy_core::model::ValidationType;
+/// use tenancy_testkit::{fixtures, InMemoryStore};
+///
+/// let store = InMemoryStore::new();
+/// let ctx = fixtures::context_with_fixed_token();
+/// let instance_id = run(&store, &ctx, &AddInstance { name: "ACME".into() }).await?;
+/// let org_id = run(&store, &ctx, &AddOrganization {
+///     instance_id: instance_id.clone(), id: None, name: "Sales".into(),
+/// }).await?;
+/// let domain = "sales.acme.example".to_owned();
+/// run(&store, &ctx, &AddOrganizationDomain {
+///     instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.clone(),
+/// }).await?;
+/// run(&store, &ctx, &GenerateOrganizationDomainValidation {
+///     instance_id: instance_id.clone(), org_id: org_id.clone(), domain: domain.clone(),
+///     validation_type: ValidationType::Dns, settings: ChallengeSettings::default(),
+/// }).await?;
+///
+/// // The DNS or HTTP check; `tenancy-challenge` has the real ones.
+/// let mut published = MockDomainChallenge::new();
+/// published.expect_check().returning(|challenge| {
+///     assert_eq!(challenge.token, tenancy_testkit::fixtures::TOKEN);
+///     Ok(())
+/// });
+/// let validate = ValidateOrganizationDomain { instance_id, org_id, domain };
+/// validate.run(&store, &store.event_reader(), &published, &ctx).await?;
+/// # let _ = ChallengeFailure::NotGenerated { domain: String::new() };
+/// # let _: Option<&dyn DomainChallenge> = None;
+/// # Ok::<(), tenancy_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct ValidateOrganizationDomain {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that holds the domain.
     pub org_id: OrgId,
+    /// One of its unverified domains, with a validation token generated.
     pub domain: String,
 }
 
 impl ValidateOrganizationDomain {
+    /// Checks the published token and, when it is there, verifies the domain. `factory`
+    /// gives the units of work, `events` the organization's history, `checker` the DNS
+    /// or HTTP check; the check runs outside any transaction.
     pub async fn run(
         &self,
         factory: &dyn UnitOfWorkFactory,

@@ -15,20 +15,34 @@ use time::OffsetDateTime;
 /// `GenerateOrganizationDomainValidation`): records it with
 /// `org.domain.verification.added` and says what to publish. A new token replaces the
 /// previous one.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_org_domains`; a token from `ctx.tokens`;
+/// - **writes** `org_domains` (update, `apply_org_domain_change`), `domains` (update, `apply_domain_change`);
+/// - **pushes** `org.domain.verification.added` with the token and its expiry.
 #[derive(Debug, Clone)]
 pub struct GenerateOrganizationDomainValidation {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that holds the domain.
     pub org_id: OrgId,
+    /// One of its unverified domains.
     pub domain: String,
+    /// Publish the token as a DNS TXT record or as an HTTP file.
     pub validation_type: ValidationType,
+    /// The challenge's prefix and the token's lifetime.
     pub settings: ChallengeSettings,
 }
 
 /// A generated token and where to publish it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainValidation {
+    /// The token to publish.
     pub token: String,
+    /// When verifying with this token stops being possible.
     pub expires_at: OffsetDateTime,
+    /// The DNS record or HTTP file to publish, ready to show the user.
     pub publication: Publication,
 }
 

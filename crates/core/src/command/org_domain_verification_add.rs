@@ -10,11 +10,21 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Starts the verification of an org domain by HTTP or DNS.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_org_domains`;
+/// - **writes** `org_domains` (update, `apply_org_domain_change`), `domains` (update, `apply_domain_change`);
+/// - **pushes** `org.domain.verification.added` (without a token).
 #[derive(Debug, Clone)]
 pub struct AddOrganizationDomainVerification {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that holds the domain.
     pub org_id: OrgId,
+    /// One of its unverified domains.
     pub domain: String,
+    /// How the domain is to be validated.
     pub validation_type: ValidationType,
 }
 

@@ -10,10 +10,19 @@ use crate::ports::UnitOfWork;
 use crate::value::DomainName;
 
 /// Marks an org domain verified. A verified domain belongs to one org per instance.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_org_domains`, `list_domains` (verified elsewhere?);
+/// - **writes** `org_domains` (update, `apply_org_domain_change`), `domains` (update, `apply_domain_change`);
+/// - **pushes** `org.domain.verified`, claiming the `org_domain` unique value.
 #[derive(Debug, Clone)]
 pub struct VerifyOrganizationDomain {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization that holds the domain.
     pub org_id: OrgId,
+    /// One of its unverified domains.
     pub domain: String,
 }
 

@@ -9,12 +9,20 @@ use crate::query::{OrganizationCriteria, Pagination, TextMatch};
 use crate::value::Name;
 
 /// Adds an organization to an instance; names are unique per instance (ignoring case).
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `list_organizations` (name taken?), `count_organizations` (a chosen id taken?);
+/// - **writes** `organizations` (insert, `apply_organization_change`);
+/// - **pushes** `org.added`, claiming the `org_name` unique value.
 #[derive(Debug, Clone)]
 pub struct AddOrganization {
+    /// The instance the organization is added to.
     pub instance_id: InstanceId,
     /// An id chosen by the caller; one is generated when `None`. An id is never reused,
     /// not even one of a removed organization (its events stay in the store).
     pub id: Option<String>,
+    /// The name (trimmed; 1 to 200 characters; unique in the instance ignoring case).
     pub name: String,
 }
 

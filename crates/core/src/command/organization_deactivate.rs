@@ -8,9 +8,17 @@ use crate::model::OrganizationState;
 use crate::ports::UnitOfWork;
 
 /// Deactivates an active organization.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`;
+/// - **writes** `organizations` (update, `apply_organization_change`);
+/// - **pushes** `org.deactivated`.
 #[derive(Debug, Clone)]
 pub struct DeactivateOrganization {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The active organization to deactivate.
     pub org_id: OrgId,
 }
 

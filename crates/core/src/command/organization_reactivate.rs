@@ -8,9 +8,17 @@ use crate::model::OrganizationState;
 use crate::ports::UnitOfWork;
 
 /// Reactivates an inactive organization.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`;
+/// - **writes** `organizations` (update, `apply_organization_change`);
+/// - **pushes** `org.reactivated`.
 #[derive(Debug, Clone)]
 pub struct ReactivateOrganization {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The inactive organization to reactivate.
     pub org_id: OrgId,
 }
 

@@ -9,9 +9,17 @@ use crate::ports::UnitOfWork;
 /// Removes an organization (not the instance's default one): soft-deletes it, deletes its
 /// org domain rows, soft-deletes its unified domains and releases its name and verified
 /// domains.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `get_instance` (is it the default org?), `list_org_domains`;
+/// - **writes** `organizations` (soft delete, `apply_organization_change`), `org_domains` (delete of all its, `apply_org_domain_change`), `domains` (soft delete of all its, `apply_domain_change`);
+/// - **pushes** `org.removed`, releasing the `org_name` unique value and the `org_domain` value of each verified domain.
 #[derive(Debug, Clone)]
 pub struct RemoveOrganization {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization to remove.
     pub org_id: OrgId,
 }
 

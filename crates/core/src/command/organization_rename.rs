@@ -9,10 +9,19 @@ use crate::ports::UnitOfWork;
 use crate::value::Name;
 
 /// Renames an organization.
+///
+/// # What it touches
+///
+/// - **reads** `get_instance`, `get_organization`, `list_organizations` (name taken?);
+/// - **writes** `organizations` (update, `apply_organization_change`);
+/// - **pushes** `org.changed`, releasing the old `org_name` unique value and claiming the new one.
 #[derive(Debug, Clone)]
 pub struct RenameOrganization {
+    /// The organization's instance.
     pub instance_id: InstanceId,
+    /// The organization to rename.
     pub org_id: OrgId,
+    /// The new name (trimmed; 1 to 200 characters; unique in the instance ignoring case).
     pub name: String,
 }
 

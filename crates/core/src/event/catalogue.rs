@@ -18,58 +18,93 @@ pub const ORG_AGGREGATE: &str = "org";
 /// One legacy event concerning instances, organizations or their domains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegacyEvent {
+    /// `instance.added`: a new instance.
     InstanceAdded {
+        /// The name (payload `name`).
         name: String,
     },
+    /// `instance.changed`: the instance was renamed.
     InstanceChanged {
+        /// The name (payload `name`).
         name: String,
     },
     /// `name` and `domains` a legacy writer may add are ignored.
     InstanceRemoved,
+    /// `instance.default.org.set`: the organization new users land in.
     InstanceDefaultOrgSet {
+        /// The organization (payload `orgId`).
         org_id: String,
     },
+    /// `instance.iam.project.set`: the instance's IAM project.
     InstanceIamProjectSet {
+        /// The project's id (payload `iamProjectId`).
         iam_project_id: String,
     },
+    /// `instance.iam.console.set`: the management console's client and app.
     InstanceIamConsoleSet {
+        /// The console's OIDC client id (payload `clientId`).
         client_id: String,
+        /// The console's application id (payload `appId`).
         app_id: String,
     },
+    /// `instance.default.language.set`: the instance's default language.
     InstanceDefaultLanguageSet {
+        /// A BCP-47 tag (payload `language`).
         language: String,
     },
+    /// `instance.domain.added`: a custom domain the instance is served under.
     InstanceDomainAdded {
+        /// The domain (payload `domain`).
         domain: String,
+        /// Whether ZITADEL generated the domain (payload `generated`, default false).
         generated: bool,
     },
+    /// `instance.domain.primary.set`: the instance's primary custom domain.
     InstanceDomainPrimarySet {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `instance.domain.removed`: a custom domain removed.
     InstanceDomainRemoved {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `instance.trusted_domains.added`: a trusted domain.
     InstanceTrustedDomainAdded {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `instance.trusted_domains.removed`: a trusted domain removed.
     InstanceTrustedDomainRemoved {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `org.added`: a new organization (its aggregate id is the organization's id).
     OrgAdded {
+        /// The name (payload `name`).
         name: String,
     },
     /// Absent or empty name: no change.
     OrgChanged {
+        /// The new name (payload `name`).
         name: Option<String>,
     },
+    /// `org.deactivated`: the organization's users can no longer sign in.
     OrgDeactivated,
+    /// `org.reactivated`: the organization is active again.
     OrgReactivated,
+    /// `org.removed`: the organization and its domains are removed.
     OrgRemoved,
+    /// `org.domain.added`: an unverified domain of the organization.
     OrgDomainAdded {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `org.domain.verification.added`: a validation token was generated.
     OrgDomainVerificationAdded {
+        /// The domain (payload `domain`).
         domain: String,
+        /// DNS or HTTP (payload `validationType`: 2 or 1).
         validation_type: ValidationType,
         /// An encrypted value the projection ignores; kept so encoding round-trips.
         /// tenancy's own tokens are readable (see `challenge`).
@@ -77,16 +112,24 @@ pub enum LegacyEvent {
         /// When the token stops being accepted (tenancy's events; ZITADEL's have none).
         expires_at: Option<OffsetDateTime>,
     },
+    /// `org.domain.verification.failed`: a verification found no valid proof (no table changes).
     OrgDomainVerificationFailed {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `org.domain.verified`: the organization proved control of the domain.
     OrgDomainVerified {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `org.domain.primary.set`: the organization's primary domain.
     OrgDomainPrimarySet {
+        /// The domain (payload `domain`).
         domain: String,
     },
+    /// `org.domain.removed`: a domain of the organization removed.
     OrgDomainRemoved {
+        /// The domain (payload `domain`).
         domain: String,
     },
 }
@@ -125,12 +168,23 @@ pub const EVENT_TYPES: &[&str] = &[
 /// Why an event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// An `event_type` outside the catalogue.
     #[error("unknown event type {0:?}")]
     UnknownType(String),
+    /// The event type needs a payload and has none.
     #[error("{event_type}: payload is missing")]
-    MissingPayload { event_type: String },
+    MissingPayload {
+        /// The event's type.
+        event_type: String,
+    },
+    /// The payload does not have the event type's shape.
     #[error("{event_type}: malformed payload: {reason}")]
-    Malformed { event_type: String, reason: String },
+    Malformed {
+        /// The event's type.
+        event_type: String,
+        /// Which field is wrong, and how.
+        reason: String,
+    },
 }
 
 impl From<DecodeError> for Error {

@@ -20,10 +20,15 @@ pub use crate::table::organization::{OrganizationChange, OrganizationUpdate};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum StateChange {
+    /// A change of `zitadel.instances`.
     Instance(InstanceChange),
+    /// A change of `zitadel.organizations`.
     Organization(OrganizationChange),
+    /// A change of `zitadel.instance_domains`.
     InstanceDomain(InstanceDomainChange),
+    /// A change of `zitadel.org_domains`.
     OrgDomain(OrgDomainChange),
+    /// A change of `zitadel.domains`.
     Domain(DomainChange),
 }
 

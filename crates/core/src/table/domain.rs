@@ -14,65 +14,111 @@ use crate::table::org_domain::ValidationType;
 /// A row of the unified `zitadel.domains`: an instance domain when `org_id` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Domain {
+    /// The table's generated key (identity column), stable across changes of the row.
     pub id: i64,
+    /// The instance (tenant) it belongs to.
     pub instance_id: InstanceId,
+    /// The owning organization; `None` for a domain of the instance itself.
     pub org_id: Option<OrgId>,
+    /// The domain name as written; the uniqueness rules compare it ignoring case.
     pub domain: String,
+    /// Whether the owner proved control of the domain (DNS or HTTP).
     pub is_verified: bool,
+    /// Whether this is its owner's primary domain (at most one per owner).
     pub is_primary: bool,
+    /// How control is proven (DNS TXT record or HTTP file); `None` before a validation is generated.
     pub validation_type: Option<ValidationType>,
+    /// When the row was created (the command's or the event's time).
     pub created_at: OffsetDateTime,
+    /// When the row last changed.
     pub updated_at: OffsetDateTime,
+    /// When it was removed (soft delete); `None` while live.
     pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// A change of the unified `zitadel.domains` (soft delete).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DomainChange {
+    /// Insert the row of a new custom instance domain.
     AddInstanceDomain {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Mark an instance domain primary and the instance's previous primary not.
     SetInstanceDomainPrimary {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Soft-delete an instance domain.
     RemoveInstanceDomain {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Insert the row of a new organization domain.
     AddOrganizationDomain {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
+        /// How control is proven (DNS TXT record or HTTP file); `None` before a validation is generated.
         validation_type: Option<ValidationType>,
     },
+    /// Record how an organization domain is validated.
     SetOrganizationDomainValidationType {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
+        /// How control of the domain is proven: DNS TXT record or HTTP file.
         validation_type: ValidationType,
     },
+    /// Mark an organization domain verified.
     SetOrganizationDomainVerified {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Mark an organization domain primary and its organization's previous primary not.
     SetOrganizationDomainPrimary {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Soft-delete an organization domain.
     RemoveOrganizationDomain {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Soft-delete every domain of an organization (it was removed).
     RemoveDomainsOfOrganization {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
     },
+    /// Soft-delete every domain of an instance, its organizations' included (it was removed).
     RemoveDomainsOfInstance {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
     },
 }
@@ -90,6 +136,7 @@ pub trait DomainRepository: Send {
     ) -> Result<u64>;
     /// Exactly one row: NotFound when none matches, MultipleFound when several do.
     async fn get_domain(&mut self, criteria: &DomainCriteria) -> Result<Domain>;
+    /// A page of rows matching `criteria` (its `instance_id` is required: MissingTenant without it), in `page`'s order.
     async fn list_domains(
         &mut self,
         criteria: &DomainCriteria,
@@ -225,6 +272,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
+        /// [`DomainRepository::list_domains`] in memory: the same filters, order and keyset.
         pub fn domains(
             &self,
             criteria: &DomainCriteria,
@@ -270,6 +318,7 @@ mod in_memory {
             })
         }
 
+        /// [`DomainRepository::get_domain`] in memory.
         pub fn domain(&self, criteria: &DomainCriteria) -> Result<Domain> {
             let mut rows = self.domains(criteria, &Pagination::default())?;
             match rows.len() {
@@ -279,6 +328,7 @@ mod in_memory {
             }
         }
 
+        /// Every row, removed ones included, in no particular order.
         pub fn all_domains(&self) -> impl Iterator<Item = &Domain> {
             self.domains.values()
         }

@@ -13,26 +13,42 @@ use crate::query::{InstanceCriteria, NameSort, Pagination};
 /// A tenant (`zitadel.instances`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
+    /// Its id (ZITADEL's aggregate id), unique across instances.
     pub id: InstanceId,
+    /// The name, as users see it.
     pub name: String,
+    /// The organization users land in when no other is chosen.
     pub default_org_id: Option<String>,
+    /// The instance's IAM project (ZITADEL's own management project).
     pub iam_project_id: Option<String>,
+    /// The OIDC client id of the instance's management console.
     pub console_client_id: Option<String>,
+    /// The application id of the instance's management console.
     pub console_app_id: Option<String>,
+    /// The instance's default language (a BCP-47 tag).
     pub default_language: Option<String>,
+    /// When the row was created (the command's or the event's time).
     pub created_at: OffsetDateTime,
+    /// When the row last changed.
     pub updated_at: OffsetDateTime,
+    /// When it was removed (soft delete); `None` while live.
     pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// Columns of `zitadel.instances` an update may set (`None` = leave as is).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceUpdate {
+    /// The name, as users see it.
     pub name: Option<String>,
+    /// The organization users land in when no other is chosen.
     pub default_org_id: Option<String>,
+    /// The instance's IAM project (ZITADEL's own management project).
     pub iam_project_id: Option<String>,
+    /// The OIDC client id of the instance's management console.
     pub console_client_id: Option<String>,
+    /// The application id of the instance's management console.
     pub console_app_id: Option<String>,
+    /// The instance's default language (a BCP-47 tag).
     pub default_language: Option<String>,
 }
 
@@ -43,15 +59,26 @@ pub struct InstanceUpdate {
 pub enum InstanceChange {
     /// Insert; a soft-deleted row with that id comes back as new.
     #[serde(rename = "CreateInstance")]
-    Create { id: InstanceId, name: String },
+    Create {
+        /// The new instance's id.
+        id: InstanceId,
+        /// Its name.
+        name: String,
+    },
+    /// Set one attribute of a live instance (and `updated_at`).
     #[serde(rename = "UpdateInstance")]
     Update {
+        /// The instance to update.
         id: InstanceId,
+        /// The attribute and its new value.
         update: InstanceUpdate,
     },
     /// Soft-delete the instance row only (the reducer lists the cascade explicitly).
     #[serde(rename = "RemoveInstance")]
-    Remove { id: InstanceId },
+    Remove {
+        /// The instance to remove.
+        id: InstanceId,
+    },
 }
 
 /// `zitadel.instances`.
@@ -66,6 +93,7 @@ pub trait InstanceRepository: Send {
     ) -> Result<u64>;
     /// A live instance, or NotFound.
     async fn get_instance(&mut self, id: &InstanceId) -> Result<Instance>;
+    /// A page of live instances matching `criteria`, in `page`'s order.
     async fn list_instances(
         &mut self,
         criteria: &InstanceCriteria,
@@ -170,6 +198,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
+        /// [`InstanceRepository::get_instance`] in memory.
         pub fn instance(&self, id: &InstanceId) -> Result<Instance> {
             self.instances
                 .get(id.as_str())
@@ -178,6 +207,7 @@ mod in_memory {
                 .ok_or_else(|| Error::not_found("instance", id))
         }
 
+        /// [`InstanceRepository::list_instances`] in memory: the same filters, order and keyset.
         pub fn instances(
             &self,
             criteria: &InstanceCriteria,
@@ -195,6 +225,7 @@ mod in_memory {
             })
         }
 
+        /// [`InstanceRepository::count_instances`] in memory.
         pub fn count_instances(&self, criteria: &InstanceCriteria) -> u64 {
             self.matching_instances(criteria).count() as u64
         }
@@ -219,6 +250,7 @@ mod in_memory {
                 .filter(|i| criteria.name.as_ref().is_none_or(|m| m.matches(&i.name)))
         }
 
+        /// [`InstanceRepository::instance_by_host`] in memory (a host header: port, case and a trailing dot do not matter).
         pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
             let host = lower(crate::value::DomainName::from_host(host)?.as_str());
             self.custom_domains

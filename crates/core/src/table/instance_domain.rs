@@ -12,10 +12,14 @@ use crate::id::InstanceId;
 /// The kind of an instance domain; primary and generated exist only for custom domains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum InstanceDomainKind {
+    /// A domain the instance is served under (unique across all instances).
     Custom {
+        /// Whether this is its owner's primary domain (at most one per owner).
         is_primary: bool,
+        /// Whether tenancy generated it for the instance (a generated domain is kept by ZITADEL's rules).
         is_generated: bool,
     },
+    /// A domain the instance trusts for redirects and origins (not served under).
     Trusted,
 }
 
@@ -23,11 +27,14 @@ pub enum InstanceDomainKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceDomainType {
+    /// `custom`: served under, unique across instances.
     Custom,
+    /// `trusted`: trusted for redirects and origins.
     Trusted,
 }
 
 impl InstanceDomainType {
+    /// The value of `zitadel.domain_type` in PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Custom => "custom",
@@ -37,6 +44,7 @@ impl InstanceDomainType {
 }
 
 impl InstanceDomainKind {
+    /// The kind without its flags, as the `domain_type` column stores it.
     pub fn domain_type(self) -> InstanceDomainType {
         match self {
             Self::Custom { .. } => InstanceDomainType::Custom,
@@ -48,35 +56,55 @@ impl InstanceDomainKind {
 /// A row of `zitadel.instance_domains`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceDomain {
+    /// The instance (tenant) it belongs to.
     pub instance_id: InstanceId,
+    /// The domain name as written; the uniqueness rules compare it ignoring case.
     pub domain: String,
+    /// Custom (with its primary and generated flags) or trusted.
     pub kind: InstanceDomainKind,
+    /// When the row was created (the command's or the event's time).
     pub created_at: OffsetDateTime,
+    /// When the row last changed.
     pub updated_at: OffsetDateTime,
 }
 
 /// A change of `zitadel.instance_domains`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InstanceDomainChange {
+    /// Insert a domain (a custom one that is primary demotes no other: see `SetPrimary`).
     #[serde(rename = "InsertInstanceDomain")]
     Insert {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
+        /// Custom (with its flags) or trusted.
         kind: InstanceDomainKind,
     },
+    /// Make a custom domain the primary one; the previous primary is demoted.
     #[serde(rename = "SetPrimaryInstanceDomain")]
     SetPrimary {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Delete one domain of the given type (a hard delete: the table keeps no history).
     #[serde(rename = "DeleteInstanceDomain")]
     Delete {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
+        /// Which of the two tables of domains the name is in.
         domain_type: InstanceDomainType,
     },
+    /// Delete every domain of an instance (the instance was removed).
     #[serde(rename = "DeleteInstanceDomainsOfInstance")]
-    DeleteAllOfInstance { instance_id: InstanceId },
+    DeleteAllOfInstance {
+        /// The removed instance.
+        instance_id: InstanceId,
+    },
 }
 
 /// `zitadel.instance_domains` (custom and trusted; no soft delete).
@@ -89,6 +117,7 @@ pub trait InstanceDomainRepository: Send {
         change: InstanceDomainChange,
         at: OffsetDateTime,
     ) -> Result<u64>;
+    /// Every domain of an instance, custom and trusted, ordered by domain.
     async fn list_instance_domains(
         &mut self,
         instance_id: &InstanceId,
@@ -230,6 +259,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
+        /// [`InstanceDomainRepository::list_instance_domains`] in memory.
         pub fn instance_domains(&self, instance_id: &InstanceId) -> Vec<InstanceDomain> {
             let mut rows: Vec<_> = self
                 .instance_domains
@@ -244,6 +274,7 @@ mod in_memory {
             rows
         }
 
+        /// Every row of every instance, in no particular order.
         pub fn all_instance_domains(&self) -> impl Iterator<Item = &InstanceDomain> {
             self.instance_domains.values()
         }

@@ -13,12 +13,18 @@ pub mod organization;
 use crate::model::{Domain, Instance, InstanceDomain, Organization, OrganizationDomain};
 use crate::state::StateChange;
 
+/// The five tables of the relational model, in the `zitadel` schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
+    /// `zitadel.instances`.
     Instances,
+    /// `zitadel.organizations`.
     Organizations,
+    /// `zitadel.instance_domains`.
     InstanceDomains,
+    /// `zitadel.org_domains`.
     OrgDomains,
+    /// `zitadel.domains`, the unified view of both kinds of domains.
     Domains,
 }
 
@@ -66,10 +72,15 @@ impl StateChange {
 /// Rows of the five tables (a dump, a loaded part of them, or what a write changes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableRows {
+    /// Rows of `zitadel.instances`.
     pub instances: Vec<Instance>,
+    /// Rows of `zitadel.organizations`.
     pub organizations: Vec<Organization>,
+    /// Rows of `zitadel.instance_domains`.
     pub instance_domains: Vec<InstanceDomain>,
+    /// Rows of `zitadel.org_domains`.
     pub org_domains: Vec<OrganizationDomain>,
+    /// Rows of `zitadel.domains`.
     pub domains: Vec<Domain>,
 }
 
@@ -91,6 +102,7 @@ impl TableRows {
         Table::ALL.iter().map(|t| self.len_of(*t)).sum()
     }
 
+    /// Whether no table holds a row.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -13,11 +13,14 @@ use crate::id::{InstanceId, OrgId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValidationType {
+    /// A file with the token, fetched over HTTP(S) from the domain.
     Http,
+    /// A TXT record with the token, under `_zitadel-challenge.<domain>`.
     Dns,
 }
 
 impl ValidationType {
+    /// The legacy events' number for it (`validationType` in the payload).
     pub fn ordinal(self) -> i16 {
         match self {
             Self::Http => 1,
@@ -37,6 +40,7 @@ impl ValidationType {
         }
     }
 
+    /// The value of `zitadel.domain_validation_type` in PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
@@ -44,6 +48,7 @@ impl ValidationType {
         }
     }
 
+    /// The inverse of [`Self::as_str`]; anything else is InvalidArgument.
     pub fn parse(value: &str) -> Result<Self> {
         match value {
             "http" => Ok(Self::Http),
@@ -59,57 +64,93 @@ impl ValidationType {
 /// A row of `zitadel.org_domains`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrganizationDomain {
+    /// The instance (tenant) it belongs to.
     pub instance_id: InstanceId,
+    /// The organization it belongs to.
     pub org_id: OrgId,
+    /// The domain name as written; the uniqueness rules compare it ignoring case.
     pub domain: String,
+    /// Whether the owner proved control of the domain (DNS or HTTP).
     pub is_verified: bool,
+    /// Whether this is its owner's primary domain (at most one per owner).
     pub is_primary: bool,
+    /// How control is proven (DNS TXT record or HTTP file); `None` before a validation is generated.
     pub validation_type: Option<ValidationType>,
+    /// When the row was created (the command's or the event's time).
     pub created_at: OffsetDateTime,
+    /// When the row last changed.
     pub updated_at: OffsetDateTime,
 }
 
 /// A change of `zitadel.org_domains`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrgDomainChange {
+    /// Add an unverified, non-primary domain to an organization.
     #[serde(rename = "InsertOrgDomain")]
     Insert {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Record how the domain is to be validated (a validation token was generated).
     #[serde(rename = "SetOrgDomainValidation")]
     SetValidation {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
+        /// How control of the domain is proven: DNS TXT record or HTTP file.
         validation_type: ValidationType,
     },
+    /// Mark the domain verified (its token was found where it was published).
     #[serde(rename = "SetOrgDomainVerified")]
     SetVerified {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Make the domain its organization's primary one; the previous primary is demoted.
     #[serde(rename = "SetPrimaryOrgDomain")]
     SetPrimary {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Delete one domain of an organization (a hard delete).
     #[serde(rename = "DeleteOrgDomain")]
     Delete {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
+        /// The domain name as written; the uniqueness rules compare it ignoring case.
         domain: String,
     },
+    /// Delete every domain of an organization (it was removed).
     #[serde(rename = "DeleteOrgDomainsOfOrg")]
     DeleteAllOfOrg {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization it belongs to.
         org_id: OrgId,
     },
+    /// Delete every organization domain of an instance (it was removed).
     #[serde(rename = "DeleteOrgDomainsOfInstance")]
-    DeleteAllOfInstance { instance_id: InstanceId },
+    DeleteAllOfInstance {
+        /// The removed instance.
+        instance_id: InstanceId,
+    },
 }
 
 /// `zitadel.org_domains` (no soft delete).
@@ -302,6 +343,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
+        /// [`OrgDomainRepository::list_org_domains`] in memory: the same filters, order and keyset.
         pub fn org_domains(
             &self,
             instance_id: &InstanceId,
@@ -317,6 +359,7 @@ mod in_memory {
             rows
         }
 
+        /// Every row of every instance, in no particular order.
         pub fn all_org_domains(&self) -> impl Iterator<Item = &OrganizationDomain> {
             self.org_domains.values()
         }

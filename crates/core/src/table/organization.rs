@@ -14,11 +14,14 @@ use crate::query::{NameSort, OrganizationCriteria, Pagination};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrganizationState {
+    /// Its users can sign in.
     Active,
+    /// Deactivated: kept, but its users cannot sign in until it is reactivated.
     Inactive,
 }
 
 impl OrganizationState {
+    /// The value of `zitadel.organization_state` in PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
@@ -26,6 +29,7 @@ impl OrganizationState {
         }
     }
 
+    /// The inverse of [`Self::as_str`]; anything else is InvalidArgument.
     pub fn parse(value: &str) -> Result<Self> {
         match value {
             "active" => Ok(Self::Active),
@@ -41,19 +45,28 @@ impl OrganizationState {
 /// An organization (`zitadel.organizations`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organization {
+    /// The instance (tenant) it belongs to.
     pub instance_id: InstanceId,
+    /// Its id, unique within its instance (ZITADEL's aggregate id).
     pub id: OrgId,
+    /// The name, as users see it.
     pub name: String,
+    /// Active, or deactivated (its users cannot sign in).
     pub state: OrganizationState,
+    /// When the row was created (the command's or the event's time).
     pub created_at: OffsetDateTime,
+    /// When the row last changed.
     pub updated_at: OffsetDateTime,
+    /// When it was removed (soft delete); `None` while live.
     pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// Columns of `zitadel.organizations` an update may set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrganizationUpdate {
+    /// The name, as users see it.
     pub name: Option<String>,
+    /// Active, or deactivated (its users cannot sign in).
     pub state: Option<OrganizationState>,
 }
 
@@ -63,20 +76,37 @@ pub enum OrganizationChange {
     /// Insert with state active; a soft-deleted row with that id comes back as new.
     #[serde(rename = "CreateOrganization")]
     Create {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The new organization's id, unique within its instance.
         id: OrgId,
+        /// The name, as users see it.
         name: String,
     },
+    /// Set one attribute of a live organization (and `updated_at`).
     #[serde(rename = "UpdateOrganization")]
     Update {
+        /// The instance (tenant) it belongs to.
         instance_id: InstanceId,
+        /// The organization to update.
         id: OrgId,
+        /// The attribute and its new value.
         update: OrganizationUpdate,
     },
+    /// Soft-delete one organization (its domains are changes of their own tables).
     #[serde(rename = "RemoveOrganization")]
-    Remove { instance_id: InstanceId, id: OrgId },
+    Remove {
+        /// The instance (tenant) it belongs to.
+        instance_id: InstanceId,
+        /// The organization to remove.
+        id: OrgId,
+    },
+    /// Soft-delete every organization of an instance (the instance was removed).
     #[serde(rename = "RemoveOrganizationsOfInstance")]
-    RemoveAllOfInstance { instance_id: InstanceId },
+    RemoveAllOfInstance {
+        /// The removed instance.
+        instance_id: InstanceId,
+    },
 }
 
 /// `zitadel.organizations`.
@@ -224,6 +254,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
+        /// [`OrganizationRepository::get_organization`] in memory.
         pub fn organization(&self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
             self.organizations
                 .get(&(instance_id.as_str().to_owned(), id.as_str().to_owned()))
@@ -232,6 +263,7 @@ mod in_memory {
                 .ok_or_else(|| Error::not_found("organization", id))
         }
 
+        /// [`OrganizationRepository::list_organizations`] in memory: the same filters, order and keyset.
         pub fn organizations(
             &self,
             criteria: &OrganizationCriteria,
@@ -256,6 +288,7 @@ mod in_memory {
             })
         }
 
+        /// [`OrganizationRepository::count_organizations`] in memory.
         pub fn count_organizations(&self, criteria: &OrganizationCriteria) -> Result<u64> {
             let instance_id = criteria
                 .instance_id
@@ -285,6 +318,7 @@ mod in_memory {
                 })
         }
 
+        /// Every row of every instance, removed ones included, in no particular order.
         pub fn all_organizations(&self) -> impl Iterator<Item = &Organization> {
             self.organizations.values()
         }

@@ -90,6 +90,7 @@ pub(crate) fn check_non_empty(field: &'static str, value: &str) -> Result<()> {
 }
 
 impl InMemoryState {
+    /// An empty state: no rows in any table.
     pub fn new() -> Self {
         Self {
             next_domain_id: 1,

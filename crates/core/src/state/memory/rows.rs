@@ -11,12 +11,16 @@ use crate::state::{Table, TableRows};
 /// provisional id, in the order the identity column is to number them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowDiff {
+    /// Rows of the older state that the newer one no longer has.
     pub deleted: TableRows,
+    /// Rows of both states whose columns differ, as the newer state has them.
     pub updated: TableRows,
+    /// Rows only the newer state has.
     pub inserted: TableRows,
 }
 
 impl RowDiff {
+    /// Whether the two states hold the same rows.
     pub fn is_empty(&self) -> bool {
         self.deleted.is_empty() && self.updated.is_empty() && self.inserted.is_empty()
     }
