@@ -30,8 +30,11 @@ pub const CONSISTENCY_HEADER: &str = "x-tenancy-consistency";
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
+    /// Who the token stands for; the `creator` of the events its requests write.
     pub name: String,
+    /// The hex SHA-256 of the token (the token itself is never configured).
     pub sha256: String,
+    /// The only instance the token may act on; `None`: a system token (any instance).
     #[serde(default)]
     pub instance_id: Option<String>,
 }
@@ -39,16 +42,22 @@ pub struct TokenEntry {
 /// What a valid token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
+    /// A system token: may act on any instance (named by the Host or the instance header).
     System {
+        /// The token's name.
         name: String,
     },
+    /// An instance token: may act on its instance only.
     Instance {
+        /// The token's name.
         name: String,
+        /// The instance it is bound to.
         instance_id: InstanceId,
     },
 }
 
 impl Principal {
+    /// The token's name.
     pub fn name(&self) -> &str {
         match self {
             Self::System { name } | Self::Instance { name, .. } => name,
@@ -61,8 +70,11 @@ impl Principal {
 /// instance header.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// Who the token stands for.
     pub principal: Principal,
+    /// The request's host (`Host`, or `:authority` over HTTP/2), if it sent one.
     pub host: Option<String>,
+    /// The instance header, which system tokens may use instead of a host.
     pub instance_header: Option<String>,
     /// The [`CONSISTENCY_HEADER`] the request sent.
     pub consistency: Option<ConsistencyToken>,
@@ -118,6 +130,7 @@ impl ApiTokens {
         Ok(Self { by_digest })
     }
 
+    /// Whether no token is configured (the API then refuses every request).
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
     }

@@ -5,6 +5,7 @@
 //! like ZITADEL's v2 APIs), served as gRPC with reflection and as Connect JSON over HTTP
 //! from one implementation ([`Api`]) over the core's commands and repositories.
 //! `tenancy start` mounts [`router`] beside `/healthz` and `/metrics`.
+#![deny(missing_docs)]
 
 pub mod auth;
 mod codec;

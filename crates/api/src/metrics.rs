@@ -59,6 +59,7 @@ impl Default for ApiMetrics {
 }
 
 impl ApiMetrics {
+    /// Zeroed series for every method of the protos, not yet registered.
     pub fn new() -> Self {
         let methods = pb::method_paths().into_iter().collect();
         Self {

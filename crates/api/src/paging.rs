@@ -10,7 +10,9 @@ use tonic::Status;
 use crate::error::status;
 use crate::pb::filter::v2::{PaginationRequest, PaginationResponse};
 
+/// Rows of a page when the request gives no limit.
 pub const DEFAULT_LIMIT: u32 = 100;
+/// The largest limit accepted; more is InvalidArgument.
 pub const MAX_LIMIT: u32 = 1000;
 
 /// What a page token is bound to: the list, its scope (instance, organization), the sort
@@ -38,8 +40,11 @@ pub fn sorting(value: i32, of: impl Fn(i32) -> Option<NameSort>) -> Result<NameS
 /// One list request's page: where it starts and how many rows it takes.
 #[derive(Debug, Clone)]
 pub struct Page {
+    /// Rows to return.
     pub limit: u32,
+    /// Rows to skip (offset requests; 0 with a page token).
     pub offset: u64,
+    /// Ascending or descending.
     pub order: SortOrder,
     /// Set for keyset requests (a page token was given).
     pub after: Option<Keyset>,

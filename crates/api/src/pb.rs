@@ -10,21 +10,27 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tenancy_descriptor.bin"));
 
+/// `tenancy.filter.*`: paging and filters shared by the list methods.
 pub mod filter {
+    /// `tenancy.filter.v2`.
     pub mod v2 {
         include!(concat!(env!("OUT_DIR"), "/tenancy.filter.v2.rs"));
         include!(concat!(env!("OUT_DIR"), "/tenancy.filter.v2.serde.rs"));
     }
 }
 
+/// `tenancy.instance.*`: instances and their domains.
 pub mod instance {
+    /// `tenancy.instance.v2`: the messages and `InstanceService`.
     pub mod v2 {
         include!(concat!(env!("OUT_DIR"), "/tenancy.instance.v2.rs"));
         include!(concat!(env!("OUT_DIR"), "/tenancy.instance.v2.serde.rs"));
     }
 }
 
+/// `tenancy.org.*`: organizations and their domains.
 pub mod org {
+    /// `tenancy.org.v2`: the messages and `OrganizationService`.
     pub mod v2 {
         include!(concat!(env!("OUT_DIR"), "/tenancy.org.v2.rs"));
         include!(concat!(env!("OUT_DIR"), "/tenancy.org.v2.serde.rs"));

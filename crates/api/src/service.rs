@@ -21,14 +21,23 @@ use crate::error::status;
 /// The adapters the API runs on.
 #[derive(Clone)]
 pub struct Api {
+    /// Units of work for commands and reads (`PgStore` in production).
     pub factory: Arc<dyn UnitOfWorkFactory>,
+    /// The event store's reads (a domain's validation history).
     pub events: Arc<dyn EventReader>,
+    /// Host resolution (the cache in production).
     pub hosts: Arc<dyn HostLookup>,
+    /// The DNS and HTTP checks of domain verification.
     pub checker: Arc<dyn DomainChallenge>,
+    /// The challenge's prefix and the tokens' lifetime.
     pub challenge: ChallengeSettings,
+    /// The time stamped on rows and events.
     pub clock: Arc<dyn Clock>,
+    /// New ids (leased machine id in production).
     pub ids: Arc<dyn IdGenerator>,
+    /// Domain validation tokens.
     pub tokens: Arc<dyn TokenGenerator>,
+    /// Signs and checks page tokens (keyset paging).
     pub page_tokens: PageTokens,
 }
 

@@ -77,6 +77,7 @@ impl DnsChallenge {
         }
     }
 
+    /// Looks up the challenge's TXT record (no cache) and compares each value with the token.
     pub async fn check(&self, challenge: &Challenge) -> std::result::Result<(), ChallengeFailure> {
         let name = self.settings.dns_name(&challenge.domain);
         // Fully qualified: no search domains appended.

@@ -116,6 +116,7 @@ impl HttpChallenge {
         )
     }
 
+    /// Fetches the challenge file (checked addresses only, size and time limited) and compares it with the token.
     pub async fn check(&self, challenge: &Challenge) -> std::result::Result<(), ChallengeFailure> {
         let url = self.url(challenge);
         // One deadline over every hop, headers and body.

@@ -12,6 +12,7 @@
 //! let checker = Checker::new(ChallengeConfig::default())?;
 //! # Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 mod dns;
 mod guard;
@@ -51,7 +52,9 @@ pub struct ChallengeConfig {
 /// The scheme of the HTTP challenge's URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpScheme {
+    /// `https://`: what production uses.
     Https,
+    /// `http://`: for tests against a loopback server only.
     Http,
 }
 
@@ -86,6 +89,7 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// Both checkers from `config`; InvalidArgument when its prefix or limits are invalid.
     pub fn new(config: ChallengeConfig) -> Result<Self> {
         config.settings().validate()?;
         if config.timeout.is_zero() {

@@ -28,7 +28,9 @@ pub const COLUMNS: [&str; 13] = tenancy_postgres::layout::EVENTS2_COLUMNS;
 /// The file formats understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
+    /// `COPY eventstore.events2 TO ... (FORMAT csv, HEADER)`.
     Csv,
+    /// One JSON object per line, with the columns of `events2` as keys.
     JsonLines,
 }
 
@@ -58,13 +60,23 @@ pub struct ImportReport {
 /// Why an import was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The file could not be opened or read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// A line is not an event of the format (nothing is imported).
     #[error("line {line}: {reason}")]
-    Malformed { line: u64, reason: String },
+    Malformed {
+        /// The line (1 is the first; the CSV header counts).
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing to the store failed.
     #[error(transparent)]
     Store(#[from] Error),
 }

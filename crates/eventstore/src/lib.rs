@@ -10,6 +10,7 @@
 //! - **read**: gap-safe: wait out in-flight pushes of the instance (take and release the
 //!   exclusive lock on the same key), then read only up to the reader's transaction start,
 //!   resuming after a sort-key cursor (never by offset).
+#![deny(missing_docs)]
 
 pub mod import;
 pub mod projection_state;
@@ -41,6 +42,7 @@ pub struct PgEventStore {
 }
 
 impl PgEventStore {
+    /// A store on the database of `pool` (migrated by `tenancy_postgres::migrate`).
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,

@@ -22,23 +22,34 @@ pub type FailureKey = (String, String, i64);
 /// A row of `tenancy.failed_events2`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FailedEvent {
+    /// The event's instance.
     pub instance_id: String,
+    /// The event's aggregate type.
     pub aggregate_type: String,
+    /// The event's aggregate id.
     pub aggregate_id: String,
+    /// The event's sequence in its aggregate.
     pub failed_sequence: i64,
+    /// When the event was written.
     pub event_creation_date: OffsetDateTime,
+    /// How often applying it failed; at the engine's limit it is skipped.
     pub failure_count: i16,
+    /// The last failure's message.
     pub error: String,
+    /// When it last failed.
     pub last_failed: OffsetDateTime,
 }
 
 /// How far a projection is: its cursors, the events past them, its failures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
+    /// Instances with a cursor.
     pub instances: i64,
+    /// Events of the projection's types past the cursors.
     pub events_behind: i64,
     /// The oldest event not yet passed.
     pub oldest_behind: Option<OffsetDateTime>,
+    /// Rows of `tenancy.failed_events2` for the projection.
     pub failed_events: i64,
 }
 
@@ -46,8 +57,11 @@ pub struct Progress {
 /// domain not yet projected (the blocker), and whether the blocker has a cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingAdd {
+    /// The waiting `instance.domain.added` event.
     pub add: SortKey,
+    /// The instance that claimed the domain earlier and is not yet projected past it.
     pub blocker: String,
+    /// Whether the blocker was ever projected (else it has not started).
     pub blocker_has_cursor: bool,
 }
 
@@ -80,6 +94,8 @@ fn sort_key(
 }
 
 impl ProjectionState {
+    /// The state of projection `name`, which reads events of `aggregate_types` and
+    /// `event_types`.
     pub fn new(name: &'static str, aggregate_types: Vec<String>, event_types: Vec<String>) -> Self {
         Self {
             name,

@@ -19,11 +19,19 @@ pub enum EmbeddedError {
          set PG_BINDIR to the directory holding initdb and pg_ctl, install the distribution's PostgreSQL server package \
          (e.g. `apt-get install postgresql`), or set DATABASE_URL to an existing server"
     )]
+    /// initdb and pg_ctl are not installed where tenancy looks.
     NoBinaries,
     #[error("running as root, but there is no `postgres` system user to run the server as")]
+    /// PostgreSQL refuses to run as root and there is no user to run it as.
     NoPostgresUser,
+    /// A step of starting or stopping the cluster failed.
     #[error("{step} failed: {detail}")]
-    Step { step: &'static str, detail: String },
+    Step {
+        /// Which step (`initdb`, `pg_ctl start`, ...).
+        step: &'static str,
+        /// What it printed, or why it could not run.
+        detail: String,
+    },
 }
 
 fn step(step: &'static str) -> impl Fn(std::io::Error) -> EmbeddedError {
@@ -246,6 +254,7 @@ impl EmbeddedCluster {
         ])
     }
 
+    /// Stops the server (fast shutdown: open sessions are ended) and waits for it.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         self.pg_ctl(&["stop", "-m", "fast", "-w"])
     }
@@ -266,6 +275,7 @@ impl EmbeddedCluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The TCP port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
     }

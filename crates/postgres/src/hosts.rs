@@ -53,7 +53,12 @@ pub enum HostKey {
     /// A live custom domain of a live instance (lower case).
     Host(String),
     /// A verified domain of a live organization of `instance_id` (lower case).
-    OrgDomain { instance_id: String, domain: String },
+    OrgDomain {
+        /// The instance the organization belongs to.
+        instance_id: String,
+        /// The domain, lower case.
+        domain: String,
+    },
 }
 
 impl HostKey {
@@ -198,7 +203,9 @@ impl Default for HostResolverConfig {
 /// Counters since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostResolverStats {
+    /// Lookups answered from the cache (negative entries included).
     pub hits: u64,
+    /// Lookups that had to ask the source.
     pub misses: u64,
     /// Queries sent to the source (each answers a batch of misses).
     pub source_queries: u64,
@@ -206,7 +213,9 @@ pub struct HostResolverStats {
     pub shed: u64,
     /// Answers not stored because their key was invalidated while they were looked up.
     pub discarded: u64,
+    /// Keys forgotten because a notification named them.
     pub invalidations: u64,
+    /// Times the whole cache was forgotten (`*` notifications, a lost listener).
     pub flushes: u64,
 }
 
@@ -533,10 +542,12 @@ impl HostResolver {
         lock(&self.inner.cache).len()
     }
 
+    /// Whether the cache holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The counters since start.
     pub fn stats(&self) -> HostResolverStats {
         let c = &self.inner.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);

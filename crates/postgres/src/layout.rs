@@ -53,6 +53,7 @@ impl EventStore {
 pub struct Layout {
     /// Schema of the five relational tables and their types.
     pub relational_schema: String,
+    /// Whether tenancy owns `eventstore.events2` or adopted ZITADEL's.
     pub event_store: EventStore,
     /// A ZITADEL database (its event store, bookkeeping or setup ledger were found).
     pub zitadel_present: bool,
@@ -77,14 +78,19 @@ impl Layout {
 /// What the catalog says, read in one statement before anything is changed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Facts {
+    /// `eventstore.events2` exists.
     pub events2: bool,
+    /// tenancy's migration ledger exists (`tenancy.migrations`).
     pub tenancy_ledger: bool,
+    /// `tenancy.layout`, the decision of an earlier run, exists.
     pub tenancy_layout: bool,
     /// An earlier tenancy release's ledger (`public._sqlx_migrations` with its migrations).
     pub legacy_migrations: i64,
     /// ZITADEL's own objects: its system schema, its setup ledger of the v3 tables.
     pub zitadel_system: bool,
+    /// ZITADEL's ledger of its v3 tables (`zitadel.migrations`).
     pub zitadel_v3_ledger: bool,
+    /// ZITADEL's projection bookkeeping table `current_states` in the schema `tenancy`.
     pub zitadel_current_states: bool,
     /// Tables in the schema `zitadel` (whoever made them).
     pub zitadel_schema_tables: i64,

@@ -15,6 +15,7 @@
 //! let instance = store.session().await?.instance_by_host("login.acme.example").await?;
 //! # let _ = instance; Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 pub mod apply;
 pub mod batch;

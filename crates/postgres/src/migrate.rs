@@ -29,9 +29,11 @@ const LEGACY_BASELINE: [i64; 2] = [2, 3];
 /// An index tenancy needs on `eventstore.events2`.
 #[derive(Debug)]
 pub struct StoreIndex {
+    /// The index's name.
     pub name: &'static str,
     /// Plain leading columns that make any valid index equivalent (empty: only this name).
     pub leading: &'static [&'static str],
+    /// The index's columns, as `CREATE INDEX CONCURRENTLY ... ON eventstore.events2` takes them.
     pub definition: &'static str,
 }
 
@@ -64,8 +66,11 @@ pub const STORE_INDEXES: [StoreIndex; 3] = [
 /// One migration and whether it is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationStatus {
+    /// The migration's number (`0001_...sql` is 1).
     pub version: i64,
+    /// Its file name without number and extension.
     pub description: String,
+    /// Whether the ledger records it applied.
     pub applied: bool,
 }
 

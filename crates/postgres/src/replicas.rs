@@ -132,6 +132,7 @@ pub enum Served {
 pub struct PoolStats {
     /// `primary`, or the replica's `host:port`.
     pub name: String,
+    /// Whether this is the primary's pool.
     pub is_primary: bool,
     /// Serving reads now (the primary always is).
     pub healthy: bool,

@@ -20,6 +20,7 @@ use crate::replicas::{Lsn, ReadPools};
 /// without this crate knowing the event store's internals.
 #[async_trait]
 pub trait EventPusher: Send + Sync {
+    /// Pushes `events` on `conn`, inside the transaction the state writes use.
     async fn push_on(
         &self,
         conn: &mut PgConnection,
@@ -76,6 +77,7 @@ impl PgStore {
         crate::pool::connect(url).await
     }
 
+    /// The primary's pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

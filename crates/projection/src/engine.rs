@@ -137,19 +137,23 @@ impl Engine {
         self
     }
 
+    /// The engine, counting into `metrics` (shared with the process's registry).
     pub fn with_metrics(mut self, metrics: Arc<EngineMetrics>) -> Self {
         self.metrics = metrics;
         self
     }
 
+    /// The engine's metrics.
     pub fn metrics(&self) -> &Arc<EngineMetrics> {
         &self.metrics
     }
 
+    /// The engine's settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
+    /// The pool the engine reads and writes with.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -172,6 +176,8 @@ impl Engine {
         self.catch_up_with(instance_id, target, None).await
     }
 
+    /// [`Self::catch_up`], and with `replay` also the v3-written events up to its
+    /// position (after a rebuild reset the tables).
     pub async fn catch_up_with(
         &self,
         instance_id: &str,
@@ -292,6 +298,8 @@ impl Engine {
         Ok(sum)
     }
 
+    /// Catches every instance up to `target` with the configured workers (small fresh
+    /// instances in groups); `progress(done, total, outcome)` is called after each.
     pub async fn run_instances<F>(
         &self,
         target: Option<Decimal>,

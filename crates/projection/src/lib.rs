@@ -9,6 +9,7 @@
 //! [`Engine::retry`], [`Engine::dismiss`], [`Engine::rebuild`], [`Engine::verify`];
 //! continuous mode with LISTEN/NOTIFY and a sweep: [`Engine::run_continuous`] (or
 //! [`Engine::spawn_continuous`] on a task of its own).
+#![deny(missing_docs)]
 
 mod bulk;
 mod claims;

@@ -10,17 +10,23 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The label every projection series carries.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabel {
+    /// The projection's name (`relational_tables`).
     pub projection: String,
 }
 
 /// The engine's metrics; register them with [`EngineMetrics::register`].
 #[derive(Debug)]
 pub struct EngineMetrics {
+    /// Events applied to the tables.
     pub events_applied: Family<ProjectionLabel, Counter>,
+    /// Events that failed to apply.
     pub failures: Family<ProjectionLabel, Counter>,
+    /// How long a batch took.
     pub batch_seconds: Family<ProjectionLabel, Histogram, fn() -> Histogram>,
+    /// Age of the newest event applied when its batch committed.
     pub lag_seconds: Family<ProjectionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     applied_total: AtomicU64,
 }
@@ -36,6 +42,7 @@ impl Default for EngineMetrics {
 }
 
 impl EngineMetrics {
+    /// Zeroed metrics, not yet registered.
     pub fn new() -> Self {
         Self {
             events_applied: Family::default(),

@@ -11,6 +11,7 @@ use crate::relational;
 /// Where a projection stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
+    /// The projection's name.
     pub projection: &'static str,
     /// Instances with a cursor.
     pub instances: i64,
@@ -35,6 +36,7 @@ pub enum RetryOutcome {
 }
 
 impl Engine {
+    /// Instances, events behind, lag and failures (`tenancy projections status`).
     pub async fn status(&self) -> Result<Status> {
         let since = self.sweep_window().await?;
         let progress = self.state().progress(self.pool(), since).await?;
@@ -50,6 +52,7 @@ impl Engine {
         })
     }
 
+    /// Every failed event of the projection (`tenancy projections failed`).
     pub async fn failed(&self) -> Result<Vec<FailedEvent>> {
         self.state().failed(self.pool()).await
     }

@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 /// What one batch (or a catch-up of an instance) did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
+    /// Events applied to the tables.
     pub applied: u64,
     /// v3-written events and events skipped after too many failures.
     pub skipped: u64,

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 /// The result of a verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Events folded.
     pub events: u64,
     /// Events the fold could not apply (they fail in the projection too).
     pub failed_in_fold: u64,
@@ -25,6 +26,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// Whether the tables equal the fold (no difference).
     pub fn is_equal(&self) -> bool {
         self.differences.is_empty()
     }

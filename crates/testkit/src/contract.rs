@@ -24,6 +24,7 @@ const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 /// An adapter under test: hands out the repositories of a new, empty store.
 #[async_trait]
 pub trait Adapter: Send {
+    /// Repositories over a new store with no rows.
     async fn fresh(&mut self) -> Box<dyn Repositories>;
 }
 

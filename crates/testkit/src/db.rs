@@ -286,8 +286,11 @@ async fn build_template(
 /// A fresh migrated database; dropped on drop unless the test is panicking.
 #[derive(Debug)]
 pub struct TestDatabase {
+    /// A pool on the database, with tenancy's session settings.
     pub pool: PgPool,
+    /// The database's name (unique per test).
     pub name: String,
+    /// How to connect to it (for a second pool or a `tenancy` process).
     pub options: PgConnectOptions,
     admin: PgConnectOptions,
 }

@@ -17,6 +17,7 @@
 //! `db`, `docker`, `replica`, `zitadel` and `verify` are behind the feature `postgres`, `servers` behind
 //! `servers` (both on by default). Without them the in-memory part builds with no sqlx,
 //! testcontainers or DNS code: `tenancy-testkit = { default-features = false }`.
+#![deny(missing_docs)]
 
 pub mod changes;
 pub mod contract;

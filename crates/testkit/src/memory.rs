@@ -49,6 +49,7 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl InMemoryStore {
+    /// An empty store: no rows, no events.
     pub fn new() -> Self {
         Self {
             shared: Arc::new(Mutex::new(Shared {

@@ -15,7 +15,9 @@ use crate::db::ProvisionError;
 /// A migrated database `tenancy` on a primary, and a hot standby that streams it.
 #[derive(Debug)]
 pub struct Replicated {
+    /// The primary's cluster.
     pub primary: EmbeddedCluster,
+    /// The hot standby's cluster, streaming from the primary.
     pub replica: EmbeddedCluster,
     /// The primary's `tenancy` database, with tenancy's session settings.
     pub pool: PgPool,

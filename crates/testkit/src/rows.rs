@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use tenancy_core::model::{Instance, OrganizationState};
-//! use tenancy_testkit::rows;
+//! use tenancy_testkit::rows::{self, WithState};
 //!
 //! let acme = rows::instance("i1");
 //! let renamed = Instance { name: "ACME Corp".into(), ..rows::instance("i1") };

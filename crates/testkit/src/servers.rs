@@ -38,6 +38,7 @@ pub struct LocalDns {
 }
 
 impl LocalDns {
+    /// A DNS server on a free UDP port of 127.0.0.1, answering no name until told.
     pub async fn start() -> std::io::Result<Self> {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let address = socket.local_addr()?;
@@ -69,6 +70,7 @@ impl LocalDns {
         })
     }
 
+    /// Where the server listens.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -158,6 +160,7 @@ pub struct LocalHttp {
 }
 
 impl LocalHttp {
+    /// An HTTP server on a free port of 127.0.0.1, serving no file until told.
     pub async fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
@@ -209,6 +212,7 @@ impl LocalHttp {
         })
     }
 
+    /// Where the server listens.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -218,6 +222,7 @@ impl LocalHttp {
         self.put_status(path, 200, body);
     }
 
+    /// Answers `status` with `body` at `path`.
     pub fn put_status(&self, path: &str, status: u16, body: &[u8]) {
         let answer = HttpAnswer::File {
             status,

@@ -37,6 +37,7 @@ pub fn org(i: &str, o: &str, t: &str, p: Value) -> NewEvent {
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
 impl Rng {
+    /// The next number below `n`.
     pub fn next(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -65,6 +66,7 @@ pub fn churn(instances: usize, rounds: usize, seed: u64) -> Vec<Vec<NewEvent>> {
 /// The shape of a [`churn_shaped`] stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
+    /// Instances in the stream.
     pub instances: usize,
     /// Organizations per instance (a ZITADEL instance serving many customers has dozens).
     pub orgs: u64,

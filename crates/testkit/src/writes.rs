@@ -32,6 +32,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_instance_change(change, at).await.map(drop)
     }
 
+    /// Applies [`InstanceChange::Update`] at `at`; returns the rows changed.
     async fn update_instance(
         &mut self,
         id: &InstanceId,
@@ -51,6 +52,7 @@ pub trait RepositoryWrites: Repositories {
             .await
     }
 
+    /// Applies [`OrganizationChange::Create`] at `at`; returns the rows changed.
     async fn create_organization(
         &mut self,
         instance_id: &InstanceId,
@@ -66,6 +68,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_organization_change(change, at).await.map(drop)
     }
 
+    /// Applies [`OrganizationChange::Update`] at `at`; returns the rows changed.
     async fn update_organization(
         &mut self,
         instance_id: &InstanceId,
@@ -81,6 +84,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_organization_change(change, at).await
     }
 
+    /// Applies [`OrganizationChange::Remove`] at `at`; returns the rows changed.
     async fn remove_organization(
         &mut self,
         instance_id: &InstanceId,
@@ -94,6 +98,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_organization_change(change, at).await
     }
 
+    /// Applies [`OrganizationChange::RemoveAllOfInstance`] at `at`; returns the rows changed.
     async fn remove_organizations_of_instance(
         &mut self,
         instance_id: &InstanceId,
@@ -105,6 +110,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_organization_change(change, at).await
     }
 
+    /// Applies [`InstanceDomainChange::Insert`] at `at`; returns the rows changed.
     async fn insert_instance_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -136,6 +142,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_instance_domain_change(change, at).await
     }
 
+    /// Applies [`InstanceDomainChange::Delete`]; returns the rows changed.
     async fn delete_instance_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -151,6 +158,7 @@ pub trait RepositoryWrites: Repositories {
             .await
     }
 
+    /// Applies [`InstanceDomainChange::DeleteAllOfInstance`]; returns the rows changed.
     async fn delete_instance_domains_of_instance(
         &mut self,
         instance_id: &InstanceId,
@@ -162,6 +170,7 @@ pub trait RepositoryWrites: Repositories {
             .await
     }
 
+    /// Applies [`OrgDomainChange::Insert`] at `at`; returns the rows changed.
     async fn insert_org_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -177,6 +186,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_org_domain_change(change, at).await.map(drop)
     }
 
+    /// Applies [`OrgDomainChange::SetValidation`] at `at`; returns the rows changed.
     async fn set_org_domain_validation(
         &mut self,
         instance_id: &InstanceId,
@@ -194,6 +204,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_org_domain_change(change, at).await
     }
 
+    /// Applies [`OrgDomainChange::SetVerified`] at `at`; returns the rows changed.
     async fn set_org_domain_verified(
         &mut self,
         instance_id: &InstanceId,
@@ -209,6 +220,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_org_domain_change(change, at).await
     }
 
+    /// Applies [`OrgDomainChange::SetPrimary`] at `at`; returns the rows changed.
     async fn set_primary_org_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -224,6 +236,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_org_domain_change(change, at).await
     }
 
+    /// Applies [`OrgDomainChange::Delete`]; returns the rows changed.
     async fn delete_org_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -239,6 +252,7 @@ pub trait RepositoryWrites: Repositories {
             .await
     }
 
+    /// Applies [`OrgDomainChange::DeleteAllOfOrg`]; returns the rows changed.
     async fn delete_org_domains_of_org(
         &mut self,
         instance_id: &InstanceId,
@@ -252,6 +266,7 @@ pub trait RepositoryWrites: Repositories {
             .await
     }
 
+    /// Applies [`OrgDomainChange::DeleteAllOfInstance`]; returns the rows changed.
     async fn delete_org_domains_of_instance(&mut self, instance_id: &InstanceId) -> Result<u64> {
         let change = OrgDomainChange::DeleteAllOfInstance {
             instance_id: instance_id.clone(),
@@ -278,6 +293,7 @@ pub trait RepositoryWrites: Repositories {
         self.get_domain(&criteria).await
     }
 
+    /// Applies [`DomainChange::SetInstanceDomainPrimary`] at `at`; returns the rows changed.
     async fn set_instance_domain_primary(
         &mut self,
         instance_id: &InstanceId,
@@ -291,6 +307,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::RemoveInstanceDomain`] at `at`; returns the rows changed.
     async fn remove_instance_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -304,6 +321,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::AddOrganizationDomain`] at `at`; returns the rows changed.
     async fn add_organization_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -325,6 +343,7 @@ pub trait RepositoryWrites: Repositories {
         self.get_domain(&criteria).await
     }
 
+    /// Applies [`DomainChange::SetOrganizationDomainValidationType`] at `at`; returns the rows changed.
     async fn set_organization_domain_validation_type(
         &mut self,
         instance_id: &InstanceId,
@@ -342,6 +361,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::SetOrganizationDomainVerified`] at `at`; returns the rows changed.
     async fn set_organization_domain_verified(
         &mut self,
         instance_id: &InstanceId,
@@ -357,6 +377,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::SetOrganizationDomainPrimary`] at `at`; returns the rows changed.
     async fn set_organization_domain_primary(
         &mut self,
         instance_id: &InstanceId,
@@ -372,6 +393,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::RemoveOrganizationDomain`] at `at`; returns the rows changed.
     async fn remove_organization_domain(
         &mut self,
         instance_id: &InstanceId,
@@ -387,6 +409,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::RemoveDomainsOfOrganization`] at `at`; returns the rows changed.
     async fn remove_domains_of_organization(
         &mut self,
         instance_id: &InstanceId,
@@ -400,6 +423,7 @@ pub trait RepositoryWrites: Repositories {
         self.apply_domain_change(change, at).await
     }
 
+    /// Applies [`DomainChange::RemoveDomainsOfInstance`] at `at`; returns the rows changed.
     async fn remove_domains_of_instance(
         &mut self,
         instance_id: &InstanceId,

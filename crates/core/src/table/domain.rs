@@ -272,7 +272,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
-        /// [`DomainRepository::list_domains`] in memory: the same filters, order and keyset.
+        /// [`DomainRepository::list_domains`](crate::table::domain::DomainRepository::list_domains) in memory: the same filters, order and keyset.
         pub fn domains(
             &self,
             criteria: &DomainCriteria,
@@ -318,7 +318,7 @@ mod in_memory {
             })
         }
 
-        /// [`DomainRepository::get_domain`] in memory.
+        /// [`DomainRepository::get_domain`](crate::table::domain::DomainRepository::get_domain) in memory.
         pub fn domain(&self, criteria: &DomainCriteria) -> Result<Domain> {
             let mut rows = self.domains(criteria, &Pagination::default())?;
             match rows.len() {

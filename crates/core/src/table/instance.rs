@@ -198,7 +198,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
-        /// [`InstanceRepository::get_instance`] in memory.
+        /// [`InstanceRepository::get_instance`](crate::table::instance::InstanceRepository::get_instance) in memory.
         pub fn instance(&self, id: &InstanceId) -> Result<Instance> {
             self.instances
                 .get(id.as_str())
@@ -207,7 +207,7 @@ mod in_memory {
                 .ok_or_else(|| Error::not_found("instance", id))
         }
 
-        /// [`InstanceRepository::list_instances`] in memory: the same filters, order and keyset.
+        /// [`InstanceRepository::list_instances`](crate::table::instance::InstanceRepository::list_instances) in memory: the same filters, order and keyset.
         pub fn instances(
             &self,
             criteria: &InstanceCriteria,
@@ -225,7 +225,7 @@ mod in_memory {
             })
         }
 
-        /// [`InstanceRepository::count_instances`] in memory.
+        /// [`InstanceRepository::count_instances`](crate::table::instance::InstanceRepository::count_instances) in memory.
         pub fn count_instances(&self, criteria: &InstanceCriteria) -> u64 {
             self.matching_instances(criteria).count() as u64
         }
@@ -250,7 +250,7 @@ mod in_memory {
                 .filter(|i| criteria.name.as_ref().is_none_or(|m| m.matches(&i.name)))
         }
 
-        /// [`InstanceRepository::instance_by_host`] in memory (a host header: port, case and a trailing dot do not matter).
+        /// [`InstanceRepository::instance_by_host`](crate::table::instance::InstanceRepository::instance_by_host) in memory (a host header: port, case and a trailing dot do not matter).
         pub fn instance_by_host(&self, host: &str) -> Result<Instance> {
             let host = lower(crate::value::DomainName::from_host(host)?.as_str());
             self.custom_domains

@@ -259,7 +259,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
-        /// [`InstanceDomainRepository::list_instance_domains`] in memory.
+        /// [`InstanceDomainRepository::list_instance_domains`](crate::table::instance_domain::InstanceDomainRepository::list_instance_domains) in memory.
         pub fn instance_domains(&self, instance_id: &InstanceId) -> Vec<InstanceDomain> {
             let mut rows: Vec<_> = self
                 .instance_domains

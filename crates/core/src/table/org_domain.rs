@@ -343,7 +343,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
-        /// [`OrgDomainRepository::list_org_domains`] in memory: the same filters, order and keyset.
+        /// [`OrgDomainRepository::list_org_domains`](crate::table::org_domain::OrgDomainRepository::list_org_domains) in memory: the same filters, order and keyset.
         pub fn org_domains(
             &self,
             instance_id: &InstanceId,

@@ -254,7 +254,7 @@ mod in_memory {
     }
 
     impl InMemoryState {
-        /// [`OrganizationRepository::get_organization`] in memory.
+        /// [`OrganizationRepository::get_organization`](crate::table::organization::OrganizationRepository::get_organization) in memory.
         pub fn organization(&self, instance_id: &InstanceId, id: &OrgId) -> Result<Organization> {
             self.organizations
                 .get(&(instance_id.as_str().to_owned(), id.as_str().to_owned()))
@@ -263,7 +263,7 @@ mod in_memory {
                 .ok_or_else(|| Error::not_found("organization", id))
         }
 
-        /// [`OrganizationRepository::list_organizations`] in memory: the same filters, order and keyset.
+        /// [`OrganizationRepository::list_organizations`](crate::table::organization::OrganizationRepository::list_organizations) in memory: the same filters, order and keyset.
         pub fn organizations(
             &self,
             criteria: &OrganizationCriteria,
@@ -288,7 +288,7 @@ mod in_memory {
             })
         }
 
-        /// [`OrganizationRepository::count_organizations`] in memory.
+        /// [`OrganizationRepository::count_organizations`](crate::table::organization::OrganizationRepository::count_organizations) in memory.
         pub fn count_organizations(&self, criteria: &OrganizationCriteria) -> Result<u64> {
             let instance_id = criteria
                 .instance_id
