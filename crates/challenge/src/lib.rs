@@ -6,11 +6,34 @@
 //! connection to a checked address, with a timeout, a size limit and a guard against requests to loopback, private and
 //! link-local addresses (server-side request forgery).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), tenancy_core::Error> {
+//! In production `Checker::new(ChallengeConfig::default())` asks the system's resolver
+//! and fetches over https. Here, a DNS server on loopback holds the record:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use tenancy_challenge::{ChallengeConfig, Checker};
-//! let checker = Checker::new(ChallengeConfig::default())?;
-//! # Ok(()) }
+//! use tenancy_core::challenge::{Challenge, ChallengeFailure, DomainChallenge};
+//! use tenancy_core::model::ValidationType;
+//! use tenancy_core::value::DomainName;
+//!
+//! let dns = tenancy_testkit::servers::LocalDns::start().await?;
+//! let checker = Checker::new(ChallengeConfig {
+//!     resolver: Some(dns.address()),
+//!     ..ChallengeConfig::default()
+//! })?;
+//! let challenge = Challenge {
+//!     domain: DomainName::parse("acme.example")?,
+//!     validation_type: ValidationType::Dns,
+//!     token: "tokentokentoken".into(),
+//! };
+//! // Nothing published yet: the failure says what to do.
+//! let missing = checker.check(&challenge).await;
+//! assert!(matches!(missing, Err(ChallengeFailure::RecordNotFound { .. })), "{missing:?}");
+//!
+//! dns.set_txt("_zitadel-challenge.acme.example", &["tokentokentoken"]);
+//! checker.check(&challenge).await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
 #![deny(missing_docs)]
 

@@ -10,6 +10,27 @@
 //! - **read**: gap-safe: wait out in-flight pushes of the instance (take and release the
 //!   exclusive lock on the same key), then read only up to the reader's transaction start,
 //!   resuming after a sort-key cursor (never by offset).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use serde_json::json;
+//! use tenancy_core::event::{EventQuery, NewEvent};
+//! use tenancy_core::ports::EventReader;
+//! use tenancy_eventstore::PgEventStore;
+//!
+//! let db = tenancy_testkit::db::TestDatabase::fresh().await?;
+//! let store = PgEventStore::new(db.pool.clone());
+//! // As ZITADEL's writers push: revision 1, owned by the aggregate, stamped by the store.
+//! let added = NewEvent::legacy("acme", "instance", "acme", "instance.added", json!({"name": "ACME"}), "setup");
+//! store.push(vec![added]).await?;
+//!
+//! let query = EventQuery { instance_id: "acme".into(), ..EventQuery::default() };
+//! let events = store.read(&query).await?;
+//! assert_eq!(events.len(), 1);
+//! assert_eq!((events[0].event_type.as_str(), events[0].sequence), ("instance.added", 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 #![deny(missing_docs)]
 
 pub mod import;

@@ -17,6 +17,31 @@
 //! `db`, `docker`, `replica`, `zitadel` and `verify` are behind the feature `postgres`, `servers` behind
 //! `servers` (both on by default). Without them the in-memory part builds with no sqlx,
 //! testcontainers or DNS code: `tenancy-testkit = { default-features = false }`.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use tenancy_core::command::{run, AddInstance, AddOrganization};
+//! use tenancy_core::ports::OrganizationRepository;
+//! use tenancy_testkit::{fixtures, InMemoryStore};
+//!
+//! let store = InMemoryStore::new();
+//! let ctx = fixtures::context(); // clock from 2026-01-01, ids 1, 2, 3, ...
+//! let acme = run(&store, &ctx, &AddInstance { name: "ACME".into() }).await?;
+//! let sales = run(&store, &ctx, &AddOrganization {
+//!     instance_id: acme.clone(), id: None, name: "Sales".into(),
+//! }).await?;
+//! assert_eq!((acme.as_str(), sales.as_str()), ("1", "2"));
+//!
+//! // Same rules as PostgreSQL: names are unique per instance, ignoring case.
+//! let taken = run(&store, &ctx, &AddOrganization {
+//!     instance_id: acme.clone(), id: None, name: "SALES".into(),
+//! }).await;
+//! assert!(matches!(taken, Err(tenancy_core::Error::AlreadyExists { .. })));
+//! let found = store.unit_of_work().get_organization(&acme, &sales).await?;
+//! assert_eq!(found.name, "Sales");
+//! # Ok::<(), tenancy_core::Error>(())
+//! # }).unwrap();
+//! ```
 #![deny(missing_docs)]
 
 pub mod changes;
