@@ -1,4 +1,4 @@
-//! Compiles `proto/` (at the workspace root) with protox, a protobuf compiler in Rust, so
+//! Compiles the crate's `proto/` with protox, a protobuf compiler in Rust, so
 //! no `protoc` has to be installed: prost messages, tonic services, pbjson's proto3-JSON
 //! serde impls, and the encoded descriptor set that server reflection serves.
 
@@ -12,7 +12,7 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     println!("cargo:rerun-if-changed={}", root.display());
     let descriptors = protox::compile(PROTOS, [&root])?;
     let encoded = descriptors.encode_to_vec();

@@ -481,7 +481,7 @@ async fn upgrades_a_database_laid_out_by_an_earlier_release_in_place() {
     let db = TestDatabase::empty().await.unwrap();
     // As those releases connected: the server's default search path.
     let plain = PgPool::connect_with(db.options.clone()).await.unwrap();
-    let legacy = sqlx::migrate!("../migrations/legacy");
+    let legacy = sqlx::migrate!("../crates/postgres/migrations/legacy");
     legacy.run(&plain).await.unwrap();
     sqlx::raw_sql(
         "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision,

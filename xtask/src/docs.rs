@@ -153,3 +153,80 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
+
+/// The library crates, in the order their dependencies need.
+const LIBRARIES: [&str; 7] = [
+    "tenancy-core",
+    "tenancy-postgres",
+    "tenancy-eventstore",
+    "tenancy-projection",
+    "tenancy-testkit",
+    "tenancy-challenge",
+    "tenancy-api",
+];
+
+/// `cargo package` of every library crate (manifest metadata and file list), then a
+/// build of the packaged sources alone: the `.crate` files unpacked into a workspace of
+/// their own, where they find each other through `[patch.crates-io]` (the crates are not
+/// published, so `cargo package`'s own verification cannot resolve them).
+pub fn package() -> Result<()> {
+    let root = workspace_root();
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec![
+        "package",
+        "--no-verify",
+        "--exclude-lockfile",
+        "--allow-dirty",
+    ];
+    for library in LIBRARIES {
+        args.extend(["-p", library]);
+    }
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo_bin)
+        .args(&args)
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("cargo package failed ({status})");
+    }
+
+    let version = env!("CARGO_PKG_VERSION");
+    let check = root.join("target/package-check");
+    if check.exists() {
+        std::fs::remove_dir_all(&check)?;
+    }
+    std::fs::create_dir_all(&check)?;
+    let mut manifest = String::from("[workspace]\nresolver = \"3\"\nmembers = [\n");
+    let mut patches = String::from("\n[patch.crates-io]\n");
+    for library in LIBRARIES {
+        let crate_file = root.join(format!("target/package/{library}-{version}.crate"));
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(&crate_file)
+            .arg("-C")
+            .arg(&check)
+            .status()?;
+        if !status.success() {
+            bail!("cannot unpack {}", crate_file.display());
+        }
+        manifest.push_str(&format!("    \"{library}-{version}\",\n"));
+        patches.push_str(&format!(
+            "{library} = {{ path = \"{library}-{version}\" }}\n"
+        ));
+    }
+    manifest.push_str("]\n");
+    manifest.push_str(&patches);
+    std::fs::write(check.join("Cargo.toml"), manifest)?;
+    // The workspace's versions of everything else.
+    std::fs::copy(root.join("Cargo.lock"), check.join("Cargo.lock"))?;
+    println!("$ (cd target/package-check) cargo check --workspace --all-features");
+    let status = Command::new(&cargo_bin)
+        .args(["check", "--workspace", "--all-features"])
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .current_dir(&check)
+        .status()?;
+    if !status.success() {
+        bail!("the packaged crates do not build on their own ({status})");
+    }
+    Ok(())
+}

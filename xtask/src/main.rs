@@ -1,4 +1,4 @@
-//! `cargo xtask <chore>`: migrate, test, lint, docs, consumer, ci, images, bench, db.
+//! `cargo xtask <chore>`: migrate, test, lint, docs, consumer, package, ci, images, bench, db.
 #![allow(clippy::print_stdout)]
 
 mod docker;
@@ -44,7 +44,9 @@ enum Task {
     /// examples/consumer, a crate outside the workspace, built and tested from a clean
     /// copy: with path dependencies, then with git dependencies on the committed HEAD.
     Consumer,
-    /// lint, docs, consumer, then test: what CI runs (without the benchmarks).
+    /// `cargo package` of every library crate, and a build of the packaged sources alone.
+    Package,
+    /// lint, docs, consumer, package, then test: what CI runs (without the benchmarks).
     Ci,
     /// Benchmarks against baselines measured in the same run (release build); prints a
     /// table and writes target/bench/report.json.
@@ -348,9 +350,11 @@ fn run(task: Task) -> Result<()> {
         Task::Lint => lint(),
         Task::Docs => docs::docs(),
         Task::Consumer => docs::consumer(),
+        Task::Package => docs::package(),
         Task::Ci => lint()
             .and_then(|()| docs::docs())
             .and_then(|()| docs::consumer())
+            .and_then(|()| docs::package())
             .and_then(|()| test()),
         Task::Bench { soak: true, .. } => {
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -1,7 +1,7 @@
 //! # tenancy-api
 //!
 //! The service API of tenancy: `tenancy.instance.v2.InstanceService` and
-//! `tenancy.org.v2.OrganizationService` (protos in `proto/` at the workspace root, shaped
+//! `tenancy.org.v2.OrganizationService` (protos in the crate's `proto/`, shaped
 //! like ZITADEL's v2 APIs), served as gRPC with reflection and as Connect JSON over HTTP
 //! from one implementation ([`Api`]) over the core's commands and repositories.
 //! `tenancy start` mounts [`router`] beside `/healthz` and `/metrics`.

@@ -1,5 +1,5 @@
 //! The service API of `tenancy start` end to end, on a real PostgreSQL: a Python grpcio
-//! client (stubs generated from `proto/` at run time, and reflection) and curl for the
+//! client (stubs generated from `crates/api/proto/` at run time, and reflection) and curl for the
 //! JSON protocol, then `tenancy projections verify`: what the API wrote equals the fold
 //! of the events it appended.
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
@@ -129,7 +129,7 @@ async fn the_api_through_clients_this_project_did_not_write() {
         let out = StdCommand::new("python3")
             .arg(workspace().join("crates/app/tests/clients/grpc_client.py"))
             .arg(format!("127.0.0.1:{port}"))
-            .arg(workspace().join("proto"))
+            .arg(workspace().join("crates/api/proto"))
             .args([system_token, instance_token, "a.api.test", "b.api.test"])
             .output()
             .unwrap();

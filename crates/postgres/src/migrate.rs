@@ -17,7 +17,7 @@ use crate::on_constraint;
 
 /// Every migration of `migrations/` (not `migrations/legacy/`: the layout of releases
 /// before the `tenancy` schema, upgraded in place by [`migrate`]).
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The first line of a migration that only runs where tenancy creates the event store.
 const OWNED_STORE_ONLY: &str = "-- owned-event-store-only";

@@ -32,7 +32,7 @@ async fn buf_curl_over_grpc_with_reflection_and_over_connect() {
     let server = Server::start(&db, &config(&a, "")).await;
     let base = format!("http://127.0.0.1:{}", server.port);
     let auth = format!("Authorization: Bearer {INSTANCE_TOKEN}");
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/proto");
 
     // gRPC, the schema found by reflection.
     let (ok, out) = buf(&[
