@@ -111,13 +111,21 @@ async fn leases_are_distinct_and_a_lost_lease_stops_the_generator_until_taken_ag
         .execute(&mut *other)
         .await
         .unwrap();
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(MACHINE_ID_LOCK_CLASS)
-        .bind(i32::from(held))
-        .fetch_one(&mut *other)
-        .await
-        .unwrap();
-    assert!(taken);
+    // pg_terminate_backend only signals: the backend releases its locks when it exits.
+    let mut taken = false;
+    for _ in 0..200 {
+        taken = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(MACHINE_ID_LOCK_CLASS)
+            .bind(i32::from(held))
+            .fetch_one(&mut *other)
+            .await
+            .unwrap();
+        if taken {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(taken, "the terminated session's lock was never released");
     let mut moved = None;
     for _ in 0..100 {
         if let Some(now) = leases[0].machine_id().filter(|id| *id != held) {
