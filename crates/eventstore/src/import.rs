@@ -424,18 +424,24 @@ async fn fill_unique_constraints(
     }
     let mut state = InMemoryState::new();
     let mut added_domains: BTreeSet<String> = BTreeSet::new();
-    crate::for_each_in_order(conn, Some(&instances), |event| {
-        let Ok(decoded) = LegacyEvent::decode(&event.event_type, event.payload.as_ref()) else {
-            return;
-        };
-        if let LegacyEvent::InstanceDomainAdded { domain, .. } = &decoded {
-            added_domains.insert(domain.to_lowercase());
-        }
-        if let Ok(instance) = InstanceId::new(event.instance_id) {
-            // Rejected by the rules: skipped, as the projection skips it.
-            let _ = state.apply_event(&instance, &event.aggregate_id, &decoded, event.created_at);
-        }
-    })
+    crate::for_each_in_order(
+        conn,
+        Some(&instances),
+        &crate::CATALOGUE_AGGREGATES,
+        |event| {
+            let Ok(decoded) = LegacyEvent::decode(&event.event_type, event.payload.as_ref()) else {
+                return;
+            };
+            if let LegacyEvent::InstanceDomainAdded { domain, .. } = &decoded {
+                added_domains.insert(domain.to_lowercase());
+            }
+            if let Ok(instance) = InstanceId::new(event.instance_id) {
+                // Rejected by the rules: skipped, as the projection skips it.
+                let _ =
+                    state.apply_event(&instance, &event.aggregate_id, &decoded, event.created_at);
+            }
+        },
+    )
     .await?;
     let uniques = state.unique_constraints();
     let held_domains: Vec<&str> = uniques

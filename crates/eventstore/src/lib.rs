@@ -596,8 +596,11 @@ impl EventReader for PgEventStore {
     }
 }
 
-/// Every event of the catalogue (instance and org aggregates, [`EVENT_TYPES`]) in global
-/// sort-key order — the order cross-instance rules such as global custom domains were
+/// The aggregates of the catalogue's events.
+pub const CATALOGUE_AGGREGATES: [&str; 2] = [INSTANCE_AGGREGATE, ORG_AGGREGATE];
+
+/// Every event of the catalogue ([`EVENT_TYPES`]) of `aggregate_types` (the instance and
+/// org aggregates: [`CATALOGUE_AGGREGATES`]) in global sort-key order — the order cross-instance rules such as global custom domains were
 /// judged in — of every instance, or only of `instances`; read in pages of 10,000 and
 /// passed to `on_event`. For folds (`verify`, the import's unique constraints), which take
 /// every event: `written_by_v3` is false, and older stores lack the column. Returns the
@@ -605,6 +608,7 @@ impl EventReader for PgEventStore {
 pub async fn for_each_in_order<F>(
     conn: &mut PgConnection,
     instances: Option<&[&str]>,
+    aggregate_types: &[&str],
     mut on_event: F,
 ) -> Result<u64>
 where
@@ -631,7 +635,7 @@ where
     let mut seen = 0;
     loop {
         let query = sqlx::query_as(AssertSqlSafe(sql.clone()))
-            .bind([INSTANCE_AGGREGATE, ORG_AGGREGATE])
+            .bind(aggregate_types)
             .bind(EVENT_TYPES)
             .bind(after.as_ref().map(|a| a.position))
             .bind(after.as_ref().map(|a| a.in_tx_order))

@@ -1,10 +1,11 @@
 //! `verify`: folds the event stream in memory with the core reducers (v3-written events
-//! included) and compares the result with the five tables, row by row.
+//! included) and compares the result with the five tables, row by row, a part of the
+//! instances at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tenancy_core::Result;
-use tenancy_core::event::{LegacyEvent, StoredEvent};
+use tenancy_core::event::{INSTANCE_AGGREGATE, LegacyEvent, SortKey, StoredEvent};
 use tenancy_core::id::InstanceId;
 use tenancy_core::model::{
     Domain, Instance, InstanceDomain, InstanceDomainKind, Organization, OrganizationDomain,
@@ -113,76 +114,118 @@ fn count_lines(lines: impl Iterator<Item = String>) -> BTreeMap<String, i64> {
     map
 }
 
+/// Instances compared at a time: what `verify` holds in memory is the fold and the rows of
+/// this many instances (and the instance aggregates' fold, see [`Engine::verify`]).
+const INSTANCES_PER_PART: usize = 500;
+
 impl Engine {
-    /// Folds the stream (global sort-key order, so cross-instance rules such as global
-    /// custom domains judge as the tables did) and diffs it with the tables.
+    /// Folds the stream and diffs it with the tables, a few hundred instances at a time,
+    /// so that memory follows the largest part, not the store.
+    ///
+    /// Two passes over the events. The first folds only the instance aggregates' events
+    /// in global sort-key order — the order in which cross-instance rules (a custom domain
+    /// is live in one instance at most) were judged — and remembers which of them the
+    /// rules rejected. The second folds every event of one part of the instances, skipping
+    /// the events the first pass rejected, and compares the result with the tables' rows
+    /// of that part. Within an instance the outcome of every other event depends only on
+    /// that instance's own events, so the fold per part equals the fold of the whole.
     pub async fn verify(&self) -> Result<VerifyReport> {
-        let mut state = InMemoryState::new();
+        self.verify_in_parts(INSTANCES_PER_PART).await
+    }
+
+    /// [`Self::verify`] with parts of `instances_per_part` instances (at least one): the
+    /// report is the same for every part size, only memory and round trips change.
+    pub async fn verify_in_parts(&self, instances_per_part: usize) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        // Every event is folded, those tenancy's commands wrote included (their rows are
-        // in the tables).
         let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
-        report.events = tenancy_eventstore::for_each_in_order(&mut conn, None, |event| {
-            if fold(&mut state, &event).is_err() {
-                report.failed_in_fold += 1;
+
+        let mut rejected: HashSet<SortKey> = HashSet::new();
+        let mut instances_fold = InMemoryState::new();
+        tenancy_eventstore::for_each_in_order(&mut conn, None, &[INSTANCE_AGGREGATE], |event| {
+            if fold(&mut instances_fold, &event).is_err() {
+                rejected.insert(event.sort_key());
             }
         })
         .await?;
-        drop(conn);
-        // Memory: the fold's rows become their lines and go; each table row read is
-        // matched against them at once (no second set of lines for the tables).
-        let mut expected = count_lines(
-            state
-                .all_instances()
-                .map(instance_line)
-                .chain(state.all_organizations().map(organization_line))
-                .chain(state.all_instance_domains().map(instance_domain_line))
-                .chain(state.all_org_domains().map(org_domain_line))
-                .chain(state.all_domains().map(domain_line)),
-        );
-        drop(state);
-        let mut unexpected: BTreeMap<String, i64> = BTreeMap::new();
-        let mut matched = |line: String| match expected.get_mut(&line) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ => *unexpected.entry(line).or_insert(0) += 1,
-        };
-        let TableRows {
-            instances,
-            organizations,
-            instance_domains,
-            org_domains,
-            domains,
-        } = tenancy_postgres::dump::all_rows(self.pool()).await?;
-        instances.iter().map(instance_line).for_each(&mut matched);
-        drop(instances);
-        organizations
-            .iter()
-            .map(organization_line)
-            .for_each(&mut matched);
-        drop(organizations);
-        instance_domains
-            .iter()
-            .map(instance_domain_line)
-            .for_each(&mut matched);
-        drop(instance_domains);
-        org_domains
-            .iter()
-            .map(org_domain_line)
-            .for_each(&mut matched);
-        drop(org_domains);
-        domains.iter().map(domain_line).for_each(&mut matched);
-        drop(domains);
-        for (line, n) in &expected {
-            for _ in 0..*n {
-                report.differences.push(format!("- {line}"));
-            }
-        }
-        for (line, n) in &unexpected {
-            for _ in 0..*n {
-                report.differences.push(format!("+ {line}"));
-            }
+        drop(instances_fold);
+
+        // Instances with events or with rows (rows of an instance without events are
+        // differences too).
+        let mut instances: BTreeSet<String> =
+            tenancy_eventstore::projection_state::instances(self.pool())
+                .await?
+                .into_iter()
+                .collect();
+        instances.extend(tenancy_postgres::dump::instance_ids(self.pool()).await?);
+        let instances: Vec<String> = instances.into_iter().collect();
+
+        for part in instances.chunks(instances_per_part.max(1)) {
+            let ids: Vec<&str> = part.iter().map(String::as_str).collect();
+            let mut state = InMemoryState::new();
+            report.events += tenancy_eventstore::for_each_in_order(
+                &mut conn,
+                Some(&ids),
+                &tenancy_eventstore::CATALOGUE_AGGREGATES,
+                |event| {
+                    if rejected.contains(&event.sort_key()) || fold(&mut state, &event).is_err() {
+                        report.failed_in_fold += 1;
+                    }
+                },
+            )
+            .await?;
+            let rows = tenancy_postgres::dump::rows_of_instances(self.pool(), part).await?;
+            compare(&state, rows, &mut report.differences);
         }
         Ok(report)
+    }
+}
+
+/// Appends the rows only in the fold (`- `) and only in the tables (`+ `) to `differences`.
+fn compare(state: &InMemoryState, rows: TableRows, differences: &mut Vec<String>) {
+    let mut expected = count_lines(
+        state
+            .all_instances()
+            .map(instance_line)
+            .chain(state.all_organizations().map(organization_line))
+            .chain(state.all_instance_domains().map(instance_domain_line))
+            .chain(state.all_org_domains().map(org_domain_line))
+            .chain(state.all_domains().map(domain_line)),
+    );
+    let mut unexpected: BTreeMap<String, i64> = BTreeMap::new();
+    let mut matched = |line: String| match expected.get_mut(&line) {
+        Some(n) if *n > 0 => *n -= 1,
+        _ => *unexpected.entry(line).or_insert(0) += 1,
+    };
+    let TableRows {
+        instances,
+        organizations,
+        instance_domains,
+        org_domains,
+        domains,
+    } = rows;
+    instances.iter().map(instance_line).for_each(&mut matched);
+    organizations
+        .iter()
+        .map(organization_line)
+        .for_each(&mut matched);
+    instance_domains
+        .iter()
+        .map(instance_domain_line)
+        .for_each(&mut matched);
+    org_domains
+        .iter()
+        .map(org_domain_line)
+        .for_each(&mut matched);
+    domains.iter().map(domain_line).for_each(&mut matched);
+    for (line, n) in &expected {
+        for _ in 0..*n {
+            differences.push(format!("- {line}"));
+        }
+    }
+    for (line, n) in &unexpected {
+        for _ in 0..*n {
+            differences.push(format!("+ {line}"));
+        }
     }
 }
 
