@@ -13,7 +13,6 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::sync::Arc;
 //! use tenancy_api::auth::{ApiTokens, TokenEntry, token_digest};
-//! use tenancy_api::hosts::RepositoryHosts;
 //! use tenancy_api::{Api, DEFAULT_MAX_REQUEST_BYTES, router};
 //! use tenancy_core::challenge::{ChallengeSettings, OsTokens};
 //! use tenancy_core::command::{run, AddInstance, AddInstanceDomain};
@@ -30,7 +29,7 @@
 //! let api = Api {
 //!     factory: Arc::new(store.clone()),
 //!     events: Arc::new(store.event_reader()),
-//!     hosts: Arc::new(RepositoryHosts(Arc::new(store.clone()))),
+//!     hosts: Arc::new(store.host_lookup()),
 //!     checker: Arc::new(tenancy_core::mocks::MockDomainChallenge::new()),
 //!     challenge: ChallengeSettings::default(),
 //!     clock: ctx.clock.clone(),

@@ -76,6 +76,26 @@ impl InMemoryStore {
         }
     }
 
+    /// Host resolution over this store, without a cache (the in-memory counterpart of
+    /// `tenancy_postgres::hosts::HostResolver`): `instance_by_host` takes a `Host` header.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use tenancy_core::command::{run, AddInstance, AddInstanceDomain};
+    /// use tenancy_core::ports::HostLookup;
+    /// let store = tenancy_testkit::InMemoryStore::new();
+    /// let ctx = tenancy_testkit::fixtures::context();
+    /// let acme = run(&store, &ctx, &AddInstance { name: "ACME".into() }).await?;
+    /// let domain = AddInstanceDomain { instance_id: acme.clone(), domain: "login.acme.example".into(), generated: false };
+    /// run(&store, &ctx, &domain).await?;
+    /// assert_eq!(store.host_lookup().instance_by_host("LOGIN.acme.example.:443").await?, acme);
+    /// # Ok::<(), tenancy_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn host_lookup(&self) -> tenancy_core::hosts::RepositoryHosts {
+        tenancy_core::hosts::RepositoryHosts(std::sync::Arc::new(self.clone()))
+    }
+
     /// A unit of work (also usable for reads outside commands).
     pub fn unit_of_work(&self) -> InMemoryUnitOfWork {
         let shared = lock(&self.shared);
