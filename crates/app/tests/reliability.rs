@@ -241,9 +241,10 @@ async fn idle_replicas_do_not_multiply_the_sweep() {
     );
 }
 
-/// Issue 25: three replicas with a writer, one of them SIGKILLed every second or two and
-/// restarted: every event applied exactly once (`verify` equal, no failed event), and the
-/// instances a killed replica held are picked up by the others.
+/// Issue 25: three replicas with a writer for 60 s, one of them SIGKILLed every second or
+/// two and restarted: every event applied exactly once (no event past a cursor, no failed
+/// event, `verify` equal), and the instances a killed replica held are picked up by the
+/// others.
 #[tokio::test]
 async fn replicas_killed_at_random_lose_nothing() {
     let db = TestDatabase::fresh().await.unwrap();
@@ -253,15 +254,23 @@ async fn replicas_killed_at_random_lose_nothing() {
         Replica::start(&db, "60").await,
         Replica::start(&db, "60").await,
     ];
-    let pushes = churn(12, 400 * scale(), 17);
-    let total = pushes.len();
+    // More pushes than 60 s take; the writer stops at the deadline.
+    let pushes = churn(12, 30_000, 17);
+    let started = Instant::now();
+    let until = Instant::now() + Duration::from_secs(60 * scale() as u64);
     let writer = {
         let store = store.clone();
         tokio::spawn(async move {
+            let mut pushed = 0;
             for push in pushes {
+                if Instant::now() >= until {
+                    break;
+                }
                 store.push(push).await.unwrap();
+                pushed += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            pushed
         })
     };
     let mut rng = Rng(9);
@@ -270,8 +279,14 @@ async fn replicas_killed_at_random_lose_nothing() {
         let victim = usize::try_from(rng.next(3)).unwrap();
         replicas[victim] = Replica::start(&db, "60").await; // the old one is SIGKILLed on drop
     }
-    writer.await.unwrap();
-    assert!(total > 100);
+    let total = writer.await.unwrap();
+    assert!(total > 100, "{total} pushes");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(60),
+        "the writer ran out of pushes at {elapsed:?}"
+    );
+    eprintln!("{total} pushes in {elapsed:?}, a replica killed every 0.7–2 s");
     // The survivors catch up without a sweep (notifications and their retries).
     let engine = Engine::new(db.pool.clone(), EngineConfig::default());
     let deadline = Instant::now() + Duration::from_secs(30);
