@@ -29,25 +29,40 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// Looks hosts up (one session each) until `stop`: (lookups, failures).
+/// What a reader saw.
+struct Read {
+    lookups: u64,
+    failures: u64,
+    /// The longest lookup: a reader's stall.
+    longest: Duration,
+}
+
+/// Looks hosts up (one session each) until `stop`.
 fn reader(
     pool: sqlx::PgPool,
     hosts: Arc<Vec<String>>,
     stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(u64, u64)> {
+) -> tokio::task::JoinHandle<Read> {
     tokio::spawn(async move {
         let store = PgStore::new(pool);
-        let (mut lookups, mut failures, mut n) = (0u64, 0u64, 0usize);
+        let mut read = Read {
+            lookups: 0,
+            failures: 0,
+            longest: Duration::ZERO,
+        };
+        let mut n = 0usize;
         while !stop.load(Ordering::Relaxed) {
             n = (n + 7) % hosts.len();
+            let started = Instant::now();
             let found = match store.session().await {
                 Ok(mut session) => session.instance_by_host(&hosts[n]).await.is_ok(),
                 Err(_) => false,
             };
-            lookups += 1;
-            failures += u64::from(!found);
+            read.longest = read.longest.max(started.elapsed());
+            read.lookups += 1;
+            read.failures += u64::from(!found);
         }
-        (lookups, failures)
+        read
     })
 }
 
@@ -79,7 +94,11 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
     let idle_reader = reader(reader_pool.clone(), hosts.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    let (idle_lookups, idle_failures) = idle_reader.await?;
+    let Read {
+        lookups: idle_lookups,
+        failures: idle_failures,
+        longest: idle_longest,
+    } = idle_reader.await?;
     let idle = idle_lookups as f64 / 3.0;
 
     // Side by side, the reader running.
@@ -89,7 +108,11 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
     let rebuilt = engine.rebuild_side_by_side(Arc::new(|_, _, _| {})).await?;
     let side_by_side = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (during_lookups, during_failures) = during.await?;
+    let Read {
+        lookups: during_lookups,
+        failures: during_failures,
+        longest: during_longest,
+    } = during.await?;
     let during_rate = during_lookups as f64 / side_by_side.as_secs_f64();
     engine.drop_previous_generation().await?;
 
@@ -100,16 +123,22 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
     engine.rebuild().await?;
     let in_place = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (in_place_lookups, in_place_failures) = in_place_reader.await?;
+    let Read {
+        lookups: in_place_lookups,
+        failures: in_place_failures,
+        ..
+    } = in_place_reader.await?;
 
     println!(
         "rebuild ({events} events, {instances} instances): side by side {:.2} s (switch locked {:.1} ms, {} rounds), in place {:.2} s; \
-         lookups/s idle {idle:.0} ({idle_failures} failed), during side by side {during_rate:.0} ({during_failures} failed), \
-         during in place {in_place_lookups} lookups, {} failed",
+         lookups/s idle {idle:.0} ({idle_failures} failed, longest {:.1} ms), during side by side {during_rate:.0} ({during_failures} failed, \
+         longest {:.1} ms), during in place {in_place_lookups} lookups, {} failed",
         side_by_side.as_secs_f64(),
         rebuilt.frozen_for.as_secs_f64() * 1000.0,
         rebuilt.rounds,
         in_place.as_secs_f64(),
+        idle_longest.as_secs_f64() * 1000.0,
+        during_longest.as_secs_f64() * 1000.0,
         in_place_failures,
     );
     let parameters = json!({"events": events, "instances": instances, "workers": 4,
@@ -130,6 +159,14 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
             "the same reader idle",
             "lookups/s",
             json!({"failed_during": during_failures, "failed_in_place": in_place_failures, "instances": instances}),
+        ),
+        Figure::latency(
+            &format!("longest lookup during side by side, {events} ev"),
+            during_longest.as_secs_f64() * 1000.0,
+            idle_longest.as_secs_f64() * 1000.0,
+            "longest lookup of the same reader idle",
+            "ms",
+            parameters.clone(),
         ),
         Figure::latency(
             &format!("switch lock, {events} ev"),
