@@ -4,24 +4,17 @@
 //! of the events it appended.
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tenancy_core::command::{AddInstance, AddInstanceDomain, run};
 use tenancy_eventstore::PgEventStore;
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::servers::LocalDns;
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -99,27 +92,18 @@ async fn the_api_through_clients_this_project_did_not_write() {
         tenancy_api::auth::token_digest(system_token),
         tenancy_api::auth::token_digest(instance_token),
     ));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = Server(
+    let port = common::free_port();
+    let server = common::Process::listening(
         StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
             .arg("--config")
             .arg(&config)
             .args(["start", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", db.url())
             .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tenancy start did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .stdout(Stdio::null()),
+        port,
+    )
+    .await;
 
     // Python grpcio, when installed (.ci/run installs it).
     if has(

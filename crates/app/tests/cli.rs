@@ -1,9 +1,11 @@
 //! The `tenancy` binary end to end (a fresh database per test).
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -206,14 +208,6 @@ fn expected_failures_print_one_line() {
     );
 }
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -249,25 +243,16 @@ fn series(metrics: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn metrics_at_scrape_show_a_stall_and_its_end() {
     let db = TestDatabase::fresh().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
+    let port = common::free_port();
+    let _server = common::Process::listening(
         StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
             .args(["start", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", db.url())
             .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(port, "/healthz").is_none() {
-        assert!(Instant::now() < deadline, "tenancy start did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .stdout(Stdio::null()),
+        port,
+    )
+    .await;
     let (_, metrics) = get(port, "/metrics").unwrap();
     assert_eq!(series(&metrics, "tenancy_projection_events_behind"), 0.0);
     assert_eq!(
@@ -376,24 +361,16 @@ async fn metrics_at_scrape_show_a_stall_and_its_end() {
 #[tokio::test]
 async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
     let db = TestDatabase::fresh().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
-        .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", db.url())
-        .env("TENANCY_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(port, "/healthz").is_none() {
-        assert!(Instant::now() < deadline, "tenancy start did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let port = common::free_port();
+    let server = common::Process::listening(
+        StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
+            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", db.url())
+            .env("TENANCY_LOG", "warn")
+            .stdout(Stdio::null()),
+        port,
+    )
+    .await;
     assert_eq!(get(port, "/healthz").unwrap(), (200, "ok\n".to_owned()));
     let (status, body) = get(port, "/readyz").unwrap();
     assert_eq!(status, 200, "{body}");

@@ -2,6 +2,8 @@
 //! `tenancy start` runs. The scale grows with `TENANCY_SOAK_SCALE` (`cargo xtask bench --soak`).
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -77,11 +79,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
         .await
         .unwrap();
     let url = cluster.database_url("tenancy");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut server = tenancy()
         .args(["start", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &url)
@@ -161,34 +159,20 @@ async fn a_database_restart_while_start_runs_is_survived() {
 }
 
 /// A `tenancy start` on `db` listening on a free port, killed (SIGKILL) when dropped.
-struct Replica(std::process::Child);
+struct Replica(#[allow(dead_code)] common::Process);
 
 impl Replica {
     async fn start(db: &TestDatabase, sweep_secs: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = tenancy()
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", db.url())
-            .env("TENANCY_PROJECTION__SWEEP_INTERVAL_SECS", sweep_secs)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tenancy start did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self(child)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let port = common::free_port();
+        let process = common::Process::listening(
+            tenancy()
+                .args(["start", "--listen", &format!("127.0.0.1:{port}")])
+                .env("DATABASE_URL", db.url())
+                .env("TENANCY_PROJECTION__SWEEP_INTERVAL_SECS", sweep_secs),
+            port,
+        )
+        .await;
+        Self(process)
     }
 }
 

@@ -4,22 +4,16 @@
 //! per pool.
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
-use std::process::{Child, Command as StdCommand, Stdio};
+mod common;
+
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tenancy_core::command::{AddInstance, AddInstanceDomain, run};
 use tenancy_eventstore::PgEventStore;
 use tenancy_testkit::replica::Replicated;
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const ORG: &str = "tenancy.org.v2.OrganizationService";
 const TOKEN: &str = "system-secret-token-for-replicas";
@@ -118,12 +112,8 @@ async fn lists_come_from_the_replica_and_a_token_reads_the_write() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
+    let port = common::free_port();
+    let _server = common::Process::listening(
         StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
             .arg("--config")
             .arg(&config)
@@ -131,15 +121,10 @@ async fn lists_come_from_the_replica_and_a_token_reads_the_write() {
             .env("DATABASE_URL", cluster.primary_url())
             .env("TENANCY_READ_DATABASE_URLS", cluster.replica_url())
             .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tenancy start did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .stdout(Stdio::null()),
+        port,
+    )
+    .await;
     cluster.caught_up().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // a replica check
 

@@ -3,7 +3,6 @@
 //! are logged at start, never a token or its digest.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use tenancy_testkit::db::TestDatabase;
 
@@ -128,11 +127,7 @@ async fn each_token_name_and_scope_is_logged_at_start_never_the_token() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::wait_listening(port).await;
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);

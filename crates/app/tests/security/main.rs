@@ -5,6 +5,8 @@
 //! sockets) where the finding is about the wire.
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod config;

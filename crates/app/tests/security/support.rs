@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tenancy_core::command::{AddInstance, AddInstanceDomain, run};
@@ -37,13 +37,7 @@ pub fn tempfile(content: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::common::free_port;
 
 /// Two instances, `a` (host `a.sec.test`) and `b` (host `b.sec.test`); returns their ids.
 pub async fn two_instances(db: &TestDatabase) -> (String, String) {
@@ -100,11 +94,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tenancy start did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::common::wait_listening(port).await;
         Self { child, port }
     }
 }
