@@ -138,7 +138,8 @@ enum ProjectionAction {
     /// Switch back to the generation the last rebuild replaced (a rollback, online): it is
     /// caught up with the events since, then switched in; the one it replaces is kept.
     SwitchBack,
-    /// Fold the stream in memory and compare with the tables (exit 0 only when equal).
+    /// Fold the events, 500 instances at a time, and compare with the tables (exit 0 only
+    /// when equal).
     Verify,
 }
 
