@@ -388,7 +388,7 @@ async fn cursor(session: &mut tenancy_postgres::PgSession, last: &StoredEvent) -
     Ok(state.set_cursor(session.conn()?, last).await?)
 }
 
-fn fold(rows: &[ImportRow]) -> Result<InMemoryState> {
+pub(crate) fn fold(rows: &[ImportRow]) -> Result<InMemoryState> {
     let mut state = InMemoryState::new();
     for row in rows {
         let event = LegacyEvent::decode(&row.event_type, row.payload.as_ref())?;
@@ -407,7 +407,7 @@ fn csv_time(t: OffsetDateTime) -> Result<String> {
 }
 
 /// COPY of every row of `state`, parents first (CSV; an empty field is NULL).
-async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Result<()> {
+pub(crate) async fn copy_rows(conn: &mut sqlx::PgConnection, state: &InMemoryState) -> Result<()> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let opt_time =
         |v: Option<OffsetDateTime>| v.map(csv_time).transpose().map(Option::unwrap_or_default);

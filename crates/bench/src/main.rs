@@ -9,6 +9,7 @@ mod hosts;
 mod idle;
 mod lookup;
 mod memory;
+mod outage;
 mod paging;
 mod push;
 mod rebuild;
@@ -74,6 +75,7 @@ pub enum Bench {
     Idle,
     Memory,
     Replicas,
+    Outage,
 }
 
 /// One line of the report.
@@ -170,6 +172,9 @@ async fn main() -> Result<()> {
     let runs = |bench| args.only.is_none_or(|only| only == bench);
     if runs(Bench::Catchup) {
         figures.extend(catchup::run(&args).await?);
+    }
+    if runs(Bench::Outage) {
+        figures.extend(outage::run(&args).await?);
     }
     if runs(Bench::Grown) {
         figures.extend(grown::run(&args).await?);
