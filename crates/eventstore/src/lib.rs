@@ -200,6 +200,71 @@ impl PgEventStore {
         conn.commit().await.map_err(on_constraint)?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
+
+    /// Gap-safe read of the next events of several instances, each after its own sort key
+    /// (`None`: from its first event) and at most `limit` of each, in sort-key order per
+    /// instance: the pieces of a merge in the store's global order. One statement.
+    pub async fn read_each_after(
+        &self,
+        after: &[(String, Option<SortKey>)],
+        aggregate_types: &[String],
+        event_types: &[String],
+        max_position: Option<Decimal>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut ids: Vec<String> = after.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut conn = self.pool.begin().await.map_err(on_constraint)?;
+        // As `read_instances`: in-flight pushes of these instances waited out.
+        for statement in [
+            "SELECT count(pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
+            "SELECT count(pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
+        ] {
+            sqlx::query(statement)
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await
+                .map_err(on_constraint)?;
+        }
+        let key = |f: fn(&SortKey) -> String| {
+            after
+                .iter()
+                .map(|(_, k)| k.as_ref().map(f))
+                .collect::<Vec<Option<String>>>()
+        };
+        let sql = format!(
+            "SELECT {} FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[])
+                 AS c(instance_id, \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\")
+             CROSS JOIN LATERAL (
+                 SELECT * FROM eventstore.events2 e
+                 WHERE e.instance_id = c.instance_id AND e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
+                   AND e.\"position\" <= EXTRACT(EPOCH FROM now())
+                   AND ($9::numeric IS NULL OR e.\"position\" <= $9)
+                   AND (c.\"position\" IS NULL
+                        OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                           > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
+                 ORDER BY e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\"
+                 LIMIT $10) e",
+            event_columns("e")
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(after.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+            .bind(after.iter().map(|(_, k)| k.as_ref().map(|k| k.position)).collect::<Vec<_>>())
+            .bind(after.iter().map(|(_, k)| k.as_ref().map(|k| k.in_tx_order)).collect::<Vec<_>>())
+            .bind(key(|k| k.aggregate_type.clone()))
+            .bind(key(|k| k.aggregate_id.clone()))
+            .bind(after.iter().map(|(_, k)| k.as_ref().map(|k| k.sequence)).collect::<Vec<_>>())
+            .bind(aggregate_types)
+            .bind(event_types)
+            .bind(max_position)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(on_constraint)?;
+        conn.commit().await.map_err(on_constraint)?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
 }
 
 #[async_trait]

@@ -746,6 +746,158 @@ impl ProjectionState {
     }
 }
 
+/// A custom domain add in a batch of several instances, for [`ProjectionState::blocked_adds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAdd {
+    /// The adding instance.
+    pub instance_id: String,
+    /// The domain, as the event's payload has it.
+    pub domain: String,
+    /// The add's position.
+    pub position: Decimal,
+    /// The add's order in its transaction.
+    pub in_tx_order: i32,
+}
+
+/// The reads of the projection's ordered catch-up (several instances in the store's global
+/// order, `tenancy-projection`'s `ordered`).
+impl ProjectionState {
+    /// The cursors of those of `instance_ids` that have one.
+    pub async fn cursors(
+        &self,
+        conn: &mut PgConnection,
+        instance_ids: &[String],
+    ) -> Result<HashMap<String, SortKey>> {
+        let rows: Vec<(String, Decimal, i32, String, String, i64)> = sqlx::query_as(
+            "SELECT instance_id, \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
+             FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = ANY($2)",
+        )
+        .bind(self.name)
+        .bind(instance_ids)
+        .fetch_all(conn)
+        .await
+        .map_err(on_constraint)?;
+        Ok(rows
+            .into_iter()
+            .map(|(i, p, o, t, id, s)| {
+                let key = sort_key(&i, (p, o, t, id, s));
+                (i, key)
+            })
+            .collect())
+    }
+
+    /// The failed events of `instance_ids` with their attempts so far, by instance.
+    pub async fn failures_among(
+        &self,
+        conn: &mut PgConnection,
+        instance_ids: &[String],
+    ) -> Result<HashMap<String, HashMap<FailureKey, i16>>> {
+        let rows: Vec<(String, String, String, i64, i16)> = sqlx::query_as(
+            "SELECT instance_id, aggregate_type, aggregate_id, failed_sequence, failure_count
+             FROM tenancy.failed_events2 WHERE projection_name = $1 AND instance_id = ANY($2)",
+        )
+        .bind(self.name)
+        .bind(instance_ids)
+        .fetch_all(conn)
+        .await
+        .map_err(on_constraint)?;
+        let mut failures: HashMap<String, HashMap<FailureKey, i16>> = HashMap::new();
+        for (instance, t, id, seq, count) in rows {
+            failures.entry(instance).or_default().insert((t, id, seq), count);
+        }
+        Ok(failures)
+    }
+
+    /// The custom domains that those of `instance_ids` with a cursor may still take or
+    /// give up up to `until`: the domains of their instance domain adds and removals past
+    /// the cursor, and — for an instance whose removal is past its cursor — the custom
+    /// domains it holds in the tables. Two instances sharing one must be projected in the
+    /// store's order. (instance, lower-cased domain) pairs.
+    pub async fn unprojected_custom_domains(
+        &self,
+        conn: &mut PgConnection,
+        instance_ids: &[String],
+        until: Option<Decimal>,
+    ) -> Result<Vec<(String, String)>> {
+        sqlx::query_as(
+            "WITH behind AS (
+                 SELECT c.instance_id, e.event_type, lower(e.payload ->> 'domain') AS domain
+                 FROM tenancy.current_states c
+                 JOIN eventstore.events2 e ON e.instance_id = c.instance_id AND e.aggregate_type = 'instance'
+                  AND e.event_type IN ('instance.domain.added', 'instance.domain.removed', 'instance.removed')
+                  AND (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
+                      > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\")
+                  AND ($3::numeric IS NULL OR e.\"position\" <= $3)
+                 WHERE c.projection_name = $1 AND c.instance_id = ANY($2))
+             SELECT instance_id, domain FROM behind WHERE event_type <> 'instance.removed' AND domain IS NOT NULL
+             UNION
+             SELECT d.instance_id, lower(d.domain COLLATE \"C\") FROM instance_domains d
+             WHERE d.type = 'custom'
+               AND d.instance_id IN (SELECT instance_id FROM behind WHERE event_type = 'instance.removed')",
+        )
+        .bind(self.name)
+        .bind(instance_ids)
+        .bind(until)
+        .fetch_all(conn)
+        .await
+        .map_err(on_constraint)
+    }
+
+    /// Among `adds` (instances projected together, in the store's order), those that must
+    /// wait: an instance outside `members` has an earlier add of the same domain its
+    /// projection has not passed (the members' earlier adds come first in their own order).
+    /// Each as (index in `adds`, the blocker, whether the blocker has a cursor). Events
+    /// tenancy wrote count only up to `replay_until` (a rebuild replays them), else not at
+    /// all.
+    pub async fn blocked_adds(
+        &self,
+        conn: &mut PgConnection,
+        adds: &[PendingAdd],
+        members: &[String],
+        replay_until: Option<Decimal>,
+    ) -> Result<Vec<(usize, String, bool)>> {
+        if adds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT (a.n - 1)::bigint, b.instance_id, c.instance_id IS NOT NULL
+             FROM unnest($2::text[], $3::text[], $4::numeric[], $5::int[]) WITH ORDINALITY
+                  AS a(instance_id, domain, \"position\", in_tx_order, n)
+             CROSS JOIN LATERAL (
+                 SELECT b.instance_id, b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\"
+                 FROM eventstore.events2 b
+                 WHERE b.aggregate_type = 'instance' AND b.event_type = 'instance.domain.added'
+                   AND lower(b.payload ->> 'domain') = lower(a.domain)
+                   AND (b.\"position\", b.in_tx_order) < (a.\"position\", a.in_tx_order)
+                   AND b.instance_id <> a.instance_id AND b.instance_id <> ALL($6)
+                   AND (NOT {written_b} OR b.\"position\" <= $7)
+                 OFFSET 0) b
+             LEFT JOIN tenancy.current_states c
+                 ON c.projection_name = $1 AND c.instance_id = b.instance_id
+             WHERE c.instance_id IS NULL
+                OR (b.\"position\", b.in_tx_order, b.aggregate_type, b.aggregate_id, b.\"sequence\")
+                   > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\")
+             ORDER BY 1",
+            written_b = written_by_tenancy("b"),
+        );
+        let rows: Vec<(i64, String, bool)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(self.name)
+            .bind(adds.iter().map(|a| a.instance_id.clone()).collect::<Vec<_>>())
+            .bind(adds.iter().map(|a| a.domain.clone()).collect::<Vec<_>>())
+            .bind(adds.iter().map(|a| a.position).collect::<Vec<_>>())
+            .bind(adds.iter().map(|a| a.in_tx_order).collect::<Vec<_>>())
+            .bind(members)
+            .bind(replay_until)
+            .fetch_all(conn)
+            .await
+            .map_err(on_constraint)?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, blocker, has_cursor)| (usize::try_from(n).unwrap_or(usize::MAX), blocker, has_cursor))
+            .collect())
+    }
+}
+
 /// Every instance with events (a loose index scan over the primary key, not a scan of the
 /// whole table).
 pub async fn instances(pool: &PgPool) -> Result<Vec<String>> {

@@ -145,7 +145,7 @@ pub(crate) async fn waiting_instances(
 
 /// Whether the instances that have an earlier add of a domain replay (so the add waits),
 /// each classified once per call.
-struct Blockers<'a> {
+pub(crate) struct Blockers<'a> {
     state: &'a ProjectionState,
     fresh: &'a Fresh,
     bulk_limit: u32,
@@ -153,7 +153,7 @@ struct Blockers<'a> {
 }
 
 impl<'a> Blockers<'a> {
-    fn new(state: &'a ProjectionState, fresh: &'a Fresh, bulk_limit: u32) -> Self {
+    pub(crate) fn new(state: &'a ProjectionState, fresh: &'a Fresh, bulk_limit: u32) -> Self {
         Self {
             state,
             fresh,
@@ -164,7 +164,7 @@ impl<'a> Blockers<'a> {
 
     /// With a cursor it replays; without one it is fresh if found so before (another
     /// instance may already have relied on it), else classified now.
-    async fn replays(
+    pub(crate) async fn replays(
         &mut self,
         conn: &mut PgConnection,
         blocker: String,

@@ -333,9 +333,14 @@ impl Engine {
         // other instance, one by one. A queue that `workers` tasks drain: memory follows
         // the workers, not the instances (a task per instance held each one's future).
         let (groups, rest) = self.small_fresh_groups(instances).await?;
+        // Replaying instances that share custom domains in what they have left, together
+        // in the store's order (crate::ordered): one at a time they would wait for each
+        // other at every move.
+        let (components, rest) = self.entangled(rest, target).await?;
         let jobs: VecDeque<Job> = groups
             .into_iter()
             .map(Job::Group)
+            .chain(components.into_iter().map(Job::Ordered))
             .chain(rest.into_iter().map(Job::One))
             .collect();
         let jobs = Arc::new(std::sync::Mutex::new(jobs));
@@ -404,6 +409,7 @@ impl Engine {
                 let outcome = self.catch_up_with(&instance, target, replay).await?;
                 Ok(vec![(instance, outcome)])
             }
+            Job::Ordered(members) => self.catch_up_ordered(members, target, replay).await,
             Job::Group(group) => {
                 let grouped = self.catch_up_group(group, target, replay).await?;
                 let mut outcomes = grouped.done;
@@ -549,7 +555,7 @@ impl Engine {
         }
     }
 
-    fn wanted(
+    pub(crate) fn wanted(
         event: &StoredEvent,
         failures: &HashMap<FailureKey, i16>,
         max: i16,
@@ -664,6 +670,8 @@ impl Engine {
 enum Job {
     /// Small fresh instances caught up together (crate::group).
     Group(Vec<String>),
+    /// Replaying instances that share custom domains, in global order (crate::ordered).
+    Ordered(Vec<String>),
     One(String),
 }
 
@@ -682,7 +690,7 @@ pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) ->
 /// an instance may reach `instance.domain.added` for a domain that another instance has
 /// released by an event *before* this one, but which that instance's projection has not
 /// reached yet. Such an event waits (is deferred) rather than counting as a failure.
-async fn waits_for_other_instance(
+pub(crate) async fn waits_for_other_instance(
     state: &ProjectionState,
     conn: &mut PgConnection,
     event: &StoredEvent,
@@ -717,7 +725,7 @@ async fn waits_for_other_instance(
 }
 
 /// An event that failed before and now applied is no longer a failure.
-async fn clear_recovered(
+pub(crate) async fn clear_recovered(
     state: &ProjectionState,
     session: &mut PgSession,
     event: &StoredEvent,

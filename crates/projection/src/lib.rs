@@ -48,6 +48,7 @@ mod group;
 mod memo;
 pub mod metrics;
 mod ops;
+mod ordered;
 mod outcome;
 pub mod relational;
 pub mod scrape;

@@ -1,0 +1,673 @@
+//! Replaying instances that share custom domains in what they have left to project, caught
+//! up together in the store's global order.
+//!
+//! Instances are projected each at its own pace, and a custom domain moving between them
+//! makes one wait for another (`crate::claims`): after an outage in which domains moved,
+//! the instances behind advanced as a wavefront, a few events per round each (450–775
+//! events/s measured, against 10.5k without moves). Here such instances — a component of
+//! the graph "has a custom domain add or removal past its cursor in common" — are merged
+//! into one stream in the global sort-key order, the order the store judged the domains
+//! in, and applied in batches of several instances per transaction: within the component
+//! nobody waits, since every earlier event of every member comes first.
+//!
+//! What the order alone does not cover keeps its rules:
+//! - a member that another process holds (its lock taken): the batch ends before that
+//!   member's next event, and the component is tried again (busy);
+//! - an add of a domain that an instance outside the component added earlier and has not
+//!   projected yet: the batch ends before it (deferred), as `crate::claims` asks;
+//! - a domain still held by an instance outside the component that has yet to reach its
+//!   release: the insert conflicts, the batch is redone event by event, and the add
+//!   waits (`engine::waits_for_other_instance`).
+//!
+//! Any other error of an event is its own (the order is the store's): it is recorded with
+//! every attempt spent and skipped, as the bulk fold does with the events it rejects.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use tenancy_core::event::{INSTANCE_DOMAIN_ADDED, SortKey, StoredEvent};
+use tenancy_core::ports::UnitOfWork;
+use tenancy_core::{Error, Result};
+use tenancy_eventstore::projection_state::{FailureKey, PendingAdd};
+use tenancy_postgres::{PgSession, PgStore, Savepoint, on_constraint};
+
+use crate::claims::Blockers;
+use crate::engine::{Engine, apply_event, clear_recovered, waits_for_other_instance};
+use crate::outcome::{Outcome, ReplayV3};
+use crate::relational;
+
+/// Events per transaction of an ordered catch-up.
+const BATCH_EVENTS: usize = 2_000;
+/// Events read ahead across the members of a component (what the merge holds at most),
+/// and the bounds of each member's share.
+const READ_AHEAD: usize = 32_768;
+const MEMBER_READ_AHEAD: (usize, usize) = (16, 512);
+/// Instances per statement of the entanglement query.
+const ENTANGLE_CHUNK: usize = 4_096;
+
+impl Engine {
+    /// Splits `instances` into the components of replaying instances (with a cursor) that
+    /// share a custom domain in what they have left up to `target`, two or more each (see
+    /// the module), and the others, in their order.
+    pub(crate) async fn entangled(
+        &self,
+        instances: Vec<String>,
+        target: Option<Decimal>,
+    ) -> Result<(Vec<Vec<String>>, Vec<String>)> {
+        if instances.len() < 2 {
+            return Ok((Vec::new(), instances));
+        }
+        let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
+        let mut pairs = Vec::new();
+        for chunk in instances.chunks(ENTANGLE_CHUNK) {
+            pairs.extend(
+                self.state()
+                    .unprojected_custom_domains(&mut conn, chunk, target)
+                    .await?,
+            );
+        }
+        drop(conn);
+        let index: HashMap<&str, usize> = instances
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (i.as_str(), n))
+            .collect();
+        let mut sets = DisjointSets::new(instances.len());
+        let mut first_with: HashMap<&str, usize> = HashMap::new();
+        for (instance, domain) in &pairs {
+            let Some(&n) = index.get(instance.as_str()) else {
+                continue;
+            };
+            match first_with.get(domain.as_str()) {
+                Some(&m) => sets.union(m, n),
+                None => {
+                    first_with.insert(domain, n);
+                }
+            }
+        }
+        let roots: Vec<usize> = (0..instances.len()).map(|n| sets.find(n)).collect();
+        let mut sizes: HashMap<usize, usize> = HashMap::new();
+        for root in &roots {
+            *sizes.entry(*root).or_default() += 1;
+        }
+        let mut components: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut rest = Vec::new();
+        for (instance, root) in instances.into_iter().zip(roots) {
+            if sizes[&root] > 1 {
+                components.entry(root).or_default().push(instance);
+            } else {
+                rest.push(instance);
+            }
+        }
+        Ok((components.into_values().collect(), rest))
+    }
+
+    /// Catches the members of one component up to `target` (the newest position now,
+    /// without one) in the store's global order (see the module): the outcome of each.
+    pub(crate) async fn catch_up_ordered(
+        &self,
+        members: Vec<String>,
+        target: Option<Decimal>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Vec<(String, Outcome)>> {
+        // Without a target the merge could meet one member's events up to one moment and
+        // another's up to a later one, and take them out of order.
+        let target = match target {
+            Some(target) => Some(target),
+            None => self.newest_position().await?,
+        };
+        let mut merge = Merge::new(&members);
+        let mut outcomes: HashMap<String, Outcome> = HashMap::new();
+        let stop = match target {
+            None => None,
+            Some(target) => loop {
+                match self
+                    .ordered_batch(&mut merge, target, replay, &mut outcomes)
+                    .await?
+                {
+                    Step::More => {}
+                    Step::Done => break None,
+                    Step::Stopped(stop) => break Some(stop),
+                }
+            },
+        };
+        Ok(members
+            .into_iter()
+            .enumerate()
+            .map(|(n, instance)| {
+                let mut outcome = outcomes.remove(&instance).unwrap_or_default();
+                if merge.members[n].is_done() {
+                    outcome.caught_up = true;
+                } else {
+                    match stop {
+                        Some(Stop::Busy) => outcome.busy = true,
+                        Some(Stop::Deferred) | None => outcome.deferred += 1,
+                    }
+                }
+                (instance, outcome)
+            })
+            .collect())
+    }
+
+    /// One transaction of an ordered catch-up.
+    async fn ordered_batch(
+        &self,
+        merge: &mut Merge,
+        target: Decimal,
+        replay: Option<ReplayV3>,
+        outcomes: &mut HashMap<String, Outcome>,
+    ) -> Result<Step> {
+        let started = Instant::now();
+        let store = PgStore::new(self.pool().clone());
+        let mut session = store.transaction().await?;
+        let ids = merge.ids();
+        let locked: HashSet<String> = self
+            .state()
+            .try_lock_all(session.conn()?, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        // Another process may have moved a member since the last batch: it goes on from
+        // where that process left it.
+        let cursors = self.state().cursors(session.conn()?, &ids).await?;
+        merge.follow(&cursors);
+        let (mut events, mut stop) = merge
+            .next_batch(self, target, BATCH_EVENTS, |instance| {
+                !locked.contains(instance)
+            })
+            .await?;
+        // An add that an instance outside the component has to reach first ends the batch.
+        if let Some(at) = self
+            .first_blocked_add(session.conn()?, &events, &ids, replay)
+            .await?
+        {
+            merge.put_back(events.split_off(at));
+            stop = Some(Stop::Deferred);
+        }
+        if events.is_empty() {
+            session.rollback().await?;
+            return Ok(stop.map_or(Step::Done, Step::Stopped));
+        }
+        let instances: Vec<String> = events
+            .iter()
+            .map(|e| e.instance_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let failures = self
+            .state()
+            .failures_among(session.conn()?, &instances)
+            .await?;
+        let mut batch = Outcome::default();
+        match self
+            .apply_ordered(&mut session, &events, &failures, replay)
+            .await
+        {
+            Ok(counts) => {
+                for (instance, outcome) in counts {
+                    batch.add(outcome);
+                    outcomes.entry(instance).or_default().add(outcome);
+                }
+            }
+            Err(Error::Internal { message, source }) => {
+                let _ = session.rollback().await;
+                return Err(Error::Internal { message, source });
+            }
+            Err(_) => {
+                // Event by event, each in a savepoint, under the same locks taken again.
+                let _ = session.rollback().await;
+                session = store.transaction().await?;
+                let relocked = self
+                    .state()
+                    .try_lock_all(session.conn()?, &instances)
+                    .await?;
+                let now = self.state().cursors(session.conn()?, &instances).await?;
+                if relocked.len() < instances.len() || merge.moved_elsewhere(&now) {
+                    session.rollback().await?;
+                    merge.put_back(events);
+                    return Ok(Step::Stopped(Stop::Busy));
+                }
+                let (done, counts, waits) = self
+                    .apply_ordered_isolated(&mut session, &events, &failures, replay)
+                    .await?;
+                for (instance, outcome) in counts {
+                    batch.add(outcome);
+                    outcomes.entry(instance).or_default().add(outcome);
+                }
+                if waits {
+                    merge.put_back(events.split_off(done));
+                    stop = Some(Stop::Deferred);
+                }
+            }
+        }
+        session.commit().await?;
+        merge.passed(&events);
+        let newest = events.last().map(|e| e.created_at);
+        self.observe_batch(started, &batch, newest);
+        Ok(stop.map_or(Step::More, Step::Stopped))
+    }
+
+    /// The index of the first add among `events` that must wait for an instance outside
+    /// `members` (`crate::claims`), if any.
+    async fn first_blocked_add(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        events: &[StoredEvent],
+        members: &[String],
+        replay: Option<ReplayV3>,
+    ) -> Result<Option<usize>> {
+        let (at, adds): (Vec<usize>, Vec<PendingAdd>) = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.event_type == INSTANCE_DOMAIN_ADDED)
+            .filter_map(|(n, e)| {
+                let domain = e.payload.as_ref()?.get("domain")?.as_str()?;
+                Some((
+                    n,
+                    PendingAdd {
+                        instance_id: e.instance_id.clone(),
+                        domain: domain.to_owned(),
+                        position: e.position,
+                        in_tx_order: e.in_tx_order,
+                    },
+                ))
+            })
+            .unzip();
+        let blocked = self
+            .state()
+            .blocked_adds(conn, &adds, members, replay.map(|ReplayV3(until)| until))
+            .await?;
+        let mut blockers = Blockers::new(self.state(), self.fresh(), self.config().bulk_limit);
+        for (n, blocker, has_cursor) in blocked {
+            if blockers.replays(conn, blocker, has_cursor).await? {
+                return Ok(at.get(n).copied());
+            }
+        }
+        Ok(None)
+    }
+
+    /// The fast path: the net effect of `events` (several instances, in global order)
+    /// written set-based, and each instance's cursor moved to its last event.
+    async fn apply_ordered(
+        &self,
+        session: &mut PgSession,
+        events: &[StoredEvent],
+        failures: &HashMap<String, HashMap<FailureKey, i16>>,
+        replay: Option<ReplayV3>,
+    ) -> Result<HashMap<String, Outcome>> {
+        let none = HashMap::new();
+        let mut counts: HashMap<String, Outcome> = HashMap::new();
+        let mut changes = Vec::new();
+        let mut applied = Vec::new();
+        for event in events {
+            let failed = failures.get(&event.instance_id).unwrap_or(&none);
+            let count = counts.entry(event.instance_id.clone()).or_default();
+            if !Self::wanted(event, failed, self.config().max_failure_count, replay) {
+                count.skipped += 1;
+                continue;
+            }
+            changes.extend(
+                relational::changes(event)?
+                    .into_iter()
+                    .map(|c| (c, event.created_at)),
+            );
+            applied.push(event);
+        }
+        let written = tenancy_postgres::batch::apply_batch(session.conn()?, &changes).await?;
+        for event in applied {
+            let failed = failures.get(&event.instance_id).unwrap_or(&none);
+            clear_recovered(self.state(), session, event, failed).await?;
+            counts.entry(event.instance_id.clone()).or_default().applied += 1;
+        }
+        self.state()
+            .set_cursors(session.conn()?, &last_of_each(events))
+            .await?;
+        if self.statistics().wrote(written) {
+            self.analyze().await?;
+        }
+        Ok(counts)
+    }
+
+    /// The exact path: event by event in a savepoint, each instance's cursor moved with
+    /// each event (the holder check of a conflict reads them). Returns how many events it
+    /// passed, the outcome of each instance, and whether it stopped at an add that waits.
+    async fn apply_ordered_isolated(
+        &self,
+        session: &mut PgSession,
+        events: &[StoredEvent],
+        failures: &HashMap<String, HashMap<FailureKey, i16>>,
+        replay: Option<ReplayV3>,
+    ) -> Result<(usize, HashMap<String, Outcome>, bool)> {
+        let none = HashMap::new();
+        let attempts = self.config().max_failure_count.max(1);
+        let mut counts: HashMap<String, Outcome> = HashMap::new();
+        for (n, event) in events.iter().enumerate() {
+            let failed = failures.get(&event.instance_id).unwrap_or(&none);
+            let count = counts.entry(event.instance_id.clone()).or_default();
+            if !Self::wanted(event, failed, self.config().max_failure_count, replay) {
+                count.skipped += 1;
+                self.state().set_cursor(session.conn()?, event).await?;
+                continue;
+            }
+            session.savepoint(Savepoint::EVENT).await?;
+            match apply_event(session, event).await {
+                Ok(()) => {
+                    session.release(Savepoint::EVENT).await?;
+                    clear_recovered(self.state(), session, event, failed).await?;
+                    count.applied += 1;
+                }
+                Err(Error::Internal { message, source }) => {
+                    return Err(Error::Internal { message, source });
+                }
+                Err(error) => {
+                    session.rollback_to(Savepoint::EVENT).await?;
+                    let transient = matches!(error, Error::Conflict(_));
+                    if transient
+                        || waits_for_other_instance(self.state(), session.conn()?, event, &error)
+                            .await?
+                    {
+                        return Ok((n, counts, true));
+                    }
+                    self.state()
+                        .record_failure(session.conn()?, event, &error.to_string(), attempts)
+                        .await?;
+                    count.failed += 1;
+                    count.skipped += 1;
+                    tracing::warn!(instance_id = %event.instance_id, aggregate_id = %event.aggregate_id, sequence = event.sequence, event_type = %event.event_type, error = %error.chain(), "event failed");
+                }
+            }
+            self.state().set_cursor(session.conn()?, event).await?;
+        }
+        Ok((events.len(), counts, false))
+    }
+}
+
+/// How one transaction of an ordered catch-up ended.
+enum Step {
+    /// It committed a batch; there may be more.
+    More,
+    /// Nothing is left up to the target.
+    Done,
+    /// It stopped before an event that has to wait (what came before is committed).
+    Stopped(Stop),
+}
+
+/// Why an ordered catch-up stopped before the target.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// A member is held by another process.
+    Busy,
+    /// An add waits for an instance outside the component.
+    Deferred,
+}
+
+/// The last event of each instance among `events`.
+fn last_of_each(events: &[StoredEvent]) -> Vec<&StoredEvent> {
+    let mut last: HashMap<&str, &StoredEvent> = HashMap::new();
+    for event in events {
+        last.insert(&event.instance_id, event);
+    }
+    last.into_values().collect()
+}
+
+/// One member of a merge: its events read ahead after its cursor.
+#[derive(Debug)]
+struct Member {
+    instance_id: String,
+    /// The last event projected (the cursor), as far as this merge knows.
+    passed: Option<SortKey>,
+    /// The last event a batch took (in flight until committed or put back).
+    taken: Option<SortKey>,
+    /// Read ahead, in order, after `taken` (or `passed`).
+    buffer: VecDeque<StoredEvent>,
+    /// No event after the buffer up to the target.
+    exhausted: bool,
+}
+
+impl Member {
+    fn is_done(&self) -> bool {
+        self.exhausted && self.buffer.is_empty()
+    }
+
+    /// Where the next read starts.
+    fn read_after(&self) -> Option<SortKey> {
+        self.buffer
+            .back()
+            .map(StoredEvent::sort_key)
+            .or_else(|| self.taken.clone())
+            .or_else(|| self.passed.clone())
+    }
+}
+
+/// The members' events merged in global sort-key order, read ahead a bounded number at a
+/// time; what a batch takes stays in flight until [`Merge::passed`] or [`Merge::put_back`].
+#[derive(Debug)]
+struct Merge {
+    members: Vec<Member>,
+    index: HashMap<String, usize>,
+    /// Each member's next event, for those that have one read.
+    heads: BinaryHeap<Reverse<(SortKey, usize)>>,
+    /// Events read per member and read.
+    read_ahead: u32,
+    /// The cursors have been read once (the first batch sets `passed`).
+    started: bool,
+}
+
+impl Merge {
+    fn new(instances: &[String]) -> Self {
+        let share = (READ_AHEAD / instances.len().max(1))
+            .clamp(MEMBER_READ_AHEAD.0, MEMBER_READ_AHEAD.1);
+        Self {
+            members: instances
+                .iter()
+                .map(|instance| Member {
+                    instance_id: instance.clone(),
+                    passed: None,
+                    taken: None,
+                    buffer: VecDeque::new(),
+                    exhausted: false,
+                })
+                .collect(),
+            index: instances
+                .iter()
+                .enumerate()
+                .map(|(n, i)| (i.clone(), n))
+                .collect(),
+            heads: BinaryHeap::new(),
+            read_ahead: u32::try_from(share).unwrap_or(u32::MAX),
+            started: false,
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.instance_id.clone()).collect()
+    }
+
+    /// Takes the cursors read under the locks: a member whose cursor is not where this
+    /// merge left it (the first time, or moved by another process) starts again there.
+    fn follow(&mut self, cursors: &HashMap<String, SortKey>) {
+        let first = !std::mem::replace(&mut self.started, true);
+        let mut changed = false;
+        for member in &mut self.members {
+            let cursor = cursors.get(&member.instance_id);
+            if first || member.passed.as_ref() != cursor {
+                member.passed = cursor.cloned();
+                member.taken = None;
+                member.buffer.clear();
+                member.exhausted = false;
+                changed = true;
+            }
+        }
+        if changed {
+            self.rebuild_heads();
+        }
+    }
+
+    /// True when a cursor among `cursors` is not where this merge left it.
+    fn moved_elsewhere(&self, cursors: &HashMap<String, SortKey>) -> bool {
+        cursors.iter().any(|(instance, cursor)| {
+            self.index
+                .get(instance)
+                .is_some_and(|&n| self.members[n].passed.as_ref() != Some(cursor))
+        })
+    }
+
+    /// Up to `limit` events in global order, ending before the first event of a member for
+    /// which `held_elsewhere` is true (then with [`Stop::Busy`]).
+    async fn next_batch<F>(
+        &mut self,
+        engine: &Engine,
+        target: Decimal,
+        limit: usize,
+        held_elsewhere: F,
+    ) -> Result<(Vec<StoredEvent>, Option<Stop>)>
+    where
+        F: Fn(&str) -> bool,
+    {
+        let mut batch = Vec::new();
+        self.fill(engine, target).await?;
+        while batch.len() < limit {
+            let Some(Reverse((_, n))) = self.heads.peek().cloned() else {
+                return Ok((batch, None));
+            };
+            let member = &mut self.members[n];
+            if held_elsewhere(&member.instance_id) {
+                return Ok((batch, Some(Stop::Busy)));
+            }
+            self.heads.pop();
+            let Some(event) = member.buffer.pop_front() else {
+                continue;
+            };
+            member.taken = Some(event.sort_key());
+            batch.push(event);
+            match member.buffer.front() {
+                Some(next) => self.heads.push(Reverse((next.sort_key(), n))),
+                // Its next event may come before every head: read before going on.
+                None if !member.exhausted => self.fill(engine, target).await?,
+                None => {}
+            }
+        }
+        Ok((batch, None))
+    }
+
+    /// Reads ahead for every member that has nothing read but may have more — all of them
+    /// in one statement, with those running low — so the smallest head is known.
+    async fn fill(&mut self, engine: &Engine, target: Decimal) -> Result<()> {
+        if !self
+            .members
+            .iter()
+            .any(|m| m.buffer.is_empty() && !m.exhausted)
+        {
+            return Ok(());
+        }
+        let low = (self.read_ahead as usize / 4).max(1);
+        let wanted: Vec<usize> = (0..self.members.len())
+            .filter(|&n| !self.members[n].exhausted && self.members[n].buffer.len() < low)
+            .collect();
+        let after: Vec<(String, Option<SortKey>)> = wanted
+            .iter()
+            .map(|&n| {
+                let m = &self.members[n];
+                (m.instance_id.clone(), m.read_after())
+            })
+            .collect();
+        let events = engine
+            .events()
+            .read_each_after(
+                &after,
+                &relational::aggregate_types(),
+                &relational::event_types(),
+                Some(target),
+                self.read_ahead,
+            )
+            .await?;
+        let mut read: HashMap<usize, u32> = wanted.iter().map(|&n| (n, 0)).collect();
+        for event in events {
+            let Some(&n) = self.index.get(&event.instance_id) else {
+                continue;
+            };
+            *read.entry(n).or_default() += 1;
+            self.members[n].buffer.push_back(event);
+        }
+        for (n, count) in read {
+            if count < self.read_ahead {
+                self.members[n].exhausted = true;
+            }
+        }
+        self.rebuild_heads();
+        Ok(())
+    }
+
+    /// The events of a batch are projected (committed): each member's cursor moves.
+    fn passed(&mut self, events: &[StoredEvent]) {
+        for event in events {
+            if let Some(&n) = self.index.get(&event.instance_id) {
+                self.members[n].passed = Some(event.sort_key());
+            }
+        }
+    }
+
+    /// Events taken but not projected go back to the front of their members, in order.
+    fn put_back(&mut self, events: Vec<StoredEvent>) {
+        for event in events.into_iter().rev() {
+            if let Some(&n) = self.index.get(&event.instance_id) {
+                self.members[n].buffer.push_front(event);
+            }
+        }
+        self.rebuild_heads();
+    }
+
+    fn rebuild_heads(&mut self) {
+        self.heads = self
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(n, m)| m.buffer.front().map(|e| Reverse((e.sort_key(), n))))
+            .collect();
+    }
+}
+
+/// Union-find over instance indexes.
+struct DisjointSets {
+    parent: Vec<usize>,
+}
+
+impl DisjointSets {
+    fn new(size: usize) -> Self {
+        Self {
+            parent: (0..size).collect(),
+        }
+    }
+
+    fn find(&mut self, mut n: usize) -> usize {
+        while self.parent[n] != n {
+            self.parent[n] = self.parent[self.parent[n]];
+            n = self.parent[n];
+        }
+        n
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.parent[b] = a;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DisjointSets;
+
+    #[test]
+    fn disjoint_sets_join_what_shares_a_domain_and_nothing_else() {
+        let mut sets = DisjointSets::new(5);
+        sets.union(0, 3);
+        sets.union(3, 4);
+        assert_eq!(sets.find(0), sets.find(4));
+        assert_ne!(sets.find(0), sets.find(1));
+        assert_ne!(sets.find(1), sets.find(2));
+    }
+}
