@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, list};
+use crate::keys::{BatchKeys, columns, list};
 use crate::rows::{DOMAIN_COLUMNS, DomainRow, Write, convert};
 use crate::session::{PgSession, push_page, push_text};
 
@@ -99,40 +99,57 @@ impl DomainRepository for PgSession {
 /// instances' live instance domains with a domain named (unique across instances; read,
 /// not locked). Soft-deleted rows never change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
-    if !keys.all_domains && keys.owners.is_empty() && keys.orgs_all_domains.is_empty() {
+    if keys.all_domains.is_empty() && keys.owners.is_empty() && keys.orgs_all_domains.is_empty()
+    {
         return Ok(Vec::new());
     }
+    // Per instance, each arm an index probe per key (see the doc above); the instance
+    // domains of any instance with a named domain are added unlocked.
     let sql = format!(
-        "SELECT {DOMAIN_COLUMNS} FROM domains
-         WHERE deleted_at IS NULL AND instance_id = ANY($1)
-           AND ($2 OR (coalesce(org_id, '') = ANY($3) AND (lower(domain COLLATE \"C\") = ANY($4) OR is_primary))
-                OR org_id = ANY($5) OR (org_id IS NOT NULL AND is_verified AND lower(domain COLLATE \"C\") = ANY($4)))
-         ORDER BY id
-         FOR UPDATE"
+        "WITH locked AS (
+             SELECT {DOMAIN_COLUMNS} FROM domains
+             WHERE id IN (
+                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, owner)
+                 JOIN unnest($3::text[], $4::text[]) AS d(i, d) ON d.i = o.i
+                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = o.i
+                      AND coalesce(t.org_id, '') = o.owner AND lower(t.domain COLLATE \"C\") = d.d
+                 UNION ALL
+                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, owner)
+                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = o.i AND t.is_primary
+                      AND coalesce(t.org_id, '') = o.owner
+                 UNION ALL
+                 SELECT t.id FROM unnest($5::text[], $6::text[]) AS o(i, org)
+                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = o.i AND t.org_id = o.org
+                 UNION ALL
+                 SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d)
+                 JOIN domains t ON t.deleted_at IS NULL AND t.org_id IS NOT NULL AND t.is_verified
+                      AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
+                 UNION ALL
+                 SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = ANY($7))
+             ORDER BY id
+             FOR UPDATE)
+         SELECT * FROM locked
+         UNION ALL
+         SELECT {DOMAIN_COLUMNS} FROM domains t
+         WHERE $8 AND t.deleted_at IS NULL AND t.org_id IS NULL AND lower(t.domain COLLATE \"C\") = ANY($9)
+           AND NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = t.id)"
     );
-    let mut rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(keys.instances())
-        .bind(keys.all_domains)
-        .bind(list(&keys.owners))
-        .bind(list(&keys.domains))
-        .bind(list(&keys.orgs_all_domains))
-        .fetch_all(&mut *conn)
+    let (owner_instances, owners) = columns(&keys.owners);
+    let (domain_instances, domains) = columns(&keys.domains);
+    let (emptied_instances, emptied) = columns(&keys.orgs_all_domains);
+    let rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(owner_instances)
+        .bind(owners)
+        .bind(domain_instances)
+        .bind(domains)
+        .bind(emptied_instances)
+        .bind(emptied)
+        .bind(list(&keys.all_domains))
+        .bind(keys.instance_level_domain_added)
+        .bind(keys.domain_names())
+        .fetch_all(conn)
         .await
         .db()?;
-    if keys.instance_level_domain_added {
-        let sql = format!(
-            "SELECT {DOMAIN_COLUMNS} FROM domains
-             WHERE deleted_at IS NULL AND org_id IS NULL AND lower(domain COLLATE \"C\") = ANY($2)
-               AND instance_id <> ALL($1)"
-        );
-        let foreign: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(keys.instances())
-            .bind(list(&keys.domains))
-            .fetch_all(conn)
-            .await
-            .db()?;
-        rows.extend(foreign);
-    }
     convert(rows)
 }
 

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, list};
+use crate::keys::{BatchKeys, columns, list};
 use crate::rows::{InstanceDomainRow, Write, convert};
 use crate::session::PgSession;
 
@@ -51,34 +51,47 @@ const COLUMNS: &str =
 /// domain is inserted, the custom rows of other instances with a domain named (unique
 /// across instances; read, not locked).
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<InstanceDomain>> {
-    if !keys.all_instance_domains && keys.domains.is_empty() {
+    if keys.all_instance_domains.is_empty() && keys.domains.is_empty() {
         return Ok(Vec::new());
     }
+    // Each arm an index probe per key; the custom rows of any instance with a named domain
+    // are added unlocked (those of the batch's instances not named by them included: a
+    // batch of several instances may move a domain between them).
     let sql = format!(
-        "SELECT {COLUMNS} FROM instance_domains
-         WHERE instance_id = ANY($1) AND ($2 OR lower(domain COLLATE \"C\") = ANY($3) OR is_primary)
-         FOR UPDATE"
+        "WITH locked AS (
+             SELECT {COLUMNS} FROM instance_domains
+             WHERE (instance_id, type, domain) IN (
+                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d)
+                 JOIN instance_domains t ON t.type = 'custom' AND lower(t.domain COLLATE \"C\") = k.d
+                      AND t.instance_id = k.i
+                 UNION ALL
+                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d)
+                 JOIN instance_domains t ON t.type = 'trusted' AND t.instance_id = k.i
+                      AND lower(t.domain COLLATE \"C\") = k.d
+                 UNION ALL
+                 SELECT t.instance_id, t.type, t.domain FROM instance_domains t
+                 WHERE t.is_primary AND t.instance_id = ANY($3)
+                 UNION ALL
+                 SELECT t.instance_id, t.type, t.domain FROM instance_domains t WHERE t.instance_id = ANY($4))
+             FOR UPDATE)
+         SELECT * FROM locked
+         UNION ALL
+         SELECT {COLUMNS} FROM instance_domains t
+         WHERE $5 AND t.type = 'custom' AND lower(t.domain COLLATE \"C\") = ANY($6)
+           AND NOT EXISTS (SELECT 1 FROM locked l
+                           WHERE l.instance_id = t.instance_id AND l.type = 'custom' AND l.domain = t.domain)"
     );
-    let mut rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+    let (domain_instances, domains) = columns(&keys.domains);
+    let rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(domain_instances)
+        .bind(domains)
         .bind(keys.instances())
-        .bind(keys.all_instance_domains)
-        .bind(list(&keys.domains))
-        .fetch_all(&mut *conn)
+        .bind(list(&keys.all_instance_domains))
+        .bind(keys.custom_instance_domain_added)
+        .bind(keys.domain_names())
+        .fetch_all(conn)
         .await
         .db()?;
-    if keys.custom_instance_domain_added {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM instance_domains
-             WHERE type = 'custom' AND lower(domain COLLATE \"C\") = ANY($2) AND instance_id <> ALL($1)"
-        );
-        let foreign: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(keys.instances())
-            .bind(list(&keys.domains))
-            .fetch_all(conn)
-            .await
-            .db()?;
-        rows.extend(foreign);
-    }
     convert(rows)
 }
 

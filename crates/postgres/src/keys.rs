@@ -11,28 +11,40 @@ use tenancy_core::state::{
 
 /// What a batch's changes name, for reading the rows they can touch. Values are as the
 /// schema compares them (`lower(name COLLATE "C")`, `lower(domain COLLATE "C")`: ASCII only).
+/// Everything a change of an instance names is kept with that instance, so that a batch of
+/// several instances (the ordered catch-up) reads each instance's rows for its own keys,
+/// not every instance's rows for every key.
 #[derive(Debug, Default)]
 pub(crate) struct BatchKeys {
-    /// Every instance named (a projection batch names one).
+    /// Every instance named.
     pub instances: BTreeSet<String>,
-    /// Organizations named: their rows, and their domains' primary.
-    pub orgs: BTreeSet<String>,
-    /// Organization names created or given.
-    pub org_names: BTreeSet<String>,
-    /// Domains named, in any table.
-    pub domains: BTreeSet<String>,
-    /// Organizations all of whose domains a change touches.
-    pub orgs_all_domains: BTreeSet<String>,
-    /// Owners in the unified table (an org id, or "" for the instance) a change names.
-    pub owners: BTreeSet<String>,
-    pub all_organizations: bool,
-    pub all_instance_domains: bool,
-    pub all_org_domains: bool,
-    pub all_domains: bool,
+    /// (instance, organization) named: their rows, and their domains' primary.
+    pub orgs: BTreeSet<Pair>,
+    /// (instance, organization name) created or given.
+    pub org_names: BTreeSet<Pair>,
+    /// (instance, domain) named, in any table.
+    pub domains: BTreeSet<Pair>,
+    /// (instance, organization) all of whose domains a change touches.
+    pub orgs_all_domains: BTreeSet<Pair>,
+    /// (instance, owner in the unified table: an org id, or "" for the instance) named.
+    pub owners: BTreeSet<Pair>,
+    /// Instances all of whose rows of a table a change touches (the instance removed).
+    pub all_organizations: BTreeSet<String>,
+    pub all_instance_domains: BTreeSet<String>,
+    pub all_org_domains: BTreeSet<String>,
+    pub all_domains: BTreeSet<String>,
     /// A custom instance domain is inserted: unique across instances.
     pub custom_instance_domain_added: bool,
     /// An instance's unified domain is added: unique across instances.
     pub instance_level_domain_added: bool,
+}
+
+/// An instance and a key of one of its rows.
+pub(crate) type Pair = (String, String);
+
+/// A set of pairs as the two arrays a statement unnests.
+pub(crate) fn columns(pairs: &BTreeSet<Pair>) -> (Vec<String>, Vec<String>) {
+    pairs.iter().cloned().unzip()
 }
 
 fn lower(s: &str) -> String {
@@ -54,11 +66,17 @@ impl BatchKeys {
 
     fn org(&mut self, instance_id: &impl AsRef<str>, org_id: &impl AsRef<str>) {
         self.instance(instance_id);
-        self.orgs.insert(org_id.as_ref().to_owned());
+        self.orgs
+            .insert(pair(instance_id, org_id.as_ref().to_owned()));
     }
 
-    fn domain(&mut self, domain: &str) {
-        self.domains.insert(lower(domain));
+    fn domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
+        self.instance(instance_id);
+        self.domains.insert(pair(instance_id, lower(domain)));
+    }
+
+    fn owner(&mut self, instance_id: &impl AsRef<str>, owner: &str) {
+        self.owners.insert(pair(instance_id, owner.to_owned()));
     }
 
     /// Exhaustive over every change: a new one does not compile until it says what it reads.
@@ -76,7 +94,7 @@ impl BatchKeys {
                     name,
                 } => {
                     self.org(instance_id, id);
-                    self.org_names.insert(lower(name));
+                    self.org_names.insert(pair(instance_id, lower(name)));
                 }
                 OrganizationChange::Update {
                     instance_id,
@@ -85,13 +103,13 @@ impl BatchKeys {
                 } => {
                     self.org(instance_id, id);
                     if let Some(name) = &update.name {
-                        self.org_names.insert(lower(name));
+                        self.org_names.insert(pair(instance_id, lower(name)));
                     }
                 }
                 OrganizationChange::Remove { instance_id, id } => self.org(instance_id, id),
                 OrganizationChange::RemoveAllOfInstance { instance_id } => {
                     self.instance(instance_id);
-                    self.all_organizations = true;
+                    self.all_organizations.insert(instance_id.as_str().to_owned());
                 }
             },
             StateChange::InstanceDomain(change) => match change {
@@ -101,7 +119,7 @@ impl BatchKeys {
                     kind,
                 } => {
                     self.instance(instance_id);
-                    self.domain(domain);
+                    self.domain(instance_id, domain);
                     if matches!(kind, InstanceDomainKind::Custom { .. }) {
                         self.custom_instance_domain_added = true;
                     }
@@ -116,11 +134,11 @@ impl BatchKeys {
                     ..
                 } => {
                     self.instance(instance_id);
-                    self.domain(domain);
+                    self.domain(instance_id, domain);
                 }
                 InstanceDomainChange::DeleteAllOfInstance { instance_id } => {
                     self.instance(instance_id);
-                    self.all_instance_domains = true;
+                    self.all_instance_domains.insert(instance_id.as_str().to_owned());
                 }
             },
             StateChange::OrgDomain(change) => match change {
@@ -151,18 +169,19 @@ impl BatchKeys {
                     domain,
                 } => {
                     self.org(instance_id, org_id);
-                    self.domain(domain);
+                    self.domain(instance_id, domain);
                 }
                 OrgDomainChange::DeleteAllOfOrg {
                     instance_id,
                     org_id,
                 } => {
                     self.org(instance_id, org_id);
-                    self.orgs_all_domains.insert(org_id.as_str().to_owned());
+                    self.orgs_all_domains
+                        .insert(pair(instance_id, org_id.as_str().to_owned()));
                 }
                 OrgDomainChange::DeleteAllOfInstance { instance_id } => {
                     self.instance(instance_id);
-                    self.all_org_domains = true;
+                    self.all_org_domains.insert(instance_id.as_str().to_owned());
                 }
             },
             StateChange::Domain(change) => match change {
@@ -171,8 +190,8 @@ impl BatchKeys {
                     domain,
                 } => {
                     self.instance(instance_id);
-                    self.domain(domain);
-                    self.owners.insert(String::new());
+                    self.domain(instance_id, domain);
+                    self.owner(instance_id, "");
                     self.instance_level_domain_added = true;
                 }
                 DomainChange::SetInstanceDomainPrimary {
@@ -184,8 +203,8 @@ impl BatchKeys {
                     domain,
                 } => {
                     self.instance(instance_id);
-                    self.domain(domain);
-                    self.owners.insert(String::new());
+                    self.domain(instance_id, domain);
+                    self.owner(instance_id, "");
                 }
                 DomainChange::AddOrganizationDomain {
                     instance_id,
@@ -215,19 +234,20 @@ impl BatchKeys {
                     domain,
                 } => {
                     self.org(instance_id, org_id);
-                    self.domain(domain);
-                    self.owners.insert(org_id.as_str().to_owned());
+                    self.domain(instance_id, domain);
+                    self.owner(instance_id, org_id.as_str());
                 }
                 DomainChange::RemoveDomainsOfOrganization {
                     instance_id,
                     org_id,
                 } => {
                     self.org(instance_id, org_id);
-                    self.orgs_all_domains.insert(org_id.as_str().to_owned());
+                    self.orgs_all_domains
+                        .insert(pair(instance_id, org_id.as_str().to_owned()));
                 }
                 DomainChange::RemoveDomainsOfInstance { instance_id } => {
                     self.instance(instance_id);
-                    self.all_domains = true;
+                    self.all_domains.insert(instance_id.as_str().to_owned());
                 }
             },
         }
@@ -240,4 +260,20 @@ impl BatchKeys {
 
 pub(crate) fn list(set: &BTreeSet<String>) -> Vec<String> {
     set.iter().cloned().collect()
+}
+
+fn pair(instance_id: &impl AsRef<str>, key: String) -> Pair {
+    (instance_id.as_ref().to_owned(), key)
+}
+
+impl BatchKeys {
+    /// Every domain named, whatever its instance (for the rules across instances).
+    pub(crate) fn domain_names(&self) -> Vec<String> {
+        self.domains
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
 }

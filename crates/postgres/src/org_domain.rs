@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, list};
+use crate::keys::{BatchKeys, columns, list};
 use crate::rows::{OrgDomainRow, Write, convert};
 use crate::session::PgSession;
 
@@ -55,22 +55,45 @@ pub(crate) async fn load(
     conn: &mut PgConnection,
     keys: &BatchKeys,
 ) -> Result<Vec<OrganizationDomain>> {
-    if !keys.all_org_domains && keys.orgs.is_empty() {
+    if keys.all_org_domains.is_empty() && keys.orgs.is_empty() {
         return Ok(Vec::new());
     }
+    // Per instance: its named orgs' rows of its named domains and their primaries, every
+    // row of an org a change empties, its verified rows of a named domain; each arm an
+    // index probe per key.
     let sql = format!(
         "SELECT {COLUMNS} FROM org_domains
-         WHERE instance_id = ANY($1)
-           AND ($2 OR (org_id = ANY($3) AND (lower(domain COLLATE \"C\") = ANY($4) OR is_primary))
-                OR org_id = ANY($5) OR (is_verified AND lower(domain COLLATE \"C\") = ANY($4)))
+         WHERE (instance_id, org_id, domain) IN (
+             SELECT t.instance_id, t.org_id, t.domain
+             FROM unnest($1::text[], $2::text[]) AS o(i, org)
+             JOIN unnest($3::text[], $4::text[]) AS d(i, d) ON d.i = o.i
+             JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org
+                  AND lower(t.domain COLLATE \"C\") = d.d
+             UNION ALL
+             SELECT t.instance_id, t.org_id, t.domain FROM unnest($1::text[], $2::text[]) AS o(i, org)
+             JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org AND t.is_primary
+             UNION ALL
+             SELECT t.instance_id, t.org_id, t.domain FROM unnest($5::text[], $6::text[]) AS o(i, org)
+             JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org
+             UNION ALL
+             SELECT t.instance_id, t.org_id, t.domain FROM unnest($3::text[], $4::text[]) AS d(i, d)
+             JOIN org_domains t ON t.instance_id = d.i AND t.is_verified
+                  AND lower(t.domain COLLATE \"C\") = d.d
+             UNION ALL
+             SELECT t.instance_id, t.org_id, t.domain FROM org_domains t WHERE t.instance_id = ANY($7))
          FOR UPDATE"
     );
+    let (org_instances, orgs) = columns(&keys.orgs);
+    let (domain_instances, domains) = columns(&keys.domains);
+    let (emptied_instances, emptied) = columns(&keys.orgs_all_domains);
     let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(keys.instances())
-        .bind(keys.all_org_domains)
-        .bind(list(&keys.orgs))
-        .bind(list(&keys.domains))
-        .bind(list(&keys.orgs_all_domains))
+        .bind(org_instances)
+        .bind(orgs)
+        .bind(domain_instances)
+        .bind(domains)
+        .bind(emptied_instances)
+        .bind(emptied)
+        .bind(list(&keys.all_org_domains))
         .fetch_all(conn)
         .await
         .db()?;

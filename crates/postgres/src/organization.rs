@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, list};
+use crate::keys::{BatchKeys, columns, list};
 use crate::rows::{ORGANIZATION_COLUMNS, OrganizationRow, Write, convert};
 use crate::session::{PgSession, push_page, push_text};
 
@@ -113,22 +113,33 @@ fn push_organization_filters(qb: &mut QueryBuilder<Postgres>, criteria: &Organiz
 
 // Set-based writes (crate::batch).
 
-/// The organizations a batch names or whose live name it may take, locked.
+/// The organizations a batch names or whose live name it may take, locked: each instance's
+/// own keys (index probes per key), or all of an instance a change empties.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Organization>> {
-    if !keys.all_organizations && keys.orgs.is_empty() && keys.org_names.is_empty() {
+    if keys.all_organizations.is_empty() && keys.orgs.is_empty() && keys.org_names.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
         "SELECT {ORGANIZATION_COLUMNS} FROM organizations
-         WHERE instance_id = ANY($1)
-           AND ($2 OR id = ANY($3) OR (deleted_at IS NULL AND lower(name COLLATE \"C\") = ANY($4)))
+         WHERE (instance_id, id) IN (
+             SELECT o.instance_id, o.id FROM unnest($1::text[], $2::text[]) AS k(i, id)
+             JOIN organizations o ON o.instance_id = k.i AND o.id = k.id
+             UNION ALL
+             SELECT o.instance_id, o.id FROM unnest($3::text[], $4::text[]) AS k(i, name)
+             JOIN organizations o ON o.instance_id = k.i AND o.deleted_at IS NULL
+                  AND lower(o.name COLLATE \"C\") = k.name
+             UNION ALL
+             SELECT o.instance_id, o.id FROM organizations o WHERE o.instance_id = ANY($5))
          FOR UPDATE"
     );
+    let (org_instances, orgs) = columns(&keys.orgs);
+    let (name_instances, names) = columns(&keys.org_names);
     let rows: Vec<OrganizationRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(keys.instances())
-        .bind(keys.all_organizations)
-        .bind(list(&keys.orgs))
-        .bind(list(&keys.org_names))
+        .bind(org_instances)
+        .bind(orgs)
+        .bind(name_instances)
+        .bind(names)
+        .bind(list(&keys.all_organizations))
         .fetch_all(conn)
         .await
         .db()?;
