@@ -43,6 +43,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
 
     let db = stopped_during_outage(before, during, &config).await?;
     let engine = Engine::new(db.pool.clone(), config.clone());
+    println!("  stopped, {} events behind: catching up", during.len());
     let started = Instant::now();
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await?;
     let ours = during.len() as f64 / started.elapsed().as_secs_f64();

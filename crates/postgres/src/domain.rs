@@ -93,57 +93,64 @@ impl DomainRepository for PgSession {
 
 // Set-based writes (crate::batch).
 
-/// The live unified rows a batch names (per owner: the domain and the owner's primary),
-/// every live row of an org a change empties, and the instance's verified organization
-/// rows with a domain named, locked; and, when an instance domain is added, other
-/// instances' live instance domains with a domain named (unique across instances; read,
-/// not locked). Soft-deleted rows never change again, so they are not read.
+/// The live unified rows a batch can touch, locked: every row of a named org, the
+/// instance-level rows of a named domain and the instance-level primary, the instance's
+/// verified organization rows with a domain named; and, when an instance domain is added,
+/// the live instance domains of any instance with a domain named (unique across instances;
+/// read, not locked). Soft-deleted rows never change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
     if keys.all_domains.is_empty() && keys.owners.is_empty() && keys.orgs_all_domains.is_empty()
     {
         return Ok(Vec::new());
     }
-    // Per instance, each arm an index probe per key (see the doc above); the instance
-    // domains of any instance with a named domain are added unlocked.
+    // Per instance, each arm an index probe per key: every live row of its named orgs (a
+    // few each; those a change empties among them), its instance-level rows of a named
+    // domain and the instance-level primary when the instance owner is named, its verified
+    // org rows of a named domain, every live row where the instance is removed. The
+    // instance-level rows of any instance with a named domain are added unlocked.
     let sql = format!(
         "WITH locked AS (
              SELECT {DOMAIN_COLUMNS} FROM domains
              WHERE id IN (
-                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, owner)
-                 JOIN unnest($3::text[], $4::text[]) AS d(i, d) ON d.i = o.i
-                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = o.i
-                      AND coalesce(t.org_id, '') = o.owner AND lower(t.domain COLLATE \"C\") = d.d
+                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, org)
+                 JOIN domains t ON t.deleted_at IS NULL AND t.org_id IS NOT NULL
+                      AND t.instance_id = o.i AND t.org_id = o.org
                  UNION ALL
-                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, owner)
-                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = o.i AND t.is_primary
-                      AND coalesce(t.org_id, '') = o.owner
+                 SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d)
+                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = d.i
+                      AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d
+                 WHERE d.i = ANY($5)
                  UNION ALL
-                 SELECT t.id FROM unnest($5::text[], $6::text[]) AS o(i, org)
-                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = o.i AND t.org_id = o.org
+                 SELECT t.id FROM domains t
+                 WHERE t.deleted_at IS NULL AND t.org_id IS NULL AND t.is_primary AND t.instance_id = ANY($5)
                  UNION ALL
                  SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d)
                  JOIN domains t ON t.deleted_at IS NULL AND t.org_id IS NOT NULL AND t.is_verified
                       AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
                  UNION ALL
-                 SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = ANY($7))
+                 SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = ANY($6))
              ORDER BY id
              FOR UPDATE)
          SELECT * FROM locked
          UNION ALL
          SELECT {DOMAIN_COLUMNS} FROM domains t
-         WHERE $8 AND t.deleted_at IS NULL AND t.org_id IS NULL AND lower(t.domain COLLATE \"C\") = ANY($9)
+         WHERE $7 AND t.deleted_at IS NULL AND t.org_id IS NULL AND lower(t.domain COLLATE \"C\") = ANY($8)
            AND NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = t.id)"
     );
-    let (owner_instances, owners) = columns(&keys.owners);
+    let (org_instances, orgs) = columns(&keys.orgs);
     let (domain_instances, domains) = columns(&keys.domains);
-    let (emptied_instances, emptied) = columns(&keys.orgs_all_domains);
+    let instance_owners: Vec<String> = keys
+        .owners
+        .iter()
+        .filter(|(_, owner)| owner.is_empty())
+        .map(|(instance, _)| instance.clone())
+        .collect();
     let rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(owner_instances)
-        .bind(owners)
+        .bind(org_instances)
+        .bind(orgs)
         .bind(domain_instances)
         .bind(domains)
-        .bind(emptied_instances)
-        .bind(emptied)
+        .bind(instance_owners)
         .bind(list(&keys.all_domains))
         .bind(keys.instance_level_domain_added)
         .bind(keys.domain_names())

@@ -48,8 +48,8 @@ impl OrgDomainRepository for PgSession {
 
 const COLUMNS: &str = "instance_id, org_id, domain, is_verified, is_primary, validation_type::text AS validation_type, created_at, updated_at";
 
-/// The organizations' domains a batch names, their primaries, every domain of an org a
-/// change empties, and the verified rows of the instance with a domain named (one
+/// Every domain of the organizations a batch names (their primaries and those a change
+/// empties among them), and the verified rows of the instance with a domain named (one
 /// organization may verify a domain), locked.
 pub(crate) async fn load(
     conn: &mut PgConnection,
@@ -58,41 +58,29 @@ pub(crate) async fn load(
     if keys.all_org_domains.is_empty() && keys.orgs.is_empty() {
         return Ok(Vec::new());
     }
-    // Per instance: its named orgs' rows of its named domains and their primaries, every
-    // row of an org a change empties, its verified rows of a named domain; each arm an
-    // index probe per key.
+    // Per instance: every row of its named orgs (a few each; those a change empties among
+    // them), its verified rows of a named domain, every row where the instance is removed;
+    // each arm an index probe per key.
     let sql = format!(
         "SELECT {COLUMNS} FROM org_domains
          WHERE (instance_id, org_id, domain) IN (
-             SELECT t.instance_id, t.org_id, t.domain
-             FROM unnest($1::text[], $2::text[]) AS o(i, org)
-             JOIN unnest($3::text[], $4::text[]) AS d(i, d) ON d.i = o.i
-             JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org
-                  AND lower(t.domain COLLATE \"C\") = d.d
-             UNION ALL
              SELECT t.instance_id, t.org_id, t.domain FROM unnest($1::text[], $2::text[]) AS o(i, org)
-             JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org AND t.is_primary
-             UNION ALL
-             SELECT t.instance_id, t.org_id, t.domain FROM unnest($5::text[], $6::text[]) AS o(i, org)
              JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org
              UNION ALL
              SELECT t.instance_id, t.org_id, t.domain FROM unnest($3::text[], $4::text[]) AS d(i, d)
              JOIN org_domains t ON t.instance_id = d.i AND t.is_verified
                   AND lower(t.domain COLLATE \"C\") = d.d
              UNION ALL
-             SELECT t.instance_id, t.org_id, t.domain FROM org_domains t WHERE t.instance_id = ANY($7))
+             SELECT t.instance_id, t.org_id, t.domain FROM org_domains t WHERE t.instance_id = ANY($5))
          FOR UPDATE"
     );
     let (org_instances, orgs) = columns(&keys.orgs);
     let (domain_instances, domains) = columns(&keys.domains);
-    let (emptied_instances, emptied) = columns(&keys.orgs_all_domains);
     let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(org_instances)
         .bind(orgs)
         .bind(domain_instances)
         .bind(domains)
-        .bind(emptied_instances)
-        .bind(emptied)
         .bind(list(&keys.all_org_domains))
         .fetch_all(conn)
         .await
