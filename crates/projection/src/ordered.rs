@@ -23,15 +23,16 @@
 //! every attempt spent and skipped, as the bulk fold does with the events it rejects.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
 use rust_decimal::Decimal;
-use tenancy_core::event::{INSTANCE_DOMAIN_ADDED, SortKey, StoredEvent};
+use tenancy_core::event::{INSTANCE_AGGREGATE, INSTANCE_DOMAIN_ADDED, SortKey, StoredEvent};
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::projection_state::{FailureKey, PendingAdd};
 use tenancy_postgres::{PgSession, PgStore, Savepoint, on_constraint};
+use tokio::task::JoinSet;
 
 use crate::claims::Blockers;
 use crate::engine::{Engine, apply_event, clear_recovered, waits_for_other_instance};
@@ -44,6 +45,8 @@ const BATCH_EVENTS: usize = 2_000;
 /// and the bounds of each member's share.
 const READ_AHEAD: usize = 32_768;
 const MEMBER_READ_AHEAD: (usize, usize) = (16, 512);
+/// An instance removed gives up every custom domain it holds, named by no event.
+const INSTANCE_REMOVED: &str = "instance.removed";
 /// Instances per statement of the entanglement query.
 const ENTANGLE_CHUNK: usize = 4_096;
 
@@ -151,7 +154,9 @@ impl Engine {
             .collect())
     }
 
-    /// One transaction of an ordered catch-up.
+    /// One window of an ordered catch-up: the next events in global order, split into
+    /// bins of instances that share no custom domain within the window, the bins applied
+    /// side by side, one transaction each (`workers` at most).
     async fn ordered_batch(
         &self,
         merge: &mut Merge,
@@ -160,57 +165,122 @@ impl Engine {
         outcomes: &mut HashMap<String, Outcome>,
     ) -> Result<Step> {
         let started = Instant::now();
-        let store = PgStore::new(self.pool().clone());
-        let mut session = store.transaction().await?;
         let ids = merge.ids();
-        let locked: HashSet<String> = self
-            .state()
-            .try_lock_all(session.conn()?, &ids)
-            .await?
-            .into_iter()
-            .collect();
-        // Another process may have moved a member since the last batch: it goes on from
-        // where that process left it.
-        let cursors = self.state().cursors(session.conn()?, &ids).await?;
+        let mut conn = self.pool().acquire().await.map_err(on_constraint)?;
+        // Another process may have moved a member since the last window: it goes on from
+        // where that process left it (each bin checks again under its locks).
+        let cursors = self.state().cursors(&mut conn, &ids).await?;
         merge.follow(&cursors);
-        let (mut events, mut stop) = merge
-            .next_batch(self, target, BATCH_EVENTS, |instance| {
-                !locked.contains(instance)
-            })
-            .await?;
-        // An add that an instance outside the component has to reach first ends the batch.
+        let mut events = merge.next_batch(self, target, BATCH_EVENTS).await?;
+        let read_at = started.elapsed();
+        let mut stop = None;
+        // An add that an instance outside the component has to reach first ends the window.
         if let Some(at) = self
-            .first_blocked_add(session.conn()?, &events, &ids, replay)
+            .first_blocked_add(&mut conn, &events, &ids, replay)
             .await?
         {
             merge.put_back(events.split_off(at));
             stop = Some(Stop::Deferred);
         }
+        drop(conn);
         if events.is_empty() {
-            session.rollback().await?;
             return Ok(stop.map_or(Step::Done, Step::Stopped));
         }
-        let instances: Vec<String> = events
-            .iter()
-            .map(|e| e.instance_id.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let checked_at = started.elapsed();
+        let window = events.len();
+        let mut bins = JoinSet::new();
+        for bin in bins_of(events, self.config().workers.max(1)) {
+            let expected: HashMap<String, Option<SortKey>> = bin
+                .iter()
+                .map(|e| (e.instance_id.clone(), merge.passed_of(&e.instance_id)))
+                .collect();
+            let engine = self.clone();
+            bins.spawn(async move {
+                let result = engine.apply_bin(&bin, &expected, replay).await;
+                (bin, result)
+            });
+        }
+        let mut batch = Outcome::default();
+        let mut written = 0;
+        let mut first_error = None;
+        while let Some(joined) = bins.join_next().await {
+            let (mut bin, result) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    first_error.get_or_insert(Error::internal_with("an ordered bin panicked", e));
+                    continue;
+                }
+            };
+            match result {
+                Ok(applied) => {
+                    for (instance, outcome) in applied.counts {
+                        batch.add(outcome);
+                        outcomes.entry(instance).or_default().add(outcome);
+                    }
+                    written += applied.written;
+                    let rest = bin.split_off(applied.done);
+                    merge.passed(&bin);
+                    merge.put_back(rest);
+                    if applied.stop.is_some() {
+                        stop = stop.or(applied.stop);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        tracing::debug!(
+            events = window,
+            read_ms = read_at.as_millis() as u64,
+            claims_ms = (checked_at - read_at).as_millis() as u64,
+            apply_ms = (started.elapsed() - checked_at).as_millis() as u64,
+            "ordered window"
+        );
+        if self.statistics().wrote(written) {
+            self.analyze().await?;
+        }
+        Ok(stop.map_or(Step::More, Step::Stopped))
+    }
+
+    /// One bin of a window in one transaction, under the locks of its instances and only
+    /// if their cursors are where the merge left them (else another process moved them:
+    /// busy).
+    async fn apply_bin(
+        &self,
+        events: &[StoredEvent],
+        expected: &HashMap<String, Option<SortKey>>,
+        replay: Option<ReplayV3>,
+    ) -> Result<Applied> {
+        let started = Instant::now();
+        let store = PgStore::new(self.pool().clone());
+        let instances: Vec<String> = expected.keys().cloned().collect();
+        let busy = Applied {
+            stop: Some(Stop::Busy),
+            ..Applied::default()
+        };
+        let mut session = store.transaction().await?;
+        if !self.take_bin(&mut session, &instances, expected).await? {
+            session.rollback().await?;
+            return Ok(busy);
+        }
         let failures = self
             .state()
             .failures_among(session.conn()?, &instances)
             .await?;
-        let mut batch = Outcome::default();
-        match self
-            .apply_ordered(&mut session, &events, &failures, replay)
+        let applied = match self
+            .apply_ordered(&mut session, events, &failures, replay)
             .await
         {
-            Ok(counts) => {
-                for (instance, outcome) in counts {
-                    batch.add(outcome);
-                    outcomes.entry(instance).or_default().add(outcome);
-                }
-            }
+            Ok((counts, written)) => Applied {
+                done: events.len(),
+                counts,
+                written,
+                stop: None,
+            },
             Err(Error::Internal { message, source }) => {
                 let _ = session.rollback().await;
                 return Err(Error::Internal { message, source });
@@ -219,34 +289,47 @@ impl Engine {
                 // Event by event, each in a savepoint, under the same locks taken again.
                 let _ = session.rollback().await;
                 session = store.transaction().await?;
-                let relocked = self
-                    .state()
-                    .try_lock_all(session.conn()?, &instances)
-                    .await?;
-                let now = self.state().cursors(session.conn()?, &instances).await?;
-                if relocked.len() < instances.len() || merge.moved_elsewhere(&now) {
+                if !self.take_bin(&mut session, &instances, expected).await? {
                     session.rollback().await?;
-                    merge.put_back(events);
-                    return Ok(Step::Stopped(Stop::Busy));
+                    return Ok(busy);
                 }
                 let (done, counts, waits) = self
-                    .apply_ordered_isolated(&mut session, &events, &failures, replay)
+                    .apply_ordered_isolated(&mut session, events, &failures, replay)
                     .await?;
-                for (instance, outcome) in counts {
-                    batch.add(outcome);
-                    outcomes.entry(instance).or_default().add(outcome);
-                }
-                if waits {
-                    merge.put_back(events.split_off(done));
-                    stop = Some(Stop::Deferred);
+                Applied {
+                    done,
+                    counts,
+                    written: 0,
+                    stop: waits.then_some(Stop::Deferred),
                 }
             }
-        }
+        };
         session.commit().await?;
-        merge.passed(&events);
-        let newest = events.last().map(|e| e.created_at);
-        self.observe_batch(started, &batch, newest);
-        Ok(stop.map_or(Step::More, Step::Stopped))
+        let mut total = Outcome::default();
+        for outcome in applied.counts.values() {
+            total.add(*outcome);
+        }
+        let newest = events[..applied.done].last().map(|e| e.created_at);
+        self.observe_batch(started, &total, newest);
+        Ok(applied)
+    }
+
+    /// Takes the locks of a bin's instances and checks their cursors: false when another
+    /// process holds one or has moved one.
+    async fn take_bin(
+        &self,
+        session: &mut PgSession,
+        instances: &[String],
+        expected: &HashMap<String, Option<SortKey>>,
+    ) -> Result<bool> {
+        let locked = self.state().try_lock_all(session.conn()?, instances).await?;
+        if locked.len() < instances.len() {
+            return Ok(false);
+        }
+        let now = self.state().cursors(session.conn()?, instances).await?;
+        Ok(expected
+            .iter()
+            .all(|(instance, cursor)| now.get(instance) == cursor.as_ref()))
     }
 
     /// The index of the first add among `events` that must wait for an instance outside
@@ -296,7 +379,7 @@ impl Engine {
         events: &[StoredEvent],
         failures: &HashMap<String, HashMap<FailureKey, i16>>,
         replay: Option<ReplayV3>,
-    ) -> Result<HashMap<String, Outcome>> {
+    ) -> Result<(HashMap<String, Outcome>, u64)> {
         let none = HashMap::new();
         let mut counts: HashMap<String, Outcome> = HashMap::new();
         let mut changes = Vec::new();
@@ -324,10 +407,7 @@ impl Engine {
         self.state()
             .set_cursors(session.conn()?, &last_of_each(events))
             .await?;
-        if self.statistics().wrote(written) {
-            self.analyze().await?;
-        }
-        Ok(counts)
+        Ok((counts, written))
     }
 
     /// The exact path: event by event in a savepoint, each instance's cursor moved with
@@ -410,6 +490,87 @@ fn last_of_each(events: &[StoredEvent]) -> Vec<&StoredEvent> {
         last.insert(&event.instance_id, event);
     }
     last.into_values().collect()
+}
+
+/// What one bin of a window did.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Events of the bin passed (committed), from its start.
+    done: usize,
+    /// The outcome of each instance.
+    counts: HashMap<String, Outcome>,
+    /// Rows written (the fast path).
+    written: u64,
+    /// Why it stopped before its end.
+    stop: Option<Stop>,
+}
+
+/// A window's events split into at most `bins` bins, each in global order: instances that
+/// add or remove one custom domain within the window share a bin, and the groups are
+/// spread by their number of events. An instance's removal gives up domains its events do
+/// not name: a window holding one is a single bin.
+fn bins_of(events: Vec<StoredEvent>, bins: usize) -> Vec<Vec<StoredEvent>> {
+    if bins <= 1 || events.iter().any(|e| e.event_type == INSTANCE_REMOVED) {
+        return vec![events];
+    }
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for event in &events {
+        let next = index.len();
+        index.entry(event.instance_id.as_str()).or_insert(next);
+    }
+    let mut sets = DisjointSets::new(index.len());
+    let mut first_with: HashMap<String, usize> = HashMap::new();
+    for event in &events {
+        if event.aggregate_type != INSTANCE_AGGREGATE {
+            continue;
+        }
+        let Some(domain) = event
+            .payload
+            .as_ref()
+            .and_then(|p| p.get("domain"))
+            .and_then(|d| d.as_str())
+        else {
+            continue;
+        };
+        let n = index[event.instance_id.as_str()];
+        match first_with.get(&domain.to_ascii_lowercase()) {
+            Some(&m) => sets.union(m, n),
+            None => {
+                first_with.insert(domain.to_ascii_lowercase(), n);
+            }
+        }
+    }
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    for event in &events {
+        *sizes
+            .entry(sets.find(index[event.instance_id.as_str()]))
+            .or_default() += 1;
+    }
+    // Largest groups first, each to the bin with the fewest events so far.
+    let mut groups: Vec<(usize, usize)> = sizes.into_iter().collect();
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut load = vec![0usize; bins];
+    let mut bin_of: HashMap<usize, usize> = HashMap::new();
+    for (root, size) in groups {
+        let (bin, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| **l)
+            .unwrap_or((0, &0));
+        load[bin] += size;
+        bin_of.insert(root, bin);
+    }
+    let mut out: Vec<Vec<StoredEvent>> = vec![Vec::new(); bins];
+    let roots: Vec<usize> = events
+        .iter()
+        .map(|e| sets.find(index[e.instance_id.as_str()]))
+        .collect();
+    drop(index);
+    for (event, root) in events.into_iter().zip(roots) {
+        out[bin_of[&root]].push(event);
+    }
+    out.retain(|bin| !bin.is_empty());
+    out
 }
 
 /// One member of a merge: its events read ahead after its cursor.
@@ -505,38 +666,27 @@ impl Merge {
         }
     }
 
-    /// True when a cursor among `cursors` is not where this merge left it.
-    fn moved_elsewhere(&self, cursors: &HashMap<String, SortKey>) -> bool {
-        cursors.iter().any(|(instance, cursor)| {
-            self.index
-                .get(instance)
-                .is_some_and(|&n| self.members[n].passed.as_ref() != Some(cursor))
-        })
+    /// Where the merge left `instance`'s cursor.
+    fn passed_of(&self, instance: &str) -> Option<SortKey> {
+        self.index
+            .get(instance)
+            .and_then(|&n| self.members[n].passed.clone())
     }
 
-    /// Up to `limit` events in global order, ending before the first event of a member for
-    /// which `held_elsewhere` is true (then with [`Stop::Busy`]).
-    async fn next_batch<F>(
+    /// Up to `limit` events in global order.
+    async fn next_batch(
         &mut self,
         engine: &Engine,
         target: Decimal,
         limit: usize,
-        held_elsewhere: F,
-    ) -> Result<(Vec<StoredEvent>, Option<Stop>)>
-    where
-        F: Fn(&str) -> bool,
-    {
+    ) -> Result<Vec<StoredEvent>> {
         let mut batch = Vec::new();
         self.fill(engine, target).await?;
         while batch.len() < limit {
-            let Some(Reverse((_, n))) = self.heads.peek().cloned() else {
-                return Ok((batch, None));
+            let Some(Reverse((_, n))) = self.heads.pop() else {
+                return Ok(batch);
             };
             let member = &mut self.members[n];
-            if held_elsewhere(&member.instance_id) {
-                return Ok((batch, Some(Stop::Busy)));
-            }
-            self.heads.pop();
             let Some(event) = member.buffer.pop_front() else {
                 continue;
             };
@@ -549,7 +699,7 @@ impl Merge {
                 None => {}
             }
         }
-        Ok((batch, None))
+        Ok(batch)
     }
 
     /// Reads ahead for every member that has nothing read but may have more — all of them
