@@ -233,6 +233,7 @@ impl PgEventStore {
                 .map(|(_, k)| k.as_ref().map(f))
                 .collect::<Vec<Option<String>>>()
         };
+        // The position bound as in `read`: an index bound, not only a filter.
         let sql = format!(
             "SELECT {} FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[])
                  AS c(instance_id, \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\")
@@ -241,6 +242,7 @@ impl PgEventStore {
                  WHERE e.instance_id = c.instance_id AND e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
                    AND e.\"position\" <= EXTRACT(EPOCH FROM now())
                    AND ($9::numeric IS NULL OR e.\"position\" <= $9)
+                   AND e.\"position\" >= coalesce(c.\"position\", 0)
                    AND (c.\"position\" IS NULL
                         OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
                            > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))
@@ -589,6 +591,9 @@ impl EventReader for PgEventStore {
         .await
         .map_err(on_constraint)?;
         let cursor = query.after.clone();
+        // `position >= cursor` besides the row comparison: the index on (instance, types,
+        // position) takes it as a bound, so a read scans what follows the cursor, not the
+        // instance's whole history (the row comparison alone is only a filter).
         let sql = format!(
             "SELECT {} FROM eventstore.events2 e
              WHERE instance_id = $1
@@ -596,6 +601,7 @@ impl EventReader for PgEventStore {
                AND (cardinality($3::text[]) = 0 OR aggregate_id = ANY($3))
                AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
                AND \"position\" <= EXTRACT(EPOCH FROM now())
+               AND \"position\" >= CASE WHEN $5 THEN $6::numeric ELSE 0 END
                AND (NOT $5 OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
                                > ($6::numeric, $7::int, $8::text, $9::text, $10::text, $11::bigint))
                AND ($13::numeric IS NULL OR \"position\" <= $13)
