@@ -138,8 +138,10 @@ impl Engine {
                     }
                 }
                 _ = retry_deferred.tick(), if !again.deferred.is_empty() => {
-                    for instance in std::mem::take(&mut again.deferred) {
-                        let outcome = self.catch_up(&instance, None).await?;
+                    // Together: instances that wait for each other (domains moving between
+                    // them) go on in the store's order (crate::ordered), not a round each.
+                    let waiting: Vec<String> = std::mem::take(&mut again.deferred).into_iter().collect();
+                    for (instance, outcome) in self.run_list(waiting, None, None, |_, _, _| {}).await? {
                         again.note(instance, outcome);
                     }
                 }

@@ -229,3 +229,34 @@ async fn a_member_held_by_another_process_is_waited_for_not_overtaken() {
     assert_verified(&engine).await;
     assert_eq!(tables(&db.pool).await, tables(&whole.pool).await);
 }
+
+#[tokio::test]
+async fn tenancy_start_after_an_outage_recovers_in_the_stores_order() {
+    // The continuous engine (`tenancy start`): its first sweep finds the instances behind.
+    let (before, during) = stream(8, 800);
+    let (before, during) = stored(&before, &during).await;
+    let whole = TestDatabase::fresh().await.unwrap();
+    import_rows(&whole.pool, &before).await.unwrap();
+    import_rows(&whole.pool, &during).await.unwrap();
+    Engine::new(whole.pool.clone(), config())
+        .run_until_caught_up(|_, _, _| {})
+        .await
+        .unwrap();
+
+    let db = TestDatabase::fresh().await.unwrap();
+    import_rows(&db.pool, &before).await.unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
+    import_rows(&db.pool, &during).await.unwrap();
+
+    let running = engine.spawn_continuous();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while engine.status().await.unwrap().events_behind > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not caught up in 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.stop().await.unwrap();
+    assert_eq!(failed(&engine).await.len(), 1, "late's add of held.example");
+    assert_verified(&engine).await;
+    assert_eq!(tables(&db.pool).await, tables(&whole.pool).await);
+}
