@@ -7,17 +7,21 @@
 //! events/s measured, against 10.5k without moves). Here such instances — a component of
 //! the graph "has a custom domain add or removal past its cursor in common" — are merged
 //! into one stream in the global sort-key order, the order the store judged the domains
-//! in, and applied in batches of several instances per transaction: within the component
-//! nobody waits, since every earlier event of every member comes first.
+//! in: within the component nobody waits, since every earlier event of every member comes
+//! first. The stream is taken a window at a time (2,000 events); a window is split into
+//! bins of instances that add or remove no custom domain in common within it, and the
+//! bins are applied side by side, one transaction each, set-based (`workers` at most). The
+//! next window starts when every bin of this one has committed.
 //!
 //! What the order alone does not cover keeps its rules:
-//! - a member that another process holds (its lock taken): the batch ends before that
-//!   member's next event, and the component is tried again (busy);
+//! - a member that another process holds (its lock taken) or has moved since: its bin
+//!   commits nothing, the run ends after the window, and the component is tried again
+//!   (busy);
 //! - an add of a domain that an instance outside the component added earlier and has not
-//!   projected yet: the batch ends before it (deferred), as `crate::claims` asks;
+//!   projected yet: the window ends before it (deferred), as `crate::claims` asks;
 //! - a domain still held by an instance outside the component that has yet to reach its
-//!   release: the insert conflicts, the batch is redone event by event, and the add
-//!   waits (`engine::waits_for_other_instance`).
+//!   release: the insert conflicts, the bin is redone event by event, and the add waits
+//!   (`engine::waits_for_other_instance`).
 //!
 //! Any other error of an event is its own (the order is the store's): it is recorded with
 //! every attempt spent and skipped, as the bulk fold does with the events it rejects.
