@@ -252,11 +252,26 @@ impl PgEventStore {
         );
         let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(after.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
-            .bind(after.iter().map(|(_, k)| k.as_ref().map(|k| k.position)).collect::<Vec<_>>())
-            .bind(after.iter().map(|(_, k)| k.as_ref().map(|k| k.in_tx_order)).collect::<Vec<_>>())
+            .bind(
+                after
+                    .iter()
+                    .map(|(_, k)| k.as_ref().map(|k| k.position))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(_, k)| k.as_ref().map(|k| k.in_tx_order))
+                    .collect::<Vec<_>>(),
+            )
             .bind(key(|k| k.aggregate_type.clone()))
             .bind(key(|k| k.aggregate_id.clone()))
-            .bind(after.iter().map(|(_, k)| k.as_ref().map(|k| k.sequence)).collect::<Vec<_>>())
+            .bind(
+                after
+                    .iter()
+                    .map(|(_, k)| k.as_ref().map(|k| k.sequence))
+                    .collect::<Vec<_>>(),
+            )
             .bind(aggregate_types)
             .bind(event_types)
             .bind(max_position)

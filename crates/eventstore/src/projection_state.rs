@@ -803,7 +803,10 @@ impl ProjectionState {
         .map_err(on_constraint)?;
         let mut failures: HashMap<String, HashMap<FailureKey, i16>> = HashMap::new();
         for (instance, t, id, seq, count) in rows {
-            failures.entry(instance).or_default().insert((t, id, seq), count);
+            failures
+                .entry(instance)
+                .or_default()
+                .insert((t, id, seq), count);
         }
         Ok(failures)
     }
@@ -882,7 +885,11 @@ impl ProjectionState {
         );
         let rows: Vec<(i64, String, bool)> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(self.name)
-            .bind(adds.iter().map(|a| a.instance_id.clone()).collect::<Vec<_>>())
+            .bind(
+                adds.iter()
+                    .map(|a| a.instance_id.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(adds.iter().map(|a| a.domain.clone()).collect::<Vec<_>>())
             .bind(adds.iter().map(|a| a.position).collect::<Vec<_>>())
             .bind(adds.iter().map(|a| a.in_tx_order).collect::<Vec<_>>())
@@ -893,7 +900,13 @@ impl ProjectionState {
             .map_err(on_constraint)?;
         Ok(rows
             .into_iter()
-            .map(|(n, blocker, has_cursor)| (usize::try_from(n).unwrap_or(usize::MAX), blocker, has_cursor))
+            .map(|(n, blocker, has_cursor)| {
+                (
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                    blocker,
+                    has_cursor,
+                )
+            })
             .collect())
     }
 }

@@ -99,8 +99,7 @@ impl DomainRepository for PgSession {
 /// the live instance domains of any instance with a domain named (unique across instances;
 /// read, not locked). Soft-deleted rows never change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
-    if keys.all_domains.is_empty() && keys.owners.is_empty() && keys.orgs_all_domains.is_empty()
-    {
+    if keys.all_domains.is_empty() && keys.owners.is_empty() && keys.orgs_all_domains.is_empty() {
         return Ok(Vec::new());
     }
     // Per instance, each arm an index probe per key: every live row of its named orgs (a

@@ -109,7 +109,8 @@ impl BatchKeys {
                 OrganizationChange::Remove { instance_id, id } => self.org(instance_id, id),
                 OrganizationChange::RemoveAllOfInstance { instance_id } => {
                     self.instance(instance_id);
-                    self.all_organizations.insert(instance_id.as_str().to_owned());
+                    self.all_organizations
+                        .insert(instance_id.as_str().to_owned());
                 }
             },
             StateChange::InstanceDomain(change) => match change {
@@ -138,7 +139,8 @@ impl BatchKeys {
                 }
                 InstanceDomainChange::DeleteAllOfInstance { instance_id } => {
                     self.instance(instance_id);
-                    self.all_instance_domains.insert(instance_id.as_str().to_owned());
+                    self.all_instance_domains
+                        .insert(instance_id.as_str().to_owned());
                 }
             },
             StateChange::OrgDomain(change) => match change {

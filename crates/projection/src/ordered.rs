@@ -326,7 +326,10 @@ impl Engine {
         instances: &[String],
         expected: &HashMap<String, Option<SortKey>>,
     ) -> Result<bool> {
-        let locked = self.state().try_lock_all(session.conn()?, instances).await?;
+        let locked = self
+            .state()
+            .try_lock_all(session.conn()?, instances)
+            .await?;
         if locked.len() < instances.len() {
             return Ok(false);
         }
@@ -622,8 +625,8 @@ struct Merge {
 
 impl Merge {
     fn new(instances: &[String]) -> Self {
-        let share = (READ_AHEAD / instances.len().max(1))
-            .clamp(MEMBER_READ_AHEAD.0, MEMBER_READ_AHEAD.1);
+        let share =
+            (READ_AHEAD / instances.len().max(1)).clamp(MEMBER_READ_AHEAD.0, MEMBER_READ_AHEAD.1);
         Self {
             members: instances
                 .iter()

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::PgPool;
 use tenancy_core::event::NewEvent;
-use tenancy_eventstore::PgEventStore;
 use tenancy_core::table::TableRows;
+use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows};
 use tenancy_postgres::dump::all_rows;
 use tenancy_projection::{Engine, EngineConfig, relational};
@@ -46,21 +46,41 @@ fn stream(instances: usize, rounds: usize) -> (Vec<Vec<NewEvent>>, Vec<Vec<NewEv
     let mut before = pushes;
     before.push(vec![
         inst("early", "instance.added", json!({"name": "E"})),
-        inst("early", "instance.domain.added", json!({"domain": "held.example"})),
-        inst("early", "instance.domain.added", json!({"domain": "moved.example"})),
+        inst(
+            "early",
+            "instance.domain.added",
+            json!({"domain": "held.example"}),
+        ),
+        inst(
+            "early",
+            "instance.domain.added",
+            json!({"domain": "moved.example"}),
+        ),
         inst("late", "instance.added", json!({"name": "L"})),
     ]);
     let mut during = during;
     let middle = during.len() / 2;
     during.insert(
         middle,
-        vec![inst("early", "instance.domain.removed", json!({"domain": "moved.example"}))],
+        vec![inst(
+            "early",
+            "instance.domain.removed",
+            json!({"domain": "moved.example"}),
+        )],
     );
     during.insert(
         middle + 1,
         vec![
-            inst("late", "instance.domain.added", json!({"domain": "Moved.example"})),
-            inst("late", "instance.domain.added", json!({"domain": "held.example"})),
+            inst(
+                "late",
+                "instance.domain.added",
+                json!({"domain": "Moved.example"}),
+            ),
+            inst(
+                "late",
+                "instance.domain.added",
+                json!({"domain": "held.example"}),
+            ),
         ],
     );
     (before, during)
@@ -69,7 +89,10 @@ fn stream(instances: usize, rounds: usize) -> (Vec<Vec<NewEvent>>, Vec<Vec<NewEv
 /// The stream pushed once into a store, its rows read back in the store's order, split
 /// where the outage begins: every database of a test imports the same rows (the same
 /// positions and times).
-async fn stored(before: &[Vec<NewEvent>], during: &[Vec<NewEvent>]) -> (Vec<ImportRow>, Vec<ImportRow>) {
+async fn stored(
+    before: &[Vec<NewEvent>],
+    during: &[Vec<NewEvent>],
+) -> (Vec<ImportRow>, Vec<ImportRow>) {
     let source = TestDatabase::fresh().await.unwrap();
     let store = PgEventStore::new(source.pool.clone());
     for push in before.iter().chain(during) {
@@ -210,13 +233,12 @@ async fn a_member_held_by_another_process_is_waited_for_not_overtaken() {
 
     // Another process holds `early` (its projection lock) for a while.
     let mut holder = db.pool.begin().await.unwrap();
-    let taken: bool = sqlx::query_scalar(
-        "SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext('early'))",
-    )
-    .bind(format!("tenancy.projection:{}", relational::NAME))
-    .fetch_one(&mut *holder)
-    .await
-    .unwrap();
+    let taken: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext('early'))")
+            .bind(format!("tenancy.projection:{}", relational::NAME))
+            .fetch_one(&mut *holder)
+            .await
+            .unwrap();
     assert!(taken);
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -252,7 +274,10 @@ async fn tenancy_start_after_an_outage_recovers_in_the_stores_order() {
     let running = engine.spawn_continuous();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while engine.status().await.unwrap().events_behind > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not caught up in 60 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not caught up in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     running.stop().await.unwrap();
