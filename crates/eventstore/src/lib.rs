@@ -169,18 +169,7 @@ impl PgEventStore {
         ids.sort();
         ids.dedup();
         let mut conn = self.pool.begin().await.map_err(on_constraint)?;
-        // In-flight pushes hold the shared lock of their instance until they commit: taking
-        // and releasing each exclusive lock waits them out (as `read`, for the whole set).
-        for statement in [
-            "SELECT count(pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
-            "SELECT count(pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
-        ] {
-            sqlx::query(statement)
-                .bind(&ids)
-                .execute(&mut *conn)
-                .await
-                .map_err(on_constraint)?;
-        }
+        wait_out_pushes(&mut conn, &ids).await?;
         let sql = format!(
             "SELECT {} FROM eventstore.events2 e
              WHERE instance_id = ANY($1) AND aggregate_type = ANY($2) AND event_type = ANY($3)
@@ -216,17 +205,7 @@ impl PgEventStore {
         ids.sort();
         ids.dedup();
         let mut conn = self.pool.begin().await.map_err(on_constraint)?;
-        // As `read_instances`: in-flight pushes of these instances waited out.
-        for statement in [
-            "SELECT count(pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
-            "SELECT count(pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
-        ] {
-            sqlx::query(statement)
-                .bind(&ids)
-                .execute(&mut *conn)
-                .await
-                .map_err(on_constraint)?;
-        }
+        wait_out_pushes(&mut conn, &ids).await?;
         let key = |f: fn(&SortKey) -> String| {
             after
                 .iter()
@@ -282,6 +261,23 @@ impl PgEventStore {
         conn.commit().await.map_err(on_constraint)?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
+}
+
+/// In-flight pushes hold the shared lock of their instance until they commit: taking and
+/// releasing each exclusive lock waits them out (as `read` does for one instance). `ids`
+/// sorted, so that two readers of a set never wait for each other.
+async fn wait_out_pushes(conn: &mut PgConnection, ids: &[String]) -> Result<()> {
+    for statement in [
+        "SELECT count(pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
+        "SELECT count(pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext(id))) FROM unnest($1::text[]) AS i(id)",
+    ] {
+        sqlx::query(statement)
+            .bind(ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(on_constraint)?;
+    }
+    Ok(())
 }
 
 #[async_trait]

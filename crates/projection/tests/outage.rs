@@ -165,20 +165,23 @@ async fn failed(engine: &Engine) -> Vec<(String, String, i64)> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_outage_with_moving_domains_is_caught_up_in_the_stores_order() {
-    let (before, during) = stream(10, 1_600);
+/// The stream of [`stream`] in two databases: `whole` holds all of it, prefilled in one
+/// go (what recovery must leave); `db` was prefilled before the outage, then the outage's
+/// events arrived while no engine ran. Returns both and `db`'s engine (stopped).
+async fn outage(instances: usize, rounds: usize) -> (TestDatabase, TestDatabase, Engine, usize) {
+    let (before, during) = stream(instances, rounds);
     let (before, during) = stored(&before, &during).await;
-
-    // The same store prefilled in one go: what recovery must leave.
     let whole = TestDatabase::fresh().await.unwrap();
     import_rows(&whole.pool, &before).await.unwrap();
     import_rows(&whole.pool, &during).await.unwrap();
     let prefill = Engine::new(whole.pool.clone(), config());
     prefill.run_until_caught_up(|_, _, _| {}).await.unwrap();
     assert_verified(&prefill).await;
-    let expected_failures = failed(&prefill).await;
-    assert_eq!(expected_failures.len(), 1, "late's add of held.example");
+    assert_eq!(
+        failed(&prefill).await.len(),
+        1,
+        "late's add of held.example"
+    );
 
     let db = TestDatabase::fresh().await.unwrap();
     import_rows(&db.pool, &before).await.unwrap();
@@ -186,7 +189,13 @@ async fn an_outage_with_moving_domains_is_caught_up_in_the_stores_order() {
     engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
     assert!(failed(&engine).await.is_empty());
     import_rows(&db.pool, &during).await.unwrap();
-    let events = during.len();
+    (whole, db, engine, during.len())
+}
+
+#[tokio::test]
+async fn an_outage_with_moving_domains_is_caught_up_in_the_stores_order() {
+    let (whole, db, engine, events) = outage(10, 1_600).await;
+    let expected_failures = failed(&Engine::new(whole.pool.clone(), config())).await;
 
     let recovery = Engine::new(db.pool.clone(), config());
     let outcome = recovery.run_until_caught_up(|_, _, _| {}).await.unwrap();
@@ -215,21 +224,7 @@ async fn an_outage_with_moving_domains_is_caught_up_in_the_stores_order() {
 
 #[tokio::test]
 async fn a_member_held_by_another_process_is_waited_for_not_overtaken() {
-    let (before, during) = stream(6, 600);
-    let (before, during) = stored(&before, &during).await;
-    let whole = TestDatabase::fresh().await.unwrap();
-    import_rows(&whole.pool, &before).await.unwrap();
-    import_rows(&whole.pool, &during).await.unwrap();
-    Engine::new(whole.pool.clone(), config())
-        .run_until_caught_up(|_, _, _| {})
-        .await
-        .unwrap();
-
-    let db = TestDatabase::fresh().await.unwrap();
-    import_rows(&db.pool, &before).await.unwrap();
-    let engine = Engine::new(db.pool.clone(), config());
-    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
-    import_rows(&db.pool, &during).await.unwrap();
+    let (whole, db, engine, _) = outage(6, 600).await;
 
     // Another process holds `early` (its projection lock) for a while.
     let mut holder = db.pool.begin().await.unwrap();
@@ -255,21 +250,7 @@ async fn a_member_held_by_another_process_is_waited_for_not_overtaken() {
 #[tokio::test]
 async fn tenancy_start_after_an_outage_recovers_in_the_stores_order() {
     // The continuous engine (`tenancy start`): its first sweep finds the instances behind.
-    let (before, during) = stream(8, 800);
-    let (before, during) = stored(&before, &during).await;
-    let whole = TestDatabase::fresh().await.unwrap();
-    import_rows(&whole.pool, &before).await.unwrap();
-    import_rows(&whole.pool, &during).await.unwrap();
-    Engine::new(whole.pool.clone(), config())
-        .run_until_caught_up(|_, _, _| {})
-        .await
-        .unwrap();
-
-    let db = TestDatabase::fresh().await.unwrap();
-    import_rows(&db.pool, &before).await.unwrap();
-    let engine = Engine::new(db.pool.clone(), config());
-    engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
-    import_rows(&db.pool, &during).await.unwrap();
+    let (whole, db, engine, _) = outage(8, 800).await;
 
     let running = engine.spawn_continuous();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
