@@ -57,7 +57,8 @@ async fn migrate_demo_and_projection_commands() {
     assert!(String::from_utf8_lossy(&pending.stderr).contains("run `tenancy migrate` first"));
 
     assert!(
-        stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]")
+        stdout(tenancy(&db).arg("migrate"))
+            .contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]")
     );
     assert!(
         stdout(tenancy(&db).arg("migrate")).contains("up to date"),
@@ -446,7 +447,8 @@ async fn layout_refusal_and_remove_on_zitadel_databases() {
         "{shown}"
     );
     assert!(
-        stdout(tenancy(&db).arg("migrate")).contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]")
+        stdout(tenancy(&db).arg("migrate"))
+            .contains("applied [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]")
     );
     let refused = tenancy(&db).arg("remove").output().unwrap();
     assert!(!refused.status.success());

@@ -70,3 +70,55 @@ async fn a_bulk_insert_waits_for_a_holder_behind_or_gone() {
             .unwrap()
     );
 }
+
+/// `behind_among` lists the instances of a set with an event of the projection past their
+/// cursor: without a cursor, behind its newest event, not past one of another type.
+#[tokio::test]
+async fn behind_among_lists_only_instances_with_events_past_their_cursor() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let events = PgEventStore::new(db.pool.clone());
+    let state = state();
+    let mut pushed = Vec::new();
+    for instance in ["caught-up", "behind", "no-cursor"] {
+        pushed.push(
+            events
+                .push(vec![
+                    event(instance, "instance.added", json!({"name": instance})),
+                    event(
+                        instance,
+                        "instance.domain.added",
+                        json!({"domain": format!("{instance}.example")}),
+                    ),
+                ])
+                .await
+                .unwrap(),
+        );
+    }
+    // An event of a type the projection does not read: never behind because of it.
+    events
+        .push(vec![event(
+            "caught-up",
+            "instance.iam.project.set",
+            json!({}),
+        )])
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    state
+        .set_cursor(&mut conn, pushed[0].last().unwrap())
+        .await
+        .unwrap();
+    state.set_cursor(&mut conn, &pushed[1][0]).await.unwrap();
+    let ids = ["caught-up", "behind", "no-cursor", "unknown"].map(String::from);
+    let mut behind = state.behind_among(&db.pool, &ids).await.unwrap();
+    behind.sort();
+    assert_eq!(behind, ["behind", "no-cursor"]);
+    state
+        .set_cursor(&mut conn, pushed[1].last().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        state.behind_among(&db.pool, &ids).await.unwrap(),
+        ["no-cursor"]
+    );
+}

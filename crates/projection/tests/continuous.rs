@@ -93,6 +93,49 @@ async fn a_write_that_notifies_nobody_reaches_the_tables_through_the_poll() {
     assert_verified(&engine).await;
 }
 
+/// Only the poll's lease holder acts on a notification at once; the others look again
+/// after a delay and catch up what is still behind. With the lease held by a process that
+/// is gone (it expires in an hour), the engine is such another process: the push reaches
+/// the tables all the same, and long before the lease or the (hourly) sweep.
+#[tokio::test]
+async fn a_push_reaches_the_tables_while_a_dead_process_holds_the_poll_lease() {
+    let db = TestDatabase::fresh().await.unwrap();
+    sqlx::query(
+        "INSERT INTO tenancy.leases (name, holder, until)
+         VALUES ('relational_tables:poll', 'gone', clock_timestamp() + interval '1 hour')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    PgEventStore::new(db.pool.clone())
+        .push(vec![inst(
+            "heard",
+            "instance.added",
+            json!({"name": "Heard"}),
+        )])
+        .await
+        .unwrap();
+    assert!(
+        appears(&db, "heard", Duration::from_secs(3)).await,
+        "a process that does not hold the poll lease still projects a notified push"
+    );
+    let holder: String = sqlx::query_scalar(
+        "SELECT holder FROM tenancy.leases WHERE name = 'relational_tables:poll'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        holder, "gone",
+        "the engine was not the holder (else this proves nothing)"
+    );
+    running.stop().await.unwrap();
+    assert_verified(&engine).await;
+}
+
 #[tokio::test]
 async fn a_late_commit_the_poll_missed_is_found_by_the_next_sweep_only() {
     let db = TestDatabase::fresh().await.unwrap();
