@@ -14,10 +14,14 @@
 //!   generation) is walked whole, once.
 //!
 //! Every process hears every push's notification, but only the poll's lease holder acts
-//! on it at once; the others note the instance and look again after [`FOLLOW_DELAY`], with
-//! one statement for all they noted, and catch up only what is still behind (the holder
-//! died, or is busy with other instances). Several replicas thus do not race for the same
-//! instance at every push, and a dead holder's pushes are still projected within that delay.
+//! on it at once; the others note the instance and look again after
+//! [`EngineConfig::follow_delay`](crate::EngineConfig::follow_delay), with one statement
+//! for all they noted, and catch up only what is still behind (the holder died, or is
+//! busy with other instances). A process whose look found such an instance stands in:
+//! for one poll lease it acts on notifications at once too, and asks for the lease at
+//! every poll tick. Several replicas thus do not race for the same instance at every push,
+//! and after a holder dies only the pushes of the first `follow_delay` wait for it, not
+//! every push until its lease expires.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -110,7 +114,8 @@ impl Engine {
         let mut retry_deferred = tokio::time::interval(DEFERRED_RETRY);
         // Instances notified while another process holds the poll lease, with when.
         let mut noted: HashMap<String, tokio::time::Instant> = HashMap::new();
-        let mut follow = tokio::time::interval(FOLLOW_DELAY / 2);
+        let follow_delay = self.config().follow_delay;
+        let mut follow = tokio::time::interval((follow_delay / 2).max(Duration::from_millis(1)));
         follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let poll_every = self.config().poll_interval.max(Duration::from_millis(10));
         let mut poll = tokio::time::interval(poll_every);
@@ -120,6 +125,9 @@ impl Engine {
         let poll_lease = poll_every.mul_f64(3.0).max(Duration::from_secs(1));
         let mut poll_asked: Option<tokio::time::Instant> = None;
         let mut poll_holder = false;
+        // Until when this process acts on notifications at once without the lease: its
+        // last look found an instance the holder had left behind.
+        let mut standing_in_until: Option<tokio::time::Instant> = None;
         let mut newest: HashMap<String, (Decimal, i32)> = HashMap::new();
         // This process among the others on the database (leases of periodic tasks).
         let holder = holder_id();
@@ -138,7 +146,8 @@ impl Engine {
                 notification = listener.recv() => {
                     let notification = notification.map_err(on_constraint)?;
                     let instance = notification.payload().to_owned();
-                    if poll_holder {
+                    let standing_in = standing_in_until.is_some_and(|until| until > tokio::time::Instant::now());
+                    if poll_holder || standing_in {
                         let outcome = self.catch_up(&instance, None).await?;
                         again.note(instance, outcome);
                     } else {
@@ -148,7 +157,7 @@ impl Engine {
                 _ = follow.tick(), if !noted.is_empty() => {
                     let due: Vec<String> = noted
                         .iter()
-                        .filter(|(_, at)| at.elapsed() >= FOLLOW_DELAY)
+                        .filter(|(_, at)| at.elapsed() >= follow_delay)
                         .map(|(instance, _)| instance.clone())
                         .collect();
                     if due.is_empty() {
@@ -157,7 +166,14 @@ impl Engine {
                     for instance in &due {
                         noted.remove(instance);
                     }
-                    for instance in self.state().behind_among(self.pool(), &due).await? {
+                    let left_behind = self.state().behind_among(self.pool(), &due).await?;
+                    if !left_behind.is_empty() && !poll_holder {
+                        // The holder is gone or swamped: act at once for a lease's time,
+                        // and ask for the lease at the next tick.
+                        standing_in_until = Some(tokio::time::Instant::now() + poll_lease);
+                        poll_asked = None;
+                    }
+                    for instance in left_behind {
                         let outcome = self.catch_up(&instance, None).await?;
                         again.note(instance, outcome);
                     }
@@ -193,7 +209,16 @@ impl Engine {
                     // writer of events2 but tenancy's push).
                     // The holder renews its lease when a third of it is left; the others
                     // ask once per two leases (a dead holder's is free after one).
-                    let ask_after = if poll_holder { poll_lease.mul_f64(0.6) } else { poll_lease * 2 };
+                    // A process standing in asks at every tick, to take a dead holder's
+                    // lease as soon as it expires.
+                    let standing_in = standing_in_until.is_some_and(|until| until > tokio::time::Instant::now());
+                    let ask_after = if poll_holder {
+                        poll_lease.mul_f64(0.6)
+                    } else if standing_in {
+                        Duration::ZERO
+                    } else {
+                        poll_lease * 2
+                    };
                     if poll_asked.is_none_or(|at| at.elapsed() >= ask_after) {
                         poll_asked = Some(tokio::time::Instant::now());
                         poll_holder = self.state().take_lease(self.pool(), "poll", &holder, poll_lease).await?;
@@ -306,10 +331,6 @@ impl Engine {
 /// A busy instance is another process's batch under way: retried at once after it, since
 /// that batch may have read before the event that woke this process.
 const BUSY_RETRY: Duration = Duration::from_millis(10);
-/// How long a process that does not hold the poll lease leaves a notified instance to the
-/// holder before it looks whether the instance is still behind: well above the holder's
-/// push -> visible p99 (about 10 ms), so that normally the look finds nothing to do.
-const FOLLOW_DELAY: Duration = Duration::from_millis(50);
 /// A deferred instance waits for another instance to move on.
 const DEFERRED_RETRY: Duration = Duration::from_millis(100);
 

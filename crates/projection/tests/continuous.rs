@@ -136,6 +136,59 @@ async fn a_push_reaches_the_tables_while_a_dead_process_holds_the_poll_lease() {
     assert_verified(&engine).await;
 }
 
+/// After its look found an instance the (gone) holder left behind, a process stands in:
+/// the next push is projected at once, not after another follow delay.
+#[tokio::test]
+async fn after_finding_a_push_left_behind_a_process_acts_on_the_next_at_once() {
+    let db = TestDatabase::fresh().await.unwrap();
+    sqlx::query(
+        "INSERT INTO tenancy.leases (name, holder, until)
+         VALUES ('relational_tables:poll', 'gone', clock_timestamp() + interval '1 hour')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let follow_delay = Duration::from_secs(5);
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            follow_delay,
+            // A lease of 3 s: the stand-in lasts that long.
+            poll_interval: Duration::from_secs(1),
+            ..config()
+        },
+    );
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    let store = PgEventStore::new(db.pool.clone());
+    store
+        .push(vec![inst(
+            "first",
+            "instance.added",
+            json!({"name": "First"}),
+        )])
+        .await
+        .unwrap();
+    assert!(
+        appears(&db, "first", follow_delay * 2).await,
+        "the first push is caught up after the follow delay"
+    );
+    store
+        .push(vec![inst(
+            "next",
+            "instance.added",
+            json!({"name": "Next"}),
+        )])
+        .await
+        .unwrap();
+    assert!(
+        appears(&db, "next", follow_delay / 2).await,
+        "the next push is acted on at once, not after another follow delay"
+    );
+    running.stop().await.unwrap();
+    assert_verified(&engine).await;
+}
+
 #[tokio::test]
 async fn a_late_commit_the_poll_missed_is_found_by_the_next_sweep_only() {
     let db = TestDatabase::fresh().await.unwrap();
