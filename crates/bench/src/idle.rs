@@ -137,7 +137,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
 }
 
 /// A store of `instances` small instances, imported, analysed and prefilled.
-async fn prefilled(instances: usize) -> Result<TestDatabase> {
+pub(crate) async fn prefilled(instances: usize) -> Result<TestDatabase> {
     let rows = stream_rows(instances, instances * PER_INSTANCE, 7, false);
     let db = loaded(&rows).await?;
     let started = Instant::now();

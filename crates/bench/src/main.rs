@@ -4,6 +4,7 @@
 
 mod api;
 mod catchup;
+mod chaos;
 mod grown;
 mod hosts;
 mod idle;
@@ -52,6 +53,9 @@ pub struct Args {
     /// Internal: a child process of the memory benchmark (the job to run).
     #[arg(long, hide = true)]
     pub memory_child: Option<String>,
+    /// Internal: an engine process of the chaos benchmark (database URL).
+    #[arg(long, hide = true)]
+    pub engine_child: Option<String>,
     /// Internal: the database of the memory benchmark's child.
     #[arg(long, hide = true)]
     pub memory_url: Option<String>,
@@ -76,6 +80,7 @@ pub enum Bench {
     Memory,
     Replicas,
     Outage,
+    Chaos,
 }
 
 /// One line of the report.
@@ -157,6 +162,9 @@ async fn main() -> Result<()> {
     if let Some(url) = &args.hosts_writer {
         return hosts::writer(url).await;
     }
+    if let Some(url) = &args.engine_child {
+        return chaos::child_main(url).await;
+    }
     if let (Some(job), Some(url)) = (&args.memory_child, &args.memory_url) {
         return memory::child_main(job, url).await;
     }
@@ -202,6 +210,9 @@ async fn main() -> Result<()> {
     }
     if runs(Bench::Idle) {
         figures.extend(idle::run(&args).await?);
+    }
+    if runs(Bench::Chaos) {
+        figures.extend(chaos::run(&args).await?);
     }
     if runs(Bench::Memory) {
         figures.extend(memory::run(&args).await?);
