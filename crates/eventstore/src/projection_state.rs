@@ -323,6 +323,17 @@ impl ProjectionState {
         .map_err(on_constraint)
     }
 
+    /// Starts waiting for the lead of the projection's `task` (`<projection>:<task>`): one
+    /// process at a time holds it, and when that process dies another gets it at once
+    /// (a session-level advisory lock, [`tenancy_postgres::leadership`]).
+    pub fn leadership(
+        &self,
+        pool: &PgPool,
+        task: &str,
+    ) -> tenancy_postgres::leadership::Leadership {
+        tenancy_postgres::leadership::Leadership::wait_for(pool, format!("{}:{task}", self.name))
+    }
+
     /// Gives up the leases `holder` holds (it stops).
     pub async fn release_leases(&self, pool: &PgPool, holder: &str) -> Result<()> {
         sqlx::query("DELETE FROM tenancy.leases WHERE holder = $1")

@@ -55,6 +55,7 @@ mod instance;
 mod instance_domain;
 mod keys;
 pub mod layout;
+pub mod leadership;
 pub mod migrate;
 mod org_domain;
 mod organization;

@@ -1,27 +1,30 @@
 //! Continuous mode: woken by `LISTEN/NOTIFY` from pushes; exponential, capped backoff
 //! while the database is unreachable; on shutdown the batch under way finishes (commits or
 //! rolls back) first. What costs something when nothing happens is bounded by the events,
-//! not by the number of instances, and done by one process of all on the database (a
-//! lease each):
+//! not by the number of instances, and done by one process of all on the database:
 //! - the **poll**, every `poll_interval`, for pushes that notify nobody (ZITADEL's, or any
 //!   writer of `events2` but tenancy's push): one range scan of the position index over the
-//!   last `poll_lookback`, joined with the cursors, wakes the instances behind;
-//! - the **sweep**, every `sweep_interval`, for anything both missed: the same over the
+//!   last `poll_lookback`, joined with the cursors, wakes the instances behind. Done by
+//!   the poll's *leader*, a session-level advisory lock that every process waits for on a
+//!   connection of its own ([`tenancy_postgres::leadership`]): when the leader dies,
+//!   another process leads at once;
+//! - the **sweep**, every `sweep_interval`, for anything both missed (a lease in
+//!   `tenancy.leases`, taken by one process per interval): the same over the
 //!   events since the previous sweep started (less the same margin for late commits), plus
 //!   the instances whose failed events are still retried. Where a sweep starts is kept in
 //!   `tenancy.sweeps`, so a restart costs the events since, not a walk of every instance;
 //!   only a database without that row (new, reset, or just switched to a rebuilt
 //!   generation) is walked whole, once.
 //!
-//! Every process hears every push's notification, but only the poll's lease holder acts
-//! on it at once; the others note the instance and look again after
-//! [`EngineConfig::follow_delay`](crate::EngineConfig::follow_delay), with one statement
-//! for all they noted, and catch up only what is still behind (the holder died, or is
-//! busy with other instances). A process whose look found such an instance stands in:
-//! for one poll lease it acts on notifications at once too, and asks for the lease at
-//! every poll tick. Several replicas thus do not race for the same instance at every push,
-//! and after a holder dies only the pushes of the first `follow_delay` wait for it, not
-//! every push until its lease expires.
+//! Every process hears every push's notification, but only the poll's leader acts on it
+//! at once; the others note the instance. A process that becomes the leader (the previous
+//! one died) catches up what it noted and is still behind at once. The others look again
+//! after [`EngineConfig::follow_delay`](crate::EngineConfig::follow_delay), with one
+//! statement for all they noted, and catch up only what is still behind: the leader's
+//! process hangs with its connection open, or it is busy with other instances. A process
+//! whose look found such an instance stands in: for three poll intervals (at least 1 s)
+//! it acts on notifications at once too. Several replicas thus do not race for the same
+//! instance at every push, and no push waits for a lease to expire.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -112,7 +115,7 @@ impl Engine {
         let mut again = Retries::default();
         let mut retry_busy = tokio::time::interval(BUSY_RETRY);
         let mut retry_deferred = tokio::time::interval(DEFERRED_RETRY);
-        // Instances notified while another process holds the poll lease, with when.
+        // Instances notified while another process leads the poll, with when.
         let mut noted: HashMap<String, tokio::time::Instant> = HashMap::new();
         let follow_delay = self.config().follow_delay;
         let mut follow = tokio::time::interval((follow_delay / 2).max(Duration::from_millis(1)));
@@ -120,16 +123,15 @@ impl Engine {
         let poll_every = self.config().poll_interval.max(Duration::from_millis(10));
         let mut poll = tokio::time::interval(poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The poll lease outlives a few of its ticks: its holder renews it every other
-        // tick or so, and a poller that dies is replaced within three leases at most.
-        let poll_lease = poll_every.mul_f64(3.0).max(Duration::from_secs(1));
-        let mut poll_asked: Option<tokio::time::Instant> = None;
-        let mut poll_holder = false;
-        // Until when this process acts on notifications at once without the lease: its
-        // last look found an instance the holder had left behind.
+        // The poll's leader: one process of all, replaced at once when it dies.
+        let mut leader = self.state().leadership(self.pool(), "poll");
+        // Until when this process acts on notifications at once without the lead: its
+        // last look found an instance the leader had left behind (its process hangs, or
+        // it is swamped).
+        let stand_in_for = poll_every.mul_f64(3.0).max(Duration::from_secs(1));
         let mut standing_in_until: Option<tokio::time::Instant> = None;
         let mut newest: HashMap<String, (Decimal, i32)> = HashMap::new();
-        // This process among the others on the database (leases of periodic tasks).
+        // This process among the others on the database (the sweep's lease).
         let holder = holder_id();
         let mut first_sweep = true;
         loop {
@@ -147,7 +149,7 @@ impl Engine {
                     let notification = notification.map_err(on_constraint)?;
                     let instance = notification.payload().to_owned();
                     let standing_in = standing_in_until.is_some_and(|until| until > tokio::time::Instant::now());
-                    if poll_holder || standing_in {
+                    if leader.held() || standing_in {
                         let outcome = self.catch_up(&instance, None).await?;
                         again.note(instance, outcome);
                     } else {
@@ -167,15 +169,23 @@ impl Engine {
                         noted.remove(instance);
                     }
                     let left_behind = self.state().behind_among(self.pool(), &due).await?;
-                    if !left_behind.is_empty() && !poll_holder {
-                        // The holder is gone or swamped: act at once for a lease's time,
-                        // and ask for the lease at the next tick.
-                        standing_in_until = Some(tokio::time::Instant::now() + poll_lease);
-                        poll_asked = None;
+                    if !left_behind.is_empty() && !leader.held() {
+                        standing_in_until = Some(tokio::time::Instant::now() + stand_in_for);
                     }
                     for instance in left_behind {
                         let outcome = self.catch_up(&instance, None).await?;
                         again.note(instance, outcome);
+                    }
+                }
+                held = leader.changed() => {
+                    if held? && !noted.is_empty() {
+                        // Taken over from a leader that died: what it left behind is ours
+                        // now, not after the follow delay.
+                        let waiting: Vec<String> = noted.drain().map(|(instance, _)| instance).collect();
+                        for instance in self.state().behind_among(self.pool(), &waiting).await? {
+                            let outcome = self.catch_up(&instance, None).await?;
+                            again.note(instance, outcome);
+                        }
                     }
                 }
                 _ = retry_busy.tick(), if !again.busy.is_empty() => {
@@ -205,25 +215,9 @@ impl Engine {
                     }
                 }
                 _ = poll.tick() => {
-                    // One poller at a time, for pushes that notify nobody (ZITADEL's, or any
+                    // The leader only, for pushes that notify nobody (ZITADEL's, or any
                     // writer of events2 but tenancy's push).
-                    // The holder renews its lease when a third of it is left; the others
-                    // ask once per two leases (a dead holder's is free after one).
-                    // A process standing in asks at every tick, to take a dead holder's
-                    // lease as soon as it expires.
-                    let standing_in = standing_in_until.is_some_and(|until| until > tokio::time::Instant::now());
-                    let ask_after = if poll_holder {
-                        poll_lease.mul_f64(0.6)
-                    } else if standing_in {
-                        Duration::ZERO
-                    } else {
-                        poll_lease * 2
-                    };
-                    if poll_asked.is_none_or(|at| at.elapsed() >= ask_after) {
-                        poll_asked = Some(tokio::time::Instant::now());
-                        poll_holder = self.state().take_lease(self.pool(), "poll", &holder, poll_lease).await?;
-                    }
-                    if !poll_holder {
+                    if !leader.held() {
                         newest.clear();
                         continue;
                     }

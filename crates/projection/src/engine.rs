@@ -48,10 +48,10 @@ pub struct EngineConfig {
     /// How far back each poll looks: a ZITADEL push committing later than this after its
     /// statement started is left to the sweep.
     pub poll_lookback: Duration,
-    /// Continuous mode, on a process that does not hold the poll lease: how long it leaves
-    /// a notified instance to the holder before it looks whether the instance is still
-    /// behind (and then, for a while, acts on notifications at once itself: the holder
-    /// is likely gone). Well above the holder's push -> visible p99 (about 10 ms), so
+    /// Continuous mode, on a process that does not lead the poll: how long it leaves a
+    /// notified instance to the leader before it looks whether the instance is still
+    /// behind (and then, for a while, acts on notifications at once itself: the leader's
+    /// process hangs, or is swamped). Well above the holder's push -> visible p99 (about 10 ms), so
     /// that normally the look finds nothing to do.
     pub follow_delay: Duration,
 }

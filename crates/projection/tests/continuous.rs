@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::json;
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows};
+use tenancy_postgres::leadership::LEADERSHIP_LOCK_CLASS;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::inst;
@@ -93,20 +95,38 @@ async fn a_write_that_notifies_nobody_reaches_the_tables_through_the_poll() {
     assert_verified(&engine).await;
 }
 
-/// Only the poll's lease holder acts on a notification at once; the others look again
-/// after a delay and catch up what is still behind. With the lease held by a process that
-/// is gone (it expires in an hour), the engine is such another process: the push reaches
-/// the tables all the same, and long before the lease or the (hourly) sweep.
-#[tokio::test]
-async fn a_push_reaches_the_tables_while_a_dead_process_holds_the_poll_lease() {
-    let db = TestDatabase::fresh().await.unwrap();
-    sqlx::query(
-        "INSERT INTO tenancy.leases (name, holder, until)
-         VALUES ('relational_tables:poll', 'gone', clock_timestamp() + interval '1 hour')",
+/// A leader of the poll whose process hangs: its connection holds the lead and does
+/// nothing else.
+async fn hung_leader(db: &TestDatabase) -> PgConnection {
+    let mut conn = db.options.clone().connect().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext('relational_tables:poll'))")
+        .bind(LEADERSHIP_LOCK_CLASS)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Whether a process holds the poll's lead.
+async fn poll_led(db: &TestDatabase) -> bool {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid = $1::oid AND objid = hashtext('relational_tables:poll')::oid AND objsubid = 2)",
     )
-    .execute(&db.pool)
+    .bind(LEADERSHIP_LOCK_CLASS)
+    .fetch_one(&db.pool)
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Only the poll's leader acts on a notification at once; the others look again after a
+/// delay and catch up what is still behind. With a leader whose process hangs, the
+/// engine is such another process: the push reaches the tables all the same, and long
+/// before the (hourly) sweep.
+#[tokio::test]
+async fn a_push_reaches_the_tables_while_a_hung_process_leads_the_poll() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let _leader = hung_leader(&db).await;
     let engine = Engine::new(db.pool.clone(), config());
     let running = engine.spawn_continuous();
     until_swept(&db).await;
@@ -120,40 +140,28 @@ async fn a_push_reaches_the_tables_while_a_dead_process_holds_the_poll_lease() {
         .unwrap();
     assert!(
         appears(&db, "heard", Duration::from_secs(3)).await,
-        "a process that does not hold the poll lease still projects a notified push"
+        "a process that does not lead the poll still projects a notified push"
     );
-    let holder: String = sqlx::query_scalar(
-        "SELECT holder FROM tenancy.leases WHERE name = 'relational_tables:poll'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        holder, "gone",
-        "the engine was not the holder (else this proves nothing)"
+    assert!(
+        poll_led(&db).await,
+        "the hung leader still leads (else this proves nothing)"
     );
     running.stop().await.unwrap();
     assert_verified(&engine).await;
 }
 
-/// After its look found an instance the (gone) holder left behind, a process stands in:
+/// After its look found an instance the (hung) leader left behind, a process stands in:
 /// the next push is projected at once, not after another follow delay.
 #[tokio::test]
 async fn after_finding_a_push_left_behind_a_process_acts_on_the_next_at_once() {
     let db = TestDatabase::fresh().await.unwrap();
-    sqlx::query(
-        "INSERT INTO tenancy.leases (name, holder, until)
-         VALUES ('relational_tables:poll', 'gone', clock_timestamp() + interval '1 hour')",
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    let _leader = hung_leader(&db).await;
     let follow_delay = Duration::from_secs(5);
     let engine = Engine::new(
         db.pool.clone(),
         EngineConfig {
             follow_delay,
-            // A lease of 3 s: the stand-in lasts that long.
+            // The stand-in lasts 3 poll intervals.
             poll_interval: Duration::from_secs(1),
             ..config()
         },
@@ -185,6 +193,44 @@ async fn after_finding_a_push_left_behind_a_process_acts_on_the_next_at_once() {
         appears(&db, "next", follow_delay / 2).await,
         "the next push is acted on at once, not after another follow delay"
     );
+    running.stop().await.unwrap();
+    assert_verified(&engine).await;
+}
+
+/// When the leader's session ends (its process died), a waiting process leads at once and
+/// catches up what it noted meanwhile: not after the follow delay (an hour here).
+#[tokio::test]
+async fn when_the_leader_dies_another_process_leads_at_once() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let leader = hung_leader(&db).await;
+    let engine = Engine::new(
+        db.pool.clone(),
+        EngineConfig {
+            follow_delay: Duration::from_secs(3600),
+            ..config()
+        },
+    );
+    let running = engine.spawn_continuous();
+    until_swept(&db).await;
+    PgEventStore::new(db.pool.clone())
+        .push(vec![inst(
+            "noted",
+            "instance.added",
+            json!({"name": "Noted"}),
+        )])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !projected(&db, "noted").await,
+        "a process that does not lead leaves the push to the leader (else this proves nothing)"
+    );
+    leader.close().await.unwrap();
+    assert!(
+        appears(&db, "noted", Duration::from_secs(5)).await,
+        "the waiting process leads once the leader's session ends, and catches up what it noted"
+    );
+    assert!(poll_led(&db).await, "the engine leads the poll now");
     running.stop().await.unwrap();
     assert_verified(&engine).await;
 }
