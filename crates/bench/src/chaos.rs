@@ -8,8 +8,8 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -17,7 +17,7 @@ use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::Rng;
 
-use crate::zitadel::{PickUpWriter, pick_up};
+use crate::zitadel::{PickUpWriter, pick_up_timed};
 use crate::{Args, Figure, percentile_ms};
 
 pub async fn run(args: &Args) -> Result<Vec<Figure>> {
@@ -28,22 +28,37 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let samples = if args.quick { 100 } else { 600 };
     let rounds = 4;
     let mut samples_of: [Vec<Duration>; 2] = Default::default();
+    // The chaos rounds' samples with the last kill before each row showed.
+    let mut after_kill: Vec<(Duration, Option<Kill>)> = Vec::new();
     let mut kills = 0;
     for round in 0..rounds {
         let order = if round % 2 == 0 { [1, 3] } else { [3, 1] };
         for engines in order {
             let running = Engines::start(&db, engines).await?;
-            let chaos = (engines > 1).then(|| running.kill_at_random(Rng(round as u64 + 1)));
-            let took = pick_up(
+            let chaos = (engines > 1 && std::env::var("NO_KILL").is_err())
+                .then(|| running.kill_at_random(db.pool.clone(), Rng(round as u64 + 1)));
+            let took = pick_up_timed(
                 &db.pool,
                 &format!("chaos-{engines}-{round}"),
                 samples / rounds,
                 PickUpWriter::Tenancy,
             )
             .await?;
-            samples_of[usize::from(engines == 3)].extend(took);
+            samples_of[usize::from(engines == 3)].extend(took.iter().map(|(_, t)| *t));
             if let Some(chaos) = chaos {
-                kills += chaos.stop().await?;
+                let killed = chaos.stop().await?;
+                kills += killed.len();
+                for (pushed, took) in took {
+                    let last = killed
+                        .iter()
+                        .filter(|k| k.at <= pushed + took)
+                        .max_by_key(|k| k.at)
+                        .map(|k| Kill {
+                            before_push: pushed.saturating_duration_since(k.at),
+                            ..*k
+                        });
+                    after_kill.push((took, last));
+                }
             }
             if round == rounds - 1 && engines == order[1] {
                 caught_up_and_equal(&db).await?;
@@ -53,6 +68,39 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+    // Where the slow samples of the chaos rounds come from: those within 1 s after a
+    // kill against the rest, and the slowest with their kill.
+    let (mut near_kill, mut far): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    for (took, kill) in &after_kill {
+        if kill.is_some_and(|k| k.before_push < Duration::from_secs(1)) {
+            near_kill.push(*took);
+        } else {
+            far.push(*took);
+        }
+    }
+    let (near_count, far_count) = (near_kill.len(), far.len());
+    let (near_p99, far_p99) = (
+        percentile_ms(&mut near_kill, 0.99),
+        percentile_ms(&mut far, 0.99),
+    );
+    after_kill.sort_by_key(|(took, _)| std::cmp::Reverse(*took));
+    let slowest: Vec<String> = after_kill
+        .iter()
+        .take(8)
+        .map(|(took, kill)| match kill {
+            Some(k) => format!(
+                "{:.1} ms ({} killed {:.0} ms before)",
+                took.as_secs_f64() * 1000.0,
+                if k.leader { "leader" } else { "other" },
+                k.before_push.as_secs_f64() * 1000.0
+            ),
+            None => format!("{:.1} ms (no kill before)", took.as_secs_f64() * 1000.0),
+        })
+        .collect();
+    println!(
+        "chaos samples within 1 s after a kill: {near_count}, p99 {near_p99:.1} ms; the others: {far_count}, p99 {far_p99:.1} ms; slowest: {}",
+        slowest.join(", ")
+    );
     let [mut one, mut three] = samples_of;
     let (one_p50, one_p99) = (percentile_ms(&mut one, 0.5), percentile_ms(&mut one, 0.99));
     let (three_p50, three_p99) = (
@@ -135,9 +183,9 @@ impl Engines {
     }
 
     /// A task that SIGKILLs a random process every 1–3 s and starts another in its place.
-    fn kill_at_random(&self, mut rng: Rng) -> Chaos {
+    fn kill_at_random(&self, pool: sqlx::PgPool, mut rng: Rng) -> Chaos {
         let stop = Arc::new(AtomicBool::new(false));
-        let kills = Arc::new(AtomicUsize::new(0));
+        let kills = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (children, url) = (self.children.clone(), self.url.clone());
         let task = {
             let (stop, kills) = (stop.clone(), kills.clone());
@@ -147,12 +195,28 @@ impl Engines {
                     if stop.load(Ordering::SeqCst) {
                         return Ok(());
                     }
+                    let victim = usize::try_from(rng.next(3))?;
+                    let pid =
+                        children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[victim].id();
+                    let leader: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)",
+                    )
+                    .bind(format!("tenancy leader relational_tables:poll pid {pid}"))
+                    .fetch_one(&pool)
+                    .await?;
                     let mut children = children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                    let victim = usize::try_from(rng.next(children.len() as u64))?;
                     children[victim].kill()?; // SIGKILL
+                    let at = Instant::now();
                     children[victim].wait()?;
                     children[victim] = spawn_child(&url)?;
-                    kills.fetch_add(1, Ordering::SeqCst);
+                    kills
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .push(Kill {
+                            at,
+                            leader,
+                            before_push: Duration::ZERO,
+                        });
                 }
             })
         };
@@ -174,16 +238,26 @@ impl Engines {
 
 struct Chaos {
     stop: Arc<AtomicBool>,
-    kills: Arc<AtomicUsize>,
+    kills: Arc<std::sync::Mutex<Vec<Kill>>>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
+/// A SIGKILL: when, whether the victim led the poll, and (for a sample) how long before
+/// its push it came (zero when during it).
+#[derive(Debug, Clone, Copy)]
+struct Kill {
+    at: Instant,
+    leader: bool,
+    before_push: Duration,
+}
+
 impl Chaos {
-    /// Stops the killing (after the pause under way) and returns how many were killed.
-    async fn stop(self) -> Result<usize> {
+    /// Stops the killing (after the pause under way) and returns the kills.
+    async fn stop(self) -> Result<Vec<Kill>> {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await??;
-        Ok(self.kills.load(Ordering::SeqCst))
+        let kills = self.kills.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(kills.clone())
     }
 }
 

@@ -228,6 +228,20 @@ pub(crate) async fn pick_up(
     samples: usize,
     writer: PickUpWriter,
 ) -> Result<Vec<Duration>> {
+    Ok(pick_up_timed(pool, instance, samples, writer)
+        .await?
+        .into_iter()
+        .map(|(_, took)| took)
+        .collect())
+}
+
+/// [`pick_up`], each sample with when its push started.
+pub(crate) async fn pick_up_timed(
+    pool: &PgPool,
+    instance: &str,
+    samples: usize,
+    writer: PickUpWriter,
+) -> Result<Vec<(Instant, Duration)>> {
     let store = PgEventStore::new(pool.clone());
     let first = [inst(instance, "instance.added", json!({"name": instance}))];
     writer.write(pool, &store, &first).await?;
@@ -256,7 +270,7 @@ pub(crate) async fn pick_up(
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        took.push(pushed.elapsed());
+        took.push((pushed, pushed.elapsed()));
     }
     Ok(took)
 }

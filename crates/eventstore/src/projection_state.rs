@@ -387,24 +387,27 @@ impl ProjectionState {
     }
 
     /// Those of `instance_ids` with an event of the projection that their cursor has not
-    /// passed (committed ones: a notification comes at its push's commit). One statement
-    /// for the set, each instance an index range after its cursor, so an instance caught up
-    /// costs a probe, not a read of its history.
+    /// passed (committed ones: a notification comes at its push's commit), each with how
+    /// long ago its oldest such event was pushed (by its position, the database's clock).
+    /// One statement for the set, each instance an index range after its cursor, so an
+    /// instance caught up costs a probe, not a read of its history.
     pub async fn behind_among(
         &self,
         pool: &PgPool,
         instance_ids: &[String],
-    ) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT i.id FROM unnest($2::text[]) AS i(id)
+    ) -> Result<Vec<(String, std::time::Duration)>> {
+        let rows: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT i.id, greatest(EXTRACT(EPOCH FROM clock_timestamp()) - o.oldest, 0)::float8
+             FROM unnest($2::text[]) AS i(id)
              LEFT JOIN tenancy.current_states c ON c.projection_name = $1 AND c.instance_id = i.id
-             WHERE EXISTS (
-                 SELECT 1 FROM eventstore.events2 e
+             CROSS JOIN LATERAL (
+                 SELECT min(e.\"position\") AS oldest FROM eventstore.events2 e
                  WHERE e.instance_id = i.id AND e.aggregate_type = ANY($3) AND e.event_type = ANY($4)
                    AND e.\"position\" >= coalesce(c.\"position\", 0)
                    AND (c.instance_id IS NULL
                         OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
-                           > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\")))",
+                           > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))) o
+             WHERE o.oldest IS NOT NULL",
         )
         .bind(self.name)
         .bind(instance_ids)
@@ -412,7 +415,11 @@ impl ProjectionState {
         .bind(&self.event_types)
         .fetch_all(pool)
         .await
-        .map_err(on_constraint)
+        .map_err(on_constraint)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, age)| (id, std::time::Duration::from_secs_f64(age.max(0.0))))
+            .collect())
     }
 
     /// Where the next sweep starts (`tenancy.sweeps`); `None`: it walks every instance.

@@ -1,6 +1,8 @@
 //! The projection's bookkeeping against PostgreSQL: what the ordering rules read.
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
+use std::time::Duration;
+
 use serde_json::json;
 use tenancy_core::event::NewEvent;
 use tenancy_eventstore::PgEventStore;
@@ -112,13 +114,51 @@ async fn behind_among_lists_only_instances_with_events_past_their_cursor() {
     let ids = ["caught-up", "behind", "no-cursor", "unknown"].map(String::from);
     let mut behind = state.behind_among(&db.pool, &ids).await.unwrap();
     behind.sort();
-    assert_eq!(behind, ["behind", "no-cursor"]);
+    let names: Vec<&str> = behind.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(names, ["behind", "no-cursor"]);
+    assert!(
+        behind.iter().all(|(_, age)| *age < Duration::from_secs(60)),
+        "pushed just now: {behind:?}"
+    );
     state
         .set_cursor(&mut conn, pushed[1].last().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        state.behind_among(&db.pool, &ids).await.unwrap(),
-        ["no-cursor"]
+    let behind = state.behind_among(&db.pool, &ids).await.unwrap();
+    assert_eq!(behind.len(), 1);
+    assert_eq!(behind[0].0, "no-cursor");
+}
+
+/// `behind_among` gives each instance the age of its oldest event past the cursor (by its
+/// position): an event stamped 30 s ago is 30 s old, however young the others are.
+#[tokio::test]
+async fn behind_among_gives_the_age_of_the_oldest_event_past_the_cursor() {
+    let db = TestDatabase::fresh().await.unwrap();
+    sqlx::query(
+        "INSERT INTO eventstore.events2 (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\",
+             revision, created_at, payload, creator, \"owner\", \"position\", in_tx_order)
+         VALUES ('old', 'instance', 'old', 'instance.added', 1, 1, now(), '{\"name\": \"Old\"}',
+                 'writer', 'old', EXTRACT(EPOCH FROM clock_timestamp()) - 30, 0)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    PgEventStore::new(db.pool.clone())
+        .push(vec![event(
+            "old",
+            "instance.domain.added",
+            json!({"domain": "old.example"}),
+        )])
+        .await
+        .unwrap();
+    let behind = state()
+        .behind_among(&db.pool, &["old".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(behind.len(), 1);
+    let age = behind[0].1;
+    assert!(
+        age >= Duration::from_secs(30) && age < Duration::from_secs(90),
+        "{age:?}"
     );
 }

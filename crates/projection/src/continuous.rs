@@ -168,9 +168,20 @@ impl Engine {
                     for instance in &due {
                         noted.remove(instance);
                     }
-                    let left_behind = self.state().behind_among(self.pool(), &due).await?;
+                    // Left behind: an event that has waited the whole delay. An instance
+                    // with younger events only (pushed again since it was noted) is the
+                    // leader's still, and looked at again once they are that old.
+                    let now = tokio::time::Instant::now();
+                    let mut left_behind = Vec::new();
+                    for (instance, age) in self.state().behind_among(self.pool(), &due).await? {
+                        if age >= follow_delay {
+                            left_behind.push(instance);
+                        } else {
+                            noted.insert(instance, now.checked_sub(age).unwrap_or(now));
+                        }
+                    }
                     if !left_behind.is_empty() && !leader.held() {
-                        standing_in_until = Some(tokio::time::Instant::now() + stand_in_for);
+                        standing_in_until = Some(now + stand_in_for);
                     }
                     for instance in left_behind {
                         let outcome = self.catch_up(&instance, None).await?;
@@ -182,7 +193,7 @@ impl Engine {
                         // Taken over from a leader that died: what it left behind is ours
                         // now, not after the follow delay.
                         let waiting: Vec<String> = noted.drain().map(|(instance, _)| instance).collect();
-                        for instance in self.state().behind_among(self.pool(), &waiting).await? {
+                        for (instance, _) in self.state().behind_among(self.pool(), &waiting).await? {
                             let outcome = self.catch_up(&instance, None).await?;
                             again.note(instance, outcome);
                         }
