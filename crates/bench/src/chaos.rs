@@ -1,6 +1,6 @@
 //! Push -> visible while replicas die (issue 25): engines in processes of their own (this
 //! binary with `--engine-child`, as `tenancy start` runs its engine), one left alone
-//! against three of which a random one is SIGKILLed and restarted every 1–3 s, in
+//! against three of which a random one is SIGKILLed every 1–3 s and restarted 0.5 s later, in
 //! alternating rounds (1, 3, 3, 1). The store is the idle benchmark's (small instances,
 //! imported, `VACUUM ANALYZE`d, prefilled). The pushes go through tenancy's push (a
 //! notification each). At the end the last engine catches up and the tables must equal
@@ -145,6 +145,9 @@ async fn caught_up_and_equal(db: &TestDatabase) -> Result<()> {
     anyhow::bail!("the engines did not catch up within 30 s")
 }
 
+/// How long a killed engine process stays down before it is started again.
+const RESTART_AFTER: Duration = Duration::from_millis(500);
+
 /// Engine processes on one database.
 struct Engines {
     url: String,
@@ -204,11 +207,18 @@ impl Engines {
                     .bind(format!("tenancy leader relational_tables:poll pid {pid}"))
                     .fetch_one(&pool)
                     .await?;
-                    let mut children = children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                    children[victim].kill()?; // SIGKILL
-                    let at = Instant::now();
-                    children[victim].wait()?;
-                    children[victim] = spawn_child(&url)?;
+                    let at = {
+                        let mut children =
+                            children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                        children[victim].kill()?; // SIGKILL
+                        let at = Instant::now();
+                        children[victim].wait()?;
+                        at
+                    };
+                    // Restarted as an orchestrator would, not within the same millisecond.
+                    tokio::time::sleep(RESTART_AFTER).await;
+                    children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[victim] =
+                        spawn_child(&url)?;
                     kills
                         .lock()
                         .map_err(|_| anyhow::anyhow!("poisoned"))?
