@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
+use tenancy_postgres::leadership::LEADERSHIP_LOCK_CLASS;
 use tenancy_projection::{Continuous, Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 
@@ -73,7 +74,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
                 )
                 .await?,
             );
-            stop(running).await?;
+            stop(running, &db).await?;
         }
     }
     let mut latencies = Vec::new();
@@ -152,8 +153,8 @@ pub(crate) async fn prefilled(instances: usize) -> Result<TestDatabase> {
     Ok(db)
 }
 
-/// `engines` engines, each with a pool of its own as a process would have, running until
-/// the first sweep is recorded.
+/// `engines` engines, each with a pool of its own as a process would have, returned once
+/// a sweep is recorded and one of them leads the poll.
 async fn spawn(db: &TestDatabase, engines: usize) -> Result<Vec<Continuous>> {
     let mut running = Vec::new();
     for _ in 0..engines {
@@ -164,19 +165,36 @@ async fn spawn(db: &TestDatabase, engines: usize) -> Result<Vec<Continuous>> {
         let swept: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenancy.sweeps)")
             .fetch_one(&db.pool)
             .await?;
-        if swept {
+        if swept && poll_led(db).await? {
             return Ok(running);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("no sweep within 60 s")
+    anyhow::bail!("no sweep or no leader within 60 s")
 }
 
-async fn stop(running: Vec<Continuous>) -> Result<()> {
+/// Stops the engines, and waits until their sessions have ended (the poll is led by none).
+async fn stop(running: Vec<Continuous>, db: &TestDatabase) -> Result<()> {
     for engine in running {
         engine.stop().await?;
     }
-    Ok(())
+    for _ in 0..200 {
+        if !poll_led(db).await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("the poll is still led 2 s after every engine stopped")
+}
+
+/// Whether an engine leads the poll (`tenancy_postgres::leadership`).
+async fn poll_led(db: &TestDatabase) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid)",
+    )
+    .bind(LEADERSHIP_LOCK_CLASS)
+    .fetch_one(&db.pool)
+    .await?)
 }
 
 /// Transactions per second of the database over `window` while `engines` engines idle.
@@ -203,7 +221,7 @@ async fn idle_rate(db: &TestDatabase, engines: usize, window: Duration) -> Resul
             "idle window of {engines} engine(s): {vacuums} autovacuum/autoanalyze runs in it, measured again"
         );
     }
-    stop(running).await?;
+    stop(running, db).await?;
     Ok(rate)
 }
 

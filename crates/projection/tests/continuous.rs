@@ -51,6 +51,18 @@ async fn projected(db: &TestDatabase, instance: &str) -> bool {
         .unwrap()
 }
 
+/// Pushes the instance's `instance.added` through tenancy's push (a notification).
+async fn push_added(db: &TestDatabase, instance: &str) {
+    PgEventStore::new(db.pool.clone())
+        .push(vec![inst(
+            instance,
+            "instance.added",
+            json!({"name": instance}),
+        )])
+        .await
+        .unwrap();
+}
+
 /// Waits up to `within` for the instance's row; false when it never came.
 async fn appears(db: &TestDatabase, instance: &str, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -130,14 +142,7 @@ async fn a_push_reaches_the_tables_while_a_hung_process_leads_the_poll() {
     let engine = Engine::new(db.pool.clone(), config());
     let running = engine.spawn_continuous();
     until_swept(&db).await;
-    PgEventStore::new(db.pool.clone())
-        .push(vec![inst(
-            "heard",
-            "instance.added",
-            json!({"name": "Heard"}),
-        )])
-        .await
-        .unwrap();
+    push_added(&db, "heard").await;
     assert!(
         appears(&db, "heard", Duration::from_secs(3)).await,
         "a process that does not lead the poll still projects a notified push"
@@ -168,27 +173,12 @@ async fn after_finding_a_push_left_behind_a_process_acts_on_the_next_at_once() {
     );
     let running = engine.spawn_continuous();
     until_swept(&db).await;
-    let store = PgEventStore::new(db.pool.clone());
-    store
-        .push(vec![inst(
-            "first",
-            "instance.added",
-            json!({"name": "First"}),
-        )])
-        .await
-        .unwrap();
+    push_added(&db, "first").await;
     assert!(
         appears(&db, "first", follow_delay * 2).await,
         "the first push is caught up after the follow delay"
     );
-    store
-        .push(vec![inst(
-            "next",
-            "instance.added",
-            json!({"name": "Next"}),
-        )])
-        .await
-        .unwrap();
+    push_added(&db, "next").await;
     assert!(
         appears(&db, "next", follow_delay / 2).await,
         "the next push is acted on at once, not after another follow delay"
@@ -212,14 +202,7 @@ async fn when_the_leader_dies_another_process_leads_at_once() {
     );
     let running = engine.spawn_continuous();
     until_swept(&db).await;
-    PgEventStore::new(db.pool.clone())
-        .push(vec![inst(
-            "noted",
-            "instance.added",
-            json!({"name": "Noted"}),
-        )])
-        .await
-        .unwrap();
+    push_added(&db, "noted").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !projected(&db, "noted").await,
