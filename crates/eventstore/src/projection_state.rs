@@ -390,7 +390,8 @@ impl ProjectionState {
     /// passed (committed ones: a notification comes at its push's commit), each with how
     /// long ago its oldest such event was pushed (by its position, the database's clock).
     /// One statement for the set, each instance an index range after its cursor, so an
-    /// instance caught up costs a probe, not a read of its history.
+    /// instance caught up costs a probe and one behind its events past the cursor, not a
+    /// read of its history.
     pub async fn behind_among(
         &self,
         pool: &PgPool,

@@ -20,8 +20,9 @@
 //! at once; the others note the instance. A process that becomes the leader (the previous
 //! one died) catches up what it noted and is still behind at once. The others look again
 //! after [`EngineConfig::follow_delay`](crate::EngineConfig::follow_delay), with one
-//! statement for all they noted, and catch up only what is still behind: the leader's
-//! process hangs with its connection open, or it is busy with other instances. A process
+//! statement for all they noted, and catch up only the instances with an event that has
+//! waited that long: the leader's process hangs with its connection open, or it is busy
+//! with other instances (one pushed again meanwhile is looked at again later). A process
 //! whose look found such an instance stands in: for three poll intervals (at least 1 s)
 //! it acts on notifications at once too. Several replicas thus do not race for the same
 //! instance at every push, and no push waits for a lease to expire.
