@@ -1,5 +1,7 @@
 //! The unified `zitadel.domains` table (soft delete; live reads filter `deleted_at IS NULL`).
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use tenancy_core::model::{Domain, ValidationType};
@@ -115,10 +117,9 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
                  JOIN domains t ON t.deleted_at IS NULL AND t.org_id IS NOT NULL
                       AND t.instance_id = o.i AND t.org_id = o.org
                  UNION ALL
-                 SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d)
+                 SELECT t.id FROM unnest($9::text[], $10::text[]) AS d(i, d)
                  JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = d.i
                       AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d
-                 WHERE d.i = ANY($5)
                  UNION ALL
                  SELECT t.id FROM domains t
                  WHERE t.deleted_at IS NULL AND t.org_id IS NULL AND t.is_primary AND t.instance_id = ANY($5)
@@ -134,7 +135,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
          UNION ALL
          SELECT {DOMAIN_COLUMNS} FROM domains t
          WHERE $7 AND t.deleted_at IS NULL AND t.org_id IS NULL AND lower(t.domain COLLATE \"C\") = ANY($8)
-           AND NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = t.id)"
+           AND t.id NOT IN (SELECT l.id FROM locked l)"
     );
     let (org_instances, orgs) = columns(&keys.orgs);
     let (domain_instances, domains) = columns(&keys.domains);
@@ -144,6 +145,16 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         .filter(|(_, owner)| owner.is_empty())
         .map(|(instance, _)| instance.clone())
         .collect();
+    // The named domains of the instances whose owner is named, filtered here: a filter
+    // `= ANY(owners)` per key in SQL compares each key with every owner.
+    let owner_set: HashSet<&str> = instance_owners.iter().map(String::as_str).collect();
+    let (owned_instances, owned_domains): (Vec<String>, Vec<String>) = domain_instances
+        .iter()
+        .zip(&domains)
+        .filter(|(instance, _)| owner_set.contains(instance.as_str()))
+        .map(|(instance, domain)| (instance.clone(), domain.clone()))
+        .unzip();
+    drop(owner_set);
     let rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(org_instances)
         .bind(orgs)
@@ -153,6 +164,8 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         .bind(list(&keys.all_domains))
         .bind(keys.instance_level_domain_added)
         .bind(keys.domain_names())
+        .bind(owned_instances)
+        .bind(owned_domains)
         .fetch_all(conn)
         .await
         .db()?;

@@ -56,7 +56,9 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     }
     // Each arm an index probe per key; the custom rows of any instance with a named domain
     // are added unlocked (those of the batch's instances not named by them included: a
-    // batch of several instances may move a domain between them).
+    // batch of several instances may move a domain between them). The locked rows are left
+    // out of those by NOT IN, a hashed subplan whatever the estimates (a NOT EXISTS became a
+    // nested loop over the CTE in the generic plan: 18 of 31 ms of a load).
     let sql = format!(
         "WITH locked AS (
              SELECT {COLUMNS} FROM instance_domains
@@ -78,8 +80,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
          UNION ALL
          SELECT {COLUMNS} FROM instance_domains t
          WHERE $5 AND t.type = 'custom' AND lower(t.domain COLLATE \"C\") = ANY($6)
-           AND NOT EXISTS (SELECT 1 FROM locked l
-                           WHERE l.instance_id = t.instance_id AND l.type = 'custom' AND l.domain = t.domain)"
+           AND (t.instance_id, t.domain) NOT IN (SELECT l.instance_id, l.domain FROM locked l WHERE l.type = 'custom')"
     );
     let (domain_instances, domains) = columns(&keys.domains);
     let rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
