@@ -1201,12 +1201,26 @@ async fn side_by_side_rebuild_equals_the_prefill() {
         "the cursors came along"
     );
     assert_verified(&engine).await;
+    // Autovacuum: on again for the new live tables, off for the replaced ones (no worker
+    // holds a switch or a drop; see `generation::create_next`).
+    assert_eq!(scalar(&db, LIVE_TABLES_WITHOUT_AUTOVACUUM).await, 0);
+    assert_eq!(scalar(&db, PREVIOUS_TABLES_WITHOUT_AUTOVACUUM).await, 5);
     // The replaced generation is kept, then dropped on request.
     let previous: i64 = scalar(&db, "SELECT count(*) FROM tenancy_previous.instances").await;
     assert!(previous > 0);
     assert!(engine.drop_previous_generation().await.unwrap());
     assert!(!engine.drop_previous_generation().await.unwrap());
 }
+
+/// The live tables with autovacuum turned off.
+const LIVE_TABLES_WITHOUT_AUTOVACUUM: &str = "SELECT count(*) FROM pg_class
+     WHERE oid = ANY(ARRAY['instances', 'organizations', 'instance_domains', 'org_domains', 'domains']::regclass[])
+       AND 'autovacuum_enabled=false' = ANY(reloptions)";
+/// The replaced generation's tables with autovacuum turned off.
+const PREVIOUS_TABLES_WITHOUT_AUTOVACUUM: &str = "SELECT count(*) FROM pg_class c
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'tenancy_previous' AND c.relkind = 'r'
+       AND 'autovacuum_enabled=false' = ANY(c.reloptions)";
 
 /// Issue 25: switching back to the generation a rebuild replaced — its very tables, caught
 /// up with what was written since (legacy pushes and v3 commands) — and back again.
@@ -1277,6 +1291,8 @@ async fn switching_back_restores_the_replaced_tables_caught_up() {
     assert!(engine.failed().await.unwrap().is_empty());
     assert_eq!(engine.status().await.unwrap().events_behind, 0);
     assert_verified(&engine).await;
+    assert_eq!(scalar(&db, LIVE_TABLES_WITHOUT_AUTOVACUUM).await, 0);
+    assert_eq!(scalar(&db, PREVIOUS_TABLES_WITHOUT_AUTOVACUUM).await, 5);
     // And forth again: the rebuilt generation was kept.
     engine.switch_back(Arc::new(|_, _, _| {})).await.unwrap();
     assert_eq!(scalar(&db, table).await, rebuilt);
