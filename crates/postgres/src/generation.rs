@@ -297,12 +297,11 @@ impl Frozen<'_> {
             // Printed unqualified (the live schema is on the path): the new live table.
             statements.push(definition.replace(&format!(" ON {schema}."), " ON "));
         }
-        for statement in statements {
-            sqlx::query(AssertSqlSafe(statement))
-                .execute(&mut *tx)
-                .await
-                .map_err(on_constraint)?;
-        }
+        // One round trip for all of them: the readers wait for this part.
+        sqlx::raw_sql(AssertSqlSafe(statements.join(";\n")))
+            .execute(&mut *tx)
+            .await
+            .map_err(on_constraint)?;
         // The cursors (and failures) go with their tables: live -> previous, next -> live.
         forget_projection(&mut tx, previous).await?;
         for table in BOOKKEEPING {
