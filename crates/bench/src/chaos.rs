@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
+use tenancy_postgres::leadership::leader_of;
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::Rng;
@@ -147,6 +148,8 @@ async fn caught_up_and_equal(db: &TestDatabase) -> Result<()> {
 
 /// How long a killed engine process stays down before it is started again.
 const RESTART_AFTER: Duration = Duration::from_millis(500);
+/// The task whose leader the benchmark watches (`tenancy_postgres::leadership`).
+const POLL: &str = "relational_tables:poll";
 
 /// Engine processes on one database.
 struct Engines {
@@ -155,29 +158,29 @@ struct Engines {
 }
 
 impl Engines {
+    /// The process ids of the engine processes now.
+    fn pids(&self) -> Result<Vec<u32>> {
+        let children = self
+            .children
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(children.iter().map(Child::id).collect())
+    }
+
     /// `n` engine processes, returned once one of them leads the poll.
     async fn start(db: &TestDatabase, n: usize) -> Result<Self> {
         let url = db.url();
         let children = (0..n)
             .map(|_| spawn_child(&url))
             .collect::<Result<Vec<_>>>()?;
-        let leaders: Vec<String> = children
-            .iter()
-            .map(|c| format!("tenancy leader relational_tables:poll pid {}", c.id()))
-            .collect();
         let running = Self {
             url,
             children: Arc::new(std::sync::Mutex::new(children)),
         };
         for _ in 0..200 {
-            // The leader's connection is named after its process (tenancy_postgres::leadership).
-            let held: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = ANY ($1))",
-            )
-            .bind(&leaders)
-            .fetch_one(&db.pool)
-            .await?;
-            if held {
+            let leader = leader_of(&db.pool, POLL).await?;
+            let pids = running.pids()?;
+            if leader.is_some_and(|l| l.process_id.is_some_and(|pid| pids.contains(&pid))) {
                 return Ok(running);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -201,12 +204,9 @@ impl Engines {
                     let victim = usize::try_from(rng.next(3))?;
                     let pid =
                         children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[victim].id();
-                    let leader: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)",
-                    )
-                    .bind(format!("tenancy leader relational_tables:poll pid {pid}"))
-                    .fetch_one(&pool)
-                    .await?;
+                    let leader = leader_of(&pool, POLL)
+                        .await?
+                        .is_some_and(|l| l.process_id == Some(pid));
                     let at = {
                         let mut children =
                             children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;

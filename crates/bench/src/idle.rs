@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
-use tenancy_postgres::leadership::LEADERSHIP_LOCK_CLASS;
+use tenancy_postgres::leadership::leader_of;
 use tenancy_projection::{Continuous, Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 
@@ -189,12 +189,9 @@ async fn stop(running: Vec<Continuous>, db: &TestDatabase) -> Result<()> {
 
 /// Whether an engine leads the poll (`tenancy_postgres::leadership`).
 async fn poll_led(db: &TestDatabase) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid)",
-    )
-    .bind(LEADERSHIP_LOCK_CLASS)
-    .fetch_one(&db.pool)
-    .await?)
+    Ok(leader_of(&db.pool, "relational_tables:poll")
+        .await?
+        .is_some())
 }
 
 /// Transactions per second of the database over `window` while `engines` engines idle.

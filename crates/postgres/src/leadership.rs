@@ -58,6 +58,40 @@ impl Leadership {
     }
 }
 
+/// The process leading a task, as the database sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    /// The server process of its lock connection (`pg_stat_activity.pid`).
+    pub backend_pid: i32,
+    /// Its operating-system process id, as its connection's name gives it (`None` when
+    /// the name was cut at PostgreSQL's 63 bytes: a very long task name).
+    pub process_id: Option<u32>,
+}
+
+/// Who leads `task` (`<projection>:<name>`) now, if anyone: for operators' checks, tests
+/// and benchmarks, one query on `pg_locks`.
+pub async fn leader_of(pool: &PgPool, task: &str) -> Result<Option<Leader>> {
+    let holder: Option<(i32, Option<String>)> = sqlx::query_as(
+        "SELECT l.pid, a.application_name FROM pg_locks l
+         LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::oid
+           AND l.objid = hashtext($2)::oid AND l.objsubid = 2
+         LIMIT 1",
+    )
+    .bind(LEADERSHIP_LOCK_CLASS)
+    .bind(task)
+    .fetch_optional(pool)
+    .await
+    .map_err(on_constraint)?;
+    Ok(holder.map(|(backend_pid, name)| Leader {
+        backend_pid,
+        process_id: name
+            .as_deref()
+            .and_then(|name| name.rsplit_once(" pid "))
+            .and_then(|(_, pid)| pid.parse().ok()),
+    }))
+}
+
 impl Drop for Leadership {
     fn drop(&mut self) {
         // The keeper owns the connection: ending it closes the session and frees the lock.

@@ -11,7 +11,7 @@ use serde_json::json;
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 use tenancy_eventstore::PgEventStore;
 use tenancy_eventstore::import::{ImportRow, import_rows};
-use tenancy_postgres::leadership::LEADERSHIP_LOCK_CLASS;
+use tenancy_postgres::leadership::{LEADERSHIP_LOCK_CLASS, leader_of};
 use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::inst;
@@ -121,14 +121,10 @@ async fn hung_leader(db: &TestDatabase) -> PgConnection {
 
 /// Whether a process holds the poll's lead.
 async fn poll_led(db: &TestDatabase) -> bool {
-    sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-             AND classid = $1::oid AND objid = hashtext('relational_tables:poll')::oid AND objsubid = 2)",
-    )
-    .bind(LEADERSHIP_LOCK_CLASS)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap()
+    leader_of(&db.pool, "relational_tables:poll")
+        .await
+        .unwrap()
+        .is_some()
 }
 
 /// Only the poll's leader acts on a notification at once; the others look again after a
@@ -213,7 +209,15 @@ async fn when_the_leader_dies_another_process_leads_at_once() {
         appears(&db, "noted", Duration::from_secs(5)).await,
         "the waiting process leads once the leader's session ends, and catches up what it noted"
     );
-    assert!(poll_led(&db).await, "the engine leads the poll now");
+    let leader = leader_of(&db.pool, "relational_tables:poll")
+        .await
+        .unwrap()
+        .expect("the engine leads the poll now");
+    assert_eq!(
+        leader.process_id,
+        Some(std::process::id()),
+        "its connection names this process"
+    );
     running.stop().await.unwrap();
     assert_verified(&engine).await;
 }
