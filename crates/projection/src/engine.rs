@@ -627,29 +627,16 @@ impl Engine {
                 last_done = Some(event);
                 continue;
             }
-            session.savepoint(Savepoint::EVENT).await?;
-            match apply_event(session, event).await {
-                Ok(()) => {
-                    session.release(Savepoint::EVENT).await?;
-                    clear_recovered(&self.state, session, event, failures).await?;
+            match apply_isolated_event(&self.state, session, event, failures).await? {
+                Isolated::Applied => {
                     outcome.applied += 1;
                     last_done = Some(event);
                 }
-                Err(Error::Internal { message, source }) => {
-                    return Err(Error::Internal { message, source });
+                Isolated::Waits => {
+                    outcome.deferred += 1;
+                    break;
                 }
-                Err(error) => {
-                    session.rollback_to(Savepoint::EVENT).await?;
-                    // A deadlock or serialization failure with another instance's
-                    // transaction says nothing about the event: tried again soon.
-                    let transient = matches!(error, Error::Conflict(_));
-                    if transient
-                        || waits_for_other_instance(&self.state, session.conn()?, event, &error)
-                            .await?
-                    {
-                        outcome.deferred += 1;
-                        break;
-                    }
+                Isolated::Failed(error) => {
                     let count = self
                         .state
                         .record_failure(session.conn()?, event, &error.to_string(), 1)
@@ -682,6 +669,47 @@ enum Job {
     One(String),
 }
 
+/// How one event of an exact path (each event in a savepoint) ended.
+pub(crate) enum Isolated {
+    /// Applied; a failure it had recorded is cleared.
+    Applied,
+    /// Not applied, and not its own failure: a conflict with another transaction, or an
+    /// add of a domain another instance has yet to release (`waits_for_other_instance`).
+    Waits,
+    /// Not applied: its own error, to record.
+    Failed(Error),
+}
+
+/// Applies one event in a savepoint, rolled back to on error (an internal error is
+/// returned as such: the transaction is to be given up).
+pub(crate) async fn apply_isolated_event(
+    state: &ProjectionState,
+    session: &mut PgSession,
+    event: &StoredEvent,
+    failures: &HashMap<FailureKey, i16>,
+) -> Result<Isolated> {
+    session.savepoint(Savepoint::EVENT).await?;
+    match apply_event(session, event).await {
+        Ok(()) => {
+            session.release(Savepoint::EVENT).await?;
+            clear_recovered(state, session, event, failures).await?;
+            Ok(Isolated::Applied)
+        }
+        Err(Error::Internal { message, source }) => Err(Error::Internal { message, source }),
+        Err(error) => {
+            session.rollback_to(Savepoint::EVENT).await?;
+            // A deadlock or serialization failure with another instance's transaction
+            // says nothing about the event: tried again soon.
+            let transient = matches!(error, Error::Conflict(_));
+            if transient || waits_for_other_instance(state, session.conn()?, event, &error).await? {
+                Ok(Isolated::Waits)
+            } else {
+                Ok(Isolated::Failed(error))
+            }
+        }
+    }
+}
+
 /// Decodes, reduces and applies one event with its `created_at` as the event time.
 pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) -> Result<()> {
     let changes: Vec<_> = relational::changes(event)?
@@ -697,7 +725,7 @@ pub(crate) async fn apply_event(session: &mut PgSession, event: &StoredEvent) ->
 /// an instance may reach `instance.domain.added` for a domain that another instance has
 /// released by an event *before* this one, but which that instance's projection has not
 /// reached yet. Such an event waits (is deferred) rather than counting as a failure.
-pub(crate) async fn waits_for_other_instance(
+async fn waits_for_other_instance(
     state: &ProjectionState,
     conn: &mut PgConnection,
     event: &StoredEvent,

@@ -35,11 +35,11 @@ use tenancy_core::event::{INSTANCE_AGGREGATE, INSTANCE_DOMAIN_ADDED, SortKey, St
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::projection_state::{FailureKey, PendingAdd};
-use tenancy_postgres::{PgSession, PgStore, Savepoint, on_constraint};
+use tenancy_postgres::{PgSession, PgStore, on_constraint};
 use tokio::task::JoinSet;
 
 use crate::claims::Blockers;
-use crate::engine::{Engine, apply_event, clear_recovered, waits_for_other_instance};
+use crate::engine::{Engine, Isolated, apply_isolated_event, clear_recovered};
 use crate::outcome::{Outcome, ReplayV3};
 use crate::relational;
 
@@ -443,25 +443,10 @@ impl Engine {
                 self.state().set_cursor(session.conn()?, event).await?;
                 continue;
             }
-            session.savepoint(Savepoint::EVENT).await?;
-            match apply_event(session, event).await {
-                Ok(()) => {
-                    session.release(Savepoint::EVENT).await?;
-                    clear_recovered(self.state(), session, event, failed).await?;
-                    count.applied += 1;
-                }
-                Err(Error::Internal { message, source }) => {
-                    return Err(Error::Internal { message, source });
-                }
-                Err(error) => {
-                    session.rollback_to(Savepoint::EVENT).await?;
-                    let transient = matches!(error, Error::Conflict(_));
-                    if transient
-                        || waits_for_other_instance(self.state(), session.conn()?, event, &error)
-                            .await?
-                    {
-                        return Ok((n, counts, true));
-                    }
+            match apply_isolated_event(self.state(), session, event, failed).await? {
+                Isolated::Applied => count.applied += 1,
+                Isolated::Waits => return Ok((n, counts, true)),
+                Isolated::Failed(error) => {
                     self.state()
                         .record_failure(session.conn()?, event, &error.to_string(), attempts)
                         .await?;
