@@ -29,8 +29,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let samples = if args.quick { 100 } else { 600 };
     let rounds = 4;
     let mut samples_of: [Vec<Duration>; 2] = Default::default();
-    // The chaos rounds' samples with the last kill before each row showed.
-    let mut after_kill: Vec<(Duration, Option<Kill>)> = Vec::new();
+    // The chaos rounds' samples with the last kill before each row showed, and how long
+    // before the push it came (zero when during it).
+    let mut after_kill: Vec<(Duration, Option<(Kill, Duration)>)> = Vec::new();
     let mut kills = 0;
     for round in 0..rounds {
         let order = if round % 2 == 0 { [1, 3] } else { [3, 1] };
@@ -54,10 +55,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
                         .iter()
                         .filter(|k| k.at <= pushed + took)
                         .max_by_key(|k| k.at)
-                        .map(|k| Kill {
-                            before_push: pushed.saturating_duration_since(k.at),
-                            ..*k
-                        });
+                        .map(|k| (*k, pushed.saturating_duration_since(k.at)));
                     after_kill.push((took, last));
                 }
             }
@@ -73,7 +71,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     // kill against the rest, and the slowest with their kill.
     let (mut near_kill, mut far): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
     for (took, kill) in &after_kill {
-        if kill.is_some_and(|k| k.before_push < Duration::from_secs(1)) {
+        if kill.is_some_and(|(_, before_push)| before_push < Duration::from_secs(1)) {
             near_kill.push(*took);
         } else {
             far.push(*took);
@@ -89,11 +87,11 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         .iter()
         .take(8)
         .map(|(took, kill)| match kill {
-            Some(k) => format!(
+            Some((k, before_push)) => format!(
                 "{:.1} ms ({} killed {:.0} ms before)",
                 took.as_secs_f64() * 1000.0,
                 if k.leader { "leader" } else { "other" },
-                k.before_push.as_secs_f64() * 1000.0
+                before_push.as_secs_f64() * 1000.0
             ),
             None => format!("{:.1} ms (no kill before)", took.as_secs_f64() * 1000.0),
         })
@@ -222,11 +220,7 @@ impl Engines {
                     kills
                         .lock()
                         .map_err(|_| anyhow::anyhow!("poisoned"))?
-                        .push(Kill {
-                            at,
-                            leader,
-                            before_push: Duration::ZERO,
-                        });
+                        .push(Kill { at, leader });
                 }
             })
         };
@@ -252,13 +246,11 @@ struct Chaos {
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
-/// A SIGKILL: when, whether the victim led the poll, and (for a sample) how long before
-/// its push it came (zero when during it).
+/// A SIGKILL: when, and whether the victim led the poll.
 #[derive(Debug, Clone, Copy)]
 struct Kill {
     at: Instant,
     leader: bool,
-    before_push: Duration,
 }
 
 impl Chaos {
