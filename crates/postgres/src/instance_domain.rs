@@ -57,8 +57,9 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     // Each arm an index probe per key; the custom rows of any instance with a named domain
     // are added unlocked (those of the batch's instances not named by them included: a
     // batch of several instances may move a domain between them). The locked rows are left
-    // out of those by NOT IN, a hashed subplan whatever the estimates (a NOT EXISTS became a
-    // nested loop over the CTE in the generic plan: 18 of 31 ms of a load).
+    // out of those by NOT IN, a hashed subplan while they fit in `work_mem` (a batch's rows
+    // do, by far); a NOT EXISTS became a nested loop over the CTE in the generic plan (18 of
+    // 31 ms of a load).
     let sql = format!(
         "WITH locked AS (
              SELECT {COLUMNS} FROM instance_domains
