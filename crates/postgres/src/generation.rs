@@ -260,9 +260,16 @@ impl Frozen<'_> {
             format!("DROP SCHEMA IF EXISTS {PREVIOUS_SCHEMA} CASCADE"),
             format!("CREATE SCHEMA {PREVIOUS_SCHEMA}"),
         ];
+        // Autovacuum: off on the replaced tables (written no more), so that dropping them
+        // or switching back never waits for a worker; on again on the new live ones (see
+        // `create_next`).
         for table in Table::ALL.iter().rev() {
             statements.push(format!(
                 "ALTER TABLE {schema}.{} SET SCHEMA {PREVIOUS_SCHEMA}",
+                table.name()
+            ));
+            statements.push(format!(
+                "ALTER TABLE {PREVIOUS_SCHEMA}.{} SET (autovacuum_enabled = false)",
                 table.name()
             ));
         }
@@ -271,21 +278,12 @@ impl Frozen<'_> {
                 "ALTER TABLE {NEXT_SCHEMA}.{} SET SCHEMA {schema}",
                 table.name()
             ));
-        }
-        statements.push(format!("DROP SCHEMA {NEXT_SCHEMA}"));
-        // The new live tables are vacuumed again; the replaced ones, written no more, are
-        // not, so that dropping them or switching back never waits for a worker (see
-        // `create_next`).
-        for table in Table::ALL {
             statements.push(format!(
                 "ALTER TABLE {schema}.{} RESET (autovacuum_enabled)",
                 table.name()
             ));
-            statements.push(format!(
-                "ALTER TABLE {PREVIOUS_SCHEMA}.{} SET (autovacuum_enabled = false)",
-                table.name()
-            ));
         }
+        statements.push(format!("DROP SCHEMA {NEXT_SCHEMA}"));
         for (table, name, _) in &triggers {
             statements.push(format!(
                 "DROP TRIGGER {} ON {PREVIOUS_SCHEMA}.{}",

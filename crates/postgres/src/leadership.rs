@@ -20,6 +20,8 @@ use tokio::sync::watch;
 /// The first key of the advisory locks of [`Leadership`] (`'tnld'`); the second is
 /// `hashtext(<task>)`, the task being `<projection>:<name>`, e.g. `relational_tables:poll`.
 pub const LEADERSHIP_LOCK_CLASS: i32 = 0x746e_6c64;
+/// What precedes the process id in a lock connection's name (`leader_of` reads it back).
+const PID_MARK: &str = " pid ";
 /// How often the leader checks its connection (a protocol-level ping: no transaction).
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The pause before connecting again after an error.
@@ -87,7 +89,7 @@ pub async fn leader_of(pool: &PgPool, task: &str) -> Result<Option<Leader>> {
         backend_pid,
         process_id: name
             .as_deref()
-            .and_then(|name| name.rsplit_once(" pid "))
+            .and_then(|name| name.rsplit_once(PID_MARK))
             .and_then(|(_, pid)| pid.parse().ok()),
     }))
 }
@@ -124,7 +126,7 @@ async fn keep(options: PgConnectOptions, task: String, held: watch::Sender<bool>
 /// A connection that holds the lock of `task`, once it is granted.
 async fn lead(options: &PgConnectOptions, task: &str) -> Result<PgConnection> {
     let name = |prefix: &str| {
-        let mut name = format!("{prefix} {task} pid {}", std::process::id());
+        let mut name = format!("{prefix} {task}{PID_MARK}{}", std::process::id());
         name.truncate(63); // PostgreSQL's limit (NAMEDATALEN - 1)
         name
     };
