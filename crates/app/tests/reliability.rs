@@ -80,25 +80,20 @@ async fn a_database_restart_while_start_runs_is_survived() {
         .unwrap();
     let url = cluster.database_url("tenancy");
     let port = common::free_port();
+    // The server's log, shown when the test fails.
+    let log = root.join("tenancy.log");
     let mut server = tenancy()
         .args(["start", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &url)
         .env("TENANCY_PROJECTION__SWEEP_INTERVAL_SECS", "1")
+        .env("TENANCY_LOG", "info,tenancy_projection=debug")
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    // Running: migrated, and the port open. A restart before that is a failed start
+    // (exit 1, the error logged), which is not what this test is about.
+    common::wait_listening(port).await;
     let pool = tenancy_postgres::PgStore::connect(&url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sqlx::query("SELECT 1 FROM instances LIMIT 1")
-        .execute(&pool)
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "schema not migrated by tenancy start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let store = PgEventStore::new(pool.clone());
     let pushes = 20 * scale();
     for n in 0..pushes {
@@ -137,9 +132,14 @@ async fn a_database_restart_while_start_runs_is_survived() {
             break;
         }
         assert!(
-            Instant::now() < deadline,
-            "only {n} of {} instances projected after the restart",
-            2 * pushes
+            Instant::now() < deadline && server.try_wait().unwrap().is_none(),
+            "only {n} of {} instances projected after the restart; the server ({}) logged:\n{}",
+            2 * pushes,
+            match server.try_wait().unwrap() {
+                None => "running".to_owned(),
+                Some(status) => status.to_string(),
+            },
+            log_tail(&log)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -156,6 +156,13 @@ async fn a_database_restart_while_start_runs_is_survived() {
     pool.close().await;
     cluster.stop().unwrap();
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The last 200 lines of the log at `path`.
+fn log_tail(path: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(200)..].join("\n")
 }
 
 /// A `tenancy start` on `db` listening on a free port, killed (SIGKILL) when dropped.
