@@ -94,13 +94,9 @@ async fn the_api_through_clients_this_project_did_not_write() {
     ));
     let port = common::free_port();
     let server = common::Process::listening(
-        StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
+        common::tenancy_start(&db.url(), port)
             .arg("--config")
-            .arg(&config)
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", db.url())
-            .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null()),
+            .arg(&config),
         port,
     )
     .await;
@@ -218,10 +214,9 @@ async fn the_api_through_clients_this_project_did_not_write() {
     drop(server);
 
     // What the API wrote equals the fold of the events it appended.
-    let verify = StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
+    let verify = common::tenancy()
         .args(["projections", "verify"])
         .env("DATABASE_URL", db.url())
-        .env("TENANCY_LOG", "warn")
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&verify.stdout);

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -245,15 +245,8 @@ fn series(metrics: &str, name: &str) -> f64 {
 async fn metrics_at_scrape_show_a_stall_and_its_end() {
     let db = TestDatabase::fresh().await.unwrap();
     let port = common::free_port();
-    let _server = common::Process::listening(
-        StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", db.url())
-            .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null()),
-        port,
-    )
-    .await;
+    let _server =
+        common::Process::listening(&mut common::tenancy_start(&db.url(), port), port).await;
     let (_, metrics) = get(port, "/metrics").unwrap();
     assert_eq!(series(&metrics, "tenancy_projection_events_behind"), 0.0);
     assert_eq!(
@@ -363,15 +356,8 @@ async fn metrics_at_scrape_show_a_stall_and_its_end() {
 async fn start_serves_health_readiness_metrics_and_projects_pushed_events() {
     let db = TestDatabase::fresh().await.unwrap();
     let port = common::free_port();
-    let server = common::Process::listening(
-        StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", db.url())
-            .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null()),
-        port,
-    )
-    .await;
+    let server =
+        common::Process::listening(&mut common::tenancy_start(&db.url(), port), port).await;
     assert_eq!(get(port, "/healthz").unwrap(), (200, "ok\n".to_owned()));
     let (status, body) = get(port, "/readyz").unwrap();
     assert_eq!(status, 200, "{body}");

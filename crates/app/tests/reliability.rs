@@ -22,8 +22,9 @@ fn scale() -> usize {
         .max(1)
 }
 
+/// The binary, silent.
 fn tenancy() -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("tenancy"));
+    let mut cmd = common::tenancy();
     cmd.env("TENANCY_LOG", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -82,9 +83,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
     let port = common::free_port();
     // The server's log, shown when the test fails.
     let log = root.join("tenancy.log");
-    let mut server = tenancy()
-        .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &url)
+    let mut server = common::tenancy_start(&url, port)
         .env("TENANCY_PROJECTION__SWEEP_INTERVAL_SECS", "1")
         .env("TENANCY_LOG", "info,tenancy_projection=debug")
         .stderr(std::fs::File::create(&log).unwrap())
@@ -172,9 +171,9 @@ impl Replica {
     async fn start(db: &TestDatabase, sweep_secs: &str) -> Self {
         let port = common::free_port();
         let process = common::Process::listening(
-            tenancy()
-                .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-                .env("DATABASE_URL", db.url())
+            common::tenancy_start(&db.url(), port)
+                .env("TENANCY_LOG", "off")
+                .stderr(Stdio::null())
                 .env("TENANCY_PROJECTION__SWEEP_INTERVAL_SECS", sweep_secs),
             port,
         )

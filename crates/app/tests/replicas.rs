@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Command as StdCommand;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,14 +114,10 @@ async fn lists_come_from_the_replica_and_a_token_reads_the_write() {
     .unwrap();
     let port = common::free_port();
     let _server = common::Process::listening(
-        StdCommand::new(assert_cmd::cargo::cargo_bin("tenancy"))
+        common::tenancy_start(&cluster.primary_url(), port)
             .arg("--config")
             .arg(&config)
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", cluster.primary_url())
-            .env("TENANCY_READ_DATABASE_URLS", cluster.replica_url())
-            .env("TENANCY_LOG", "warn")
-            .stdout(Stdio::null()),
+            .env("TENANCY_READ_DATABASE_URLS", cluster.replica_url()),
         port,
     )
     .await;

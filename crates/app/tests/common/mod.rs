@@ -1,10 +1,34 @@
-//! What the binary's integration tests share: a free loopback port, and the `tenancy`
-//! process a test started, killed (SIGKILL) and reaped when dropped.
+//! What the binary's integration tests share: the `tenancy` binary with a clean
+//! environment, a `tenancy start` on a free loopback port, and the process a test started,
+//! killed (SIGKILL) and reaped when dropped.
 #![allow(dead_code)] // each test binary uses a part
 
 use std::net::TcpStream;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `tenancy` binary with no configuration inherited from the environment (no
+/// `TENANCY_*` variable but the log filter, here warnings).
+pub fn tenancy() -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("tenancy"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TENANCY_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("TENANCY_LOG", "warn");
+    cmd
+}
+
+/// `tenancy start` on `database_url`, listening on 127.0.0.1:`port`, its stdout (the
+/// address it listens on) discarded. Callers add a `--config`, settings and output.
+pub fn tenancy_start(database_url: &str, port: u16) -> Command {
+    let mut cmd = tenancy();
+    cmd.args(["start", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url)
+        .stdout(Stdio::null());
+    cmd
+}
 
 /// A port on 127.0.0.1 that nothing listens on now.
 pub fn free_port() -> u16 {

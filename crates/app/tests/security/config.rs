@@ -117,13 +117,10 @@ async fn each_token_name_and_scope_is_logged_at_start_never_the_token() {
     let (a, _) = two_instances(&db).await;
     let file = tempfile(&config(&a, ""));
     let port = crate::support::free_port();
-    let mut child = tenancy()
+    let mut child = crate::common::tenancy_start(&db.url(), port)
         .arg("--config")
         .arg(&file)
-        .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", db.url())
         .env("TENANCY_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -16,18 +16,6 @@ use tenancy_testkit::db::TestDatabase;
 pub const SYSTEM_TOKEN: &str = "security-system-token";
 pub const INSTANCE_TOKEN: &str = "security-instance-a-token";
 
-/// The `tenancy` binary with no configuration inherited from the environment.
-pub fn tenancy() -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("tenancy"));
-    cmd.env_remove("TENANCY_CONFIG").env("TENANCY_LOG", "warn");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TENANCY_") && name != "TENANCY_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
-
 /// A file with `content` in the temporary directory.
 pub fn tempfile(content: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -37,7 +25,7 @@ pub fn tempfile(content: &str) -> PathBuf {
     path
 }
 
-pub use crate::common::free_port;
+pub use crate::common::{free_port, tenancy};
 
 /// Two instances, `a` (host `a.sec.test`) and `b` (host `b.sec.test`); returns their ids.
 pub async fn two_instances(db: &TestDatabase) -> (String, String) {
@@ -85,13 +73,10 @@ impl Server {
     pub async fn start_with(db: &TestDatabase, config: &str, env: &[(&str, &str)]) -> Self {
         let file = tempfile(config);
         let port = free_port();
-        let child = tenancy()
+        let child = crate::common::tenancy_start(&db.url(), port)
             .arg("--config")
             .arg(&file)
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", db.url())
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
             .spawn()
             .unwrap();
         crate::common::wait_listening(port).await;
