@@ -135,16 +135,10 @@ impl ProjectionState {
         conn: &mut PgConnection,
         instance_id: &str,
     ) -> Result<Option<SortKey>> {
-        let row: Option<(Decimal, i32, String, String, i64)> = sqlx::query_as(
-            "SELECT \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\"
-             FROM tenancy.current_states WHERE projection_name = $1 AND instance_id = $2",
-        )
-        .bind(self.name)
-        .bind(instance_id)
-        .fetch_optional(conn)
-        .await
-        .map_err(on_constraint)?;
-        Ok(row.map(|row| sort_key(instance_id, row)))
+        Ok(self
+            .cursors(conn, &[instance_id.to_owned()])
+            .await?
+            .remove(instance_id))
     }
 
     /// Moves the instance's cursor to `event`.
@@ -177,19 +171,11 @@ impl ProjectionState {
         conn: &mut PgConnection,
         instance_id: &str,
     ) -> Result<HashMap<FailureKey, i16>> {
-        let rows: Vec<(String, String, i64, i16)> = sqlx::query_as(
-            "SELECT aggregate_type, aggregate_id, failed_sequence, failure_count FROM tenancy.failed_events2
-             WHERE projection_name = $1 AND instance_id = $2",
-        )
-        .bind(self.name)
-        .bind(instance_id)
-        .fetch_all(conn)
-        .await
-        .map_err(on_constraint)?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, id, seq, count)| ((t, id, seq), count))
-            .collect())
+        Ok(self
+            .failures_among(conn, &[instance_id.to_owned()])
+            .await?
+            .remove(instance_id)
+            .unwrap_or_default())
     }
 
     /// Records `attempts` more failed attempts of `event`; returns the attempts so far.
