@@ -1,10 +1,19 @@
-//! Peak memory of the jobs that read the whole store (issue 28): the prefill
-//! (`projections run --until-caught-up`) and `verify`, each in a child process of its own
-//! (this binary in child mode) on a store of small instances that was imported and
-//! `VACUUM ANALYZE`d, at a small and a large number of instances. The child reports its
-//! peak resident set (`VmHWM`); the figure is the large size against the small one.
+//! Peak memory of the jobs that read the whole store (issue 28), each in a child process
+//! of its own (this binary in child mode) on a store of small instances that was imported
+//! and `VACUUM ANALYZE`d, at a small and a large number of instances, one after the other
+//! on the same database:
+//! - the prefill (`projections run --until-caught-up`);
+//! - `verify`;
+//! - the side-by-side rebuild with its switch (`projections rebuild`);
+//! - the engine of `tenancy start` (continuous mode) through its heaviest periodic moment:
+//!   the sweep of a database with no sweep recorded, which walks every instance. The child
+//!   deletes the record, runs until the sweep has written it again, then 2 s more.
+//!
+//! The child reports its peak resident set (`VmHWM`); the figure is the large size
+//! against the small one.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -24,41 +33,45 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             loaded(&rows).await?
         };
         let url = db.url();
-        let prefill = child("prefill", &url)?;
-        let verify = child("verify", &url)?;
+        let mut peak = Vec::with_capacity(JOBS.len());
+        for job in JOBS {
+            peak.push(child(job, &url)?);
+        }
         println!(
-            "peak RSS, {instances} instances ({} events): prefill {:.0} MB, verify {:.0} MB",
+            "peak RSS, {instances} instances ({} events): {}",
             instances * PER_INSTANCE,
-            prefill / 1024.0,
-            verify / 1024.0
+            JOBS.iter()
+                .zip(&peak)
+                .map(|(job, kb)| format!("{job} {:.0} MB", kb / 1024.0))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        peaks.push((prefill, verify));
+        peaks.push(peak);
     }
-    let ((p_small, v_small), (p_large, v_large)) = (peaks[0], peaks[1]);
+    let mb = |job: usize| [peaks[0][job] / 1024.0, peaks[1][job] / 1024.0];
     let parameters = json!({"per_instance": PER_INSTANCE, "small": small, "large": large,
-                            "prefill_mb": [p_small / 1024.0, p_large / 1024.0],
-                            "verify_mb": [v_small / 1024.0, v_large / 1024.0], "target_mb_at_100k": 512});
-    Ok(vec![
-        Figure {
-            name: format!("prefill peak RSS, {large} vs {small}"),
-            ours: p_large / 1024.0,
-            baseline: p_small / 1024.0,
-            ratio: p_large / p_small,
-            unit: "MB (ratio: growth, lower is better)".into(),
-            baseline_name: format!("{small} instances"),
-            parameters: parameters.clone(),
-        },
-        Figure {
-            name: format!("verify peak RSS, {large} vs {small}"),
-            ours: v_large / 1024.0,
-            baseline: v_small / 1024.0,
-            ratio: v_large / v_small,
-            unit: "MB (ratio: growth, lower is better)".into(),
-            baseline_name: format!("{small} instances"),
-            parameters,
-        },
-    ])
+                            "peak_mb": JOBS.iter().enumerate().map(|(j, job)| (job.to_string(), json!(mb(j)))).collect::<serde_json::Map<_, _>>(),
+                            "target_mb_at_100k": 512});
+    Ok(JOBS
+        .iter()
+        .enumerate()
+        .map(|(j, job)| {
+            let [at_small, at_large] = mb(j);
+            Figure {
+                name: format!("{job} peak RSS, {large} vs {small}"),
+                ours: at_large,
+                baseline: at_small,
+                ratio: at_large / at_small,
+                unit: "MB (ratio: growth, lower is better)".into(),
+                baseline_name: format!("{small} instances"),
+                parameters: parameters.clone(),
+            }
+        })
+        .collect())
 }
+
+/// The jobs measured, in the order they run on one database.
+const JOBS: [&str; 4] = ["prefill", "verify", "rebuild", "start"];
 
 /// Runs `job` in a child process on the database at `url`; its peak RSS in kB.
 fn child(job: &str, url: &str) -> Result<f64> {
@@ -97,6 +110,37 @@ pub async fn child_main(job: &str, url: &str) -> Result<()> {
                 "{} differences",
                 report.differences.len()
             );
+        }
+        "rebuild" => {
+            let rebuilt = engine
+                .rebuild_side_by_side(std::sync::Arc::new(|_, _, _| {}))
+                .await?;
+            ensure!(
+                rebuilt.outcome.failed == 0,
+                "events failed: {:?}",
+                rebuilt.outcome
+            );
+        }
+        "start" => {
+            let pool = engine.pool().clone();
+            sqlx::query("DELETE FROM tenancy.sweeps")
+                .execute(&pool)
+                .await?;
+            let running = engine.spawn_continuous();
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tenancy.sweeps")
+                .fetch_one(&pool)
+                .await?
+                == 0
+            {
+                ensure!(
+                    Instant::now() < deadline,
+                    "no sweep recorded after 10 minutes"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            running.stop().await?;
         }
         other => anyhow::bail!("unknown child job {other}"),
     }
