@@ -1,7 +1,8 @@
 //! Rebuild side by side against rebuild in place, on the operator's path (the store
 //! imported, `VACUUM ANALYZE`, prefilled): the duration of each, host lookups per second
-//! of a reader running during the side-by-side rebuild against the same reader idle (and
-//! the lookups the in-place rebuild fails), and how long the switch locked the tables.
+//! of a reader running during the side-by-side rebuild against the same reader idle before
+//! and after it (and the lookups the in-place rebuild fails), and how long the switch
+//! locked the tables.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,18 @@ fn reader(
     })
 }
 
+/// How long the reader runs alone, before the rebuild and after it.
+const IDLE_WINDOW: Duration = Duration::from_secs(3);
+
+/// The reader alone for [`IDLE_WINDOW`].
+async fn idle_read(pool: &sqlx::PgPool, hosts: &Arc<Vec<String>>) -> Result<Read> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle = reader(pool.clone(), hosts.clone(), stop.clone());
+    tokio::time::sleep(IDLE_WINDOW).await;
+    stop.store(true, Ordering::Relaxed);
+    Ok(idle.await?)
+}
+
 async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> {
     let rows = stream_rows(instances, instances * per_instance, 7, false);
     let events = rows.len();
@@ -89,17 +102,10 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
         .connect_with((*db.pool.connect_options()).clone())
         .await?;
 
-    // Idle: the reader alone, as long as the rebuild will take (measured below, so 3 s).
-    let stop = Arc::new(AtomicBool::new(false));
-    let idle_reader = reader(reader_pool.clone(), hosts.clone(), stop.clone());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let Read {
-        lookups: idle_lookups,
-        failures: idle_failures,
-        longest: idle_longest,
-    } = idle_reader.await?;
-    let idle = idle_lookups as f64 / 3.0;
+    // Idle: the reader alone for 3 s before the rebuild and 3 s after it (the database
+    // settles after a prefill and after a switch; one window was at 0.8x to 1.3x the
+    // rate during the rebuild). The baseline is both windows together.
+    let before = idle_read(&reader_pool, &hosts).await?;
 
     // Side by side, the reader running.
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,6 +121,12 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
     } = during.await?;
     let during_rate = during_lookups as f64 / side_by_side.as_secs_f64();
     engine.drop_previous_generation().await?;
+    let after = idle_read(&reader_pool, &hosts).await?;
+    let idle = (before.lookups + after.lookups) as f64 / (2.0 * IDLE_WINDOW.as_secs_f64());
+    let (idle_failures, idle_longest) = (
+        before.failures + after.failures,
+        before.longest.max(after.longest),
+    );
 
     // In place, the reader running (its failures: the outage).
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,12 +143,14 @@ async fn one_size(instances: usize, per_instance: usize) -> Result<Vec<Figure>> 
 
     println!(
         "rebuild ({events} events, {instances} instances): side by side {:.2} s (switch locked {:.1} ms, {} rounds), in place {:.2} s; \
-         lookups/s idle {idle:.0} ({idle_failures} failed, longest {:.1} ms), during side by side {during_rate:.0} ({during_failures} failed, \
+         lookups/s idle {idle:.0} (before {:.0}, after {:.0}; {idle_failures} failed, longest {:.1} ms), during side by side {during_rate:.0} ({during_failures} failed, \
          longest {:.1} ms), during in place {in_place_lookups} lookups, {} failed",
         side_by_side.as_secs_f64(),
         rebuilt.frozen_for.as_secs_f64() * 1000.0,
         rebuilt.rounds,
         in_place.as_secs_f64(),
+        before.lookups as f64 / IDLE_WINDOW.as_secs_f64(),
+        after.lookups as f64 / IDLE_WINDOW.as_secs_f64(),
         idle_longest.as_secs_f64() * 1000.0,
         during_longest.as_secs_f64() * 1000.0,
         in_place_failures,
