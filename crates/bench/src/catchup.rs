@@ -152,18 +152,17 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             small.instances,
             cost(large) / cost(small)
         );
-        figures.push(Figure {
-            name: format!(
+        figures.push(Figure::cost(
+            &format!(
                 "per-event cost, {} vs {} instances",
                 large.instances, small.instances
             ),
-            ours: cost(large),
-            baseline: cost(small),
-            ratio: cost(large) / cost(small),
-            unit: "us/event (ratio: cost ratio, lower is better)".into(),
-            baseline_name: format!("{} instances", small.instances),
-            parameters: json!({"per_instance": per_instance}),
-        });
+            cost(large),
+            cost(small),
+            &format!("{} instances", small.instances),
+            "us/event",
+            json!({"per_instance": per_instance}),
+        ));
     }
     if let Some(p) = curve.last() {
         figures.push(Figure::throughput(

@@ -98,24 +98,22 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         latencies.push(figures);
     }
     let parameters = json!({"per_instance": PER_INSTANCE, "window_s": window.as_secs(), "path": "import, VACUUM ANALYZE, prefill, start"});
-    figures.push(Figure {
-        name: format!("idle cost, {large} vs {small} instances"),
-        ours: one_large,
-        baseline: one_small,
-        ratio: one_large / one_small,
-        unit: "transactions/s (ratio: cost ratio, lower is better; target <= 1.5)".into(),
-        baseline_name: format!("{small} instances"),
-        parameters: parameters.clone(),
-    });
-    figures.push(Figure {
-        name: format!("idle cost, 3 vs 1 engines, {small} inst."),
-        ours: three_small,
-        baseline: one_small,
-        ratio: three_small / one_small,
-        unit: "transactions/s (ratio: cost ratio, lower is better; target <= 1.5)".into(),
-        baseline_name: "1 engine".into(),
+    figures.push(Figure::cost(
+        &format!("idle cost, {large} vs {small} instances"),
+        one_large,
+        one_small,
+        &format!("{small} instances"),
+        "transactions/s, target <= 1.5",
+        parameters.clone(),
+    ));
+    figures.push(Figure::cost(
+        &format!("idle cost, 3 vs 1 engines, {small} inst."),
+        three_small,
+        one_small,
+        "1 engine",
+        "transactions/s, target <= 1.5",
         parameters,
-    });
+    ));
     let (one, three) = (latencies[0], latencies[1]);
     let poll_ms = EngineConfig::default().poll_interval.as_millis() as f64;
     figures.push(Figure::latency(

@@ -89,7 +89,8 @@ pub struct Figure {
     pub name: String,
     pub ours: f64,
     pub baseline: f64,
-    /// ours / baseline (for latencies: baseline / ours, so > 1 is always better).
+    /// ours / baseline (for latencies: baseline / ours, so > 1 is better; for costs
+    /// ([`Figure::cost`]) ours / baseline, lower is better).
     pub ratio: f64,
     pub unit: String,
     pub baseline_name: String,
@@ -111,6 +112,27 @@ impl Figure {
             baseline,
             ratio: ours / baseline,
             unit: unit.into(),
+            baseline_name: baseline_name.into(),
+            parameters,
+        }
+    }
+
+    /// A cost against the same cost at a baseline (memory, transactions, time per
+    /// event): the ratio is ours / baseline, and lower is better.
+    pub fn cost(
+        name: &str,
+        ours: f64,
+        baseline: f64,
+        baseline_name: &str,
+        unit: &str,
+        parameters: serde_json::Value,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            ours,
+            baseline,
+            ratio: ours / baseline,
+            unit: format!("{unit} (ratio: cost, lower is better)"),
             baseline_name: baseline_name.into(),
             parameters,
         }

@@ -57,15 +57,14 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         .enumerate()
         .map(|(j, job)| {
             let [at_small, at_large] = mb(j);
-            Figure {
-                name: format!("{job} peak RSS, {large} vs {small}"),
-                ours: at_large,
-                baseline: at_small,
-                ratio: at_large / at_small,
-                unit: "MB (ratio: growth, lower is better)".into(),
-                baseline_name: format!("{small} instances"),
-                parameters: parameters.clone(),
-            }
+            Figure::cost(
+                &format!("{job} peak RSS, {large} vs {small}"),
+                at_large,
+                at_small,
+                &format!("{small} instances"),
+                "MB",
+                parameters.clone(),
+            )
         })
         .collect())
 }
