@@ -118,7 +118,7 @@ impl Figure {
     }
 
     /// A cost against the same cost at a baseline (memory, transactions, time per
-    /// event): the ratio is ours / baseline, and lower is better.
+    /// event): the ratio is ours / baseline as for a throughput, but lower is better.
     pub fn cost(
         name: &str,
         ours: f64,
@@ -127,15 +127,8 @@ impl Figure {
         unit: &str,
         parameters: serde_json::Value,
     ) -> Self {
-        Self {
-            name: name.into(),
-            ours,
-            baseline,
-            ratio: ours / baseline,
-            unit: format!("{unit} (ratio: cost, lower is better)"),
-            baseline_name: baseline_name.into(),
-            parameters,
-        }
+        let unit = format!("{unit} (ratio: cost, lower is better)");
+        Self::throughput(name, ours, baseline, baseline_name, &unit, parameters)
     }
 
     pub fn latency(
