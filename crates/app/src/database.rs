@@ -46,17 +46,17 @@ impl Database {
         // whole acquire timeout.
         {
             use sqlx::Connection;
-            let probe = sqlx::PgConnection::connect(&url).await.map_err(|e| {
-                anyhow!("cannot connect to the database at {}: {e}; check the URL and that the server runs", redact(&url))
-            })?;
+            let probe = sqlx::PgConnection::connect(&url)
+                .await
+                .map_err(|e| CannotConnect::new(&url, &e))?;
             let _ = probe.close().await;
         }
         let options: sqlx::postgres::PgConnectOptions = url
             .parse()
             .map_err(|e| anyhow!("invalid database URL {}: {e}", redact(&url)))?;
-        let pool = tenancy_postgres::pool::connect_with_schema(options, 16, relational_schema).await.map_err(|e| {
-            anyhow!("cannot connect to the database at {}: {e}; check the URL and that the server runs", redact(&url))
-        })?;
+        let pool = tenancy_postgres::pool::connect_with_schema(options, 16, relational_schema)
+            .await
+            .map_err(|e| CannotConnect::new(&url, &e))?;
         tracing::debug!(url = %redact(&url), "connected");
         Ok(Self { pool, cluster })
     }
@@ -71,6 +71,29 @@ impl Database {
             if !matches!(stopped, Ok(Ok(()))) {
                 tracing::warn!("stopping the embedded PostgreSQL failed");
             }
+        }
+    }
+}
+
+/// The database could not be reached, or refused the connection.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot connect to the database at {url}: {reason}; check the URL and that the server runs"
+)]
+pub struct CannotConnect {
+    url: String,
+    reason: String,
+    /// The server is not there right now (not running yet, restarting, refusing
+    /// connections), as opposed to refusing these credentials or this database name.
+    pub unavailable: bool,
+}
+
+impl CannotConnect {
+    fn new(url: &str, error: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            url: redact(url),
+            reason: error.to_string(),
+            unavailable: tenancy_postgres::is_database_unavailable(error),
         }
     }
 }

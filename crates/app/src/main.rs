@@ -7,13 +7,12 @@ mod demo;
 mod http;
 mod org_domains;
 mod settings;
+mod start;
 mod telemetry;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -195,6 +194,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     {
         bail!("{} is not a readable file", file.display());
     }
+    if let Command::Start { .. } = cli.command {
+        // It opens the database itself, waiting for it (crate::start).
+        start::run(&settings).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let db = Database::open(
         settings.database_url.as_deref(),
         settings.data_dir.clone(),
@@ -258,11 +262,7 @@ async fn dispatch(
             );
             prefill(engine).await
         }
-        Command::Start { .. } => {
-            ensure_migrated(db, settings).await?;
-            start(engine, settings).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Start { .. } => bail!("`tenancy start` opens its database itself (crate::start)"),
         Command::Demo => {
             ensure_migrated(db, settings).await?;
             demo::run(&db.pool, engine).await?;
@@ -514,83 +514,9 @@ async fn projections(action: ProjectionAction, engine: &Engine) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-async fn start(engine: &Engine, settings: &settings::Settings) -> Result<()> {
-    let reads = if settings.read_database_urls.is_empty() {
-        tenancy_postgres::replicas::ReadPools::primary_only(engine.pool().clone())
-    } else {
-        let reads = tenancy_postgres::replicas::ReadPools::connect(
-            engine.pool().clone(),
-            &settings.read_database_urls,
-            settings.replicas.config(),
-        )
-        .await
-        .context("read_database_urls")?;
-        for pool in reads.stats().iter().filter(|p| !p.is_primary) {
-            match &pool.reason {
-                None => tracing::info!(replica = %pool.name, "replica serves reads"),
-                Some(why) => {
-                    tracing::warn!(replica = %pool.name, %why, "replica serves no reads yet")
-                }
-            }
-        }
-        reads
-    };
-    let state = http::AppState::new(
-        engine.clone(),
-        Duration::from_secs(settings.projection.stuck_after_secs),
-        reads.clone(),
-    );
-    // Everything the API needs is built (and the tokens logged) before the port opens.
-    let api_routes = api::routes(engine.pool(), settings, state.api.clone(), reads).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    println!("listening on http://{}", listener.local_addr()?);
-    let (stop, _) = tokio::sync::watch::channel(false);
-    let stop = Arc::new(stop);
-    let mut engine_stop = stop.subscribe();
-    let worker = engine.clone();
-    let projections = tokio::spawn(async move {
-        worker
-            .run_continuous(async move {
-                let _ = engine_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    let mut http_stop = stop.subscribe();
-    let routes = http::router(state).merge(api_routes);
-    let server = tenancy_api::serve(listener, routes, settings.server.config(), async move {
-        let _ = http_stop.wait_for(|s| *s).await;
-    });
-    let signals = {
-        let stop = stop.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        }
-    };
-    let (served, ()) = tokio::join!(server, signals);
-    served.context("HTTP server")?;
-    projections.await.context("projection worker")??;
-    Ok(())
-}
-
 fn dispatch_offline(command: Command) -> Result<ExitCode> {
     if let Command::ApiToken { name, instance } = command {
         api::print_new_token(&name, instance.as_deref())?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

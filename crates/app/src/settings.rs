@@ -87,6 +87,10 @@ pub struct ServerSettings {
     pub http2_keepalive_secs: u64,
     /// At shutdown, calls in flight may finish for this long; then connections are closed.
     pub shutdown_timeout_ms: u64,
+    /// How long `tenancy start` keeps trying while its database is unavailable at startup
+    /// (not running yet, restarting, refusing connections); 0: not at all. A wrong
+    /// password or database name fails at once.
+    pub database_wait_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -96,6 +100,7 @@ impl Default for ServerSettings {
             header_read_timeout_ms: defaults.header_read_timeout.as_millis() as u64,
             http2_keepalive_secs: defaults.http2_keepalive.as_secs(),
             shutdown_timeout_ms: defaults.shutdown_timeout.as_millis() as u64,
+            database_wait_secs: 60,
         }
     }
 }
@@ -406,6 +411,12 @@ impl Settings {
             "server.shutdown_timeout_ms",
             "must be at least 1",
             server.shutdown_timeout_ms,
+        )?;
+        require(
+            server.database_wait_secs <= 3_600,
+            "server.database_wait_secs",
+            "must be at most 3600 (an hour)",
+            server.database_wait_secs,
         )?;
         tenancy_api::auth::ApiTokens::new(&a.tokens)
             .map_err(|e| anyhow::anyhow!("invalid setting api.tokens: {e}"))?;

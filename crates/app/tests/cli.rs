@@ -209,6 +209,59 @@ fn expected_failures_print_one_line() {
     );
 }
 
+/// `tenancy start` waits for an unavailable database for `server.database_wait_secs`, then
+/// gives up with one line; a database that does not exist fails it at once.
+#[tokio::test]
+async fn start_waits_for_an_unavailable_database_and_not_for_a_wrong_one() {
+    let started = Instant::now();
+    let out = common::tenancy_start("postgres://nobody@127.0.0.1:1/none", common::free_port())
+        .env("TENANCY_SERVER__DATABASE_WAIT_SECS", "2")
+        .env("TENANCY_LOG", "warn")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took >= Duration::from_secs(2),
+        "gave up after {took:?}, not after the 2 s of server.database_wait_secs: {err}"
+    );
+    assert!(err.matches("waiting for it").count() >= 2, "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: the database was still unavailable after 2 s")
+            && last.contains("server.database_wait_secs")
+            && last.contains("cannot connect to the database"),
+        "{err}"
+    );
+
+    let db = TestDatabase::fresh().await.unwrap();
+    use sqlx::ConnectOptions as _;
+    let unknown: sqlx::postgres::PgConnectOptions = db.url().parse().unwrap();
+    let unknown = unknown
+        .database("no_such_database")
+        .to_url_lossy()
+        .to_string();
+    let started = Instant::now();
+    let out = common::tenancy_start(&unknown, common::free_port())
+        .env("TENANCY_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited {:?} (the default wait is 60 s) for a database that does not exist: {err}",
+        started.elapsed()
+    );
+    assert!(
+        err.starts_with("error: cannot connect to the database")
+            && err.contains("no_such_database")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

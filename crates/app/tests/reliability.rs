@@ -1,5 +1,5 @@
-//! Reliability of the binary: SIGKILL during a prefill, and a database restart while
-//! `tenancy start` runs. The scale grows with `TENANCY_SOAK_SCALE` (`cargo xtask bench --soak`).
+//! Reliability of the binary: SIGKILL during a prefill, a database restart while
+//! `tenancy start` runs, and a database that comes up after it. The scale grows with `TENANCY_SOAK_SCALE` (`cargo xtask bench --soak`).
 #![allow(clippy::unwrap_used)] // integration tests: a failed unwrap is a failed test
 
 mod common;
@@ -89,8 +89,8 @@ async fn a_database_restart_while_start_runs_is_survived() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    // Running: migrated, and the port open. A restart before that is a failed start
-    // (exit 1, the error logged), which is not what this test is about.
+    // Running: migrated, and the port open (a restart before that is waited out as at
+    // startup: start_waits_for_a_database_that_comes_up_later).
     common::wait_listening(port).await;
     let pool = tenancy_postgres::PgStore::connect(&url).await.unwrap();
     let store = PgEventStore::new(pool.clone());
@@ -152,6 +152,80 @@ async fn a_database_restart_while_start_runs_is_survived() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+    pool.close().await;
+    cluster.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A database that comes up after `tenancy start` (a host's boot, a rollout that starts
+/// both): start waits for it, then migrates, serves and projects.
+#[tokio::test]
+async fn start_waits_for_a_database_that_comes_up_later() {
+    let root = std::env::temp_dir().join(format!("tenancy-late-db-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let cluster = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, false))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    tenancy_postgres::embedded::ensure_database(&cluster.url(), "tenancy")
+        .await
+        .unwrap();
+    let url = cluster.database_url("tenancy");
+    cluster.stop().unwrap();
+    let port = common::free_port();
+    let log = root.join("tenancy.log");
+    let mut server = common::tenancy_start(&url, port)
+        .env("TENANCY_LOG", "warn")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "tenancy start did not wait for the database:\n{}",
+        log_tail(&log)
+    );
+    assert!(
+        log_tail(&log).contains("waiting for it"),
+        "{}",
+        log_tail(&log)
+    );
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || starting.start_again())
+        .await
+        .unwrap()
+        .unwrap();
+    common::wait_listening(port).await;
+    let pool = tenancy_postgres::PgStore::connect(&url).await.unwrap();
+    PgEventStore::new(pool.clone())
+        .push(vec![inst(
+            "late",
+            "instance.added",
+            json!({"name": "late"}),
+        )])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM instances WHERE id = 'late'")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the push was not projected:\n{}",
+            log_tail(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success(), "{}", log_tail(&log));
     pool.close().await;
     cluster.stop().unwrap();
     let _ = std::fs::remove_dir_all(&root);

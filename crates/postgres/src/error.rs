@@ -118,6 +118,30 @@ pub fn on_constraint(error: sqlx::Error) -> Error {
     Error::internal_with("database error", error)
 }
 
+/// Whether `error`, or an error it was caused by, says that the database is not there
+/// right now — not running yet, shutting down or restarting, refusing connections, or the
+/// connection broke — rather than that something is wrong (credentials, a database that
+/// does not exist, a statement): a failure worth waiting out and retrying.
+pub fn is_database_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(error) = error.downcast_ref::<sqlx::Error>() {
+            return match error {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    // connection_exception (08...), admin_shutdown, crash_shutdown,
+                    // cannot_connect_now (starting up, in recovery), too_many_connections
+                    code.starts_with("08")
+                        || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+                }),
+                _ => false,
+            };
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// `?`-friendly conversion.
 pub(crate) trait MapDb<T> {
     fn db(self) -> Result<T, Error>;
@@ -126,5 +150,26 @@ pub(crate) trait MapDb<T> {
 impl<T> MapDb<T> for Result<T, sqlx::Error> {
     fn db(self) -> Result<T, Error> {
         self.map_err(on_constraint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_database_unavailable;
+    use tenancy_core::Error;
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_a_wrong_statement_is_not() {
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_database_unavailable(&refused));
+        // As the repositories return it: wrapped, the cause kept as the source.
+        let wrapped = Error::internal_with("database error", refused);
+        assert!(is_database_unavailable(&wrapped));
+        assert!(is_database_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_database_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_database_unavailable(&Error::internal("no cause")));
+        assert!(!is_database_unavailable(&sqlx::Error::Configuration(
+            "bad url".into()
+        )));
     }
 }

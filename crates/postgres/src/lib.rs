@@ -64,5 +64,5 @@ pub mod replicas;
 mod rows;
 mod session;
 
-pub use error::on_constraint;
+pub use error::{is_database_unavailable, on_constraint};
 pub use session::{EventPusher, PgSession, PgStore, Savepoint};
