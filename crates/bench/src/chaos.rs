@@ -1,7 +1,7 @@
 //! Push -> visible while replicas die (issue 25): engines in processes of their own (this
 //! binary with `--engine-child`, as `tenancy start` runs its engine), one left alone
 //! against three of which a random one is SIGKILLed every 1–3 s and restarted 0.5 s later, in
-//! alternating rounds (1, 3, 3, 1). The store is the idle benchmark's (small instances,
+//! alternating rounds (1, 3, 3, 1), each after the processes have run for 2 s. The store is the idle benchmark's (small instances,
 //! imported, `VACUUM ANALYZE`d, prefilled). The pushes go through tenancy's push (a
 //! notification each). At the end the last engine catches up and the tables must equal
 //! the fold of the events, with no failed event.
@@ -37,6 +37,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         let order = if round % 2 == 0 { [1, 3] } else { [3, 1] };
         for engines in order {
             let running = Engines::start(&db, engines).await?;
+            // Running, not starting: their first sweep and warm-up (the process restarted
+            // after each kill goes through both under load, and counts).
+            tokio::time::sleep(SETTLE).await;
             let chaos = (engines > 1 && std::env::var("NO_KILL").is_err())
                 .then(|| running.kill_at_random(db.pool.clone(), Rng(round as u64 + 1)));
             let took = pick_up_timed(
@@ -88,10 +91,11 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         .take(8)
         .map(|(took, kill)| match kill {
             Some((k, before_push)) => format!(
-                "{:.1} ms ({} killed {:.0} ms before)",
+                "{:.1} ms ({} killed {:.0} ms before, at {})",
                 took.as_secs_f64() * 1000.0,
                 if k.leader { "leader" } else { "other" },
-                before_push.as_secs_f64() * 1000.0
+                before_push.as_secs_f64() * 1000.0,
+                wall(k.at)
             ),
             None => format!("{:.1} ms (no kill before)", took.as_secs_f64() * 1000.0),
         })
@@ -122,6 +126,18 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     )])
 }
 
+/// The time of day of `at`, to find it in the engine processes' logs (`RUST_LOG`).
+fn wall(at: Instant) -> String {
+    let then = time::OffsetDateTime::now_utc() - at.elapsed();
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        then.hour(),
+        then.minute(),
+        then.second(),
+        then.millisecond()
+    )
+}
+
 /// Waits for the engine processes to project everything, then checks the tables against
 /// the fold and that no event failed.
 async fn caught_up_and_equal(db: &TestDatabase) -> Result<()> {
@@ -144,6 +160,8 @@ async fn caught_up_and_equal(db: &TestDatabase) -> Result<()> {
     anyhow::bail!("the engines did not catch up within 30 s")
 }
 
+/// How long the engine processes run before a round's first push, on both sides.
+const SETTLE: Duration = Duration::from_secs(2);
 /// How long a killed engine process stays down before it is started again.
 const RESTART_AFTER: Duration = Duration::from_millis(500);
 /// The task whose leader the benchmark watches (`tenancy_postgres::leadership`).
@@ -276,6 +294,14 @@ fn spawn_child(url: &str) -> Result<Child> {
 /// The engine process: `tenancy start`'s engine (continuous mode, default settings, a pool
 /// of its own) until it is killed.
 pub async fn child_main(url: &str) -> Result<()> {
+    // Quiet unless asked (RUST_LOG), then with the time of day of each line.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     let pool = tenancy_postgres::pool::connect_with(options, 10).await?;
     Engine::new(pool, EngineConfig::default())

@@ -549,6 +549,82 @@ impl From<EventRow> for StoredEvent {
     }
 }
 
+/// [`EventReader::read`] in the transaction of `conn` (whose start bounds the positions
+/// read: pushes that begin after it stamp later ones, and those in flight are waited out).
+pub async fn read_in(conn: &mut PgConnection, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+    // sqlx prepares this statement; a generic plan for it was measured 25x slower than
+    // a custom one (the cursor's selectivity varies wildly), so always plan per call.
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    // Wait out in-flight pushes of this instance: they hold the shared lock until commit.
+    sqlx::query("SELECT pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext($1))")
+        .bind(&query.instance_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    sqlx::query(
+        "SELECT pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext($1))",
+    )
+    .bind(&query.instance_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(on_constraint)?;
+    let cursor = query.after.clone();
+    // `position >= cursor` besides the row comparison: the index on (instance, types,
+    // position) takes it as a bound, so a read scans what follows the cursor, not the
+    // instance's whole history (the row comparison alone is only a filter).
+    let sql = format!(
+        "SELECT {} FROM eventstore.events2 e
+         WHERE instance_id = $1
+           AND (cardinality($2::text[]) = 0 OR aggregate_type = ANY($2))
+           AND (cardinality($3::text[]) = 0 OR aggregate_id = ANY($3))
+           AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
+           AND \"position\" <= EXTRACT(EPOCH FROM now())
+           AND \"position\" >= CASE WHEN $5 THEN $6::numeric ELSE 0 END
+           AND (NOT $5 OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
+                           > ($6::numeric, $7::int, $8::text, $9::text, $10::text, $11::bigint))
+           AND ($13::numeric IS NULL OR \"position\" <= $13)
+         ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
+         LIMIT $12",
+        event_columns("e")
+    );
+    let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&query.instance_id)
+        .bind(&query.aggregate_types)
+        .bind(&query.aggregate_ids)
+        .bind(&query.event_types)
+        .bind(cursor.is_some())
+        .bind(cursor.as_ref().map(|c| c.position).unwrap_or_default())
+        .bind(cursor.as_ref().map(|c| c.in_tx_order).unwrap_or_default())
+        .bind(
+            cursor
+                .as_ref()
+                .map(|c| c.instance_id.clone())
+                .unwrap_or_default(),
+        )
+        .bind(
+            cursor
+                .as_ref()
+                .map(|c| c.aggregate_type.clone())
+                .unwrap_or_default(),
+        )
+        .bind(
+            cursor
+                .as_ref()
+                .map(|c| c.aggregate_id.clone())
+                .unwrap_or_default(),
+        )
+        .bind(cursor.as_ref().map(|c| c.sequence).unwrap_or_default())
+        .bind(query.limit.map(i64::from))
+        .bind(query.max_position)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(on_constraint)?;
+    Ok(rows.into_iter().map(StoredEvent::from).collect())
+}
+
 /// SQL: whether tenancy's tables already hold the rows of the events2 row aliased
 /// `alias` — its push listed it in `tenancy.written_events`, in the same transaction as the
 /// rows. Not the `written_by_v3` column: in an adopted ZITADEL store that column is
@@ -577,83 +653,12 @@ pub fn event_columns(alias: &str) -> String {
 impl EventReader for PgEventStore {
     /// Gap-safe read of one instance's events after the cursor, in sort-key order.
     async fn read(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        // now() is the transaction start, taken before the lock below: pushes that begin
-        // after it stamp later positions, and those already in flight are waited out.
-        let mut conn = self.pool.begin().await.map_err(on_constraint)?;
-        // sqlx prepares this statement; a generic plan for it was measured 25x slower than
-        // a custom one (the cursor's selectivity varies wildly), so always plan per call.
-        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-            .execute(&mut *conn)
-            .await
-            .map_err(on_constraint)?;
-        // Wait out in-flight pushes of this instance: they hold the shared lock until commit.
-        sqlx::query(
-            "SELECT pg_advisory_lock('eventstore.events2'::regclass::oid::int4, hashtext($1))",
-        )
-        .bind(&query.instance_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-        sqlx::query(
-            "SELECT pg_advisory_unlock('eventstore.events2'::regclass::oid::int4, hashtext($1))",
-        )
-        .bind(&query.instance_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(on_constraint)?;
-        let cursor = query.after.clone();
-        // `position >= cursor` besides the row comparison: the index on (instance, types,
-        // position) takes it as a bound, so a read scans what follows the cursor, not the
-        // instance's whole history (the row comparison alone is only a filter).
-        let sql = format!(
-            "SELECT {} FROM eventstore.events2 e
-             WHERE instance_id = $1
-               AND (cardinality($2::text[]) = 0 OR aggregate_type = ANY($2))
-               AND (cardinality($3::text[]) = 0 OR aggregate_id = ANY($3))
-               AND (cardinality($4::text[]) = 0 OR event_type = ANY($4))
-               AND \"position\" <= EXTRACT(EPOCH FROM now())
-               AND \"position\" >= CASE WHEN $5 THEN $6::numeric ELSE 0 END
-               AND (NOT $5 OR (\"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\")
-                               > ($6::numeric, $7::int, $8::text, $9::text, $10::text, $11::bigint))
-               AND ($13::numeric IS NULL OR \"position\" <= $13)
-             ORDER BY \"position\", in_tx_order, instance_id, aggregate_type, aggregate_id, \"sequence\"
-             LIMIT $12",
-            event_columns("e")
-        );
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&query.instance_id)
-            .bind(&query.aggregate_types)
-            .bind(&query.aggregate_ids)
-            .bind(&query.event_types)
-            .bind(cursor.is_some())
-            .bind(cursor.as_ref().map(|c| c.position).unwrap_or_default())
-            .bind(cursor.as_ref().map(|c| c.in_tx_order).unwrap_or_default())
-            .bind(
-                cursor
-                    .as_ref()
-                    .map(|c| c.instance_id.clone())
-                    .unwrap_or_default(),
-            )
-            .bind(
-                cursor
-                    .as_ref()
-                    .map(|c| c.aggregate_type.clone())
-                    .unwrap_or_default(),
-            )
-            .bind(
-                cursor
-                    .as_ref()
-                    .map(|c| c.aggregate_id.clone())
-                    .unwrap_or_default(),
-            )
-            .bind(cursor.as_ref().map(|c| c.sequence).unwrap_or_default())
-            .bind(query.limit.map(i64::from))
-            .bind(query.max_position)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(on_constraint)?;
-        conn.commit().await.map_err(on_constraint)?;
-        Ok(rows.into_iter().map(StoredEvent::from).collect())
+        // now() is the transaction start, taken before the lock of read_in: pushes that
+        // begin after it stamp later positions, and those already in flight are waited out.
+        let mut tx = self.pool.begin().await.map_err(on_constraint)?;
+        let events = read_in(&mut tx, query).await?;
+        tx.commit().await.map_err(on_constraint)?;
+        Ok(events)
     }
 
     async fn read_aggregate(

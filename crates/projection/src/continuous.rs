@@ -38,6 +38,7 @@ use tenancy_eventstore::NOTIFY_CHANNEL;
 use tenancy_postgres::on_constraint;
 
 use crate::engine::{Engine, Outcome};
+use crate::warm::Warming;
 
 /// The engine running continuously on a task of its own ([`Engine::spawn_continuous`]).
 #[derive(Debug)]
@@ -110,6 +111,8 @@ impl Engine {
             .map_err(on_constraint)?;
         // Connected again: what happened meanwhile is caught by the next sweep.
         *backoff = Duration::from_millis(100);
+        // Every process may have to lead at once, with warm connections (crate::warm).
+        let mut warming = Warming::default();
         let mut sweep = tokio::time::interval(self.config().sweep_interval);
         // Instances whose events wait for another instance (deferred) or for another
         // process (busy): retried soon rather than at the next sweep.
@@ -152,6 +155,7 @@ impl Engine {
                     let standing_in = standing_in_until.is_some_and(|until| until > tokio::time::Instant::now());
                     if leader.held() || standing_in {
                         let outcome = self.catch_up(&instance, None).await?;
+                        tracing::debug!(%instance, leader = leader.held(), ?outcome, "caught up a notified instance");
                         again.note(instance, outcome);
                     } else {
                         noted.entry(instance).or_insert_with(tokio::time::Instant::now);
@@ -190,7 +194,9 @@ impl Engine {
                     }
                 }
                 held = leader.changed() => {
-                    if held? && !noted.is_empty() {
+                    let held = held?;
+                    tracing::debug!(held, noted = noted.len(), "the poll's lead changed");
+                    if held && !noted.is_empty() {
                         // Taken over from a leader that died: what it left behind is ours
                         // now, not after the follow delay.
                         let waiting: Vec<String> = noted.drain().map(|(instance, _)| instance).collect();
@@ -198,6 +204,11 @@ impl Engine {
                             let outcome = self.catch_up(&instance, None).await?;
                             again.note(instance, outcome);
                         }
+                    }
+                    if held {
+                        // Connections opened since (or the pool's replacements) are cold;
+                        // the lead's catch-ups should not meet them one by one.
+                        warming.start(self);
                     }
                 }
                 _ = retry_busy.tick(), if !again.busy.is_empty() => {
@@ -225,6 +236,7 @@ impl Engine {
                             again.note(instance, outcome);
                         }
                     }
+                    warming.start(self);
                 }
                 _ = poll.tick() => {
                     // The leader only, for pushes that notify nobody (ZITADEL's, or any

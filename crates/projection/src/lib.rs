@@ -54,6 +54,7 @@ pub mod relational;
 pub mod scrape;
 mod side_by_side;
 mod verify;
+mod warm;
 
 pub use bulk::insert_rows;
 pub use continuous::Continuous;

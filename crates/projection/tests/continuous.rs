@@ -379,3 +379,71 @@ async fn a_small_pool_does_not_starve_the_workers() {
     running.stop().await.unwrap();
     assert_verified(&engine).await;
 }
+
+/// The warm-up of the pool's connections (`tenancy_projection` `warm`): the statements of
+/// a catch-up prepared on every idle connection, for a made-up instance in a transaction
+/// rolled back: nothing written, nothing left behind; a warm connection is left alone.
+#[tokio::test]
+async fn warming_the_connections_prepares_a_catch_up_and_writes_nothing() {
+    let db = TestDatabase::fresh().await.unwrap();
+    PgEventStore::new(db.pool.clone())
+        .push(vec![inst(
+            "acme",
+            "instance.added",
+            json!({"name": "Acme"}),
+        )])
+        .await
+        .unwrap();
+    Engine::new(db.pool.clone(), config())
+        .run_until_caught_up(|_, _, _| {})
+        .await
+        .unwrap();
+    let pool = tenancy_postgres::pool::connect_with(db.options.clone(), 3)
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    drop(held);
+    let rows_before = tenancy_postgres::dump::all_rows(&db.pool).await.unwrap();
+    let count = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let bookkeeping = "SELECT (SELECT count(*) FROM tenancy.current_states)
+                            + (SELECT count(*) FROM tenancy.failed_events2)
+                            + (SELECT count(*) FROM eventstore.events2)";
+    let before = count(bookkeeping).await;
+
+    let engine = Engine::new(pool.clone(), config());
+    assert_eq!(engine.warm_up(Duration::ZERO).await.unwrap(), 3);
+
+    assert_eq!(
+        tenancy_postgres::dump::all_rows(&db.pool).await.unwrap(),
+        rows_before
+    );
+    assert_eq!(count(bookkeeping).await, before);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let conn = pool.acquire().await.unwrap();
+        assert!(
+            conn.cached_statements_size() >= 10,
+            "a connection holds {} prepared statements",
+            conn.cached_statements_size()
+        );
+        held.push(conn);
+    }
+    drop(held);
+    assert_eq!(
+        engine.warm_up(Duration::ZERO).await.unwrap(),
+        0,
+        "warm already"
+    );
+    assert!(projected(&db, "acme").await);
+}
