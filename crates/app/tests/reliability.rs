@@ -67,19 +67,7 @@ async fn sigkill_during_prefill_loses_nothing() {
 
 #[tokio::test]
 async fn a_database_restart_while_start_runs_is_survived() {
-    let root = std::env::temp_dir().join(format!("tenancy-restart-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let cluster = {
-        let root = root.clone();
-        tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, false))
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    tenancy_postgres::embedded::ensure_database(&cluster.url(), "tenancy")
-        .await
-        .unwrap();
-    let url = cluster.database_url("tenancy");
+    let (root, cluster, url) = own_cluster("tenancy-restart-test").await;
     let port = common::free_port();
     // The server's log, shown when the test fails.
     let log = root.join("tenancy.log");
@@ -161,19 +149,7 @@ async fn a_database_restart_while_start_runs_is_survived() {
 /// both): start waits for it, then migrates, serves and projects.
 #[tokio::test]
 async fn start_waits_for_a_database_that_comes_up_later() {
-    let root = std::env::temp_dir().join(format!("tenancy-late-db-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let cluster = {
-        let root = root.clone();
-        tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, false))
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    tenancy_postgres::embedded::ensure_database(&cluster.url(), "tenancy")
-        .await
-        .unwrap();
-    let url = cluster.database_url("tenancy");
+    let (root, cluster, url) = own_cluster("tenancy-late-db-test").await;
     cluster.stop().unwrap();
     let port = common::free_port();
     let log = root.join("tenancy.log");
@@ -229,6 +205,25 @@ async fn start_waits_for_a_database_that_comes_up_later() {
     pool.close().await;
     cluster.stop().unwrap();
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A cluster of the test's own in a fresh directory named `name` (the test restarts or
+/// stops it), with a database `tenancy`: its directory, the cluster and the database's URL.
+async fn own_cluster(name: &str) -> (std::path::PathBuf, EmbeddedCluster, String) {
+    let root = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let cluster = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || EmbeddedCluster::start(&root, false))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    tenancy_postgres::embedded::ensure_database(&cluster.url(), "tenancy")
+        .await
+        .unwrap();
+    let url = cluster.database_url("tenancy");
+    (root, cluster, url)
 }
 
 /// The last 200 lines of the log at `path`.

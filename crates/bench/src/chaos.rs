@@ -295,13 +295,7 @@ fn spawn_child(url: &str) -> Result<Child> {
 /// of its own) until it is killed.
 pub async fn child_main(url: &str) -> Result<()> {
     // Quiet unless asked (RUST_LOG), then with the time of day of each line.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::init_tracing();
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     let pool = tenancy_postgres::pool::connect_with(options, 10).await?;
     Engine::new(pool, EngineConfig::default())

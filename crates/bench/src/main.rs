@@ -183,14 +183,7 @@ async fn main() -> Result<()> {
     if let (Some(job), Some(url)) = (&args.memory_child, &args.memory_url) {
         return memory::child_main(job, url).await;
     }
-    // Diagnostics on demand (RUST_LOG=tenancy_projection=debug), quiet otherwise.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing();
     let mut figures = Vec::new();
     let runs = |bench| args.only.is_none_or(|only| only == bench);
     if runs(Bench::Catchup) {
@@ -252,4 +245,16 @@ async fn main() -> Result<()> {
     std::fs::write(&args.report, serde_json::to_string_pretty(&figures)?)?;
     println!("\nwrote {}", args.report.display());
     Ok(())
+}
+
+/// Diagnostics on demand (`RUST_LOG=tenancy_projection=debug`) on stderr, quiet otherwise;
+/// the engine processes of `chaos` as well.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -8,9 +8,11 @@
 //! poll's lead from one that died, met a cold connection at each of its first catch-ups,
 //! one per connection of its pool: the slow pushes of the replica benchmarks.
 //!
-//! [`Engine::warm_up`] runs the statements of such a catch-up once on each connection of
-//! the pool: for an instance that does not exist, in a transaction that is rolled back,
-//! so nothing is written and nobody waits for its locks.
+//! [`Engine::warm_up`] runs the statements of such a catch-up once on each idle connection
+//! of the pool that has not served one: for an instance that does not exist, in a
+//! transaction that is rolled back, so nothing is written and nobody waits for its locks.
+//! Continuous mode runs it in the background ([`Warming`]) after each sweep tick (what the
+//! pool opened since is warmed) and when the process takes the poll's lead.
 
 use std::time::Duration;
 
@@ -18,9 +20,8 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::pool::PoolConnection;
 use sqlx::{Acquire as _, Connection as _, Postgres};
-use tenancy_core::event::{EventQuery, StoredEvent};
-
 use tenancy_core::Result;
+use tenancy_core::event::{EventQuery, StoredEvent};
 use tenancy_postgres::on_constraint;
 use time::OffsetDateTime;
 
