@@ -68,6 +68,8 @@ impl Engine {
                 false,
             )
             .await?;
+        // Both forms of each read (one instance, a set): each is a statement of its own,
+        // the first for a batch, the second for the ordered and grouped paths.
         state.try_lock(&mut session, &instance).await?;
         state
             .try_lock_all(&mut session, std::slice::from_ref(&instance))
