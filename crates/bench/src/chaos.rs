@@ -161,7 +161,7 @@ async fn caught_up_and_equal(db: &TestDatabase) -> Result<()> {
 }
 
 /// How long the engine processes run before a round's first push, on both sides.
-const SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 /// How long a killed engine process stays down before it is started again.
 const RESTART_AFTER: Duration = Duration::from_millis(500);
 /// The task whose leader the benchmark watches (`tenancy_postgres::leadership`).

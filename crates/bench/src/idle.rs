@@ -55,6 +55,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         let order = if round % 2 == 0 { [1, 3] } else { [3, 1] };
         for engines in order {
             let running = spawn(&db, engines).await?;
+            // Running, not starting: past their first sweep and the warm-up of their
+            // connections, as the chaos benchmark (`SETTLE`) waits.
+            tokio::time::sleep(crate::chaos::SETTLE).await;
             let (own, zitadel) = &mut samples_of[usize::from(engines == 3)];
             own.extend(
                 pick_up(
