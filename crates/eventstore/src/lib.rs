@@ -212,16 +212,36 @@ impl PgEventStore {
                 .map(|(_, k)| k.as_ref().map(f))
                 .collect::<Vec<Option<String>>>()
         };
-        // The position bound as in `read`: an index bound, not only a filter.
+        // In two steps, so that only the rows returned are fetched from the heap. The
+        // projection index gives no position order across several aggregate and event
+        // types: one step read every remaining event of each instance and sorted them
+        // (646 rows fetched per instance for 76 returned, most of an outage catch-up's
+        // read time). First, from the index alone, the `limit`-th position after the
+        // cursor's own (`upto`; none: nothing after it); then the events up to it, with
+        // those of the cursor's position after it. Every event after the cursor up to
+        // `upto` is read, and there are at least `limit` of them when there are more, so
+        // fewer than `limit` still means none are left. The position bound as in `read`:
+        // an index bound, not only a filter.
         let sql = format!(
             "SELECT {} FROM unnest($1::text[], $2::numeric[], $3::int[], $4::text[], $5::text[], $6::bigint[])
                  AS c(instance_id, \"position\", in_tx_order, aggregate_type, aggregate_id, \"sequence\")
+             CROSS JOIN LATERAL (
+                 SELECT max(n.\"position\") AS upto FROM (
+                     SELECT i.\"position\" FROM eventstore.events2 i
+                     WHERE i.instance_id = c.instance_id AND i.aggregate_type = ANY($7) AND i.event_type = ANY($8)
+                       AND i.\"position\" <= EXTRACT(EPOCH FROM now())
+                       AND ($9::numeric IS NULL OR i.\"position\" <= $9)
+                       AND i.\"position\" > coalesce(c.\"position\", -1)
+                     ORDER BY i.\"position\"
+                     LIMIT $10) n
+             ) b
              CROSS JOIN LATERAL (
                  SELECT * FROM eventstore.events2 e
                  WHERE e.instance_id = c.instance_id AND e.aggregate_type = ANY($7) AND e.event_type = ANY($8)
                    AND e.\"position\" <= EXTRACT(EPOCH FROM now())
                    AND ($9::numeric IS NULL OR e.\"position\" <= $9)
                    AND e.\"position\" >= coalesce(c.\"position\", 0)
+                   AND e.\"position\" <= coalesce(b.upto, c.\"position\")
                    AND (c.\"position\" IS NULL
                         OR (e.\"position\", e.in_tx_order, e.aggregate_type, e.aggregate_id, e.\"sequence\")
                            > (c.\"position\", c.in_tx_order, c.aggregate_type, c.aggregate_id, c.\"sequence\"))

@@ -73,6 +73,21 @@ pub async fn apply_changes(
     Ok(u64::try_from(rows).unwrap_or(0))
 }
 
+/// The rows of the five tables as the planner's statistics last counted them (0 for a table
+/// never analysed): what the statistics are current for when a process starts.
+pub async fn analysed_rows(pool: &sqlx::PgPool) -> Result<u64> {
+    let tables: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::int8
+         FROM unnest($1::text[]) AS t(name) JOIN pg_class c ON c.oid = to_regclass(t.name)",
+    )
+    .bind(tables)
+    .fetch_one(pool)
+    .await
+    .db()?;
+    Ok(u64::try_from(rows).unwrap_or(0))
+}
+
 /// Refreshes the planner's statistics of the five tables (after large bulk writes, so that
 /// selectivity estimates follow the data rather than the empty tables of a fresh database).
 pub async fn analyze_tables(pool: &sqlx::PgPool) -> Result<()> {

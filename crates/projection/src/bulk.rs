@@ -147,12 +147,22 @@ impl Engine {
         }
         self.state().set_cursor(session.conn()?, last).await?;
         session.commit().await?;
-        if self.statistics().wrote(rows) {
+        if self.wrote(rows).await? {
             self.analyze().await?;
         }
         let outcome = folded.outcome();
         self.observe_batch(started, &outcome, Some(last.created_at));
         Ok(Some(outcome))
+    }
+
+    /// Counts `rows` written (`crate::memo::Statistics`); true when the caller should
+    /// refresh the statistics now. The first call reads how many rows they counted.
+    pub(crate) async fn wrote(&self, rows: u64) -> Result<bool> {
+        if self.statistics().needs_seed() {
+            let present = tenancy_postgres::apply::analysed_rows(self.pool()).await?;
+            self.statistics().seed(present);
+        }
+        Ok(self.statistics().wrote(rows))
     }
 
     /// Refreshes the statistics of the tables if the bulk catch-up wrote rows since the

@@ -205,7 +205,7 @@ impl Engine {
         let lasts: Vec<&StoredEvent> = written.iter().filter_map(|f| f.last.as_ref()).collect();
         self.state().set_cursors(session.conn()?, &lasts).await?;
         session.commit().await?;
-        if self.statistics().wrote(diff.len() as u64) {
+        if self.wrote(diff.len() as u64).await? {
             self.analyze().await?;
         }
         let mut total = Outcome::default();
