@@ -1,5 +1,5 @@
 //! What the engine remembers between batches: which instances go through batches, which
-//! were found fresh, and how many rows the bulk catch-up wrote since the last `ANALYZE`.
+//! were found fresh, and how many rows the catch-up wrote since the last `ANALYZE`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,10 +40,11 @@ pub(crate) type Batched = InstanceSet;
 
 /// Rows the catch-up wrote, and how many there were when the tables were last analysed
 /// (at first, the rows the statistics counted when the process started: a process that
-/// starts on large tables does not analyse them after its first 5,000 rows, 10,000, ...). Index choice does not depend on the statistics (tenancy_postgres::pool); the
+/// starts on large tables does not analyse them after its first 5,000 rows, 10,000, ...).
+/// Index choice does not depend on the statistics (tenancy_postgres::pool); the
 /// selectivity estimates do (e.g. how many domains an instance has), so they are refreshed
-/// whenever the bulk writes have doubled the rows since the last `ANALYZE`, instead of
-/// waiting for autovacuum's next round.
+/// whenever the writes have doubled the rows since the last `ANALYZE`, instead of waiting
+/// for autovacuum's next round.
 #[derive(Debug, Default)]
 pub(crate) struct Statistics {
     written: AtomicU64,

@@ -740,18 +740,13 @@ impl Merge {
         {
             return Ok(());
         }
-        self.read_for_low(engine, target).await
-    }
-
-    /// Reads ahead for the members running low, whether or not one has nothing read: while
-    /// a window applies, so that the next one finds its events read.
-    async fn top_up(&mut self, engine: &Engine, target: Decimal) -> Result<()> {
-        self.read_for_low(engine, target).await
+        self.top_up(engine, target).await
     }
 
     /// Reads ahead, in one statement, for every member that may have more and has fewer
-    /// than a quarter of its share read.
-    async fn read_for_low(&mut self, engine: &Engine, target: Decimal) -> Result<()> {
+    /// than a quarter of its share read, whether or not one has nothing read: also while a
+    /// window applies, so that the next one finds its events read.
+    async fn top_up(&mut self, engine: &Engine, target: Decimal) -> Result<()> {
         let low = (self.read_ahead as usize / 4).max(1);
         let wanted: Vec<usize> = (0..self.members.len())
             .filter(|&n| !self.members[n].exhausted && self.members[n].buffer.len() < low)
@@ -885,7 +880,6 @@ mod tests {
 
     fn instances_of(bin: &[StoredEvent]) -> Vec<&str> {
         let mut instances: Vec<&str> = bin.iter().map(|e| e.instance_id.as_str()).collect();
-        instances.dedup();
         instances.sort_unstable();
         instances.dedup();
         instances
