@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use tenancy_core::event::{EventQuery, StoredEvent};
 use tenancy_core::model::InstanceDomainKind;
-use tenancy_core::ports::UnitOfWork;
+use tenancy_core::ports::{EventReader, UnitOfWork};
 use tenancy_core::state::InMemoryState;
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::projection_state::ProjectionState;
@@ -53,8 +53,11 @@ impl Engine {
             return Ok(None);
         }
         let outcome = self.try_bulk(instance_id, target, limit, replay).await?;
-        if !outcome.is_some_and(|o| o.busy || o.deferred > 0) {
-            // Done in bulk, or not for bulk: either way the instance continues in batches.
+        // Done in bulk, or not for bulk: either way the instance continues in batches. One
+        // that waits, was busy or had nothing to fold stays fresh: others may count on it.
+        let stays_fresh = outcome
+            .is_some_and(|o| o.busy || o.deferred > 0 || o.applied + o.skipped + o.failed == 0);
+        if !stays_fresh {
             self.batched().insert(instance_id);
         }
         Ok(outcome)
@@ -89,15 +92,26 @@ impl Engine {
             session.rollback().await?;
             return Ok(None);
         }
+        let folded = self.fold(instance_id, target, replay).await?;
+        let Some(last) = folded.last.as_ref() else {
+            // No event of the projection up to the target: caught up, and still fresh.
+            session.rollback().await?;
+            return Ok(Some(Outcome {
+                caught_up: true,
+                ..Outcome::default()
+            }));
+        };
         // A domain a replaying instance has yet to reach an earlier add of: nothing is
-        // written now, the instance stays fresh and is tried again (crate::claims).
+        // written now, the instance stays fresh and is tried again (crate::claims). Checked
+        // up to the last event folded, after the fold: adds pushed since an earlier check
+        // would be folded unchecked.
         let waits = claims::first_waiting_add(
             session.conn()?,
             self.state(),
             self.fresh(),
             instance_id,
             None,
-            target,
+            Some(last.position),
             replay,
             limit,
         )
@@ -107,11 +121,6 @@ impl Engine {
             session.rollback().await?;
             return Ok(Some(deferred()));
         }
-        let folded = self.fold(instance_id, target, replay).await?;
-        let Some(last) = folded.last.as_ref() else {
-            session.rollback().await?;
-            return Ok(None);
-        };
         let rows = match insert_rows(session.conn()?, &folded.state).await {
             Ok(rows) => rows,
             Err(Error::Internal { message, source }) => {
@@ -129,6 +138,7 @@ impl Engine {
                 if matches!(error, Error::Conflict(_))
                     || holder_is_behind(self.state(), &mut conn, &error, &folded.state, last)
                         .await?
+                    || self.folded_too_little(instance_id, target, last).await?
                 {
                     return Ok(Some(deferred()));
                 }
@@ -153,6 +163,33 @@ impl Engine {
         let outcome = folded.outcome();
         self.observe_batch(started, &outcome, Some(last.created_at));
         Ok(Some(outcome))
+    }
+
+    /// True when the instance has events after `last` (up to `target`): the fold read
+    /// before they were pushed, and its final rows may hold a custom domain that the
+    /// instance has since released and another instance taken — another instance that
+    /// counted on this one's bulk catch-up (`crate::claims`) and did not wait for its
+    /// earlier add. A fold that reads them too is tried again, rather than a replay in
+    /// batches that would fail on that add.
+    async fn folded_too_little(
+        &self,
+        instance_id: &str,
+        target: Option<Decimal>,
+        last: &StoredEvent,
+    ) -> Result<bool> {
+        let next = self
+            .events()
+            .read(&EventQuery {
+                instance_id: instance_id.to_owned(),
+                aggregate_types: relational::aggregate_types(),
+                event_types: relational::event_types(),
+                after: Some(last.sort_key()),
+                max_position: target,
+                limit: Some(1),
+                ..EventQuery::default()
+            })
+            .await?;
+        Ok(!next.is_empty())
     }
 
     /// Counts `rows` written (`crate::memo::Statistics`); true when the caller should

@@ -17,6 +17,12 @@
 //!   adds of that domain before that position; until then the add waits (the event is
 //!   deferred, never recorded as a failure).
 //!
+//! Each check covers exactly the events the catch-up then applies: it runs after their
+//! read, up to the last of them. Events pushed while a catch-up reads are applied only if
+//! they were checked too. A bulk catch-up whose fold another instance overtook (its
+//! transaction read before its own release of a domain was pushed, and the domain was
+//! taken meanwhile) folds again instead of replaying (`bulk::folded_too_little`).
+//!
 //! Waits of replaying instances point at strictly earlier events of replaying instances,
 //! so they cannot form a cycle (the earliest waiting add never waits), and fresh instances
 //! wait only for replaying ones. The other half — a domain still held by an instance that

@@ -126,16 +126,32 @@ impl Engine {
             .filter(|i| fresh.contains(*i))
             .cloned()
             .collect();
-        let waiting = claims::waiting_instances(
-            session.conn()?,
-            self.state(),
-            self.fresh(),
-            &fresh_ids,
-            target,
-            replay,
-            self.config().bulk_limit,
-        )
-        .await?;
+        // Read first, then checked up to the newest event read: adds pushed after a check
+        // would be folded unchecked (crate::claims).
+        let events = self
+            .events()
+            .read_instances(
+                &fresh_ids,
+                &relational::aggregate_types(),
+                &relational::event_types(),
+                target,
+            )
+            .await?;
+        let waiting = match events.iter().map(|e| e.position).max() {
+            Some(until) => {
+                claims::waiting_instances(
+                    session.conn()?,
+                    self.state(),
+                    self.fresh(),
+                    &fresh_ids,
+                    Some(until),
+                    replay,
+                    self.config().bulk_limit,
+                )
+                .await?
+            }
+            None => HashSet::new(),
+        };
         let ready: Vec<String> = fresh_ids
             .iter()
             .filter(|i| !waiting.contains(*i))
@@ -150,15 +166,10 @@ impl Engine {
                 outcome.rest.push(instance.clone());
             }
         }
-        let events = self
-            .events()
-            .read_instances(
-                &ready,
-                &relational::aggregate_types(),
-                &relational::event_types(),
-                target,
-            )
-            .await?;
+        let events: Vec<StoredEvent> = events
+            .into_iter()
+            .filter(|e| !waiting.contains(&e.instance_id))
+            .collect();
         let folds = fold_by_instance(events, replay);
         let mut diff = RowDiff::default();
         let mut written = Vec::new();
