@@ -102,6 +102,57 @@ async fn sequences_expectations_and_concurrent_pushes() {
 }
 
 #[tokio::test]
+async fn stores_that_guess_sequences_wrong_retry_and_leave_no_gap() {
+    // Each store takes the next sequences from what it pushed itself (new aggregates from
+    // 1); another store's pushes make its guesses wrong, the primary key says so, and the
+    // push is retried with the table's latest.
+    let db = TestDatabase::fresh().await.unwrap();
+    let (a, b) = (
+        PgEventStore::new(db.pool.clone()),
+        PgEventStore::new(db.pool.clone()),
+    );
+    let changed = || event("i", "o", "org.changed", None);
+    let sequences = |stored: Vec<tenancy_core::event::StoredEvent>| {
+        stored.iter().map(|e| e.sequence).collect::<Vec<_>>()
+    };
+    let pushed = a.push(vec![changed(), changed(), changed()]).await.unwrap();
+    assert_eq!(sequences(pushed), [1, 2, 3]);
+    // `b` has never pushed to `o`: its guess (1) is taken.
+    assert_eq!(sequences(b.push(vec![changed()]).await.unwrap()), [4]);
+    assert_eq!(sequences(b.push(vec![changed()]).await.unwrap()), [5]);
+    // `a` knows 3; a batch with a new aggregate besides.
+    let pushed = a
+        .push(vec![
+            changed(),
+            event("i", "q", "org.added", None),
+            changed(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(sequences(pushed), [6, 1, 7]);
+    // A wrong guess in a push with unique constraints (a transaction): the retry claims
+    // the value once.
+    assert_eq!(sequences(b.push(vec![changed()]).await.unwrap()), [8]);
+    let mut named = changed();
+    named
+        .unique_constraints
+        .push(UniqueConstraint::add_instance_domain("guess.example"));
+    assert_eq!(sequences(a.push(vec![named]).await.unwrap()), [9]);
+    let claims: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM eventstore.unique_constraints WHERE unique_field = 'guess.example'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(claims, 1);
+    let all = a.read_aggregate("i", "org", "o").await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=9).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn unique_constraint_violations_write_nothing() {
     let db = TestDatabase::fresh().await.unwrap();
     let store = PgEventStore::new(db.pool.clone());
