@@ -37,7 +37,7 @@ pub mod import;
 pub mod projection_state;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -60,68 +60,6 @@ pub struct PgEventStore {
     pool: PgPool,
     /// Whether the store is ZITADEL's (`tenancy.layout`), read once.
     adopted: Arc<OnceLock<bool>>,
-    /// The latest sequence of the aggregates this store pushed to, shared by its clones.
-    known: Arc<KnownSequences>,
-}
-
-/// Aggregates known to this store and the latest sequence it pushed to each: a push's
-/// first attempt takes the next sequences from here (an aggregate not known here: new,
-/// from 1) instead of probing every aggregate's latest in the table — the probe was the
-/// difference between a push of 100 events to new aggregates and a plain INSERT of the
-/// same rows. The primary key arbitrates: a guess behind the table (another writer, or an
-/// aggregate older than this process) fails the attempt, which is retried with the probe.
-/// A guess cannot be ahead of the table (sequences are never removed, and only committed
-/// pushes are learnt), so it never leaves a gap. Bounded: forgotten when it grows past
-/// [`KNOWN_AGGREGATES`].
-#[derive(Debug, Default)]
-struct KnownSequences {
-    latest: Mutex<HashMap<(String, String, String), i64>>,
-}
-
-/// Aggregates [`KnownSequences`] holds at most.
-const KNOWN_AGGREGATES: usize = 16_384;
-
-impl KnownSequences {
-    /// Each event's guessed sequence: the latest known for its aggregate (0 when not
-    /// known) plus its rank among the batch's events of that aggregate.
-    fn guess(&self, events: &[NewEvent]) -> Vec<Option<i64>> {
-        let latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        events
-            .iter()
-            .zip(ranks(events))
-            .map(|(e, rank)| {
-                let key = (
-                    e.instance_id.clone(),
-                    e.aggregate_type.clone(),
-                    e.aggregate_id.clone(),
-                );
-                Some(latest.get(&key).copied().unwrap_or(0) + rank)
-            })
-            .collect()
-    }
-
-    /// Learns the sequences of a committed push.
-    fn learn(&self, stored: &[StoredEvent]) {
-        let mut latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if latest.len() + stored.len() > KNOWN_AGGREGATES {
-            latest.clear();
-        }
-        for e in stored {
-            let key = (
-                e.instance_id.clone(),
-                e.aggregate_type.clone(),
-                e.aggregate_id.clone(),
-            );
-            let seq = latest.entry(key).or_insert(0);
-            *seq = (*seq).max(e.sequence);
-        }
-    }
 }
 
 impl PgEventStore {
@@ -130,7 +68,6 @@ impl PgEventStore {
         Self {
             pool,
             adopted: Arc::default(),
-            known: Arc::default(),
         }
     }
 
@@ -142,10 +79,8 @@ impl PgEventStore {
         Ok(*self.adopted.get_or_init(|| adopted))
     }
 
-    /// Pushes in a transaction of its own. Without expected sequences, the first attempt
-    /// takes the sequences this store knows (`KnownSequences`), and a sequence collision —
-    /// a wrong guess, or a concurrent push — is retried with each aggregate's latest read
-    /// from the table.
+    /// Pushes in a transaction of its own. Without expected sequences, a sequence
+    /// collision with a concurrent push is retried.
     pub async fn push(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
         let retry = events.iter().all(|e| e.expected_sequence.is_none());
         // Without unique constraints a push is one statement: atomic on its own, so it
@@ -153,15 +88,14 @@ impl PgEventStore {
         let one_statement = events.iter().all(|e| e.unique_constraints.is_empty());
         let mut attempt = 0;
         loop {
-            let guessed = (retry && attempt == 0).then(|| self.known.guess(&events));
             let pushed = if one_statement {
                 let mut conn = self.pool.acquire().await.map_err(on_constraint)?;
                 let adopted = self.adopted(&mut conn).await?;
-                push_in(&mut conn, events.clone(), adopted, guessed).await
+                push_in(&mut conn, events.clone(), adopted).await
             } else {
                 let mut tx = self.pool.begin().await.map_err(on_constraint)?;
                 let adopted = self.adopted(&mut tx).await?;
-                match push_in(&mut tx, events.clone(), adopted, guessed).await {
+                match push_in(&mut tx, events.clone(), adopted).await {
                     Ok(stored) => tx.commit().await.map_err(on_constraint).map(|()| stored),
                     Err(e) => {
                         tx.rollback().await.map_err(on_constraint)?;
@@ -170,15 +104,11 @@ impl PgEventStore {
                 }
             };
             match pushed {
-                Ok(stored) => {
-                    self.known.learn(&stored);
-                    return Ok(stored);
-                }
                 Err(Error::Conflict(why)) if retry && attempt < 10 => {
                     attempt += 1;
                     tracing::debug!(%why, attempt, "retrying push after a sequence collision");
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
@@ -407,7 +337,7 @@ async fn push_savepoint(
     adopted: bool,
 ) -> Result<Vec<StoredEvent>> {
     let mut savepoint = conn.begin().await.map_err(on_constraint)?;
-    let stored = push_in(&mut savepoint, events, adopted, None).await?;
+    let stored = push_in(&mut savepoint, events, adopted).await?;
     savepoint.commit().await.map_err(on_constraint)?;
     Ok(stored)
 }
@@ -415,14 +345,12 @@ async fn push_savepoint(
 /// The push itself: one statement per unique constraint, in event order; with expected
 /// sequences, one to read and check the aggregates' latest; then one statement for the
 /// locks, the rows (`position` stamped per row with `clock_timestamp()`) and the
-/// notifications. `guessed`: the sequences to take, without expectations
-/// (`KnownSequences`); none: each aggregate's latest is read in the insert.
+/// notifications.
 #[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
 async fn push_in(
     conn: &mut PgConnection,
     events: Vec<NewEvent>,
     adopted: bool,
-    guessed: Option<Vec<Option<i64>>>,
 ) -> Result<Vec<StoredEvent>> {
     if events.is_empty() {
         return Ok(Vec::new());
@@ -462,7 +390,7 @@ async fn push_in(
     let sequences = if events.iter().any(|e| e.expected_sequence.is_some()) {
         Some(expected_sequences(conn, &events, &instances).await?)
     } else {
-        guessed
+        None
     };
     let n = i32::try_from(events.len())
         .map_err(|_| Error::invalid("events", "too many events in one push"))?;

@@ -102,57 +102,6 @@ async fn sequences_expectations_and_concurrent_pushes() {
 }
 
 #[tokio::test]
-async fn stores_that_guess_sequences_wrong_retry_and_leave_no_gap() {
-    // Each store takes the next sequences from what it pushed itself (new aggregates from
-    // 1); another store's pushes make its guesses wrong, the primary key says so, and the
-    // push is retried with the table's latest.
-    let db = TestDatabase::fresh().await.unwrap();
-    let (a, b) = (
-        PgEventStore::new(db.pool.clone()),
-        PgEventStore::new(db.pool.clone()),
-    );
-    let changed = || event("i", "o", "org.changed", None);
-    let sequences = |stored: Vec<tenancy_core::event::StoredEvent>| {
-        stored.iter().map(|e| e.sequence).collect::<Vec<_>>()
-    };
-    let pushed = a.push(vec![changed(), changed(), changed()]).await.unwrap();
-    assert_eq!(sequences(pushed), [1, 2, 3]);
-    // `b` has never pushed to `o`: its guess (1) is taken.
-    assert_eq!(sequences(b.push(vec![changed()]).await.unwrap()), [4]);
-    assert_eq!(sequences(b.push(vec![changed()]).await.unwrap()), [5]);
-    // `a` knows 3; a batch with a new aggregate besides.
-    let pushed = a
-        .push(vec![
-            changed(),
-            event("i", "q", "org.added", None),
-            changed(),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(sequences(pushed), [6, 1, 7]);
-    // A wrong guess in a push with unique constraints (a transaction): the retry claims
-    // the value once.
-    assert_eq!(sequences(b.push(vec![changed()]).await.unwrap()), [8]);
-    let mut named = changed();
-    named
-        .unique_constraints
-        .push(UniqueConstraint::add_instance_domain("guess.example"));
-    assert_eq!(sequences(a.push(vec![named]).await.unwrap()), [9]);
-    let claims: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM eventstore.unique_constraints WHERE unique_field = 'guess.example'",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert_eq!(claims, 1);
-    let all = a.read_aggregate("i", "org", "o").await.unwrap();
-    assert_eq!(
-        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
-        (1..=9).collect::<Vec<_>>()
-    );
-}
-
-#[tokio::test]
 async fn unique_constraint_violations_write_nothing() {
     let db = TestDatabase::fresh().await.unwrap();
     let store = PgEventStore::new(db.pool.clone());
@@ -701,4 +650,108 @@ async fn two_instances_racing_for_one_custom_domain_exactly_one_wins() {
             .await
             .unwrap();
     assert_eq!(rows, 1);
+}
+
+/// `read_each_after`, as the ordered catch-up walks a merge: every event of the wanted
+/// types after each instance's cursor, once, in sort-key order, `limit` at a time — with
+/// several events at one position (a ZITADEL push) on either side of a cursor — and
+/// fewer than `limit` only when none are left up to the bound.
+#[tokio::test]
+async fn reading_each_instance_after_its_cursor_walks_every_event_once_in_order() {
+    use rust_decimal::Decimal;
+    use tenancy_core::event::{SortKey, StoredEvent};
+    use tenancy_eventstore::import::import_rows;
+
+    let db = TestDatabase::fresh().await.unwrap();
+    let at = time::OffsetDateTime::UNIX_EPOCH;
+    let mut rows = Vec::new();
+    let mut sequence = 0;
+    // Instance a: transactions of 1 to 4 events, some of a type the read leaves out;
+    // instance b: a few, interleaved.
+    for tx in 0..12i64 {
+        for (instance, events) in [("a", 1 + tx % 4), ("b", i64::from(tx % 3 == 0))] {
+            for n in 0..events {
+                sequence += 1;
+                let event_type = if (tx + n) % 5 == 4 {
+                    "org.member.added"
+                } else {
+                    "org.changed"
+                };
+                rows.push(StoredEvent {
+                    instance_id: instance.into(),
+                    aggregate_type: "org".into(),
+                    aggregate_id: format!("o{}", n % 2),
+                    event_type: event_type.into(),
+                    sequence,
+                    revision: 1,
+                    created_at: at,
+                    payload: Some(serde_json::json!({"name": format!("n{sequence}")})),
+                    creator: "u".into(),
+                    owner: "o".into(),
+                    position: Decimal::new(1_000 + tx * 10 + i64::from(instance == "b"), 0),
+                    in_tx_order: i32::try_from(n + 1).unwrap(),
+                    written_by_v3: false,
+                });
+            }
+        }
+    }
+    import_rows(&db.pool, &rows).await.unwrap();
+    let store = PgEventStore::new(db.pool.clone());
+    let types = (vec!["org".to_owned()], vec!["org.changed".to_owned()]);
+    for bound in [None, Some(Decimal::new(1_075, 0))] {
+        let expected = |instance: &str| -> Vec<SortKey> {
+            let mut keys: Vec<SortKey> = rows
+                .iter()
+                .filter(|e| e.instance_id == instance && e.event_type == "org.changed")
+                .filter(|e| bound.is_none_or(|b| e.position <= b))
+                .map(StoredEvent::sort_key)
+                .collect();
+            keys.sort();
+            keys
+        };
+        for limit in [1u32, 2, 3, 4, 7, 100] {
+            let mut cursors: Vec<(String, Option<SortKey>)> =
+                vec![("a".into(), None), ("b".into(), None)];
+            let mut read: Vec<Vec<SortKey>> = vec![Vec::new(), Vec::new()];
+            let mut open = vec![true, true];
+            while open.iter().any(|o| *o) {
+                let after: Vec<(String, Option<SortKey>)> = cursors
+                    .iter()
+                    .zip(&open)
+                    .filter(|(_, o)| **o)
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                let events = store
+                    .read_each_after(&after, &types.0, &types.1, bound, limit)
+                    .await
+                    .unwrap();
+                for (n, (instance, cursor)) in cursors.iter_mut().enumerate() {
+                    if !open[n] {
+                        continue;
+                    }
+                    let mine: Vec<SortKey> = events
+                        .iter()
+                        .filter(|e| &e.instance_id == instance)
+                        .map(StoredEvent::sort_key)
+                        .collect();
+                    assert!(
+                        mine.len() <= limit as usize,
+                        "{instance}: {} > {limit}",
+                        mine.len()
+                    );
+                    assert!(
+                        mine.windows(2).all(|w| w[0] < w[1]),
+                        "{instance}: out of order"
+                    );
+                    if let Some(last) = mine.last() {
+                        *cursor = Some(last.clone());
+                    }
+                    open[n] = mine.len() == limit as usize;
+                    read[n].extend(mine);
+                }
+            }
+            assert_eq!(read[0], expected("a"), "a, limit {limit}, bound {bound:?}");
+            assert_eq!(read[1], expected("b"), "b, limit {limit}, bound {bound:?}");
+        }
+    }
 }
