@@ -70,20 +70,21 @@ async fn someone_waits(pool: &PgPool) {
     }
 }
 
-/// After everything ran: no failure, the tables equal the fold, and `late` holds the domain.
-async fn assert_late_holds_the_domain(db: &TestDatabase, engine: &Engine) {
+/// After everything ran: no failure, the tables equal the fold, and `holder` holds the
+/// domain.
+async fn assert_holds_the_domain(db: &TestDatabase, engine: &Engine, holder: &str) {
     let outcome = engine.run_until_caught_up(|_, _, _| {}).await.unwrap();
     assert_eq!((outcome.failed, outcome.deferred), (0, 0), "{outcome:?}");
     assert!(engine.failed().await.unwrap().is_empty());
     assert_verified(engine).await;
-    let holder: String = sqlx::query_scalar(
+    let held_by: String = sqlx::query_scalar(
         "SELECT instance_id FROM instance_domains WHERE domain = $1 AND type = 'custom'",
     )
     .bind(DOMAIN)
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert_eq!(holder, "late");
+    assert_eq!(held_by, holder);
 }
 
 /// Pushes `events` in a transaction left open: its instance's readers wait for it.
@@ -117,7 +118,7 @@ async fn a_fresh_instance_checks_the_adds_it_folds_even_those_pushed_while_it_re
         (0, 1),
         "late waits for early: {outcome:?}"
     );
-    assert_late_holds_the_domain(&db, &engine).await;
+    assert_holds_the_domain(&db, &engine, "late").await;
 }
 
 #[tokio::test]
@@ -159,7 +160,7 @@ async fn a_group_of_fresh_instances_checks_the_adds_it_folds_even_those_pushed_w
     .unwrap();
     assert!(!late_projected, "late took the domain ahead of early's add");
     holder.rollback().await.unwrap();
-    assert_late_holds_the_domain(&db, &engine).await;
+    assert_holds_the_domain(&db, &engine, "late").await;
 }
 
 #[tokio::test]
@@ -205,5 +206,45 @@ async fn a_bulk_catch_up_overtaken_while_in_flight_folds_again_rather_than_repla
     blocker.rollback().await.unwrap();
     let early = catching_up.await.unwrap();
     assert_eq!((early.failed, early.deferred), (0, 1), "{early:?}");
-    assert_late_holds_the_domain(&db, &engine).await;
+    assert_holds_the_domain(&db, &engine, "late").await;
+}
+
+#[tokio::test]
+async fn an_instance_with_nothing_to_project_yet_stays_fresh_for_the_others() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
+    let store = PgEventStore::new(db.pool.clone());
+    store.push(vec![added("taker")]).await.unwrap();
+    engine.catch_up("taker", None).await.unwrap();
+    // `other` has only an event the projection does not read (a ZITADEL login policy).
+    store
+        .push(vec![inst(
+            "other",
+            "instance.policy.login.added",
+            json!({}),
+        )])
+        .await
+        .unwrap();
+    let nothing = engine.catch_up("other", None).await.unwrap();
+    assert_eq!(nothing.applied, 0, "{nothing:?}");
+
+    // `other` adds and gives the domain up, then `taker` takes it: `taker` counts on
+    // `other` being caught up in bulk, which must still be so.
+    store
+        .push(vec![
+            added("other"),
+            domain("other", "instance.domain.added"),
+            domain("other", "instance.domain.removed"),
+        ])
+        .await
+        .unwrap();
+    store
+        .push(vec![domain("taker", "instance.domain.added")])
+        .await
+        .unwrap();
+    let taker = engine.catch_up("taker", None).await.unwrap();
+    assert_eq!(taker.applied, 1, "{taker:?}");
+    let other = engine.catch_up("other", None).await.unwrap();
+    assert_eq!((other.applied, other.failed), (3, 0), "{other:?}");
+    assert_holds_the_domain(&db, &engine, "taker").await;
 }
