@@ -34,11 +34,23 @@ fn domain(instance: &str, event_type: &str) -> NewEvent {
     inst(instance, event_type, json!({"domain": DOMAIN}))
 }
 
-/// `early`, projected; then `early` adds and gives up the domain, and `late` exists, fresh.
-async fn early_then_late(db: &TestDatabase, engine: &Engine) -> PgEventStore {
+/// A fresh database with its engine and event store.
+async fn setup() -> (TestDatabase, Engine, PgEventStore) {
+    let db = TestDatabase::fresh().await.unwrap();
+    let engine = Engine::new(db.pool.clone(), config());
     let store = PgEventStore::new(db.pool.clone());
-    store.push(vec![added("early")]).await.unwrap();
-    engine.catch_up("early", None).await.unwrap();
+    (db, engine, store)
+}
+
+/// `instance` added and projected: it replays from now on.
+async fn projected(store: &PgEventStore, engine: &Engine, instance: &str) {
+    store.push(vec![added(instance)]).await.unwrap();
+    engine.catch_up(instance, None).await.unwrap();
+}
+
+/// `early`, projected; then `early` adds and gives up the domain, and `late` exists, fresh.
+async fn early_then_late(store: &PgEventStore, engine: &Engine) {
+    projected(store, engine, "early").await;
     store
         .push(vec![domain("early", "instance.domain.added")])
         .await
@@ -48,7 +60,6 @@ async fn early_then_late(db: &TestDatabase, engine: &Engine) -> PgEventStore {
         .await
         .unwrap();
     store.push(vec![added("late")]).await.unwrap();
-    store
 }
 
 /// Waits until some session waits for a lock (what the test holds).
@@ -99,9 +110,8 @@ async fn in_flight(
 
 #[tokio::test]
 async fn a_fresh_instance_checks_the_adds_it_folds_even_those_pushed_while_it_read() {
-    let db = TestDatabase::fresh().await.unwrap();
-    let engine = Engine::new(db.pool.clone(), config());
-    early_then_late(&db, &engine).await;
+    let (db, engine, store) = setup().await;
+    early_then_late(&store, &engine).await;
 
     // `late`'s add is in flight when its bulk catch-up starts: the read waits for it and
     // folds it. `early` has yet to project its own earlier add: `late` must wait.
@@ -123,20 +133,18 @@ async fn a_fresh_instance_checks_the_adds_it_folds_even_those_pushed_while_it_re
 
 #[tokio::test]
 async fn a_group_of_fresh_instances_checks_the_adds_it_folds_even_those_pushed_while_it_read() {
-    let db = TestDatabase::fresh().await.unwrap();
-    let engine = Engine::new(db.pool.clone(), config());
-    early_then_late(&db, &engine).await;
+    let (db, engine, store) = setup().await;
+    early_then_late(&store, &engine).await;
 
     // Another process holds `early` meanwhile, so `late` (small and fresh: caught up in a
     // group) is the one to move first.
     let mut holder = db.pool.begin().await.unwrap();
-    let taken: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext('early'))")
-            .bind(format!("tenancy.projection:{}", relational::NAME))
-            .fetch_one(&mut *holder)
+    assert!(
+        relational::state()
+            .try_lock(&mut holder, "early")
             .await
-            .unwrap();
-    assert!(taken);
+            .unwrap()
+    );
     let push = in_flight(&db.pool, vec![domain("late", "instance.domain.added")]).await;
     // One pass over every instance without a target, as the running engine makes.
     let running = tokio::spawn({
@@ -165,11 +173,8 @@ async fn a_group_of_fresh_instances_checks_the_adds_it_folds_even_those_pushed_w
 
 #[tokio::test]
 async fn a_bulk_catch_up_overtaken_while_in_flight_folds_again_rather_than_replay() {
-    let db = TestDatabase::fresh().await.unwrap();
-    let engine = Engine::new(db.pool.clone(), config());
-    let store = PgEventStore::new(db.pool.clone());
-    store.push(vec![added("late")]).await.unwrap();
-    engine.catch_up("late", None).await.unwrap();
+    let (db, engine, store) = setup().await;
+    projected(&store, &engine, "late").await;
     store
         .push(vec![
             added("early"),
@@ -211,11 +216,8 @@ async fn a_bulk_catch_up_overtaken_while_in_flight_folds_again_rather_than_repla
 
 #[tokio::test]
 async fn an_instance_with_nothing_to_project_yet_stays_fresh_for_the_others() {
-    let db = TestDatabase::fresh().await.unwrap();
-    let engine = Engine::new(db.pool.clone(), config());
-    let store = PgEventStore::new(db.pool.clone());
-    store.push(vec![added("taker")]).await.unwrap();
-    engine.catch_up("taker", None).await.unwrap();
+    let (db, engine, store) = setup().await;
+    projected(&store, &engine, "taker").await;
     // `other` has only an event the projection does not read (a ZITADEL login policy).
     store
         .push(vec![inst(

@@ -228,13 +228,12 @@ async fn a_member_held_by_another_process_is_waited_for_not_overtaken() {
 
     // Another process holds `early` (its projection lock) for a while.
     let mut holder = db.pool.begin().await.unwrap();
-    let taken: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1), hashtext('early'))")
-            .bind(format!("tenancy.projection:{}", relational::NAME))
-            .fetch_one(&mut *holder)
+    assert!(
+        relational::state()
+            .try_lock(&mut holder, "early")
             .await
-            .unwrap();
-    assert!(taken);
+            .unwrap()
+    );
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(800)).await;
         holder.rollback().await.unwrap();
