@@ -62,14 +62,18 @@ async fn early_then_late(store: &PgEventStore, engine: &Engine) {
     store.push(vec![added("late")]).await.unwrap();
 }
 
-/// Waits until some session waits for a lock (what the test holds).
+/// Waits until a session of this test's database waits for a lock (what the test holds).
+/// Sessions of other databases — tests running beside it on the same server — do not count.
 async fn someone_waits(pool: &PgPool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
         if waiting > 0 {
             return;
         }
