@@ -91,11 +91,11 @@ impl PgEventStore {
             let pushed = if one_statement {
                 let mut conn = self.pool.acquire().await.map_err(on_constraint)?;
                 let adopted = self.adopted(&mut conn).await?;
-                push_in(&mut conn, events.clone(), adopted).await
+                push_in(&mut conn, &events, adopted).await
             } else {
                 let mut tx = self.pool.begin().await.map_err(on_constraint)?;
                 let adopted = self.adopted(&mut tx).await?;
-                match push_in(&mut tx, events.clone(), adopted).await {
+                match push_in(&mut tx, &events, adopted).await {
                     Ok(stored) => tx.commit().await.map_err(on_constraint).map(|()| stored),
                     Err(e) => {
                         tx.rollback().await.map_err(on_constraint)?;
@@ -108,7 +108,7 @@ impl PgEventStore {
                     attempt += 1;
                     tracing::debug!(%why, attempt, "retrying push after a sequence collision");
                 }
-                other => return other,
+                other => return other.map(|stamps| stored(events, stamps)),
             }
         }
     }
@@ -337,21 +337,22 @@ async fn push_savepoint(
     adopted: bool,
 ) -> Result<Vec<StoredEvent>> {
     let mut savepoint = conn.begin().await.map_err(on_constraint)?;
-    let stored = push_in(&mut savepoint, events, adopted).await?;
+    let stamps = push_in(&mut savepoint, &events, adopted).await?;
     savepoint.commit().await.map_err(on_constraint)?;
-    Ok(stored)
+    Ok(stored(events, stamps))
 }
 
 /// The push itself: one statement per unique constraint, in event order; with expected
 /// sequences, one to read and check the aggregates' latest; then one statement for the
 /// locks, the rows (`position` stamped per row with `clock_timestamp()`) and the
-/// notifications.
+/// notifications. Returns what the store stamped on each event, in order. The events are
+/// borrowed: binding them copies nothing, and a retried push reuses them.
 #[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
 async fn push_in(
     conn: &mut PgConnection,
-    events: Vec<NewEvent>,
+    events: &[NewEvent],
     adopted: bool,
-) -> Result<Vec<StoredEvent>> {
+) -> Result<Vec<Stamp>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -381,14 +382,14 @@ async fn push_in(
         done.map_err(on_constraint)?;
     }
 
-    let instances: Vec<String> = events
+    let instances: Vec<&str> = events
         .iter()
-        .map(|e| e.instance_id.clone())
+        .map(|e| e.instance_id.as_str())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let sequences = if events.iter().any(|e| e.expected_sequence.is_some()) {
-        Some(expected_sequences(conn, &events, &instances).await?)
+        Some(expected_sequences(conn, events, &instances).await?)
     } else {
         None
     };
@@ -399,25 +400,25 @@ async fn push_in(
     let inserted: std::result::Result<Vec<(i32, i64, Decimal, OffsetDateTime)>, sqlx::Error> = sqlx::query_as(
         "SELECT * FROM tenancy.push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
-    .bind(events.iter().map(|e| e.instance_id.clone()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.aggregate_type.clone()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.aggregate_id.clone()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.instance_id.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.aggregate_type.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.aggregate_id.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.revision).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.creator.clone()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.payload.as_ref()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.creator.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.owner.as_str()).collect::<Vec<_>>())
     .bind((1..=n).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.written_by_v3).collect::<Vec<_>>())
     .bind(sequences.unwrap_or_else(|| vec![None; events.len()]))
-    .bind(ranks(&events))
+    .bind(ranks(events))
     .bind(&instances)
     .bind(NOTIFY_CHANNEL)
     .bind(adopted)
     .fetch_all(&mut *conn)
     .await;
-    let mut stamped: HashMap<i32, (i64, Decimal, OffsetDateTime)> = match inserted {
+    let mut stamps: Vec<(i32, Stamp)> = match inserted {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             return Err(Error::Conflict(
                 "a concurrent push took one of these sequences".into(),
@@ -426,32 +427,63 @@ async fn push_in(
         other => other
             .map_err(on_constraint)?
             .into_iter()
-            .map(|(ord, seq, pos, at)| (ord, (seq, pos, at)))
+            .map(|(ord, sequence, position, created_at)| {
+                (
+                    ord,
+                    Stamp {
+                        sequence,
+                        position,
+                        created_at,
+                    },
+                )
+            })
             .collect(),
     };
-    let mut stored = Vec::with_capacity(events.len());
-    for (index, event) in events.into_iter().enumerate() {
-        let in_tx_order = index as i32 + 1;
-        let (sequence, position, created_at) = stamped
-            .remove(&in_tx_order)
-            .ok_or_else(|| Error::internal("the insert returned fewer rows than it was given"))?;
-        stored.push(StoredEvent {
+    // The rows come back in the order they were inserted; sorted anyway, as a set's
+    // order is not a contract.
+    stamps.sort_unstable_by_key(|(ord, _)| *ord);
+    let in_order = stamps.len() == events.len()
+        && stamps
+            .iter()
+            .enumerate()
+            .all(|(index, (ord, _))| *ord == index as i32 + 1);
+    if !in_order {
+        return Err(Error::internal(
+            "the insert did not return one row per event",
+        ));
+    }
+    Ok(stamps.into_iter().map(|(_, stamp)| stamp).collect())
+}
+
+/// What the store stamps on a pushed event.
+struct Stamp {
+    sequence: i64,
+    position: Decimal,
+    created_at: OffsetDateTime,
+}
+
+/// The stored events of `events`, pushed with `stamps` (one per event, in order).
+fn stored(events: Vec<NewEvent>, stamps: Vec<Stamp>) -> Vec<StoredEvent> {
+    events
+        .into_iter()
+        .zip(stamps)
+        .zip(1..)
+        .map(|((event, stamp), in_tx_order)| StoredEvent {
             instance_id: event.instance_id,
             aggregate_type: event.aggregate_type,
             aggregate_id: event.aggregate_id,
             event_type: event.event_type,
-            sequence,
+            sequence: stamp.sequence,
             revision: event.revision,
-            created_at,
+            created_at: stamp.created_at,
             payload: event.payload,
             creator: event.creator,
             owner: event.owner,
-            position,
+            position: stamp.position,
             in_tx_order,
             written_by_v3: event.written_by_v3,
-        });
-    }
-    Ok(stored)
+        })
+        .collect()
 }
 
 /// Each event's rank among the batch's events of its aggregate (1 for the first).
@@ -475,7 +507,7 @@ fn ranks(events: &[NewEvent]) -> Vec<i64> {
 async fn expected_sequences(
     conn: &mut PgConnection,
     events: &[NewEvent],
-    instances: &[String],
+    instances: &[&str],
 ) -> Result<Vec<Option<i64>>> {
     type Aggregate = (String, String, String);
     let aggregates: Vec<Aggregate> = events
