@@ -1,5 +1,6 @@
 //! Push: events/s through the event store (sequences, lock, notify) in batches of 1 and
-//! 100, against plain multi-row INSERTs of the same rows into a copy of the table. And
+//! 100 (and batches of 100 new aggregates, which need no sequence lookup), against plain
+//! multi-row INSERTs of the same rows into a copy of the table. And
 //! push -> visible: with the engine running continuously, the time from a push to its row
 //! in `zitadel.instances` (p50, p99 against the 50 ms target).
 
@@ -17,15 +18,19 @@ use tenancy_testkit::stream::{event, inst};
 
 use crate::{Args, Figure, percentile_ms};
 
-fn events(batch: usize, n: usize) -> Vec<Vec<NewEvent>> {
+/// `n` events of new organizations in batches of `batch`; `expected`: the sequence the
+/// writer expects each aggregate at (`Some(0)`: it declares them new).
+fn events(batch: usize, n: usize, expected: Option<i64>) -> Vec<Vec<NewEvent>> {
+    let tag = if expected.is_some() { "new" } else { "any" };
     (0..n / batch)
         .map(|b| {
             (0..batch)
-                .map(|i| {
-                    event(
+                .map(|i| NewEvent {
+                    expected_sequence: expected,
+                    ..event(
                         "bench",
                         "org",
-                        &format!("o{batch}-{b}-{i}"),
+                        &format!("o{batch}-{tag}-{b}-{i}"),
                         "org.added",
                         json!({"name": format!("Org {b} {i}")}),
                     )
@@ -65,11 +70,18 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         .execute(&db.pool)
         .await?;
     let store = PgEventStore::new(db.pool.clone());
-    for (batch, n) in [
-        (1, if args.quick { 500 } else { 5_000 }),
-        (100, if args.quick { 5_000 } else { 50_000 }),
+    for (batch, n, expected) in [
+        (1, if args.quick { 500 } else { 5_000 }, None),
+        (100, if args.quick { 5_000 } else { 50_000 }, None),
+        // A writer that declares its aggregates new (an import, a create): the store
+        // numbers them without looking up their latest sequence.
+        (100, if args.quick { 5_000 } else { 50_000 }, Some(0)),
     ] {
-        let pushes = events(batch, n);
+        let pushes = events(batch, n, expected);
+        let name = match expected {
+            None => format!("push, batches of {batch}"),
+            Some(_) => format!("push of new aggregates, batches of {batch}"),
+        };
         // Alternating rounds, each side first in every other one: a shared machine's
         // drift (and the tables' growth) falls on both sides alike.
         let rounds = 10;
@@ -94,14 +106,14 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         }
         let ours = n as f64 / ours_time.as_secs_f64();
         let plain = n as f64 / plain_time.as_secs_f64();
-        println!("push, batches of {batch}: {ours:.0} events/s; plain INSERT {plain:.0} events/s");
+        println!("{name}: {ours:.0} events/s; plain INSERT {plain:.0} events/s");
         figures.push(Figure::throughput(
-            &format!("push, batches of {batch}"),
+            &name,
             ours,
             plain,
             "plain multi-row INSERT into a copy of the table",
             "events/s",
-            json!({"events": n, "batch": batch, "rounds": rounds}),
+            json!({"events": n, "batch": batch, "rounds": rounds, "expected_sequence": expected}),
         ));
     }
     drop(db);

@@ -388,10 +388,13 @@ async fn push_in(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let sequences = if events.iter().any(|e| e.expected_sequence.is_some()) {
-        Some(expected_sequences(conn, events, &instances).await?)
-    } else {
-        None
+    let new_aggregates = sequences_of_new_aggregates(events)?;
+    let sequences = match &new_aggregates {
+        Some(sequences) => Some(sequences.clone()),
+        None if events.iter().any(|e| e.expected_sequence.is_some()) => {
+            Some(expected_sequences(conn, events, &instances).await?)
+        }
+        None => None,
     };
     let n = i32::try_from(events.len())
         .map_err(|_| Error::invalid("events", "too many events in one push"))?;
@@ -420,9 +423,12 @@ async fn push_in(
     .await;
     let mut stamps: Vec<(i32, Stamp)> = match inserted {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            return Err(Error::Conflict(
-                "a concurrent push took one of these sequences".into(),
-            ));
+            return Err(Error::Conflict(match new_aggregates {
+                Some(_) => "an aggregate expected to be new (expected sequence 0) already has \
+                            events, or a concurrent push took one of these sequences"
+                    .into(),
+                None => "a concurrent push took one of these sequences".into(),
+            }));
         }
         other => other
             .map_err(on_constraint)?
@@ -499,6 +505,54 @@ fn ranks(events: &[NewEvent]) -> Vec<i64> {
             *rank
         })
         .collect()
+}
+
+/// The sequences of a batch whose expectations are all "new aggregate", known without
+/// reading the store: `None` unless some event expects a sequence. An aggregate whose first
+/// event in the batch expects 0 takes 1, 2, ... (a later expectation in the batch must
+/// match its count so far); the primary key rejects the insert if it has events already, as
+/// sequences start at 1. Aggregates without expectations keep `None`: the insert appends
+/// them after their latest. Any other expectation needs the store's latest sequence: `None`,
+/// and `expected_sequences` reads it.
+fn sequences_of_new_aggregates(events: &[NewEvent]) -> Result<Option<Vec<Option<i64>>>> {
+    if events.iter().all(|e| e.expected_sequence.is_none()) {
+        return Ok(None);
+    }
+    // Per aggregate of the batch: its count so far if it is new, `None` if it appends.
+    let mut counts: HashMap<(&str, &str, &str), Option<i64>> = HashMap::new();
+    let mut sequences = Vec::with_capacity(events.len());
+    for event in events {
+        let key = (
+            event.instance_id.as_str(),
+            event.aggregate_type.as_str(),
+            event.aggregate_id.as_str(),
+        );
+        let count = match (counts.get(&key), event.expected_sequence) {
+            (None, Some(0)) => Some(0),
+            (None, None) => None,
+            (Some(count), _) => *count,
+            (None, Some(_)) => return Ok(None),
+        };
+        let Some(count) = count else {
+            if event.expected_sequence.is_some() {
+                return Ok(None);
+            }
+            counts.insert(key, None);
+            sequences.push(None);
+            continue;
+        };
+        if let Some(expected) = event.expected_sequence
+            && expected != count
+        {
+            return Err(Error::Conflict(format!(
+                "{} {} is at sequence {count} in this push, expected {expected}",
+                event.aggregate_type, event.aggregate_id
+            )));
+        }
+        counts.insert(key, Some(count + 1));
+        sequences.push(Some(count + 1));
+    }
+    Ok(Some(sequences))
 }
 
 /// With expectations, the sequences are fixed before the insert: the latest sequence of

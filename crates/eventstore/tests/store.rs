@@ -99,6 +99,21 @@ async fn sequences_expectations_and_concurrent_pushes() {
         s2.push(vec![event("i", "o", "org.changed", Some(10))])
     );
     assert!(r1.is_ok() != r2.is_ok(), "{r1:?} {r2:?}");
+
+    // Two pushes that both declare one aggregate new: the primary key lets exactly one in.
+    for round in 0..5 {
+        let aggregate = format!("new-{round}");
+        let (s1, s2) = (store.clone(), store.clone());
+        let (r1, r2) = tokio::join!(
+            s1.push(vec![event("i", &aggregate, "org.added", Some(0))]),
+            s2.push(vec![event("i", &aggregate, "org.added", Some(0))])
+        );
+        assert!(r1.is_ok() != r2.is_ok(), "{r1:?} {r2:?}");
+        let refused = if r1.is_ok() { r2 } else { r1 };
+        assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+        let stored = store.read_aggregate("i", "org", &aggregate).await.unwrap();
+        assert_eq!(stored.len(), 1);
+    }
 }
 
 #[tokio::test]
@@ -539,7 +554,57 @@ async fn event_store_suite(store: &dyn Harness) {
         .push(UniqueConstraint::add_org_name("j", "name"));
     store.push(vec![elsewhere]).await.unwrap();
 
+    // Aggregates the writer declares new (expected sequence 0) are numbered from 1, an
+    // expectation later in the same push included; beside them an aggregate without one
+    // appends. A push that declares an aggregate new that has events writes nothing.
+    let sequences = |pushed: Vec<tenancy_core::event::StoredEvent>| {
+        pushed.iter().map(|e| e.sequence).collect::<Vec<_>>()
+    };
+    let fresh = store
+        .push(vec![
+            event("k", "n", "org.added", Some(0)),
+            event("k", "a", "org.added", None),
+            event("k", "n", "org.changed", None),
+            event("k", "n", "org.changed", Some(2)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(sequences(fresh), [1, 1, 2, 3]);
+    let existing = store
+        .push(vec![
+            event("k", "m", "org.added", Some(0)),
+            event("k", "n", "org.added", Some(0)),
+        ])
+        .await;
+    assert!(matches!(existing, Err(Error::Conflict(_))), "{existing:?}");
+    let miscounted = store
+        .push(vec![
+            event("k", "m", "org.added", Some(0)),
+            event("k", "m", "org.changed", Some(5)),
+        ])
+        .await;
+    assert!(
+        matches!(&miscounted, Err(Error::Conflict(why)) if why.contains("expected 5")),
+        "{miscounted:?}"
+    );
     let reader = store.reader();
+    assert!(
+        reader
+            .read_aggregate("k", "org", "m")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let appended = store
+        .push(vec![
+            event("k", "m", "org.added", Some(0)),
+            event("k", "a", "org.changed", None),
+            event("k", "n", "org.changed", Some(3)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(sequences(appended), [1, 2, 4]);
+
     let all = reader
         .read(&EventQuery {
             instance_id: "i".into(),
