@@ -80,7 +80,9 @@ impl PgEventStore {
     }
 
     /// Pushes in a transaction of its own. Without expected sequences, a sequence
-    /// collision with a concurrent push is retried.
+    /// collision with a concurrent push is retried. An aggregate whose first event expects
+    /// sequence 0 (a new one) is numbered from 1 without looking up its latest sequence:
+    /// the push fails with `Conflict` if it has events already.
     pub async fn push(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
         let retry = events.iter().all(|e| e.expected_sequence.is_none());
         // Without unique constraints a push is one statement: atomic on its own, so it
