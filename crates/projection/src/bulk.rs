@@ -25,6 +25,18 @@ use crate::engine::Engine;
 use crate::outcome::{Outcome, ReplayV3};
 use crate::relational;
 
+/// What a bulk catch-up attempt came to.
+enum Bulk {
+    /// Not for bulk (not fresh, or its insert failed for a reason the batches record
+    /// event by event): the instance continues in batches.
+    NotForBulk,
+    /// Nothing written and the instance stays fresh: its lock was busy, it waits for an
+    /// earlier add of another instance, or it has nothing to fold yet.
+    StaysFresh(Outcome),
+    /// Folded and written: the instance continues in batches.
+    Done(Outcome),
+}
+
 /// What the fold of an instance's events ended with.
 pub(crate) struct Folded {
     pub(crate) state: InMemoryState,
@@ -52,15 +64,18 @@ impl Engine {
         if limit == 0 || self.batched().contains(instance_id) {
             return Ok(None);
         }
-        let outcome = self.try_bulk(instance_id, target, limit, replay).await?;
-        // Done in bulk, or not for bulk: either way the instance continues in batches. One
-        // that waits, was busy or had nothing to fold stays fresh: others may count on it.
-        let stays_fresh = outcome
-            .is_some_and(|o| o.busy || o.deferred > 0 || o.applied + o.skipped + o.failed == 0);
-        if !stays_fresh {
-            self.batched().insert(instance_id);
+        match self.try_bulk(instance_id, target, limit, replay).await? {
+            // Others may count on an instance that is still fresh (crate::claims).
+            Bulk::StaysFresh(outcome) => Ok(Some(outcome)),
+            Bulk::Done(outcome) => {
+                self.batched().insert(instance_id);
+                Ok(Some(outcome))
+            }
+            Bulk::NotForBulk => {
+                self.batched().insert(instance_id);
+                Ok(None)
+            }
         }
-        Ok(outcome)
     }
 
     async fn try_bulk(
@@ -69,13 +84,13 @@ impl Engine {
         target: Option<Decimal>,
         limit: u32,
         replay: Option<ReplayV3>,
-    ) -> Result<Option<Outcome>> {
+    ) -> Result<Bulk> {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
         let mut session = store.transaction().await?;
         if !self.state().try_lock(session.conn()?, instance_id).await? {
             session.rollback().await?;
-            return Ok(Some(Outcome {
+            return Ok(Bulk::StaysFresh(Outcome {
                 busy: true,
                 ..Outcome::default()
             }));
@@ -90,13 +105,13 @@ impl Engine {
         .await?
         {
             session.rollback().await?;
-            return Ok(None);
+            return Ok(Bulk::NotForBulk);
         }
         let folded = self.fold(instance_id, target, replay).await?;
         let Some(last) = folded.last.as_ref() else {
             // No event of the projection up to the target: caught up, and still fresh.
             session.rollback().await?;
-            return Ok(Some(Outcome {
+            return Ok(Bulk::StaysFresh(Outcome {
                 caught_up: true,
                 ..Outcome::default()
             }));
@@ -119,7 +134,7 @@ impl Engine {
         .is_some();
         if waits {
             session.rollback().await?;
-            return Ok(Some(deferred()));
+            return Ok(Bulk::StaysFresh(deferred()));
         }
         let rows = match insert_rows(session.conn()?, &folded.state).await {
             Ok(rows) => rows,
@@ -140,10 +155,10 @@ impl Engine {
                         .await?
                     || self.folded_too_little(instance_id, target, last).await?
                 {
-                    return Ok(Some(deferred()));
+                    return Ok(Bulk::StaysFresh(deferred()));
                 }
                 tracing::debug!(instance_id, %error, "bulk catch-up falls back to batches");
-                return Ok(None);
+                return Ok(Bulk::NotForBulk);
             }
         };
         // Events the model rejects in the fold fail the same way on every attempt: they
@@ -162,7 +177,7 @@ impl Engine {
         }
         let outcome = folded.outcome();
         self.observe_batch(started, &outcome, Some(last.created_at));
-        Ok(Some(outcome))
+        Ok(Bulk::Done(outcome))
     }
 
     /// True when the instance has events after `last` (up to `target`): the fold read
