@@ -496,17 +496,26 @@ fn stored(events: Vec<NewEvent>, stamps: Vec<Stamp>) -> Vec<StoredEvent> {
 
 /// Each event's rank among the batch's events of its aggregate (1 for the first).
 fn ranks(events: &[NewEvent]) -> Vec<i64> {
-    let mut seen: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    let mut seen: HashMap<Aggregate, i64> = HashMap::new();
     events
         .iter()
         .map(|e| {
-            let rank = seen
-                .entry((&e.instance_id, &e.aggregate_type, &e.aggregate_id))
-                .or_insert(0);
+            let rank = seen.entry(aggregate_of(e)).or_insert(0);
             *rank += 1;
             *rank
         })
         .collect()
+}
+
+/// An aggregate: instance id, aggregate type and aggregate id.
+type Aggregate<'a> = (&'a str, &'a str, &'a str);
+
+fn aggregate_of(event: &NewEvent) -> Aggregate<'_> {
+    (
+        &event.instance_id,
+        &event.aggregate_type,
+        &event.aggregate_id,
+    )
 }
 
 /// The sequences of a batch whose expectations are all "new aggregate", known without
@@ -521,14 +530,10 @@ fn sequences_of_new_aggregates(events: &[NewEvent]) -> Result<Option<Vec<Option<
         return Ok(None);
     }
     // Per aggregate of the batch: its count so far if it is new, `None` if it appends.
-    let mut counts: HashMap<(&str, &str, &str), Option<i64>> = HashMap::new();
+    let mut counts: HashMap<Aggregate, Option<i64>> = HashMap::new();
     let mut sequences = Vec::with_capacity(events.len());
     for event in events {
-        let key = (
-            event.instance_id.as_str(),
-            event.aggregate_type.as_str(),
-            event.aggregate_id.as_str(),
-        );
+        let key = aggregate_of(event);
         let count = match (counts.get(&key), event.expected_sequence) {
             (None, Some(0)) => Some(0),
             (None, None) => None,
@@ -565,46 +570,38 @@ async fn expected_sequences(
     events: &[NewEvent],
     instances: &[&str],
 ) -> Result<Vec<Option<i64>>> {
-    type Aggregate = (String, String, String);
     let aggregates: Vec<Aggregate> = events
         .iter()
-        .map(|e| {
-            (
-                e.instance_id.clone(),
-                e.aggregate_type.clone(),
-                e.aggregate_id.clone(),
-            )
-        })
+        .map(aggregate_of)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let latest: Vec<(String, String, String, i64)> = sqlx::query_as(
+    let latest: Vec<i64> = sqlx::query_scalar(
         "WITH locks AS (
              SELECT pg_advisory_xact_lock_shared('eventstore.events2'::regclass::oid::int4, hashtext(i))
              FROM unnest($4::text[]) AS i ORDER BY i)
-         SELECT a.i, a.t, a.id, coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
+         SELECT coalesce((SELECT max(e.\"sequence\") FROM eventstore.events2 e
                  WHERE e.instance_id = a.i AND e.aggregate_type = a.t AND e.aggregate_id = a.id), 0)
          FROM (SELECT count(*) FROM locks) AS held,
-              unnest($1::text[], $2::text[], $3::text[]) AS a(i, t, id)",
+              unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS a(i, t, id, n)
+         ORDER BY a.n",
     )
-    .bind(aggregates.iter().map(|a| a.0.clone()).collect::<Vec<_>>())
-    .bind(aggregates.iter().map(|a| a.1.clone()).collect::<Vec<_>>())
-    .bind(aggregates.iter().map(|a| a.2.clone()).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.0).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.1).collect::<Vec<_>>())
+    .bind(aggregates.iter().map(|a| a.2).collect::<Vec<_>>())
     .bind(instances)
     .fetch_all(&mut *conn)
     .await
     .map_err(on_constraint)?;
-    let mut current: HashMap<Aggregate, i64> = latest
-        .into_iter()
-        .map(|(i, t, id, seq)| ((i, t, id), seq))
-        .collect();
+    if latest.len() != aggregates.len() {
+        return Err(Error::internal(
+            "the latest sequences came back for another number of aggregates than asked",
+        ));
+    }
+    let mut current: HashMap<Aggregate, i64> = aggregates.into_iter().zip(latest).collect();
     let mut sequences = Vec::with_capacity(events.len());
     for event in events {
-        let key = (
-            event.instance_id.clone(),
-            event.aggregate_type.clone(),
-            event.aggregate_id.clone(),
-        );
+        let key = aggregate_of(event);
         let seq = current.entry(key).or_insert(0);
         if let Some(expected) = event.expected_sequence
             && expected != *seq

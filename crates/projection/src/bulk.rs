@@ -26,7 +26,7 @@ use crate::outcome::{Outcome, ReplayV3};
 use crate::relational;
 
 /// What a bulk catch-up attempt came to.
-enum Bulk {
+enum Attempt {
     /// Not for bulk (not fresh, or its insert failed for a reason the batches record
     /// event by event): the instance continues in batches.
     NotForBulk,
@@ -66,12 +66,12 @@ impl Engine {
         }
         match self.try_bulk(instance_id, target, limit, replay).await? {
             // Others may count on an instance that is still fresh (crate::claims).
-            Bulk::StaysFresh(outcome) => Ok(Some(outcome)),
-            Bulk::Done(outcome) => {
+            Attempt::StaysFresh(outcome) => Ok(Some(outcome)),
+            Attempt::Done(outcome) => {
                 self.batched().insert(instance_id);
                 Ok(Some(outcome))
             }
-            Bulk::NotForBulk => {
+            Attempt::NotForBulk => {
                 self.batched().insert(instance_id);
                 Ok(None)
             }
@@ -84,13 +84,13 @@ impl Engine {
         target: Option<Decimal>,
         limit: u32,
         replay: Option<ReplayV3>,
-    ) -> Result<Bulk> {
+    ) -> Result<Attempt> {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
         let mut session = store.transaction().await?;
         if !self.state().try_lock(session.conn()?, instance_id).await? {
             session.rollback().await?;
-            return Ok(Bulk::StaysFresh(Outcome {
+            return Ok(Attempt::StaysFresh(Outcome {
                 busy: true,
                 ..Outcome::default()
             }));
@@ -105,13 +105,13 @@ impl Engine {
         .await?
         {
             session.rollback().await?;
-            return Ok(Bulk::NotForBulk);
+            return Ok(Attempt::NotForBulk);
         }
         let folded = self.fold(instance_id, target, replay).await?;
         let Some(last) = folded.last.as_ref() else {
             // No event of the projection up to the target: caught up, and still fresh.
             session.rollback().await?;
-            return Ok(Bulk::StaysFresh(Outcome {
+            return Ok(Attempt::StaysFresh(Outcome {
                 caught_up: true,
                 ..Outcome::default()
             }));
@@ -134,7 +134,7 @@ impl Engine {
         .is_some();
         if waits {
             session.rollback().await?;
-            return Ok(Bulk::StaysFresh(deferred()));
+            return Ok(Attempt::StaysFresh(deferred()));
         }
         let rows = match insert_rows(session.conn()?, &folded.state).await {
             Ok(rows) => rows,
@@ -155,10 +155,10 @@ impl Engine {
                         .await?
                     || self.folded_too_little(instance_id, target, last).await?
                 {
-                    return Ok(Bulk::StaysFresh(deferred()));
+                    return Ok(Attempt::StaysFresh(deferred()));
                 }
                 tracing::debug!(instance_id, %error, "bulk catch-up falls back to batches");
-                return Ok(Bulk::NotForBulk);
+                return Ok(Attempt::NotForBulk);
             }
         };
         // Events the model rejects in the fold fail the same way on every attempt: they
@@ -177,7 +177,7 @@ impl Engine {
         }
         let outcome = folded.outcome();
         self.observe_batch(started, &outcome, Some(last.created_at));
-        Ok(Bulk::Done(outcome))
+        Ok(Attempt::Done(outcome))
     }
 
     /// True when the instance has events after `last` (up to `target`): the fold read
