@@ -1,6 +1,7 @@
 //! Push: events/s through the event store (sequences, lock, notify) in batches of 1 and
-//! 100 (and batches of 100 new aggregates, which need no sequence lookup), against plain
-//! multi-row INSERTs of the same rows into a copy of the table. And
+//! 100 of events that create their aggregates, of 100 declared new, and of 100 that append
+//! to existing aggregates (the only ones whose latest sequence the store looks up), against
+//! plain multi-row INSERTs of the same rows into a copy of the table. And
 //! push -> visible: with the engine running continuously, the time from a push to its row
 //! in `zitadel.instances` (p50, p99 against the 50 ms target).
 
@@ -18,10 +19,44 @@ use tenancy_testkit::stream::{event, inst};
 
 use crate::{Args, Figure, percentile_ms};
 
-/// `n` events of new organizations in batches of `batch`; `expected`: the sequence the
-/// writer expects each aggregate at (`Some(0)`: it declares them new).
-fn events(batch: usize, n: usize, expected: Option<i64>) -> Vec<Vec<NewEvent>> {
-    let tag = if expected.is_some() { "new" } else { "any" };
+/// What a push benchmark pushes.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `org.added` of new organizations, without an expectation: the store takes the
+    /// aggregates for new by their creating event.
+    Created,
+    /// The same, declared new (`expected_sequence: Some(0)`).
+    DeclaredNew,
+    /// `org.changed` of the organizations `Created` pushed (sequence 2), without an
+    /// expectation: the store looks up each aggregate's latest sequence.
+    Appended,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Created => "org.added of new organizations, no expected sequence",
+            Kind::DeclaredNew => "org.added of new organizations, expected sequence 0",
+            Kind::Appended => "org.changed of existing organizations, no expected sequence",
+        }
+    }
+
+    fn name(self, batch: usize) -> String {
+        match self {
+            Kind::Created => format!("push, batches of {batch}"),
+            Kind::DeclaredNew => format!("push of new aggregates (expected 0), batches of {batch}"),
+            Kind::Appended => format!("push appending to aggregates, batches of {batch}"),
+        }
+    }
+}
+
+/// `n` events of `kind` in batches of `batch`.
+fn events(batch: usize, n: usize, kind: Kind) -> Vec<Vec<NewEvent>> {
+    let (tag, event_type, expected) = match kind {
+        Kind::Created => ("any", "org.added", None),
+        Kind::DeclaredNew => ("new", "org.added", Some(0)),
+        Kind::Appended => ("any", "org.changed", None),
+    };
     (0..n / batch)
         .map(|b| {
             (0..batch)
@@ -31,7 +66,7 @@ fn events(batch: usize, n: usize, expected: Option<i64>) -> Vec<Vec<NewEvent>> {
                         "bench",
                         "org",
                         &format!("o{batch}-{tag}-{b}-{i}"),
-                        "org.added",
+                        event_type,
                         json!({"name": format!("Org {b} {i}")}),
                     )
                 })
@@ -40,12 +75,12 @@ fn events(batch: usize, n: usize, expected: Option<i64>) -> Vec<Vec<NewEvent>> {
         .collect()
 }
 
-async fn plain_insert(pool: &PgPool, batch: &[NewEvent], base: i64) -> Result<()> {
+async fn plain_insert(pool: &PgPool, batch: &[NewEvent], base: i64, sequence: i64) -> Result<()> {
     let n = batch.len();
     sqlx::query(
         "INSERT INTO bench_plain (instance_id, aggregate_type, aggregate_id, event_type, \"sequence\", revision, created_at,
              payload, creator, \"owner\", \"position\", in_tx_order, written_by_v3)
-         SELECT a, b, c, d, 1, 1, now(), e, f, g, h, i, false
+         SELECT a, b, c, d, $10, 1, now(), e, f, g, h, i, false
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::numeric[], $9::int[])
              AS t(a, b, c, d, e, f, g, h, i)",
     )
@@ -58,6 +93,7 @@ async fn plain_insert(pool: &PgPool, batch: &[NewEvent], base: i64) -> Result<()
     .bind(batch.iter().map(|e| e.owner.clone()).collect::<Vec<_>>())
     .bind((0..n).map(|i| Decimal::from(base + i as i64)).collect::<Vec<_>>())
     .bind((1..=n as i32).collect::<Vec<_>>())
+    .bind(sequence)
     .execute(pool)
     .await?;
     Ok(())
@@ -70,18 +106,17 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         .execute(&db.pool)
         .await?;
     let store = PgEventStore::new(db.pool.clone());
-    for (batch, n, expected) in [
-        (1, if args.quick { 500 } else { 5_000 }, None),
-        (100, if args.quick { 5_000 } else { 50_000 }, None),
-        // A writer that declares its aggregates new (an import, a create): the store
-        // numbers them without looking up their latest sequence.
-        (100, if args.quick { 5_000 } else { 50_000 }, Some(0)),
+    let hundreds = if args.quick { 5_000 } else { 50_000 };
+    for (batch, n, kind) in [
+        (1, if args.quick { 500 } else { 5_000 }, Kind::Created),
+        (100, hundreds, Kind::Created),
+        (100, hundreds, Kind::DeclaredNew),
+        // After `Created` of batches of 100, whose organizations it changes.
+        (100, hundreds, Kind::Appended),
     ] {
-        let pushes = events(batch, n, expected);
-        let name = match expected {
-            None => format!("push, batches of {batch}"),
-            Some(_) => format!("push of new aggregates, batches of {batch}"),
-        };
+        let pushes = events(batch, n, kind);
+        let name = kind.name(batch);
+        let sequence = if matches!(kind, Kind::Appended) { 2 } else { 1 };
         // Alternating rounds, each side first in every other one: a shared machine's
         // drift (and the tables' growth) falls on both sides alike.
         let rounds = 10;
@@ -97,8 +132,8 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
                     ours_time += started.elapsed();
                 } else {
                     for (b, push) in chunk.iter().enumerate() {
-                        plain_insert(&db.pool, push, ((round * per_round + b) * batch) as i64)
-                            .await?;
+                        let base = ((round * per_round + b) * batch) as i64;
+                        plain_insert(&db.pool, push, base, sequence).await?;
                     }
                     plain_time += started.elapsed();
                 }
@@ -113,7 +148,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             plain,
             "plain multi-row INSERT into a copy of the table",
             "events/s",
-            json!({"events": n, "batch": batch, "rounds": rounds, "expected_sequence": expected}),
+            json!({"events": n, "batch": batch, "rounds": rounds, "pushes": kind.describe()}),
         ));
     }
     drop(db);

@@ -82,35 +82,44 @@ impl PgEventStore {
     /// Pushes in a transaction of its own. Without expected sequences, a sequence
     /// collision with a concurrent push is retried. An aggregate whose first event expects
     /// sequence 0 (a new one) is numbered from 1 without looking up its latest sequence:
-    /// the push fails with `Conflict` if it has events already.
+    /// the push fails with `Conflict` if it has events already. So is one whose first
+    /// event creates it (`instance.added`, `org.added`), without an expectation: if it has
+    /// events already, the push is tried again with the lookup (and appends, as before).
     pub async fn push(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
         let retry = events.iter().all(|e| e.expected_sequence.is_none());
         // Without unique constraints a push is one statement: atomic on its own, so it
         // needs no transaction (no BEGIN and COMMIT round trips).
         let one_statement = events.iter().all(|e| e.unique_constraints.is_empty());
+        let mut infer_creations = true;
         let mut attempt = 0;
         loop {
             let pushed = if one_statement {
                 let mut conn = self.pool.acquire().await.map_err(on_constraint)?;
                 let adopted = self.adopted(&mut conn).await?;
-                push_in(&mut conn, &events, adopted).await
+                push_in(&mut conn, &events, adopted, infer_creations).await
             } else {
                 let mut tx = self.pool.begin().await.map_err(on_constraint)?;
                 let adopted = self.adopted(&mut tx).await?;
-                match push_in(&mut tx, &events, adopted).await {
-                    Ok(stored) => tx.commit().await.map_err(on_constraint).map(|()| stored),
-                    Err(e) => {
+                match push_in(&mut tx, &events, adopted, infer_creations).await {
+                    Ok(Pushed::Stamped(stamps)) => tx
+                        .commit()
+                        .await
+                        .map_err(on_constraint)
+                        .map(|()| Pushed::Stamped(stamps)),
+                    other => {
                         tx.rollback().await.map_err(on_constraint)?;
-                        Err(e)
+                        other
                     }
                 }
             };
             match pushed {
+                Ok(Pushed::Stamped(stamps)) => return Ok(stored(events, stamps)),
+                Ok(Pushed::TakenForNewWrongly) => infer_creations = false,
                 Err(Error::Conflict(why)) if retry && attempt < 10 => {
                     attempt += 1;
                     tracing::debug!(%why, attempt, "retrying push after a sequence collision");
                 }
-                other => return other.map(|stamps| stored(events, stamps)),
+                Err(error) => return Err(error),
             }
         }
     }
@@ -338,10 +347,19 @@ async fn push_savepoint(
     events: Vec<NewEvent>,
     adopted: bool,
 ) -> Result<Vec<StoredEvent>> {
-    let mut savepoint = conn.begin().await.map_err(on_constraint)?;
-    let stamps = push_in(&mut savepoint, &events, adopted).await?;
-    savepoint.commit().await.map_err(on_constraint)?;
-    Ok(stored(events, stamps))
+    for infer_creations in [true, false] {
+        let mut savepoint = conn.begin().await.map_err(on_constraint)?;
+        match push_in(&mut savepoint, &events, adopted, infer_creations).await? {
+            Pushed::Stamped(stamps) => {
+                savepoint.commit().await.map_err(on_constraint)?;
+                return Ok(stored(events, stamps));
+            }
+            Pushed::TakenForNewWrongly => savepoint.rollback().await.map_err(on_constraint)?,
+        }
+    }
+    Err(Error::internal(
+        "a push without inferred aggregates reported one taken for new",
+    ))
 }
 
 /// The push itself: one statement per unique constraint, in event order; with expected
@@ -349,14 +367,17 @@ async fn push_savepoint(
 /// locks, the rows (`position` stamped per row with `clock_timestamp()`) and the
 /// notifications. Returns what the store stamped on each event, in order. The events are
 /// borrowed: binding them copies nothing, and a retried push reuses them.
+/// `infer_creations`: number an aggregate whose first event creates it from 1, without
+/// the lookup of its latest sequence (`numbering`).
 #[tracing::instrument(name = "push", skip_all, fields(events = events.len()))]
 async fn push_in(
     conn: &mut PgConnection,
     events: &[NewEvent],
     adopted: bool,
-) -> Result<Vec<Stamp>> {
+    infer_creations: bool,
+) -> Result<Pushed> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Pushed::Stamped(Vec::new()));
     }
     for unique in events.iter().flat_map(|e| &e.unique_constraints) {
         let statement = match unique.action {
@@ -390,9 +411,10 @@ async fn push_in(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let new_aggregates = sequences_of_new_aggregates(events)?;
-    let sequences = match &new_aggregates {
-        Some(sequences) => Some(sequences.clone()),
+    let known = numbering(events, infer_creations)?;
+    let (new_aggregates, inferred) = (known.is_some(), known.as_ref().is_some_and(|k| k.inferred));
+    let sequences = match known {
+        Some(known) => Some(known.sequences),
         None if events.iter().any(|e| e.expected_sequence.is_some()) => {
             Some(expected_sequences(conn, events, &instances).await?)
         }
@@ -425,11 +447,15 @@ async fn push_in(
     .await;
     let mut stamps: Vec<(i32, Stamp)> = match inserted {
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            return Err(Error::Conflict(match new_aggregates {
-                Some(_) => "an aggregate expected to be new (expected sequence 0) already has \
-                            events, or a concurrent push took one of these sequences"
-                    .into(),
-                None => "a concurrent push took one of these sequences".into(),
+            if inferred {
+                return Ok(Pushed::TakenForNewWrongly);
+            }
+            return Err(Error::Conflict(if new_aggregates {
+                "an aggregate expected to be new (expected sequence 0) already has events, or \
+                 a concurrent push took one of these sequences"
+                    .into()
+            } else {
+                "a concurrent push took one of these sequences".into()
             }));
         }
         other => other
@@ -460,7 +486,18 @@ async fn push_in(
             "the insert did not return one row per event",
         ));
     }
-    Ok(stamps.into_iter().map(|(_, stamp)| stamp).collect())
+    Ok(Pushed::Stamped(
+        stamps.into_iter().map(|(_, stamp)| stamp).collect(),
+    ))
+}
+
+/// How a push attempt ended, short of an error.
+enum Pushed {
+    /// Written: what the store stamped on each event, in order.
+    Stamped(Vec<Stamp>),
+    /// Nothing written: an aggregate taken for new by its creating event has events
+    /// already (or a concurrent push created it). Try again without that inference.
+    TakenForNewWrongly,
 }
 
 /// What the store stamps on a pushed event.
@@ -518,29 +555,56 @@ fn aggregate_of(event: &NewEvent) -> Aggregate<'_> {
     )
 }
 
-/// The sequences of a batch whose expectations are all "new aggregate", known without
-/// reading the store: `None` unless some event expects a sequence. An aggregate whose first
-/// event in the batch expects 0 takes 1, 2, ... (a later expectation in the batch must
-/// match its count so far); the primary key rejects the insert if it has events already, as
-/// sequences start at 1. Aggregates without expectations keep `None`: the insert appends
-/// them after their latest. Any other expectation needs the store's latest sequence: `None`,
-/// and `expected_sequences` reads it.
-fn sequences_of_new_aggregates(events: &[NewEvent]) -> Result<Option<Vec<Option<i64>>>> {
-    if events.iter().all(|e| e.expected_sequence.is_none()) {
+/// Sequences of a batch known without reading the store.
+struct Numbering {
+    /// Per event: its sequence, or `None` for the insert to append after the latest.
+    sequences: Vec<Option<i64>>,
+    /// Some aggregate was taken for new because its first event creates it, not because
+    /// the writer declared it: if the primary key refuses, the push is tried again with
+    /// the lookup.
+    inferred: bool,
+}
+
+/// Whether `event` is the event that creates its aggregate (its first, in every store).
+fn creates_aggregate(event: &NewEvent) -> bool {
+    matches!(
+        (event.aggregate_type.as_str(), event.event_type.as_str()),
+        (INSTANCE_AGGREGATE, "instance.added") | (ORG_AGGREGATE, "org.added")
+    )
+}
+
+/// The sequences of a batch in which every aggregate is new or appends without an
+/// expectation; `None` when some expectation needs the store's latest sequence (then
+/// `expected_sequences` reads it) or when nothing is known (the insert looks each up).
+///
+/// An aggregate is new when its first event in the batch expects 0, or, with
+/// `infer_creations`, when that event creates it (`instance.added`, `org.added`) and none
+/// of its events expects a sequence. A new aggregate's events take 1, 2, ... (a later
+/// expectation must match its count so far); as sequences start at 1, the primary key
+/// refuses the insert if the aggregate has events already. Other aggregates keep `None`.
+fn numbering(events: &[NewEvent], infer_creations: bool) -> Result<Option<Numbering>> {
+    let infers = |event: &NewEvent| infer_creations && creates_aggregate(event);
+    if events
+        .iter()
+        .all(|e| e.expected_sequence.is_none() && !infers(e))
+    {
         return Ok(None);
     }
-    // Per aggregate of the batch: its count so far if it is new, `None` if it appends.
-    let mut counts: HashMap<Aggregate, Option<i64>> = HashMap::new();
+    // Per aggregate of the batch: its count so far if it is new (and whether that was
+    // inferred), `None` if it appends.
+    let mut counts: HashMap<Aggregate, Option<(i64, bool)>> = HashMap::new();
     let mut sequences = Vec::with_capacity(events.len());
+    let mut inferred = false;
     for event in events {
         let key = aggregate_of(event);
         let count = match (counts.get(&key), event.expected_sequence) {
-            (None, Some(0)) => Some(0),
+            (None, Some(0)) => Some((0, false)),
+            (None, None) if infers(event) => Some((0, true)),
             (None, None) => None,
             (Some(count), _) => *count,
             (None, Some(_)) => return Ok(None),
         };
-        let Some(count) = count else {
+        let Some((count, guessed)) = count else {
             if event.expected_sequence.is_some() {
                 return Ok(None);
             }
@@ -551,15 +615,23 @@ fn sequences_of_new_aggregates(events: &[NewEvent]) -> Result<Option<Vec<Option<
         if let Some(expected) = event.expected_sequence
             && expected != count
         {
+            if guessed {
+                // The writer expects a sequence of an aggregate only taken for new.
+                return Ok(None);
+            }
             return Err(Error::Conflict(format!(
                 "{} {} is at sequence {count} in this push, expected {expected}",
                 event.aggregate_type, event.aggregate_id
             )));
         }
-        counts.insert(key, Some(count + 1));
+        inferred |= guessed;
+        counts.insert(key, Some((count + 1, guessed)));
         sequences.push(Some(count + 1));
     }
-    Ok(Some(sequences))
+    Ok(Some(Numbering {
+        sequences,
+        inferred,
+    }))
 }
 
 /// With expectations, the sequences are fixed before the insert: the latest sequence of

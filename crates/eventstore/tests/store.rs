@@ -100,6 +100,30 @@ async fn sequences_expectations_and_concurrent_pushes() {
     );
     assert!(r1.is_ok() != r2.is_ok(), "{r1:?} {r2:?}");
 
+    // Pushes of an event that creates one aggregate, side by side and without an
+    // expectation: each lands, numbered after the others (the store assumes the aggregate
+    // is new and looks its sequence up when the key says it is not).
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .push(vec![
+                    event("i", "created", "org.added", None),
+                    event("i", "created", "org.changed", None),
+                ])
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let created = store.read_aggregate("i", "org", "created").await.unwrap();
+    assert_eq!(
+        created.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+
     // Two pushes that both declare one aggregate new: the primary key lets exactly one in.
     for round in 0..5 {
         let aggregate = format!("new-{round}");
@@ -604,6 +628,17 @@ async fn event_store_suite(store: &dyn Harness) {
         .await
         .unwrap();
     assert_eq!(sequences(appended), [1, 2, 4]);
+    // An event that creates its aggregate is taken for its first; pushed for an aggregate
+    // with events, it appends like any other.
+    let created = store
+        .push(vec![
+            event("k", "z", "org.added", None),
+            event("k", "n", "org.added", None),
+            event("k", "z", "org.changed", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(sequences(created), [1, 5, 2]);
 
     let all = reader
         .read(&EventQuery {
