@@ -578,10 +578,11 @@ fn creates_aggregate(event: &NewEvent) -> bool {
 /// `expected_sequences` reads it) or when nothing is known (the insert looks each up).
 ///
 /// An aggregate is new when its first event in the batch expects 0, or, with
-/// `infer_creations`, when that event creates it (`instance.added`, `org.added`) and none
-/// of its events expects a sequence. A new aggregate's events take 1, 2, ... (a later
-/// expectation must match its count so far); as sequences start at 1, the primary key
-/// refuses the insert if the aggregate has events already. Other aggregates keep `None`.
+/// `infer_creations`, when that event creates it (`instance.added`, `org.added`) and
+/// expects nothing. A new aggregate's events take 1, 2, ...; a later expectation must match
+/// its count so far (else `Conflict`; for an aggregate only taken for new, the batch goes
+/// to the read instead). As sequences start at 1, the primary key refuses the insert if
+/// the aggregate has events already. Other aggregates keep `None`.
 fn numbering(events: &[NewEvent], infer_creations: bool) -> Result<Option<Numbering>> {
     let infers = |event: &NewEvent| infer_creations && creates_aggregate(event);
     if events
