@@ -629,6 +629,10 @@ fn numbering(events: &[NewEvent], infer_creations: bool) -> Result<Option<Number
         counts.insert(key, Some((count + 1, guessed)));
         sequences.push(Some(count + 1));
     }
+    if sequences.iter().all(Option::is_none) {
+        // Every aggregate appends (a creating event that came after others among them).
+        return Ok(None);
+    }
     Ok(Some(Numbering {
         sequences,
         inferred,
@@ -921,5 +925,107 @@ where
             seen += 1;
             on_event(StoredEvent::from(row));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    fn event(aggregate: &str, event_type: &str, expected: Option<i64>) -> NewEvent {
+        NewEvent {
+            expected_sequence: expected,
+            ..NewEvent::legacy(
+                "i",
+                ORG_AGGREGATE,
+                aggregate,
+                event_type,
+                serde_json::json!({"name": "x"}),
+                "test",
+            )
+        }
+    }
+
+    fn numbered(events: &[NewEvent], infer: bool) -> Option<(Vec<Option<i64>>, bool)> {
+        numbering(events, infer)
+            .unwrap()
+            .map(|n| (n.sequences, n.inferred))
+    }
+
+    #[test]
+    fn appends_without_expectations_are_left_to_the_lookup() {
+        let events = [
+            event("a", "org.changed", None),
+            event("a", "org.changed", None),
+        ];
+        assert!(numbered(&events, true).is_none());
+        // A creation without the inference is an append like any other.
+        assert!(numbered(&[event("a", "org.added", None)], false).is_none());
+    }
+
+    #[test]
+    fn a_creating_event_numbers_its_aggregate_from_one_beside_appends() {
+        let events = [
+            event("a", "org.added", None),
+            event("b", "org.changed", None),
+            event("a", "org.changed", None),
+            event("a", "org.changed", Some(2)),
+        ];
+        assert_eq!(
+            numbered(&events, true),
+            Some((vec![Some(1), None, Some(2), Some(3)], true))
+        );
+        // A creation that is not the aggregate's first event in the push appends.
+        let later = [
+            event("a", "org.changed", None),
+            event("a", "org.added", None),
+        ];
+        assert!(numbered(&later, true).is_none());
+    }
+
+    #[test]
+    fn declared_new_aggregates_are_numbered_and_not_marked_inferred() {
+        let events = [
+            event("a", "org.added", Some(0)),
+            event("a", "org.changed", None),
+        ];
+        assert_eq!(
+            numbered(&events, false),
+            Some((vec![Some(1), Some(2)], false))
+        );
+    }
+
+    #[test]
+    fn expectations_beyond_what_the_push_knows_go_to_the_read() {
+        // An existing aggregate's sequence.
+        assert!(numbered(&[event("a", "org.changed", Some(3))], true).is_none());
+        // An expectation after an append.
+        let appended = [
+            event("a", "org.changed", None),
+            event("a", "org.changed", Some(4)),
+        ];
+        assert!(numbered(&appended, true).is_none());
+        // An aggregate only taken for new, whose writer expects another count.
+        let taken = [
+            event("a", "org.added", None),
+            event("a", "org.changed", Some(7)),
+        ];
+        assert!(numbered(&taken, true).is_none());
+    }
+
+    #[test]
+    fn a_declared_new_aggregate_with_a_miscounted_expectation_conflicts() {
+        let events = [
+            event("a", "org.added", Some(0)),
+            event("a", "org.changed", Some(5)),
+        ];
+        let refused = numbering(&events, true);
+        assert!(
+            matches!(&refused, Err(Error::Conflict(why)) if why.contains("is at sequence 1 in this push, expected 5")),
+            "{:?}",
+            refused.map(|n| n.map(|n| n.sequences))
+        );
     }
 }
