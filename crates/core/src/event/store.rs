@@ -97,6 +97,9 @@ pub struct NewEvent {
     /// must not apply it again.
     pub written_by_v3: bool,
     /// Optimistic concurrency: the aggregate's latest sequence the writer saw (0 = new).
+    /// A push fails with `Conflict` when the aggregate is elsewhere. Expecting 0 declares
+    /// the aggregate new: the store numbers its events from 1 without looking up its latest
+    /// sequence. `None` appends after whatever is latest.
     pub expected_sequence: Option<i64>,
     /// Values this event claims or releases, checked in the push's transaction.
     pub unique_constraints: Vec<UniqueConstraint>,
