@@ -412,7 +412,8 @@ async fn push_in(
         .into_iter()
         .collect();
     let known = numbering(events, infer_creations)?;
-    let (new_aggregates, inferred) = (known.is_some(), known.as_ref().is_some_and(|k| k.inferred));
+    // Whether some aggregate was numbered as new here (declared, or inferred).
+    let (numbered, inferred) = (known.is_some(), known.as_ref().is_some_and(|k| k.inferred));
     let sequences = match known {
         Some(known) => Some(known.sequences),
         None if events.iter().any(|e| e.expected_sequence.is_some()) => {
@@ -450,7 +451,7 @@ async fn push_in(
             if inferred {
                 return Ok(Pushed::TakenForNewWrongly);
             }
-            return Err(Error::Conflict(if new_aggregates {
+            return Err(Error::Conflict(if numbered {
                 "an aggregate expected to be new (expected sequence 0) already has events, or \
                  a concurrent push took one of these sequences"
                     .into()

@@ -33,6 +33,19 @@ fn event(instance: &str, aggregate: &str, event_type: &str, expected: Option<i64
     }
 }
 
+/// Pushes `events` from `tasks` tasks at once; each push must land.
+async fn push_side_by_side(store: &PgEventStore, tasks: usize, events: Vec<NewEvent>) {
+    let pushes: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (store, events) = (store.clone(), events.clone());
+            tokio::spawn(async move { store.push(events).await })
+        })
+        .collect();
+    for push in pushes {
+        push.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn sequences_expectations_and_concurrent_pushes() {
     let db = TestDatabase::fresh().await.unwrap();
@@ -76,16 +89,7 @@ async fn sequences_expectations_and_concurrent_pushes() {
     );
 
     // Without expectations, concurrent pushes all land with distinct consecutive sequences.
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store.push(vec![event("i", "o", "org.changed", None)]).await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
+    push_side_by_side(&store, 8, vec![event("i", "o", "org.changed", None)]).await;
     let all = store.read_aggregate("i", "org", "o").await.unwrap();
     assert_eq!(
         all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
@@ -103,21 +107,15 @@ async fn sequences_expectations_and_concurrent_pushes() {
     // Pushes of an event that creates one aggregate, side by side and without an
     // expectation: each lands, numbered after the others (the store assumes the aggregate
     // is new and looks its sequence up when the key says it is not).
-    let mut tasks = Vec::new();
-    for _ in 0..6 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .push(vec![
-                    event("i", "created", "org.added", None),
-                    event("i", "created", "org.changed", None),
-                ])
-                .await
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
+    push_side_by_side(
+        &store,
+        6,
+        vec![
+            event("i", "created", "org.added", None),
+            event("i", "created", "org.changed", None),
+        ],
+    )
+    .await;
     let created = store.read_aggregate("i", "org", "created").await.unwrap();
     assert_eq!(
         created.iter().map(|e| e.sequence).collect::<Vec<_>>(),
