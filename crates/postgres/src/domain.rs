@@ -110,32 +110,34 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     // org rows of a named domain, every live row where the instance is removed. The
     // instance-level rows of any instance with a named domain are added unlocked.
     let sql = format!(
-        "WITH locked AS (
-             SELECT {DOMAIN_COLUMNS} FROM domains
-             WHERE id IN (
-                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, org)
-                 JOIN domains t ON t.deleted_at IS NULL AND t.org_id IS NOT NULL
-                      AND t.instance_id = o.i AND t.org_id = o.org
+        "WITH named AS (
+             SELECT DISTINCT a.id FROM (
+                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, org),
+                 LATERAL (SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
+                      AND t.instance_id = o.i AND t.org_id = o.org OFFSET 0) t
                  UNION ALL
-                 SELECT t.id FROM unnest($9::text[], $10::text[]) AS d(i, d)
-                 JOIN domains t ON t.deleted_at IS NULL AND t.instance_id = d.i
-                      AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d
+                 SELECT t.id FROM unnest($9::text[], $10::text[]) AS d(i, d),
+                 LATERAL (SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = d.i
+                      AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d OFFSET 0) t
                  UNION ALL
                  SELECT t.id FROM domains t
                  WHERE t.deleted_at IS NULL AND t.org_id IS NULL AND t.is_primary AND t.instance_id = ANY($5)
                  UNION ALL
-                 SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d)
-                 JOIN domains t ON t.deleted_at IS NULL AND t.org_id IS NOT NULL AND t.is_verified
-                      AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
+                 SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d),
+                 LATERAL (SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
+                      AND t.is_verified AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
+                      OFFSET 0) t
                  UNION ALL
-                 SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = ANY($6))
-             ORDER BY id
-             FOR UPDATE)
+                 SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = ANY($6)) a),
+         locked AS (
+             SELECT r.* FROM (SELECT n.id FROM named n ORDER BY n.id) k,
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains WHERE id = k.id FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
-         SELECT {DOMAIN_COLUMNS} FROM domains t
-         WHERE $7 AND t.deleted_at IS NULL AND t.org_id IS NULL AND lower(t.domain COLLATE \"C\") = ANY($8)
-           AND t.id NOT IN (SELECT l.id FROM locked l)"
+         SELECT r.* FROM unnest($8::text[]) AS n(d),
+         LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NULL
+              AND lower(t.domain COLLATE \"C\") = n.d OFFSET 0) r
+         WHERE $7 AND r.id NOT IN (SELECT l.id FROM locked l)"
     );
     let (org_instances, orgs) = columns(&keys.orgs);
     let (domain_instances, domains) = columns(&keys.domains);

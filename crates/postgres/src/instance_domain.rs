@@ -61,27 +61,33 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     // do, by far); a NOT EXISTS became a nested loop over the CTE in the generic plan (18 of
     // 31 ms of a load).
     let sql = format!(
-        "WITH locked AS (
-             SELECT {COLUMNS} FROM instance_domains
-             WHERE (instance_id, type, domain) IN (
-                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d)
-                 JOIN instance_domains t ON t.type = 'custom' AND lower(t.domain COLLATE \"C\") = k.d
-                      AND t.instance_id = k.i
+        "WITH named AS (
+             SELECT DISTINCT a.instance_id, a.type, a.domain FROM (
+                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d),
+                 LATERAL (SELECT t.instance_id, t.type, t.domain FROM instance_domains t
+                      WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = k.d
+                      AND t.instance_id = k.i OFFSET 0) t
                  UNION ALL
-                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d)
-                 JOIN instance_domains t ON t.type = 'trusted' AND t.instance_id = k.i
-                      AND lower(t.domain COLLATE \"C\") = k.d
+                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d),
+                 LATERAL (SELECT t.instance_id, t.type, t.domain FROM instance_domains t
+                      WHERE t.type = 'trusted' AND t.instance_id = k.i
+                      AND lower(t.domain COLLATE \"C\") = k.d OFFSET 0) t
                  UNION ALL
                  SELECT t.instance_id, t.type, t.domain FROM instance_domains t
                  WHERE t.is_primary AND t.instance_id = ANY($3)
                  UNION ALL
-                 SELECT t.instance_id, t.type, t.domain FROM instance_domains t WHERE t.instance_id = ANY($4))
-             FOR UPDATE)
+                 SELECT t.instance_id, t.type, t.domain FROM instance_domains t WHERE t.instance_id = ANY($4)) a),
+         locked AS (
+             SELECT r.* FROM (SELECT * FROM named n ORDER BY n.instance_id, n.type, n.domain) k,
+             LATERAL (SELECT {COLUMNS} FROM instance_domains t
+                  WHERE t.instance_id = k.instance_id AND t.type = k.type AND t.domain = k.domain
+                  FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
-         SELECT {COLUMNS} FROM instance_domains t
-         WHERE $5 AND t.type = 'custom' AND lower(t.domain COLLATE \"C\") = ANY($6)
-           AND (t.instance_id, t.domain) NOT IN (SELECT l.instance_id, l.domain FROM locked l WHERE l.type = 'custom')"
+         SELECT r.* FROM unnest($6::text[]) AS n(d),
+         LATERAL (SELECT {COLUMNS} FROM instance_domains t
+              WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = n.d OFFSET 0) r
+         WHERE $5 AND (r.instance_id, r.domain) NOT IN (SELECT l.instance_id, l.domain FROM locked l WHERE l.type = 'custom')"
     );
     let (domain_instances, domains) = columns(&keys.domains);
     let rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))

@@ -62,17 +62,22 @@ pub(crate) async fn load(
     // them), its verified rows of a named domain, every row where the instance is removed;
     // each arm an index probe per key.
     let sql = format!(
-        "SELECT {COLUMNS} FROM org_domains
-         WHERE (instance_id, org_id, domain) IN (
-             SELECT t.instance_id, t.org_id, t.domain FROM unnest($1::text[], $2::text[]) AS o(i, org)
-             JOIN org_domains t ON t.instance_id = o.i AND t.org_id = o.org
-             UNION ALL
-             SELECT t.instance_id, t.org_id, t.domain FROM unnest($3::text[], $4::text[]) AS d(i, d)
-             JOIN org_domains t ON t.instance_id = d.i AND t.is_verified
-                  AND lower(t.domain COLLATE \"C\") = d.d
-             UNION ALL
-             SELECT t.instance_id, t.org_id, t.domain FROM org_domains t WHERE t.instance_id = ANY($5))
-         FOR UPDATE"
+        "SELECT r.* FROM (
+             SELECT DISTINCT a.instance_id, a.org_id, a.domain FROM (
+                 SELECT t.instance_id, t.org_id, t.domain FROM unnest($1::text[], $2::text[]) AS o(i, org),
+                 LATERAL (SELECT t.instance_id, t.org_id, t.domain FROM org_domains t
+                      WHERE t.instance_id = o.i AND t.org_id = o.org OFFSET 0) t
+                 UNION ALL
+                 SELECT t.instance_id, t.org_id, t.domain FROM unnest($3::text[], $4::text[]) AS d(i, d),
+                 LATERAL (SELECT t.instance_id, t.org_id, t.domain FROM org_domains t
+                      WHERE t.instance_id = d.i AND t.is_verified
+                      AND lower(t.domain COLLATE \"C\") = d.d OFFSET 0) t
+                 UNION ALL
+                 SELECT t.instance_id, t.org_id, t.domain FROM org_domains t WHERE t.instance_id = ANY($5)) a
+             ORDER BY 1, 2, 3) k,
+         LATERAL (SELECT {COLUMNS} FROM org_domains t
+              WHERE t.instance_id = k.instance_id AND t.org_id = k.org_id AND t.domain = k.domain
+              FOR UPDATE) r"
     );
     let (org_instances, orgs) = columns(&keys.orgs);
     let (domain_instances, domains) = columns(&keys.domains);

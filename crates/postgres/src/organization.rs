@@ -120,17 +120,21 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {ORGANIZATION_COLUMNS} FROM organizations
-         WHERE (instance_id, id) IN (
-             SELECT o.instance_id, o.id FROM unnest($1::text[], $2::text[]) AS k(i, id)
-             JOIN organizations o ON o.instance_id = k.i AND o.id = k.id
-             UNION ALL
-             SELECT o.instance_id, o.id FROM unnest($3::text[], $4::text[]) AS k(i, name)
-             JOIN organizations o ON o.instance_id = k.i AND o.deleted_at IS NULL
-                  AND lower(o.name COLLATE \"C\") = k.name
-             UNION ALL
-             SELECT o.instance_id, o.id FROM organizations o WHERE o.instance_id = ANY($5))
-         FOR UPDATE"
+        "SELECT r.* FROM (
+             SELECT DISTINCT a.instance_id, a.id FROM (
+                 SELECT o.instance_id, o.id FROM unnest($1::text[], $2::text[]) AS k(i, id),
+                 LATERAL (SELECT o.instance_id, o.id FROM organizations o
+                      WHERE o.instance_id = k.i AND o.id = k.id OFFSET 0) o
+                 UNION ALL
+                 SELECT o.instance_id, o.id FROM unnest($3::text[], $4::text[]) AS k(i, name),
+                 LATERAL (SELECT o.instance_id, o.id FROM organizations o
+                      WHERE o.instance_id = k.i AND o.deleted_at IS NULL
+                      AND lower(o.name COLLATE \"C\") = k.name OFFSET 0) o
+                 UNION ALL
+                 SELECT o.instance_id, o.id FROM organizations o WHERE o.instance_id = ANY($5)) a
+             ORDER BY 1, 2) k,
+         LATERAL (SELECT {ORGANIZATION_COLUMNS} FROM organizations o
+              WHERE o.instance_id = k.instance_id AND o.id = k.id FOR UPDATE) r"
     );
     let (org_instances, orgs) = columns(&keys.orgs);
     let (name_instances, names) = columns(&keys.org_names);
