@@ -134,9 +134,9 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains WHERE id = k.id FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
-         SELECT r.* FROM unnest($8::text[]) AS n(d),
+         SELECT r.* FROM unnest($8::text[]) AS w(d),
          LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NULL
-              AND lower(t.domain COLLATE \"C\") = n.d OFFSET 0) r
+              AND lower(t.domain COLLATE \"C\") = w.d OFFSET 0) r
          WHERE $7 AND r.id NOT IN (SELECT l.id FROM locked l)"
     );
     let (org_instances, orgs) = columns(&keys.orgs);

@@ -114,7 +114,8 @@ fn push_organization_filters(qb: &mut QueryBuilder<Postgres>, criteria: &Organiz
 // Set-based writes (crate::batch).
 
 /// The organizations a batch names or whose live name it may take, locked: each instance's
-/// own keys (index probes per key), or all of an instance a change empties.
+/// own keys (index probes per key), or all of an instance a change empties. A named key
+/// goes straight to the locking probe: one with no row locks nothing.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Organization>> {
     if keys.all_organizations.is_empty() && keys.orgs.is_empty() && keys.org_names.is_empty() {
         return Ok(Vec::new());
@@ -122,9 +123,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     let sql = format!(
         "SELECT r.* FROM (
              SELECT DISTINCT a.instance_id, a.id FROM (
-                 SELECT o.instance_id, o.id FROM unnest($1::text[], $2::text[]) AS k(i, id),
-                 LATERAL (SELECT o.instance_id, o.id FROM organizations o
-                      WHERE o.instance_id = k.i AND o.id = k.id OFFSET 0) o
+                 SELECT k.i AS instance_id, k.id FROM unnest($1::text[], $2::text[]) AS k(i, id)
                  UNION ALL
                  SELECT o.instance_id, o.id FROM unnest($3::text[], $4::text[]) AS k(i, name),
                  LATERAL (SELECT o.instance_id, o.id FROM organizations o
