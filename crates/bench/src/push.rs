@@ -32,31 +32,59 @@ enum Kind {
     Appended,
 }
 
-impl Kind {
-    fn describe(self) -> &'static str {
-        match self {
-            Kind::Created => "org.added of new organizations, no expected sequence",
-            Kind::DeclaredNew => "org.added of new organizations, expected sequence 0",
-            Kind::Appended => "org.changed of existing organizations, no expected sequence",
-        }
-    }
+/// What a push of one kind consists of, in one place.
+struct Spec {
+    /// What it pushes, for the report.
+    pushes: &'static str,
+    /// The figure's name, before ", batches of N".
+    title: &'static str,
+    /// Part of the aggregate ids, so that kinds push different aggregates.
+    tag: &'static str,
+    event_type: &'static str,
+    expected: Option<i64>,
+    /// The events' sequence (the plain INSERT's).
+    sequence: i64,
+}
 
-    fn name(self, batch: usize) -> String {
+impl Kind {
+    fn spec(self) -> Spec {
         match self {
-            Kind::Created => format!("push, batches of {batch}"),
-            Kind::DeclaredNew => format!("push of new aggregates (expected 0), batches of {batch}"),
-            Kind::Appended => format!("push appending to aggregates, batches of {batch}"),
+            Kind::Created => Spec {
+                pushes: "org.added of new organizations, no expected sequence",
+                title: "push",
+                tag: "any",
+                event_type: "org.added",
+                expected: None,
+                sequence: 1,
+            },
+            Kind::DeclaredNew => Spec {
+                pushes: "org.added of new organizations, expected sequence 0",
+                title: "push of new aggregates (expected 0)",
+                tag: "new",
+                event_type: "org.added",
+                expected: Some(0),
+                sequence: 1,
+            },
+            Kind::Appended => Spec {
+                pushes: "org.changed of existing organizations, no expected sequence",
+                title: "push appending to aggregates",
+                tag: "any",
+                event_type: "org.changed",
+                expected: None,
+                sequence: 2,
+            },
         }
     }
 }
 
 /// `n` events of `kind` in batches of `batch`.
 fn events(batch: usize, n: usize, kind: Kind) -> Vec<Vec<NewEvent>> {
-    let (tag, event_type, expected) = match kind {
-        Kind::Created => ("any", "org.added", None),
-        Kind::DeclaredNew => ("new", "org.added", Some(0)),
-        Kind::Appended => ("any", "org.changed", None),
-    };
+    let Spec {
+        tag,
+        event_type,
+        expected,
+        ..
+    } = kind.spec();
     (0..n / batch)
         .map(|b| {
             (0..batch)
@@ -115,8 +143,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         (100, hundreds, Kind::Appended),
     ] {
         let pushes = events(batch, n, kind);
-        let name = kind.name(batch);
-        let sequence = if matches!(kind, Kind::Appended) { 2 } else { 1 };
+        let spec = kind.spec();
+        let name = format!("{}, batches of {batch}", spec.title);
+        let sequence = spec.sequence;
         // Alternating rounds, each side first in every other one: a shared machine's
         // drift (and the tables' growth) falls on both sides alike.
         let rounds = 10;
@@ -148,7 +177,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
             plain,
             "plain multi-row INSERT into a copy of the table",
             "events/s",
-            json!({"events": n, "batch": batch, "rounds": rounds, "pushes": kind.describe()}),
+            json!({"events": n, "batch": batch, "rounds": rounds, "pushes": spec.pushes}),
         ));
     }
     drop(db);
