@@ -38,7 +38,8 @@ struct Spec {
     pushes: &'static str,
     /// The figure's name, before ", batches of N".
     title: &'static str,
-    /// Part of the aggregate ids, so that kinds push different aggregates.
+    /// Part of the aggregate ids: `DeclaredNew` pushes aggregates of its own, `Appended`
+    /// the ones `Created` pushed (the same tag), whose organizations it changes.
     tag: &'static str,
     event_type: &'static str,
     expected: Option<i64>,

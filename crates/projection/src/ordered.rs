@@ -45,7 +45,9 @@ use crate::relational;
 
 /// Events per window of an ordered catch-up. Larger windows join more instances into one
 /// bin through the domains they move (in the benchmark's stream half of a window is one
-/// bin), smaller ones cost more statements per event; 800 and 1,000 measured no better.
+/// bin), smaller ones cost more statements per event; 800 and 1,000 measured no better,
+/// nor did 1,500 with at most two bins. Nor did overlapping windows: each window's largest
+/// group waits for the one before (benchmarks.md, outage).
 const BATCH_EVENTS: usize = 2_000;
 /// Events read ahead across the members of a component (what the merge holds at most),
 /// and the bounds of each member's share.
