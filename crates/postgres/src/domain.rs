@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::keys::{BatchKeys, columns, list};
-use crate::rows::{DOMAIN_COLUMNS, DomainRow, Write, convert};
+use crate::rows::{DOMAIN_COLUMNS, DomainRow, Write, convert, distinct_by};
 use crate::session::{PgSession, push_page, push_text};
 
 #[async_trait]
@@ -104,34 +104,35 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     if keys.all_domains.is_empty() && keys.owners.is_empty() && keys.orgs_all_domains.is_empty() {
         return Ok(Vec::new());
     }
-    // Per instance, each arm an index probe per key: every live row of its named orgs (a
-    // few each; those a change empties among them), its instance-level rows of a named
-    // domain and the instance-level primary when the instance owner is named, its verified
-    // org rows of a named domain, every live row where the instance is removed. The
+    // Per instance, each arm an index probe per key that locks what it finds: every live
+    // row of its named orgs (a few each; those a change empties among them), its
+    // instance-level rows of a named domain and the instance-level primary when the
+    // instance owner is named, its verified org rows of a named domain, every live row
+    // where the instance is removed. A row found by two arms comes twice (kept once
+    // below): finding the ids first and locking them by id probed each row twice. The
     // instance-level rows of any instance with a named domain are added unlocked.
     let sql = format!(
-        "WITH named AS (
-             SELECT DISTINCT a.id FROM (
-                 SELECT t.id FROM unnest($1::text[], $2::text[]) AS o(i, org),
-                 LATERAL (SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
-                      AND t.instance_id = o.i AND t.org_id = o.org OFFSET 0) t
-                 UNION ALL
-                 SELECT t.id FROM unnest($9::text[], $10::text[]) AS d(i, d),
-                 LATERAL (SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = d.i
-                      AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d OFFSET 0) t
-                 UNION ALL
-                 SELECT t.id FROM domains t
-                 WHERE t.deleted_at IS NULL AND t.org_id IS NULL AND t.is_primary AND t.instance_id = ANY($5)
-                 UNION ALL
-                 SELECT t.id FROM unnest($3::text[], $4::text[]) AS d(i, d),
-                 LATERAL (SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
-                      AND t.is_verified AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
-                      OFFSET 0) t
-                 UNION ALL
-                 SELECT t.id FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = ANY($6)) a),
-         locked AS (
-             SELECT r.* FROM (SELECT n.id FROM named n ORDER BY n.id) k,
-             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains WHERE id = k.id FOR UPDATE) r)
+        "WITH locked AS (
+             SELECT r.* FROM unnest($1::text[], $2::text[]) AS o(i, org),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
+                  AND t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($9::text[], $10::text[]) AS d(i, d),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = d.i
+                  AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($5::text[]) AS p(i),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NULL
+                  AND t.is_primary AND t.instance_id = p.i FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($3::text[], $4::text[]) AS d(i, d),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
+                  AND t.is_verified AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
+                  FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($6::text[]) AS x(i),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = x.i
+                  FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
          SELECT r.* FROM unnest($8::text[]) AS w(d),
@@ -171,7 +172,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         .fetch_all(conn)
         .await
         .db()?;
-    convert(rows)
+    Ok(distinct_by(convert(rows)?, |row: &Domain| row.id))
 }
 
 /// Writes whole rows, in order: updates by id; inserts without one (the identity column

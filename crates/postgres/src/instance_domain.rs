@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::keys::{BatchKeys, columns, list};
-use crate::rows::{InstanceDomainRow, Write, convert};
+use crate::rows::{InstanceDomainRow, Write, convert, distinct_by};
 use crate::session::PgSession;
 
 #[async_trait]
@@ -54,34 +54,32 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     if keys.all_instance_domains.is_empty() && keys.domains.is_empty() {
         return Ok(Vec::new());
     }
-    // Each arm an index probe per key; the custom rows of any instance with a named domain
-    // are added unlocked (those of the batch's instances not named by them included: a
-    // batch of several instances may move a domain between them). The locked rows are left
-    // out of those by NOT IN, a hashed subplan while they fit in `work_mem` (a batch's rows
-    // do, by far); a NOT EXISTS became a nested loop over the CTE in the generic plan (18 of
-    // 31 ms of a load).
+    // Each arm an index probe per key that locks what it finds (a row found by two arms
+    // comes twice, kept once below: finding the keys first and locking them by key probed
+    // each row twice); the custom rows of any instance with a named domain are added
+    // unlocked (those of the batch's instances not named by them included: a batch of
+    // several instances may move a domain between them). The locked rows are left out of
+    // those by NOT IN, a hashed subplan while they fit in `work_mem` (a batch's rows do, by
+    // far); a NOT EXISTS became a nested loop over the CTE in the generic plan (18 of 31 ms
+    // of a load).
     let sql = format!(
-        "WITH named AS (
-             SELECT DISTINCT a.instance_id, a.type, a.domain FROM (
-                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d),
-                 LATERAL (SELECT t.instance_id, t.type, t.domain FROM instance_domains t
-                      WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = k.d
-                      AND t.instance_id = k.i OFFSET 0) t
-                 UNION ALL
-                 SELECT t.instance_id, t.type, t.domain FROM unnest($1::text[], $2::text[]) AS k(i, d),
-                 LATERAL (SELECT t.instance_id, t.type, t.domain FROM instance_domains t
-                      WHERE t.type = 'trusted' AND t.instance_id = k.i
-                      AND lower(t.domain COLLATE \"C\") = k.d OFFSET 0) t
-                 UNION ALL
-                 SELECT t.instance_id, t.type, t.domain FROM instance_domains t
-                 WHERE t.is_primary AND t.instance_id = ANY($3)
-                 UNION ALL
-                 SELECT t.instance_id, t.type, t.domain FROM instance_domains t WHERE t.instance_id = ANY($4)) a),
-         locked AS (
-             SELECT r.* FROM (SELECT * FROM named n ORDER BY n.instance_id, n.type, n.domain) k,
+        "WITH locked AS (
+             SELECT r.* FROM unnest($1::text[], $2::text[]) AS k(i, d),
              LATERAL (SELECT {COLUMNS} FROM instance_domains t
-                  WHERE t.instance_id = k.instance_id AND t.type = k.type AND t.domain = k.domain
-                  FOR UPDATE) r)
+                  WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = k.d
+                  AND t.instance_id = k.i FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($1::text[], $2::text[]) AS k(i, d),
+             LATERAL (SELECT {COLUMNS} FROM instance_domains t
+                  WHERE t.type = 'trusted' AND t.instance_id = k.i
+                  AND lower(t.domain COLLATE \"C\") = k.d FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($3::text[]) AS p(i),
+             LATERAL (SELECT {COLUMNS} FROM instance_domains t
+                  WHERE t.is_primary AND t.instance_id = p.i FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($4::text[]) AS x(i),
+             LATERAL (SELECT {COLUMNS} FROM instance_domains t WHERE t.instance_id = x.i FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
          SELECT r.* FROM unnest($6::text[]) AS n(d),
@@ -100,7 +98,13 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         .fetch_all(conn)
         .await
         .db()?;
-    convert(rows)
+    Ok(distinct_by(convert(rows)?, |row: &InstanceDomain| {
+        (
+            row.instance_id.as_str().to_owned(),
+            row.kind.domain_type(),
+            row.domain.clone(),
+        )
+    }))
 }
 
 fn flags(row: &InstanceDomain) -> (Option<bool>, Option<bool>) {

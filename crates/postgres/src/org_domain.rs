@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::apply::apply_change;
 use crate::error::MapDb;
 use crate::keys::{BatchKeys, columns, list};
-use crate::rows::{OrgDomainRow, Write, convert};
+use crate::rows::{OrgDomainRow, Write, convert, distinct_by};
 use crate::session::PgSession;
 
 #[async_trait]
@@ -60,24 +60,20 @@ pub(crate) async fn load(
     }
     // Per instance: every row of its named orgs (a few each; those a change empties among
     // them), its verified rows of a named domain, every row where the instance is removed;
-    // each arm an index probe per key.
+    // each arm an index probe per key that locks what it finds (a row found by two arms
+    // comes twice, kept once below).
     let sql = format!(
-        "SELECT r.* FROM (
-             SELECT DISTINCT a.instance_id, a.org_id, a.domain FROM (
-                 SELECT t.instance_id, t.org_id, t.domain FROM unnest($1::text[], $2::text[]) AS o(i, org),
-                 LATERAL (SELECT t.instance_id, t.org_id, t.domain FROM org_domains t
-                      WHERE t.instance_id = o.i AND t.org_id = o.org OFFSET 0) t
-                 UNION ALL
-                 SELECT t.instance_id, t.org_id, t.domain FROM unnest($3::text[], $4::text[]) AS d(i, d),
-                 LATERAL (SELECT t.instance_id, t.org_id, t.domain FROM org_domains t
-                      WHERE t.instance_id = d.i AND t.is_verified
-                      AND lower(t.domain COLLATE \"C\") = d.d OFFSET 0) t
-                 UNION ALL
-                 SELECT t.instance_id, t.org_id, t.domain FROM org_domains t WHERE t.instance_id = ANY($5)) a
-             ORDER BY 1, 2, 3) k,
+        "SELECT r.* FROM unnest($1::text[], $2::text[]) AS o(i, org),
          LATERAL (SELECT {COLUMNS} FROM org_domains t
-              WHERE t.instance_id = k.instance_id AND t.org_id = k.org_id AND t.domain = k.domain
-              FOR UPDATE) r"
+              WHERE t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
+         UNION ALL
+         SELECT r.* FROM unnest($3::text[], $4::text[]) AS d(i, d),
+         LATERAL (SELECT {COLUMNS} FROM org_domains t
+              WHERE t.instance_id = d.i AND t.is_verified
+              AND lower(t.domain COLLATE \"C\") = d.d FOR UPDATE) r
+         UNION ALL
+         SELECT r.* FROM unnest($5::text[]) AS x(i),
+         LATERAL (SELECT {COLUMNS} FROM org_domains t WHERE t.instance_id = x.i FOR UPDATE) r"
     );
     let (org_instances, orgs) = columns(&keys.orgs);
     let (domain_instances, domains) = columns(&keys.domains);
@@ -90,7 +86,13 @@ pub(crate) async fn load(
         .fetch_all(conn)
         .await
         .db()?;
-    convert(rows)
+    Ok(distinct_by(convert(rows)?, |row: &OrganizationDomain| {
+        (
+            row.instance_id.as_str().to_owned(),
+            row.org_id.as_str().to_owned(),
+            row.domain.clone(),
+        )
+    }))
 }
 
 /// Writes whole rows, in order.

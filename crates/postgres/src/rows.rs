@@ -179,6 +179,18 @@ pub(crate) fn convert<R, T: TryFrom<R, Error = Error>>(rows: Vec<R>) -> Result<V
     rows.into_iter().map(T::try_from).collect()
 }
 
+/// `rows` with each key once (the first row of it): a load whose arms lock what they find
+/// returns a row found by two arms twice.
+pub(crate) fn distinct_by<T, K: Eq + std::hash::Hash>(
+    rows: Vec<T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.into_iter()
+        .filter(|row| seen.insert(key(row)))
+        .collect()
+}
+
 /// How rows are written: new rows, or rows that exist under the same key (an upsert, so
 /// that rows are written in the order given: the schema checks unique indexes row by row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,5 +212,19 @@ impl Write {
                 format!(" ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_by;
+
+    #[test]
+    fn distinct_by_keeps_the_first_row_of_each_key_in_order() {
+        let rows = vec![(1, "a"), (2, "b"), (1, "c"), (3, "d"), (2, "e")];
+        assert_eq!(
+            distinct_by(rows, |row| row.0),
+            vec![(1, "a"), (2, "b"), (3, "d")]
+        );
     }
 }
