@@ -770,14 +770,16 @@ async fn reading_each_instance_after_its_cursor_walks_every_event_once_in_order(
         for (instance, events) in [("a", 1 + tx % 4), ("b", i64::from(tx % 3 == 0))] {
             for n in 0..events {
                 sequence += 1;
-                let event_type = if (tx + n) % 5 == 4 {
-                    "org.member.added"
-                } else {
-                    "org.changed"
+                // Two wanted (aggregate, event) types interleaved, so that the read
+                // merges them in position order, and one left out.
+                let (aggregate_type, event_type) = match (tx + n) % 5 {
+                    4 => ("org", "org.member.added"),
+                    1 | 3 => ("instance", "instance.changed"),
+                    _ => ("org", "org.changed"),
                 };
                 rows.push(StoredEvent {
                     instance_id: instance.into(),
-                    aggregate_type: "org".into(),
+                    aggregate_type: aggregate_type.into(),
                     aggregate_id: format!("o{}", n % 2),
                     event_type: event_type.into(),
                     sequence,
@@ -795,12 +797,15 @@ async fn reading_each_instance_after_its_cursor_walks_every_event_once_in_order(
     }
     import_rows(&db.pool, &rows).await.unwrap();
     let store = PgEventStore::new(db.pool.clone());
-    let types = (vec!["org".to_owned()], vec!["org.changed".to_owned()]);
+    let types = (
+        vec!["org".to_owned(), "instance".to_owned()],
+        vec!["org.changed".to_owned(), "instance.changed".to_owned()],
+    );
     for bound in [None, Some(Decimal::new(1_075, 0))] {
         let expected = |instance: &str| -> Vec<SortKey> {
             let mut keys: Vec<SortKey> = rows
                 .iter()
-                .filter(|e| e.instance_id == instance && e.event_type == "org.changed")
+                .filter(|e| e.instance_id == instance && e.event_type != "org.member.added")
                 .filter(|e| bound.is_none_or(|b| e.position <= b))
                 .map(StoredEvent::sort_key)
                 .collect();
