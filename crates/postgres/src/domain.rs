@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, columns, list};
+use crate::keys::{BatchKeys, columns, columns3, list};
 use crate::rows::{DOMAIN_COLUMNS, DomainRow, Write, convert, distinct_by};
 use crate::session::{PgSession, push_page, push_text};
 
@@ -95,17 +95,26 @@ impl DomainRepository for PgSession {
 
 // Set-based writes (crate::batch).
 
-/// The live unified rows a batch can touch, locked: every row of a named org, the
-/// instance-level rows of a named domain and the instance-level primary, the instance's
-/// verified organization rows with a domain named; and, when an instance domain is added,
+/// The live unified rows a batch can touch, locked: the named domains of an org, the
+/// primary of an org whose primary a change moves, every row of an org all of whose
+/// domains a change removes, the instance-level rows of a named domain and the
+/// instance-level primary, the instance's verified organization rows with a domain
+/// named; and, when an instance domain is added,
 /// the live instance domains of any instance with a domain named (unique across instances;
 /// read, not locked). Soft-deleted rows never change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
-    if keys.all_domains.is_empty() && keys.owners.is_empty() && keys.orgs_all_domains.is_empty() {
+    if keys.all_domains.is_empty()
+        && keys.owners.is_empty()
+        && keys.orgs_all_domains.is_empty()
+        && keys.org_domains.is_empty()
+    {
         return Ok(Vec::new());
     }
-    // Per instance, each arm an index probe per key that locks what it finds: every live
-    // row of its named orgs (a few each; those a change empties among them), its
+    // Per instance, each arm an index probe per key that locks what it finds: the live
+    // rows of its named org domains (not every domain of the org: a change of one org
+    // domain needs that row, the org's primary when it moves the primary, and the
+    // verified rows of that domain), the primary of an org whose primary a change moves,
+    // every live row of an org a change empties, its
     // instance-level rows of a named domain and the instance-level primary when the
     // instance owner is named, its verified org rows of a named domain, every live row
     // where the instance is removed. A row found by two arms comes twice (kept once
@@ -113,7 +122,15 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
     // instance-level rows of any instance with a named domain are added unlocked.
     let sql = format!(
         "WITH locked AS (
-             SELECT r.* FROM unnest($1::text[], $2::text[]) AS o(i, org),
+             SELECT r.* FROM unnest($1::text[], $2::text[], $11::text[]) AS o(i, org, d),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = o.i
+                  AND coalesce(t.org_id, '') = o.org AND lower(t.domain COLLATE \"C\") = o.d FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($12::text[], $13::text[]) AS p(i, org),
+             LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
+                  AND t.is_primary AND t.instance_id = p.i AND t.org_id = p.org FOR UPDATE) r
+             UNION ALL
+             SELECT r.* FROM unnest($14::text[], $15::text[]) AS o(i, org),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
                   AND t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
              UNION ALL
@@ -140,7 +157,9 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
               AND lower(t.domain COLLATE \"C\") = w.d OFFSET 0) r
          WHERE $7 AND r.id NOT IN (SELECT l.id FROM locked l)"
     );
-    let (org_instances, orgs) = columns(&keys.orgs);
+    let (org_domain_instances, org_domain_orgs, org_domain_names) = columns3(&keys.org_domains);
+    let (primary_instances, primary_orgs) = columns(&keys.org_primaries);
+    let (emptied_instances, emptied_orgs) = columns(&keys.orgs_all_domains);
     let (domain_instances, domains) = columns(&keys.domains);
     let instance_owners: Vec<String> = keys
         .owners
@@ -159,8 +178,8 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         .unzip();
     drop(owner_set);
     let rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(org_instances)
-        .bind(orgs)
+        .bind(org_domain_instances)
+        .bind(org_domain_orgs)
         .bind(domain_instances)
         .bind(domains)
         .bind(instance_owners)
@@ -169,6 +188,11 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
         .bind(keys.domain_names())
         .bind(owned_instances)
         .bind(owned_domains)
+        .bind(org_domain_names)
+        .bind(primary_instances)
+        .bind(primary_orgs)
+        .bind(emptied_instances)
+        .bind(emptied_orgs)
         .fetch_all(conn)
         .await
         .db()?;

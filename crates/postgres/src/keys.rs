@@ -18,8 +18,13 @@ use tenancy_core::state::{
 pub(crate) struct BatchKeys {
     /// Every instance named.
     pub instances: BTreeSet<String>,
-    /// (instance, organization) named: their rows, and their domains' primary.
+    /// (instance, organization) named: their rows.
     pub orgs: BTreeSet<Pair>,
+    /// (instance, organization, domain) of the organization domains named: those rows
+    /// (in both domain tables), not every domain of the organization.
+    pub org_domains: BTreeSet<Triple>,
+    /// (instance, organization) whose primary domain a change can move: its primary row.
+    pub org_primaries: BTreeSet<Pair>,
     /// (instance, organization name) created or given.
     pub org_names: BTreeSet<Pair>,
     /// (instance, domain) named, in any table.
@@ -41,10 +46,23 @@ pub(crate) struct BatchKeys {
 
 /// An instance and a key of one of its rows.
 pub(crate) type Pair = (String, String);
+/// An instance, an organization and one of its domains.
+pub(crate) type Triple = (String, String, String);
 
 /// A set of pairs as the two arrays a statement unnests.
 pub(crate) fn columns(pairs: &BTreeSet<Pair>) -> (Vec<String>, Vec<String>) {
     pairs.iter().cloned().unzip()
+}
+
+/// A set of triples as the three arrays a statement unnests.
+pub(crate) fn columns3(triples: &BTreeSet<Triple>) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut columns = (Vec::new(), Vec::new(), Vec::new());
+    for (a, b, c) in triples {
+        columns.0.push(a.clone());
+        columns.1.push(b.clone());
+        columns.2.push(c.clone());
+    }
+    columns
 }
 
 fn lower(s: &str) -> String {
@@ -73,6 +91,27 @@ impl BatchKeys {
     fn domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
         self.instance(instance_id);
         self.domains.insert(pair(instance_id, lower(domain)));
+    }
+
+    /// A domain of an organization named: its row, and the organization's.
+    fn org_domain(
+        &mut self,
+        instance_id: &impl AsRef<str>,
+        org_id: &impl AsRef<str>,
+        domain: &str,
+    ) {
+        self.org(instance_id, org_id);
+        self.domain(instance_id, domain);
+        self.org_domains.insert((
+            instance_id.as_ref().to_owned(),
+            org_id.as_ref().to_owned(),
+            lower(domain),
+        ));
+    }
+
+    fn org_primary(&mut self, instance_id: &impl AsRef<str>, org_id: &impl AsRef<str>) {
+        self.org_primaries
+            .insert(pair(instance_id, org_id.as_ref().to_owned()));
     }
 
     fn owner(&mut self, instance_id: &impl AsRef<str>, owner: &str) {
@@ -160,18 +199,18 @@ impl BatchKeys {
                     org_id,
                     domain,
                 }
-                | OrgDomainChange::SetPrimary {
-                    instance_id,
-                    org_id,
-                    domain,
-                }
                 | OrgDomainChange::Delete {
                     instance_id,
                     org_id,
                     domain,
+                } => self.org_domain(instance_id, org_id, domain),
+                OrgDomainChange::SetPrimary {
+                    instance_id,
+                    org_id,
+                    domain,
                 } => {
-                    self.org(instance_id, org_id);
-                    self.domain(instance_id, domain);
+                    self.org_domain(instance_id, org_id, domain);
+                    self.org_primary(instance_id, org_id);
                 }
                 OrgDomainChange::DeleteAllOfOrg {
                     instance_id,
@@ -225,19 +264,22 @@ impl BatchKeys {
                     org_id,
                     domain,
                 }
-                | DomainChange::SetOrganizationDomainPrimary {
-                    instance_id,
-                    org_id,
-                    domain,
-                }
                 | DomainChange::RemoveOrganizationDomain {
                     instance_id,
                     org_id,
                     domain,
                 } => {
-                    self.org(instance_id, org_id);
-                    self.domain(instance_id, domain);
+                    self.org_domain(instance_id, org_id, domain);
                     self.owner(instance_id, org_id.as_str());
+                }
+                DomainChange::SetOrganizationDomainPrimary {
+                    instance_id,
+                    org_id,
+                    domain,
+                } => {
+                    self.org_domain(instance_id, org_id, domain);
+                    self.owner(instance_id, org_id.as_str());
+                    self.org_primary(instance_id, org_id);
                 }
                 DomainChange::RemoveDomainsOfOrganization {
                     instance_id,

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, columns, list};
+use crate::keys::{BatchKeys, columns, columns3, list};
 use crate::rows::{OrgDomainRow, Write, convert, distinct_by};
 use crate::session::PgSession;
 
@@ -55,15 +55,28 @@ pub(crate) async fn load(
     conn: &mut PgConnection,
     keys: &BatchKeys,
 ) -> Result<Vec<OrganizationDomain>> {
-    if keys.all_org_domains.is_empty() && keys.orgs.is_empty() {
+    if keys.all_org_domains.is_empty()
+        && keys.org_domains.is_empty()
+        && keys.orgs_all_domains.is_empty()
+    {
         return Ok(Vec::new());
     }
-    // Per instance: every row of its named orgs (a few each; those a change empties among
-    // them), its verified rows of a named domain, every row where the instance is removed;
+    // Per instance: the rows of its named org domains, the primary of an org whose primary
+    // a change moves, every row of an org a change empties, its verified rows of a named
+    // domain, every row where the instance is removed;
     // each arm an index probe per key that locks what it finds (a row found by two arms
     // comes twice, kept once below).
     let sql = format!(
-        "SELECT r.* FROM unnest($1::text[], $2::text[]) AS o(i, org),
+        "SELECT r.* FROM unnest($1::text[], $2::text[], $6::text[]) AS o(i, org, d),
+         LATERAL (SELECT {COLUMNS} FROM org_domains t
+              WHERE t.instance_id = o.i AND t.org_id = o.org AND lower(t.domain COLLATE \"C\") = o.d
+              FOR UPDATE) r
+         UNION ALL
+         SELECT r.* FROM unnest($7::text[], $8::text[]) AS p(i, org),
+         LATERAL (SELECT {COLUMNS} FROM org_domains t
+              WHERE t.instance_id = p.i AND t.org_id = p.org AND t.is_primary FOR UPDATE) r
+         UNION ALL
+         SELECT r.* FROM unnest($9::text[], $10::text[]) AS o(i, org),
          LATERAL (SELECT {COLUMNS} FROM org_domains t
               WHERE t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
          UNION ALL
@@ -75,14 +88,21 @@ pub(crate) async fn load(
          SELECT r.* FROM unnest($5::text[]) AS x(i),
          LATERAL (SELECT {COLUMNS} FROM org_domains t WHERE t.instance_id = x.i FOR UPDATE) r"
     );
-    let (org_instances, orgs) = columns(&keys.orgs);
+    let (named_instances, named_orgs, named_domains) = columns3(&keys.org_domains);
+    let (primary_instances, primary_orgs) = columns(&keys.org_primaries);
+    let (emptied_instances, emptied_orgs) = columns(&keys.orgs_all_domains);
     let (domain_instances, domains) = columns(&keys.domains);
     let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(org_instances)
-        .bind(orgs)
+        .bind(named_instances)
+        .bind(named_orgs)
         .bind(domain_instances)
         .bind(domains)
         .bind(list(&keys.all_org_domains))
+        .bind(named_domains)
+        .bind(primary_instances)
+        .bind(primary_orgs)
+        .bind(emptied_instances)
+        .bind(emptied_orgs)
         .fetch_all(conn)
         .await
         .db()?;

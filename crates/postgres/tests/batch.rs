@@ -441,3 +441,95 @@ async fn rows_read(conn: &mut PgConnection) -> Vec<(String, i64)> {
     .await
     .unwrap()
 }
+
+/// A batch that moves an organization's primary domain reads the old primary, which no
+/// key of the change names, so that it demotes it (in both domain tables) instead of
+/// colliding with it in the primary's unique index.
+#[tokio::test]
+async fn a_batch_moving_an_org_primary_demotes_the_old_one() {
+    let db = TestDatabase::fresh().await.expect("test database");
+    let instance_id = InstanceId::new("a").unwrap();
+    let org_id = OrgId::new("o1").unwrap();
+    let mut setup: Vec<StateChange> = vec![
+        InstanceChange::Create {
+            id: instance_id.clone(),
+            name: "A".into(),
+        }
+        .into(),
+        OrganizationChange::Create {
+            instance_id: instance_id.clone(),
+            id: org_id.clone(),
+            name: "North".into(),
+        }
+        .into(),
+    ];
+    for domain in ["x.test", "y.test"] {
+        setup.push(
+            DomainChange::AddOrganizationDomain {
+                instance_id: instance_id.clone(),
+                org_id: org_id.clone(),
+                domain: domain.into(),
+                validation_type: None,
+            }
+            .into(),
+        );
+        setup.push(
+            OrgDomainChange::Insert {
+                instance_id: instance_id.clone(),
+                org_id: org_id.clone(),
+                domain: domain.into(),
+            }
+            .into(),
+        );
+    }
+    let moves = |domain: &str| -> Vec<StateChange> {
+        vec![
+            DomainChange::SetOrganizationDomainPrimary {
+                instance_id: instance_id.clone(),
+                org_id: org_id.clone(),
+                domain: domain.into(),
+            }
+            .into(),
+            OrgDomainChange::SetPrimary {
+                instance_id: instance_id.clone(),
+                org_id: org_id.clone(),
+                domain: domain.into(),
+            }
+            .into(),
+        ]
+    };
+    setup.extend(moves("x.test"));
+    let at = |changes: Vec<StateChange>| -> Vec<(StateChange, OffsetDateTime)> {
+        changes.into_iter().map(|c| (c, T0)).collect()
+    };
+    let mut tx = db.pool.begin().await.unwrap();
+    apply_batch(&mut tx, &at(setup)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = db.pool.begin().await.unwrap();
+    apply_batch(&mut tx, &at(moves("y.test")))
+        .await
+        .expect("the old primary is demoted, not collided with");
+    tx.commit().await.unwrap();
+
+    let rows = rows(&db).await;
+    let primaries = |table: Vec<(String, bool)>| -> Vec<String> {
+        table
+            .into_iter()
+            .filter(|(_, primary)| *primary)
+            .map(|(d, _)| d)
+            .collect()
+    };
+    let unified = rows
+        .domains
+        .iter()
+        .map(|d| (d.domain.clone(), d.is_primary))
+        .collect();
+    let org = rows
+        .org_domains
+        .iter()
+        .map(|d| (d.domain.clone(), d.is_primary))
+        .collect();
+    assert_eq!(primaries(unified), ["y.test"]);
+    assert_eq!(primaries(org), ["y.test"]);
+}
