@@ -1,7 +1,5 @@
 //! The unified `zitadel.domains` table (soft delete; live reads filter `deleted_at IS NULL`).
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use tenancy_core::model::{Domain, ValidationType};
@@ -97,102 +95,80 @@ impl DomainRepository for PgSession {
 
 /// The live unified rows a batch can touch, locked: the named domains of an org, the
 /// primary of an org whose primary a change moves, every row of an org all of whose
-/// domains a change removes, the instance-level rows of a named domain and the
-/// instance-level primary, the instance's verified organization rows with a domain
-/// named; and, when an instance domain is added,
-/// the live instance domains of any instance with a domain named (unique across instances;
-/// read, not locked). Soft-deleted rows never change again, so they are not read.
+/// domains a change removes, the named instance-level rows and the instance-level primary
+/// a change moves, the instance's verified organization rows of a domain a change
+/// verifies; and the instance-level rows of any instance with a domain a change adds at
+/// instance level (unique across instances; read, not locked). Soft-deleted rows never
+/// change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
-    if keys.all_domains.is_empty()
-        && keys.owners.is_empty()
+    if keys.org_domains.is_empty()
         && keys.orgs_all_domains.is_empty()
-        && keys.org_domains.is_empty()
+        && keys.instance_level_domains.is_empty()
+        && keys.all_domains.is_empty()
     {
         return Ok(Vec::new());
     }
-    // Per instance, each arm an index probe per key that locks what it finds: the live
-    // rows of its named org domains (not every domain of the org: a change of one org
-    // domain needs that row, the org's primary when it moves the primary, and the
-    // verified rows of that domain), the primary of an org whose primary a change moves,
-    // every live row of an org a change empties, its
-    // instance-level rows of a named domain and the instance-level primary when the
-    // instance owner is named, its verified org rows of a named domain, every live row
-    // where the instance is removed. A row found by two arms comes twice (kept once
-    // below): finding the ids first and locking them by id probed each row twice. The
-    // instance-level rows of any instance with a named domain are added unlocked.
+    // Per instance, each arm an index probe per key that locks what it finds. A row found
+    // by two arms comes twice (kept once below): finding the ids first and locking them
+    // by id probed each row twice. The instance-level rows of any instance with a domain
+    // added at instance level are added unlocked.
     let sql = format!(
         "WITH locked AS (
-             SELECT r.* FROM unnest($1::text[], $2::text[], $11::text[]) AS o(i, org, d),
+             SELECT r.* FROM unnest($1::text[], $2::text[], $3::text[]) AS o(i, org, d),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = o.i
                   AND coalesce(t.org_id, '') = o.org AND lower(t.domain COLLATE \"C\") = o.d FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($12::text[], $13::text[]) AS p(i, org),
+             SELECT r.* FROM unnest($4::text[], $5::text[]) AS p(i, org),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
                   AND t.is_primary AND t.instance_id = p.i AND t.org_id = p.org FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($14::text[], $15::text[]) AS o(i, org),
+             SELECT r.* FROM unnest($6::text[], $7::text[]) AS o(i, org),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
                   AND t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($9::text[], $10::text[]) AS d(i, d),
+             SELECT r.* FROM unnest($8::text[], $9::text[]) AS d(i, d),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = d.i
                   AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($5::text[]) AS p(i),
+             SELECT r.* FROM unnest($10::text[]) AS p(i),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NULL
                   AND t.is_primary AND t.instance_id = p.i FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($3::text[], $4::text[]) AS d(i, d),
+             SELECT r.* FROM unnest($11::text[], $12::text[]) AS d(i, d),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
                   AND t.is_verified AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
                   FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($6::text[]) AS x(i),
+             SELECT r.* FROM unnest($13::text[]) AS x(i),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = x.i
                   FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
-         SELECT r.* FROM unnest($8::text[]) AS w(d),
+         SELECT r.* FROM unnest($14::text[]) AS w(d),
          LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NULL
               AND lower(t.domain COLLATE \"C\") = w.d OFFSET 0) r
-         WHERE $7 AND r.id NOT IN (SELECT l.id FROM locked l)"
+         WHERE r.id NOT IN (SELECT l.id FROM locked l)"
     );
-    let (org_domain_instances, org_domain_orgs, org_domain_names) = columns3(&keys.org_domains);
+    let (named_instances, named_orgs, named_domains) = columns3(&keys.org_domains);
     let (primary_instances, primary_orgs) = columns(&keys.org_primaries);
     let (emptied_instances, emptied_orgs) = columns(&keys.orgs_all_domains);
-    let (domain_instances, domains) = columns(&keys.domains);
-    let instance_owners: Vec<String> = keys
-        .owners
-        .iter()
-        .filter(|(_, owner)| owner.is_empty())
-        .map(|(instance, _)| instance.clone())
-        .collect();
-    // The named domains of the instances whose owner is named, filtered here: a filter
-    // `= ANY(owners)` per key in SQL compares each key with every owner.
-    let owner_set: HashSet<&str> = instance_owners.iter().map(String::as_str).collect();
-    let (owned_instances, owned_domains): (Vec<String>, Vec<String>) = domain_instances
-        .iter()
-        .zip(&domains)
-        .filter(|(instance, _)| owner_set.contains(instance.as_str()))
-        .map(|(instance, domain)| (instance.clone(), domain.clone()))
-        .unzip();
-    drop(owner_set);
+    let (level_instances, level_domains) = columns(&keys.instance_level_domains);
+    let (verified_instances, verified_domains) = columns(&keys.verified_domains);
     let rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(org_domain_instances)
-        .bind(org_domain_orgs)
-        .bind(domain_instances)
-        .bind(domains)
-        .bind(instance_owners)
-        .bind(list(&keys.all_domains))
-        .bind(keys.instance_level_domain_added)
-        .bind(keys.domain_names())
-        .bind(owned_instances)
-        .bind(owned_domains)
-        .bind(org_domain_names)
+        .bind(named_instances)
+        .bind(named_orgs)
+        .bind(named_domains)
         .bind(primary_instances)
         .bind(primary_orgs)
         .bind(emptied_instances)
         .bind(emptied_orgs)
+        .bind(level_instances)
+        .bind(level_domains)
+        .bind(list(&keys.instance_level_primaries))
+        .bind(verified_instances)
+        .bind(verified_domains)
+        .bind(list(&keys.all_domains))
+        .bind(list(&keys.instance_level_domains_added))
         .fetch_all(conn)
         .await
         .db()?;

@@ -47,21 +47,21 @@ impl InstanceDomainRepository for PgSession {
 const COLUMNS: &str =
     "instance_id, domain, type::text AS type, is_primary, is_generated, created_at, updated_at";
 
-/// The instance's domains a batch names and its primary, locked; and, when a custom
-/// domain is inserted, the custom rows of other instances with a domain named (unique
-/// across instances; read, not locked).
+/// The instance's domains a batch names, and its primary where a change moves it or
+/// competes for it, locked; and the custom rows of other instances with a custom domain
+/// a change inserts (unique across instances; read, not locked).
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<InstanceDomain>> {
-    if keys.all_instance_domains.is_empty() && keys.domains.is_empty() {
+    if keys.all_instance_domains.is_empty() && keys.instance_domains.is_empty() {
         return Ok(Vec::new());
     }
     // Each arm an index probe per key that locks what it finds (a row found by two arms
     // comes twice, kept once below: finding the keys first and locking them by key probed
-    // each row twice); the custom rows of any instance with a named domain are added
-    // unlocked (those of the batch's instances not named by them included: a batch of
-    // several instances may move a domain between them). The locked rows are left out of
-    // those by NOT IN, a hashed subplan while they fit in `work_mem` (a batch's rows do, by
-    // far); a NOT EXISTS became a nested loop over the CTE in the generic plan (18 of 31 ms
-    // of a load).
+    // each row twice); the custom rows of any instance with a custom domain inserted are
+    // added unlocked (those of the batch's instances not named by them included: a batch
+    // of several instances may move a domain between them). The locked rows are left out
+    // of those by NOT IN, a hashed subplan while they fit in `work_mem` (a batch's rows
+    // do, by far); a NOT EXISTS became a nested loop over the CTE in the generic plan (18
+    // of 31 ms of a load).
     let sql = format!(
         "WITH locked AS (
              SELECT r.* FROM unnest($1::text[], $2::text[]) AS k(i, d),
@@ -82,19 +82,18 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
              LATERAL (SELECT {COLUMNS} FROM instance_domains t WHERE t.instance_id = x.i FOR UPDATE) r)
          SELECT * FROM locked
          UNION ALL
-         SELECT r.* FROM unnest($6::text[]) AS n(d),
+         SELECT r.* FROM unnest($5::text[]) AS n(d),
          LATERAL (SELECT {COLUMNS} FROM instance_domains t
               WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = n.d OFFSET 0) r
-         WHERE $5 AND (r.instance_id, r.domain) NOT IN (SELECT l.instance_id, l.domain FROM locked l WHERE l.type = 'custom')"
+         WHERE (r.instance_id, r.domain) NOT IN (SELECT l.instance_id, l.domain FROM locked l WHERE l.type = 'custom')"
     );
-    let (domain_instances, domains) = columns(&keys.domains);
+    let (domain_instances, domains) = columns(&keys.instance_domains);
     let rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(domain_instances)
         .bind(domains)
-        .bind(keys.instances())
+        .bind(list(&keys.instance_domain_primaries))
         .bind(list(&keys.all_instance_domains))
-        .bind(keys.custom_instance_domain_added)
-        .bind(keys.domain_names())
+        .bind(list(&keys.custom_domains_added))
         .fetch_all(conn)
         .await
         .db()?;

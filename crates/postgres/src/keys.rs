@@ -13,35 +13,45 @@ use tenancy_core::state::{
 /// schema compares them (`lower(name COLLATE "C")`, `lower(domain COLLATE "C")`: ASCII only).
 /// Everything a change of an instance names is kept with that instance, so that a batch of
 /// several instances (the ordered catch-up) reads each instance's rows for its own keys,
-/// not every instance's rows for every key.
+/// not every instance's rows for every key. Each set names what one kind of change needs
+/// (the model's rules in `tenancy_core::table`), not everything a change mentions: a
+/// renamed organization needs its row, not its domains; a new organization domain needs
+/// its own row, not the instance's primary.
 #[derive(Debug, Default)]
 pub(crate) struct BatchKeys {
-    /// Every instance named.
+    /// Every instance named: its row.
     pub instances: BTreeSet<String>,
     /// (instance, organization) named: their rows.
     pub orgs: BTreeSet<Pair>,
-    /// (instance, organization, domain) of the organization domains named: those rows
-    /// (in both domain tables), not every domain of the organization.
-    pub org_domains: BTreeSet<Triple>,
-    /// (instance, organization) whose primary domain a change can move: its primary row.
-    pub org_primaries: BTreeSet<Pair>,
     /// (instance, organization name) created or given.
     pub org_names: BTreeSet<Pair>,
-    /// (instance, domain) named, in any table.
-    pub domains: BTreeSet<Pair>,
-    /// (instance, organization) all of whose domains a change touches.
+    /// (instance, organization, domain) of the organization domains named: those rows, in
+    /// `org_domains` and `domains`.
+    pub org_domains: BTreeSet<Triple>,
+    /// (instance, organization) whose primary domain a change moves: its primary row.
+    pub org_primaries: BTreeSet<Pair>,
+    /// (instance, organization) all of whose domains a change removes.
     pub orgs_all_domains: BTreeSet<Pair>,
-    /// (instance, owner in the unified table: an org id, or "" for the instance) named.
-    pub owners: BTreeSet<Pair>,
+    /// (instance, domain) a change verifies for an organization: the instance's verified
+    /// organization rows of that domain (one per instance).
+    pub verified_domains: BTreeSet<Pair>,
+    /// (instance, domain) named in `instance_domains`.
+    pub instance_domains: BTreeSet<Pair>,
+    /// Instances whose primary in `instance_domains` a change moves or competes for.
+    pub instance_domain_primaries: BTreeSet<String>,
+    /// Custom domains inserted into `instance_domains` (unique across instances).
+    pub custom_domains_added: BTreeSet<String>,
+    /// (instance, domain) of the instance-level rows of `domains` named.
+    pub instance_level_domains: BTreeSet<Pair>,
+    /// Instances whose instance-level primary in `domains` a change moves.
+    pub instance_level_primaries: BTreeSet<String>,
+    /// Instance-level domains added to `domains` (unique across instances).
+    pub instance_level_domains_added: BTreeSet<String>,
     /// Instances all of whose rows of a table a change touches (the instance removed).
     pub all_organizations: BTreeSet<String>,
     pub all_instance_domains: BTreeSet<String>,
     pub all_org_domains: BTreeSet<String>,
     pub all_domains: BTreeSet<String>,
-    /// A custom instance domain is inserted: unique across instances.
-    pub custom_instance_domain_added: bool,
-    /// An instance's unified domain is added: unique across instances.
-    pub instance_level_domain_added: bool,
 }
 
 /// An instance and a key of one of its rows.
@@ -88,11 +98,6 @@ impl BatchKeys {
             .insert(pair(instance_id, org_id.as_ref().to_owned()));
     }
 
-    fn domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
-        self.instance(instance_id);
-        self.domains.insert(pair(instance_id, lower(domain)));
-    }
-
     /// A domain of an organization named: its row, and the organization's.
     fn org_domain(
         &mut self,
@@ -101,7 +106,6 @@ impl BatchKeys {
         domain: &str,
     ) {
         self.org(instance_id, org_id);
-        self.domain(instance_id, domain);
         self.org_domains.insert((
             instance_id.as_ref().to_owned(),
             org_id.as_ref().to_owned(),
@@ -114,8 +118,21 @@ impl BatchKeys {
             .insert(pair(instance_id, org_id.as_ref().to_owned()));
     }
 
-    fn owner(&mut self, instance_id: &impl AsRef<str>, owner: &str) {
-        self.owners.insert(pair(instance_id, owner.to_owned()));
+    fn verified_domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
+        self.verified_domains
+            .insert(pair(instance_id, lower(domain)));
+    }
+
+    fn instance_domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
+        self.instance(instance_id);
+        self.instance_domains
+            .insert(pair(instance_id, lower(domain)));
+    }
+
+    fn instance_level_domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
+        self.instance(instance_id);
+        self.instance_level_domains
+            .insert(pair(instance_id, lower(domain)));
     }
 
     /// Exhaustive over every change: a new one does not compile until it says what it reads.
@@ -158,24 +175,28 @@ impl BatchKeys {
                     domain,
                     kind,
                 } => {
-                    self.instance(instance_id);
-                    self.domain(instance_id, domain);
-                    if matches!(kind, InstanceDomainKind::Custom { .. }) {
-                        self.custom_instance_domain_added = true;
+                    self.instance_domain(instance_id, domain);
+                    if let InstanceDomainKind::Custom { is_primary, .. } = kind {
+                        self.custom_domains_added.insert(lower(domain));
+                        if *is_primary {
+                            self.instance_domain_primaries
+                                .insert(instance_id.as_str().to_owned());
+                        }
                     }
                 }
                 InstanceDomainChange::SetPrimary {
                     instance_id,
                     domain,
+                } => {
+                    self.instance_domain(instance_id, domain);
+                    self.instance_domain_primaries
+                        .insert(instance_id.as_str().to_owned());
                 }
-                | InstanceDomainChange::Delete {
+                InstanceDomainChange::Delete {
                     instance_id,
                     domain,
                     ..
-                } => {
-                    self.instance(instance_id);
-                    self.domain(instance_id, domain);
-                }
+                } => self.instance_domain(instance_id, domain),
                 InstanceDomainChange::DeleteAllOfInstance { instance_id } => {
                     self.instance(instance_id);
                     self.all_instance_domains
@@ -194,16 +215,19 @@ impl BatchKeys {
                     domain,
                     ..
                 }
-                | OrgDomainChange::SetVerified {
-                    instance_id,
-                    org_id,
-                    domain,
-                }
                 | OrgDomainChange::Delete {
                     instance_id,
                     org_id,
                     domain,
                 } => self.org_domain(instance_id, org_id, domain),
+                OrgDomainChange::SetVerified {
+                    instance_id,
+                    org_id,
+                    domain,
+                } => {
+                    self.org_domain(instance_id, org_id, domain);
+                    self.verified_domain(instance_id, domain);
+                }
                 OrgDomainChange::SetPrimary {
                     instance_id,
                     org_id,
@@ -230,23 +254,21 @@ impl BatchKeys {
                     instance_id,
                     domain,
                 } => {
-                    self.instance(instance_id);
-                    self.domain(instance_id, domain);
-                    self.owner(instance_id, "");
-                    self.instance_level_domain_added = true;
+                    self.instance_level_domain(instance_id, domain);
+                    self.instance_level_domains_added.insert(lower(domain));
                 }
                 DomainChange::SetInstanceDomainPrimary {
                     instance_id,
                     domain,
+                } => {
+                    self.instance_level_domain(instance_id, domain);
+                    self.instance_level_primaries
+                        .insert(instance_id.as_str().to_owned());
                 }
-                | DomainChange::RemoveInstanceDomain {
+                DomainChange::RemoveInstanceDomain {
                     instance_id,
                     domain,
-                } => {
-                    self.instance(instance_id);
-                    self.domain(instance_id, domain);
-                    self.owner(instance_id, "");
-                }
+                } => self.instance_level_domain(instance_id, domain),
                 DomainChange::AddOrganizationDomain {
                     instance_id,
                     org_id,
@@ -259,18 +281,18 @@ impl BatchKeys {
                     domain,
                     ..
                 }
-                | DomainChange::SetOrganizationDomainVerified {
+                | DomainChange::RemoveOrganizationDomain {
                     instance_id,
                     org_id,
                     domain,
-                }
-                | DomainChange::RemoveOrganizationDomain {
+                } => self.org_domain(instance_id, org_id, domain),
+                DomainChange::SetOrganizationDomainVerified {
                     instance_id,
                     org_id,
                     domain,
                 } => {
                     self.org_domain(instance_id, org_id, domain);
-                    self.owner(instance_id, org_id.as_str());
+                    self.verified_domain(instance_id, domain);
                 }
                 DomainChange::SetOrganizationDomainPrimary {
                     instance_id,
@@ -278,7 +300,6 @@ impl BatchKeys {
                     domain,
                 } => {
                     self.org_domain(instance_id, org_id, domain);
-                    self.owner(instance_id, org_id.as_str());
                     self.org_primary(instance_id, org_id);
                 }
                 DomainChange::RemoveDomainsOfOrganization {
@@ -308,16 +329,4 @@ pub(crate) fn list(set: &BTreeSet<String>) -> Vec<String> {
 
 fn pair(instance_id: &impl AsRef<str>, key: String) -> Pair {
     (instance_id.as_ref().to_owned(), key)
-}
-
-impl BatchKeys {
-    /// Every domain named, whatever its instance (for the rules across instances).
-    pub(crate) fn domain_names(&self) -> Vec<String> {
-        self.domains
-            .iter()
-            .map(|(_, d)| d.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    }
 }

@@ -62,47 +62,47 @@ pub(crate) async fn load(
         return Ok(Vec::new());
     }
     // Per instance: the rows of its named org domains, the primary of an org whose primary
-    // a change moves, every row of an org a change empties, its verified rows of a named
-    // domain, every row where the instance is removed;
-    // each arm an index probe per key that locks what it finds (a row found by two arms
-    // comes twice, kept once below).
+    // a change moves, every row of an org a change empties, its verified rows of a domain
+    // a change verifies, every row where the instance is removed; each arm an index probe
+    // per key that locks what it finds (a row found by two arms comes twice, kept once
+    // below).
     let sql = format!(
-        "SELECT r.* FROM unnest($1::text[], $2::text[], $6::text[]) AS o(i, org, d),
+        "SELECT r.* FROM unnest($1::text[], $2::text[], $3::text[]) AS o(i, org, d),
          LATERAL (SELECT {COLUMNS} FROM org_domains t
               WHERE t.instance_id = o.i AND t.org_id = o.org AND lower(t.domain COLLATE \"C\") = o.d
               FOR UPDATE) r
          UNION ALL
-         SELECT r.* FROM unnest($7::text[], $8::text[]) AS p(i, org),
+         SELECT r.* FROM unnest($4::text[], $5::text[]) AS p(i, org),
          LATERAL (SELECT {COLUMNS} FROM org_domains t
               WHERE t.instance_id = p.i AND t.org_id = p.org AND t.is_primary FOR UPDATE) r
          UNION ALL
-         SELECT r.* FROM unnest($9::text[], $10::text[]) AS o(i, org),
+         SELECT r.* FROM unnest($6::text[], $7::text[]) AS o(i, org),
          LATERAL (SELECT {COLUMNS} FROM org_domains t
               WHERE t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
          UNION ALL
-         SELECT r.* FROM unnest($3::text[], $4::text[]) AS d(i, d),
+         SELECT r.* FROM unnest($8::text[], $9::text[]) AS d(i, d),
          LATERAL (SELECT {COLUMNS} FROM org_domains t
               WHERE t.instance_id = d.i AND t.is_verified
               AND lower(t.domain COLLATE \"C\") = d.d FOR UPDATE) r
          UNION ALL
-         SELECT r.* FROM unnest($5::text[]) AS x(i),
+         SELECT r.* FROM unnest($10::text[]) AS x(i),
          LATERAL (SELECT {COLUMNS} FROM org_domains t WHERE t.instance_id = x.i FOR UPDATE) r"
     );
     let (named_instances, named_orgs, named_domains) = columns3(&keys.org_domains);
     let (primary_instances, primary_orgs) = columns(&keys.org_primaries);
     let (emptied_instances, emptied_orgs) = columns(&keys.orgs_all_domains);
-    let (domain_instances, domains) = columns(&keys.domains);
+    let (verified_instances, verified_domains) = columns(&keys.verified_domains);
     let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(named_instances)
         .bind(named_orgs)
-        .bind(domain_instances)
-        .bind(domains)
-        .bind(list(&keys.all_org_domains))
         .bind(named_domains)
         .bind(primary_instances)
         .bind(primary_orgs)
         .bind(emptied_instances)
         .bind(emptied_orgs)
+        .bind(verified_instances)
+        .bind(verified_domains)
+        .bind(list(&keys.all_org_domains))
         .fetch_all(conn)
         .await
         .db()?;

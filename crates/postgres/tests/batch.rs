@@ -533,3 +533,199 @@ async fn a_batch_moving_an_org_primary_demotes_the_old_one() {
     assert_eq!(primaries(unified), ["y.test"]);
     assert_eq!(primaries(org), ["y.test"]);
 }
+
+/// The same for an instance's primary domain, in `instance_domains` and at instance level
+/// in `domains`: a batch that only names the new primary reads the old one.
+#[tokio::test]
+async fn a_batch_moving_an_instance_primary_demotes_the_old_one() {
+    let db = TestDatabase::fresh().await.expect("test database");
+    let instance_id = InstanceId::new("a").unwrap();
+    let mut setup: Vec<StateChange> = vec![
+        InstanceChange::Create {
+            id: instance_id.clone(),
+            name: "A".into(),
+        }
+        .into(),
+    ];
+    for domain in ["x.test", "y.test"] {
+        setup.push(
+            InstanceDomainChange::Insert {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+                kind: InstanceDomainKind::Custom {
+                    is_primary: false,
+                    is_generated: false,
+                },
+            }
+            .into(),
+        );
+        setup.push(
+            DomainChange::AddInstanceDomain {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            }
+            .into(),
+        );
+    }
+    let moves = |domain: &str| -> Vec<StateChange> {
+        vec![
+            InstanceDomainChange::SetPrimary {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            }
+            .into(),
+            DomainChange::SetInstanceDomainPrimary {
+                instance_id: instance_id.clone(),
+                domain: domain.into(),
+            }
+            .into(),
+        ]
+    };
+    setup.extend(moves("x.test"));
+    let at = |changes: Vec<StateChange>| -> Vec<(StateChange, OffsetDateTime)> {
+        changes.into_iter().map(|c| (c, T0)).collect()
+    };
+    let mut tx = db.pool.begin().await.unwrap();
+    apply_batch(&mut tx, &at(setup)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = db.pool.begin().await.unwrap();
+    apply_batch(&mut tx, &at(moves("y.test")))
+        .await
+        .expect("the old primary is demoted, not collided with");
+    tx.commit().await.unwrap();
+
+    let rows = rows(&db).await;
+    let unified: Vec<&str> = rows
+        .domains
+        .iter()
+        .filter(|d| d.is_primary)
+        .map(|d| d.domain.as_str())
+        .collect();
+    let custom: Vec<&str> = rows
+        .instance_domains
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.kind,
+                InstanceDomainKind::Custom {
+                    is_primary: true,
+                    ..
+                }
+            )
+        })
+        .map(|d| d.domain.as_str())
+        .collect();
+    assert_eq!(unified, ["y.test"]);
+    assert_eq!(custom, ["y.test"]);
+}
+
+/// A batch whose intermediate state collides is refused even when its end state would
+/// not: verifying a domain that another organization of the instance holds verified, then
+/// removing it again, fails one by one (the verification), so the batch must fail too and
+/// the event be recorded as failed. Only the read of the verified rows of the domain a
+/// change verifies shows the other organization's row, which no other key names.
+#[tokio::test]
+async fn a_batch_verifying_a_domain_another_org_holds_verified_is_refused() {
+    let db = TestDatabase::fresh().await.expect("test database");
+    let instance_id = InstanceId::new("a").unwrap();
+    let (o1, o2) = (OrgId::new("o1").unwrap(), OrgId::new("o2").unwrap());
+    let domain = "x.test".to_owned();
+    let verify = |org: &OrgId| -> Vec<StateChange> {
+        vec![
+            OrgDomainChange::SetVerified {
+                instance_id: instance_id.clone(),
+                org_id: org.clone(),
+                domain: domain.clone(),
+            }
+            .into(),
+            DomainChange::SetOrganizationDomainVerified {
+                instance_id: instance_id.clone(),
+                org_id: org.clone(),
+                domain: domain.clone(),
+            }
+            .into(),
+        ]
+    };
+    let mut setup: Vec<StateChange> = vec![
+        InstanceChange::Create {
+            id: instance_id.clone(),
+            name: "A".into(),
+        }
+        .into(),
+    ];
+    for (org, name) in [(&o1, "North"), (&o2, "South")] {
+        setup.push(
+            OrganizationChange::Create {
+                instance_id: instance_id.clone(),
+                id: org.clone(),
+                name: name.into(),
+            }
+            .into(),
+        );
+        setup.push(
+            OrgDomainChange::Insert {
+                instance_id: instance_id.clone(),
+                org_id: org.clone(),
+                domain: domain.clone(),
+            }
+            .into(),
+        );
+        setup.push(
+            DomainChange::AddOrganizationDomain {
+                instance_id: instance_id.clone(),
+                org_id: org.clone(),
+                domain: domain.clone(),
+                validation_type: None,
+            }
+            .into(),
+        );
+    }
+    setup.extend(verify(&o1));
+    let at = |changes: Vec<StateChange>| -> Vec<(StateChange, OffsetDateTime)> {
+        changes.into_iter().map(|c| (c, T0)).collect()
+    };
+    let mut tx = db.pool.begin().await.unwrap();
+    apply_batch(&mut tx, &at(setup)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Each table on its own: the other table's check must not hide a missing read.
+    let [org_verify, unified_verify] = <[StateChange; 2]>::try_from(verify(&o2)).unwrap();
+    let batches = [
+        vec![
+            org_verify,
+            OrgDomainChange::Delete {
+                instance_id: instance_id.clone(),
+                org_id: o2.clone(),
+                domain: domain.clone(),
+            }
+            .into(),
+        ],
+        vec![
+            unified_verify,
+            DomainChange::RemoveOrganizationDomain {
+                instance_id: instance_id.clone(),
+                org_id: o2.clone(),
+                domain: domain.clone(),
+            }
+            .into(),
+        ],
+    ];
+    for batch in batches {
+        let batch = at(batch);
+        let mut tx = db.pool.begin().await.unwrap();
+        assert_eq!(
+            one_by_one(&mut tx, &batch).await,
+            1,
+            "the verification fails"
+        );
+        tx.rollback().await.unwrap();
+        let mut tx = db.pool.begin().await.unwrap();
+        let outcome = apply_batch(&mut tx, &batch).await;
+        tx.rollback().await.unwrap();
+        assert!(
+            outcome.is_err(),
+            "the batch took what fails one by one: {batch:?}"
+        );
+    }
+}
