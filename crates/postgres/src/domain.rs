@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, columns, columns3, list};
+use crate::keys::{BatchKeys, columns, list};
 use crate::rows::{DOMAIN_COLUMNS, DomainRow, Write, convert, distinct_by};
 use crate::session::{PgSession, push_page, push_text};
 
@@ -126,15 +126,15 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
                   AND t.instance_id = o.i AND t.org_id = o.org FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($8::text[], $9::text[]) AS d(i, d),
+             SELECT r.* FROM unnest($10::text[], $11::text[]) AS d(i, d),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.instance_id = d.i
                   AND coalesce(t.org_id, '') = '' AND lower(t.domain COLLATE \"C\") = d.d FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($10::text[]) AS p(i),
+             SELECT r.* FROM unnest($12::text[]) AS p(i),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NULL
                   AND t.is_primary AND t.instance_id = p.i FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($11::text[], $12::text[]) AS d(i, d),
+             SELECT r.* FROM unnest($8::text[], $9::text[]) AS d(i, d),
              LATERAL (SELECT {DOMAIN_COLUMNS} FROM domains t WHERE t.deleted_at IS NULL AND t.org_id IS NOT NULL
                   AND t.is_verified AND t.instance_id = d.i AND lower(t.domain COLLATE \"C\") = d.d
                   FOR UPDATE) r
@@ -149,24 +149,15 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
               AND lower(t.domain COLLATE \"C\") = w.d OFFSET 0) r
          WHERE r.id NOT IN (SELECT l.id FROM locked l)"
     );
-    let (named_instances, named_orgs, named_domains) = columns3(&keys.org_domains);
-    let (primary_instances, primary_orgs) = columns(&keys.org_primaries);
-    let (emptied_instances, emptied_orgs) = columns(&keys.orgs_all_domains);
     let (level_instances, level_domains) = columns(&keys.instance_level_domains);
-    let (verified_instances, verified_domains) = columns(&keys.verified_domains);
-    let rows: Vec<DomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(named_instances)
-        .bind(named_orgs)
-        .bind(named_domains)
-        .bind(primary_instances)
-        .bind(primary_orgs)
-        .bind(emptied_instances)
-        .bind(emptied_orgs)
+    let mut query = sqlx::query_as(AssertSqlSafe(sql));
+    for column in keys.org_domain_columns() {
+        query = query.bind(column);
+    }
+    let rows: Vec<DomainRow> = query
         .bind(level_instances)
         .bind(level_domains)
         .bind(list(&keys.instance_level_primaries))
-        .bind(verified_instances)
-        .bind(verified_domains)
         .bind(list(&keys.all_domains))
         .bind(list(&keys.instance_level_domains_added))
         .fetch_all(conn)

@@ -65,7 +65,7 @@ pub(crate) fn columns(pairs: &BTreeSet<Pair>) -> (Vec<String>, Vec<String>) {
 }
 
 /// A set of triples as the three arrays a statement unnests.
-pub(crate) fn columns3(triples: &BTreeSet<Triple>) -> (Vec<String>, Vec<String>, Vec<String>) {
+fn columns3(triples: &BTreeSet<Triple>) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut columns = (Vec::new(), Vec::new(), Vec::new());
     for (a, b, c) in triples {
         columns.0.push(a.clone());
@@ -320,6 +320,28 @@ impl BatchKeys {
 
     pub(crate) fn instances(&self) -> Vec<String> {
         self.instances.iter().cloned().collect()
+    }
+
+    /// The arrays of the organization domain arms that both domain tables' loads begin
+    /// with, in bind order: the named domains (instance, organization, domain), the
+    /// primaries (instance, organization), the emptied organizations (instance,
+    /// organization), the verified domains (instance, domain).
+    pub(crate) fn org_domain_columns(&self) -> [Vec<String>; 9] {
+        let (named_instances, named_orgs, named_domains) = columns3(&self.org_domains);
+        let (primary_instances, primary_orgs) = columns(&self.org_primaries);
+        let (emptied_instances, emptied_orgs) = columns(&self.orgs_all_domains);
+        let (verified_instances, verified_domains) = columns(&self.verified_domains);
+        [
+            named_instances,
+            named_orgs,
+            named_domains,
+            primary_instances,
+            primary_orgs,
+            emptied_instances,
+            emptied_orgs,
+            verified_instances,
+            verified_domains,
+        ]
     }
 }
 

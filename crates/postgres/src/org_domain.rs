@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::apply::apply_change;
 use crate::error::MapDb;
-use crate::keys::{BatchKeys, columns, columns3, list};
+use crate::keys::{BatchKeys, list};
 use crate::rows::{OrgDomainRow, Write, convert, distinct_by};
 use crate::session::PgSession;
 
@@ -88,20 +88,11 @@ pub(crate) async fn load(
          SELECT r.* FROM unnest($10::text[]) AS x(i),
          LATERAL (SELECT {COLUMNS} FROM org_domains t WHERE t.instance_id = x.i FOR UPDATE) r"
     );
-    let (named_instances, named_orgs, named_domains) = columns3(&keys.org_domains);
-    let (primary_instances, primary_orgs) = columns(&keys.org_primaries);
-    let (emptied_instances, emptied_orgs) = columns(&keys.orgs_all_domains);
-    let (verified_instances, verified_domains) = columns(&keys.verified_domains);
-    let rows: Vec<OrgDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(named_instances)
-        .bind(named_orgs)
-        .bind(named_domains)
-        .bind(primary_instances)
-        .bind(primary_orgs)
-        .bind(emptied_instances)
-        .bind(emptied_orgs)
-        .bind(verified_instances)
-        .bind(verified_domains)
+    let mut query = sqlx::query_as(AssertSqlSafe(sql));
+    for column in keys.org_domain_columns() {
+        query = query.bind(column);
+    }
+    let rows: Vec<OrgDomainRow> = query
         .bind(list(&keys.all_org_domains))
         .fetch_all(conn)
         .await

@@ -339,6 +339,40 @@ async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
     );
 }
 
+/// Each change at `T0`.
+fn at_t0(changes: Vec<StateChange>) -> Vec<(StateChange, OffsetDateTime)> {
+    changes.into_iter().map(|c| (c, T0)).collect()
+}
+
+/// `changes` applied set-based as one batch at `T0` and committed (rolled back on error).
+async fn commit_batch(db: &TestDatabase, changes: Vec<StateChange>) -> tenancy_core::Result<u64> {
+    let mut tx = db.pool.begin().await.unwrap();
+    let outcome = apply_batch(&mut tx, &at_t0(changes)).await;
+    if outcome.is_ok() {
+        tx.commit().await.unwrap();
+    } else {
+        tx.rollback().await.unwrap();
+    }
+    outcome
+}
+
+/// `setup` with the primary set to x.test by `moves`, then the primary moved to y.test in
+/// a batch of its own; the rows after.
+async fn primary_moved(
+    db: &TestDatabase,
+    mut setup: Vec<StateChange>,
+    moves: impl Fn(&str) -> Vec<StateChange>,
+) -> TableRows {
+    setup.extend(moves("x.test"));
+    commit_batch(db, setup)
+        .await
+        .expect("the setup applies as one batch");
+    commit_batch(db, moves("y.test"))
+        .await
+        .expect("the old primary is demoted, not collided with");
+    rows(db).await
+}
+
 /// A batch reads the rows its keys name, not the table: each key arm of the loads is an
 /// index probe per key whatever the planner estimates (`tenancy_postgres::batch`). Joined
 /// plainly, a batch naming a few hundred domains hashed every live custom domain and every
@@ -498,21 +532,7 @@ async fn a_batch_moving_an_org_primary_demotes_the_old_one() {
             .into(),
         ]
     };
-    setup.extend(moves("x.test"));
-    let at = |changes: Vec<StateChange>| -> Vec<(StateChange, OffsetDateTime)> {
-        changes.into_iter().map(|c| (c, T0)).collect()
-    };
-    let mut tx = db.pool.begin().await.unwrap();
-    apply_batch(&mut tx, &at(setup)).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let mut tx = db.pool.begin().await.unwrap();
-    apply_batch(&mut tx, &at(moves("y.test")))
-        .await
-        .expect("the old primary is demoted, not collided with");
-    tx.commit().await.unwrap();
-
-    let rows = rows(&db).await;
+    let rows = primary_moved(&db, setup, moves).await;
     let primaries = |table: Vec<(String, bool)>| -> Vec<String> {
         table
             .into_iter()
@@ -581,21 +601,7 @@ async fn a_batch_moving_an_instance_primary_demotes_the_old_one() {
             .into(),
         ]
     };
-    setup.extend(moves("x.test"));
-    let at = |changes: Vec<StateChange>| -> Vec<(StateChange, OffsetDateTime)> {
-        changes.into_iter().map(|c| (c, T0)).collect()
-    };
-    let mut tx = db.pool.begin().await.unwrap();
-    apply_batch(&mut tx, &at(setup)).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let mut tx = db.pool.begin().await.unwrap();
-    apply_batch(&mut tx, &at(moves("y.test")))
-        .await
-        .expect("the old primary is demoted, not collided with");
-    tx.commit().await.unwrap();
-
-    let rows = rows(&db).await;
+    let rows = primary_moved(&db, setup, moves).await;
     let unified: Vec<&str> = rows
         .domains
         .iter()
@@ -682,12 +688,9 @@ async fn a_batch_verifying_a_domain_another_org_holds_verified_is_refused() {
         );
     }
     setup.extend(verify(&o1));
-    let at = |changes: Vec<StateChange>| -> Vec<(StateChange, OffsetDateTime)> {
-        changes.into_iter().map(|c| (c, T0)).collect()
-    };
-    let mut tx = db.pool.begin().await.unwrap();
-    apply_batch(&mut tx, &at(setup)).await.unwrap();
-    tx.commit().await.unwrap();
+    commit_batch(&db, setup)
+        .await
+        .expect("the setup applies as one batch");
 
     // Each table on its own: the other table's check must not hide a missing read.
     let [org_verify, unified_verify] = <[StateChange; 2]>::try_from(verify(&o2)).unwrap();
@@ -712,7 +715,7 @@ async fn a_batch_verifying_a_domain_another_org_holds_verified_is_refused() {
         ],
     ];
     for batch in batches {
-        let batch = at(batch);
+        let batch = at_t0(batch);
         let mut tx = db.pool.begin().await.unwrap();
         assert_eq!(
             one_by_one(&mut tx, &batch).await,
