@@ -10,17 +10,17 @@
 //! index could compare with a value the batch writes (a name, a domain, the primary of an
 //! owner), is in the model, so an intermediate state that would collide collides there.
 //!
-//! Every lookup of a load by the batch's keys — the arms that name rows, the locking of
-//! what they found, the other instances' rows of a named domain — is a lateral subquery
-//! fenced by `OFFSET 0` or `FOR UPDATE`, so it runs as one index probe per key whatever
-//! the estimates say. Joined plainly, the planner hashed or merged the whole table once a
-//! batch named a few hundred keys (every live custom domain, every verified one, the
-//! primary key end to end), so each batch cost more as the tables grew: at 430 instances
-//! 8 of 12 ms of a `domains` load, 14 of 22 ms of an `instance_domains` load
-//! (`tests/batch.rs` counts the rows a batch reads). Each arm locks what its probe finds,
-//! in the order found: every row locked belongs to one of the batch's instances, and the
-//! projection applies a batch under those instances' locks, which keep every other batch
-//! out, so two loads never wait for each other.
+//! Every lookup of a load by the batch's keys — the arms that find and lock the rows
+//! its changes need (`crate::keys`), the other instances' rows of a domain a change
+//! adds — is a lateral subquery fenced by `OFFSET 0` or `FOR UPDATE`, so it runs as one
+//! index probe per key whatever the estimates say. Joined plainly, the planner hashed
+//! or merged the whole table once a batch named a few hundred keys (every live custom
+//! domain, every verified one, the primary key end to end), so each batch cost more as
+//! the tables grew: at 430 instances 8 of 12 ms of a `domains` load, 14 of 22 ms of an
+//! `instance_domains` load (`tests/batch.rs` counts the rows a batch reads). Each arm
+//! locks what its probe finds, in the order found: every row locked belongs to one of
+//! the batch's instances, and the projection applies a batch under those instances'
+//! locks, which keep every other batch out, so two loads never wait for each other.
 
 use std::time::{Duration, Instant};
 
