@@ -16,12 +16,14 @@ use tenancy_core::state::{
 /// not every instance's rows for every key. Each set names what one kind of change needs
 /// (the model's rules in `tenancy_core::table`), not everything a change mentions: a
 /// renamed organization needs its row, not its domains; a new organization domain needs
-/// its own row, not the instance's primary.
+/// its own row and its organization's, not the instance's primary; a verified one needs
+/// neither the organization's row nor the primary.
 #[derive(Debug, Default)]
 pub(crate) struct BatchKeys {
     /// Every instance named: its row.
     pub instances: BTreeSet<String>,
-    /// (instance, organization) named: their rows.
+    /// (instance, organization) a change of the organization names, or a new domain of it
+    /// (which checks that it exists): their rows.
     pub orgs: BTreeSet<Pair>,
     /// (instance, organization name) created or given.
     pub org_names: BTreeSet<Pair>,
@@ -98,19 +100,31 @@ impl BatchKeys {
             .insert(pair(instance_id, org_id.as_ref().to_owned()));
     }
 
-    /// A domain of an organization named: its row, and the organization's.
+    /// A domain of an organization named: its row. Not the organization's: only a new
+    /// domain checks that its organization exists ([`Self::new_org_domain`]).
     fn org_domain(
         &mut self,
         instance_id: &impl AsRef<str>,
         org_id: &impl AsRef<str>,
         domain: &str,
     ) {
-        self.org(instance_id, org_id);
+        self.instance(instance_id);
         self.org_domains.insert((
             instance_id.as_ref().to_owned(),
             org_id.as_ref().to_owned(),
             lower(domain),
         ));
+    }
+
+    /// A domain added to an organization: its row, and the organization's, which must exist.
+    fn new_org_domain(
+        &mut self,
+        instance_id: &impl AsRef<str>,
+        org_id: &impl AsRef<str>,
+        domain: &str,
+    ) {
+        self.org(instance_id, org_id);
+        self.org_domain(instance_id, org_id, domain);
     }
 
     fn org_primary(&mut self, instance_id: &impl AsRef<str>, org_id: &impl AsRef<str>) {
@@ -208,8 +222,8 @@ impl BatchKeys {
                     instance_id,
                     org_id,
                     domain,
-                }
-                | OrgDomainChange::SetValidation {
+                } => self.new_org_domain(instance_id, org_id, domain),
+                OrgDomainChange::SetValidation {
                     instance_id,
                     org_id,
                     domain,
@@ -240,7 +254,7 @@ impl BatchKeys {
                     instance_id,
                     org_id,
                 } => {
-                    self.org(instance_id, org_id);
+                    self.instance(instance_id);
                     self.orgs_all_domains
                         .insert(pair(instance_id, org_id.as_str().to_owned()));
                 }
@@ -274,8 +288,8 @@ impl BatchKeys {
                     org_id,
                     domain,
                     ..
-                }
-                | DomainChange::SetOrganizationDomainValidationType {
+                } => self.new_org_domain(instance_id, org_id, domain),
+                DomainChange::SetOrganizationDomainValidationType {
                     instance_id,
                     org_id,
                     domain,
@@ -306,7 +320,7 @@ impl BatchKeys {
                     instance_id,
                     org_id,
                 } => {
-                    self.org(instance_id, org_id);
+                    self.instance(instance_id);
                     self.orgs_all_domains
                         .insert(pair(instance_id, org_id.as_str().to_owned()));
                 }
