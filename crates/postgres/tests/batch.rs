@@ -339,6 +339,23 @@ async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
     );
 }
 
+/// Instance "A" and its organization "North".
+fn instance_with_org(instance_id: &InstanceId, org_id: &OrgId) -> Vec<StateChange> {
+    vec![
+        InstanceChange::Create {
+            id: instance_id.clone(),
+            name: "A".into(),
+        }
+        .into(),
+        OrganizationChange::Create {
+            instance_id: instance_id.clone(),
+            id: org_id.clone(),
+            name: "North".into(),
+        }
+        .into(),
+    ]
+}
+
 /// Each change at `T0`.
 fn at_t0(changes: Vec<StateChange>) -> Vec<(StateChange, OffsetDateTime)> {
     changes.into_iter().map(|c| (c, T0)).collect()
@@ -489,19 +506,7 @@ async fn a_batch_changing_existing_org_domains_reads_no_organization() {
     let instance_id = InstanceId::new("a").unwrap();
     let org_id = OrgId::new("o1").unwrap();
     let domains: Vec<String> = (0..20).map(|k| format!("d{k}.a.test")).collect();
-    let mut setup: Vec<StateChange> = vec![
-        InstanceChange::Create {
-            id: instance_id.clone(),
-            name: "A".into(),
-        }
-        .into(),
-        OrganizationChange::Create {
-            instance_id: instance_id.clone(),
-            id: org_id.clone(),
-            name: "North".into(),
-        }
-        .into(),
-    ];
+    let mut setup = instance_with_org(&instance_id, &org_id);
     let mut changes: Vec<StateChange> = Vec::new();
     for domain in &domains {
         let (instance_id, org_id, domain) = (instance_id.clone(), org_id.clone(), domain.clone());
@@ -584,19 +589,7 @@ async fn a_batch_moving_an_org_primary_demotes_the_old_one() {
     let db = TestDatabase::fresh().await.expect("test database");
     let instance_id = InstanceId::new("a").unwrap();
     let org_id = OrgId::new("o1").unwrap();
-    let mut setup: Vec<StateChange> = vec![
-        InstanceChange::Create {
-            id: instance_id.clone(),
-            name: "A".into(),
-        }
-        .into(),
-        OrganizationChange::Create {
-            instance_id: instance_id.clone(),
-            id: org_id.clone(),
-            name: "North".into(),
-        }
-        .into(),
-    ];
+    let mut setup = instance_with_org(&instance_id, &org_id);
     for domain in ["x.test", "y.test"] {
         setup.push(
             DomainChange::AddOrganizationDomain {
