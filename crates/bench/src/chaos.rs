@@ -26,7 +26,9 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let db = crate::idle::prefilled(small).await?;
     // Pushes come about every 110 ms (a random pause of up to 200 ms, then the wait for
     // the row): 600 per engine count is a minute of chaos.
-    let samples = if args.quick { 100 } else { 600 };
+    let samples = args
+        .chaos_samples
+        .unwrap_or(if args.quick { 100 } else { 600 });
     let rounds = 4;
     let mut samples_of: [Vec<Duration>; 2] = Default::default();
     // The chaos rounds' samples with the last kill before each row showed, and how long

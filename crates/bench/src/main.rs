@@ -44,6 +44,10 @@ pub struct Args {
     /// Events the writer pushes in the grew-from-empty run (default 300,000).
     #[arg(long)]
     pub grown_events: Option<usize>,
+    /// Pushes per engine count of `--only chaos` (default 600; `--quick`: 100): more
+    /// samples put p99 further from the few slowest.
+    #[arg(long)]
+    pub chaos_samples: Option<usize>,
     /// Run one benchmark only (for profiling).
     #[arg(long, value_enum)]
     pub only: Option<Bench>,
