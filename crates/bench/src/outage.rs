@@ -43,7 +43,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     let config = EngineConfig::default();
     // The limit is measured before and after the catch-up and averaged: on a shared
     // machine whose speed drifts within a run, one side measured once moved the ratio
-    // by a quarter (0.43–0.58 in four runs of the same build).
+    // by a quarter (0.43–0.58 in eight runs of the same build).
     let limit_before = limit_run(&rows, before, during, &config).await?;
     println!("  limit before: {limit_before:.0} events/s");
 
