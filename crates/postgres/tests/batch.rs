@@ -496,20 +496,19 @@ async fn rows_read(conn: &mut PgConnection, tables: &[&str]) -> Vec<(String, i64
     .unwrap()
 }
 
-/// A batch that verifies, validates or removes domains of an organization reads neither
-/// the organization's row nor the instance's: only a new domain checks that its
-/// organization exists. Read for every change of a domain, it was the largest of a
+/// A batch that verifies, validates or removes domains of an organization reads no row of
+/// `organizations`: only a new domain checks that its organization exists. Read for every change of a domain, it was the largest of a
 /// catch-up's loads.
 #[tokio::test]
 async fn a_batch_changing_existing_org_domains_reads_no_organization() {
     let db = TestDatabase::fresh().await.expect("test database");
     let instance_id = InstanceId::new("a").unwrap();
     let org_id = OrgId::new("o1").unwrap();
-    let domains: Vec<String> = (0..20).map(|k| format!("d{k}.a.test")).collect();
     let mut setup = instance_with_org(&instance_id, &org_id);
     let mut changes: Vec<StateChange> = Vec::new();
-    for domain in &domains {
-        let (instance_id, org_id, domain) = (instance_id.clone(), org_id.clone(), domain.clone());
+    for k in 0..20 {
+        let (instance_id, org_id, domain) =
+            (instance_id.clone(), org_id.clone(), format!("d{k}.a.test"));
         setup.push(
             OrgDomainChange::Insert {
                 instance_id: instance_id.clone(),
