@@ -140,7 +140,7 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
 const RESAMPLES: usize = 1_000;
 
 /// A 90 % bootstrap interval of the figure's ratio (`one`'s p99 over `three`'s): both
-/// sides resampled with replacement. With 600 samples a side p99 is the 6th slowest, so
+/// sides resampled with replacement. With 600 samples a side p99 is the 7th slowest, so
 /// one slow sample moves it; the interval says how far the ratio of one run can be from
 /// what the engines would show in many (`None` without samples on a side). A bootstrap
 /// of a tail quantile is rough, but it tells a ratio of 0.9 that is noise from one that
