@@ -497,8 +497,8 @@ async fn rows_read(conn: &mut PgConnection, tables: &[&str]) -> Vec<(String, i64
 }
 
 /// A batch that verifies, validates or removes domains of an organization reads no row of
-/// `organizations`: only a new domain checks that its organization exists. Read for every change of a domain, it was the largest of a
-/// catch-up's loads.
+/// `organizations`: only a new domain checks that its organization exists. Read for every
+/// change of a domain, it was the largest of a catch-up's loads.
 #[tokio::test]
 async fn a_batch_changing_existing_org_domains_reads_no_organization() {
     let db = TestDatabase::fresh().await.expect("test database");
