@@ -161,6 +161,64 @@ async fn migrations_are_idempotent_and_reported() {
     assert!(status.len() >= 3 && status.iter().all(|m| m.applied));
 }
 
+/// `updated_at` is stamped with the transaction's time only where a statement leaves it
+/// NULL (schema.md); an explicit value, the projection's event time, is kept. The trigger
+/// of every table says so in its condition (migration 0013), so a row that gives the
+/// column calls no function.
+#[tokio::test]
+async fn updated_at_is_stamped_only_where_a_statement_leaves_it_null() {
+    let db = TestDatabase::fresh().await.unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let now: OffsetDateTime = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let stamped = |sql: &'static str| sqlx::query_scalar::<_, OffsetDateTime>(sql);
+    let given = stamped(
+        "INSERT INTO instances (id, name, updated_at) VALUES ('i1', 'one', $1) RETURNING updated_at",
+    )
+    .bind(T0)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(given, T0, "an explicit time is kept on insert");
+    let left_null = stamped(
+        "INSERT INTO instances (id, name, updated_at) VALUES ('i2', 'two', NULL) RETURNING updated_at",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(left_null, now, "a NULL is stamped on insert");
+    let renamed = stamped("UPDATE instances SET name = 'uno' WHERE id = 'i1' RETURNING updated_at")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(renamed, T0, "an update that names no time keeps the row's");
+    let set_null =
+        stamped("UPDATE instances SET updated_at = NULL WHERE id = 'i1' RETURNING updated_at")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(set_null, now, "a NULL is stamped on update");
+    tx.rollback().await.unwrap();
+    for table in Table::ALL {
+        let definition: String = sqlx::query_scalar(
+            "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
+             WHERE t.tgrelid = to_regclass($1) AND t.tgname = $2",
+        )
+        .bind(table.name())
+        .bind(format!("{}_updated_at", table.name()))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert!(
+            definition.contains("BEFORE INSERT OR UPDATE")
+                && definition.contains("WHEN ((new.updated_at IS NULL))"),
+            "{definition}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn state_change_entry_points_plan_with_seqscan_disabled() {
     // Plans cached while the tables were empty must not turn into sequential scans of
