@@ -151,6 +151,7 @@ impl Engine {
                 }
                 notification = listener.recv() => {
                     let notification = notification.map_err(on_constraint)?;
+                    warming.pushes.heard();
                     let instance = notification.payload().to_owned();
                     let standing_in = standing_in_until.is_some_and(|until| until > tokio::time::Instant::now());
                     if leader.held() || standing_in {

@@ -13,7 +13,14 @@
 //! transaction that is rolled back, so nothing is written and nobody waits for its locks.
 //! Continuous mode runs it in the background ([`Warming`]) after each sweep tick (what the
 //! pool opened since is warmed) and when the process takes the poll's lead.
+//!
+//! In the background it gives way to pushes ([`Pushes`]): each of its statements waits
+//! until no notification was heard for a moment, since some process (the poll's leader)
+//! catches that push up just then. A warm-up takes 8–11 ms of both cores' time in a
+//! burst; run beside a push's catch-up it made that push the slowest of a replica
+//! benchmark's (benchmarks.md, chaos).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -38,6 +45,11 @@ impl Engine {
     /// each: a background chore that should not take the cores from the catch-ups of the
     /// process that leads. Returns how many connections it warmed.
     pub async fn warm_up(&self, pause: Duration) -> Result<usize> {
+        self.warm_up_between(pause, None).await
+    }
+
+    /// [`Engine::warm_up`], each statement after a quiet moment of `pushes` if given.
+    async fn warm_up_between(&self, pause: Duration, pushes: Option<&Pushes>) -> Result<usize> {
         let mut warmed = 0;
         // The pool hands out the connection idle the longest and takes a returned one
         // back last: taken one at a time, each idle connection comes once.
@@ -47,7 +59,7 @@ impl Engine {
                 continue;
             };
             if conn.cached_statements_size() < WARM_STATEMENTS {
-                self.warm_connection(conn, n).await?;
+                self.warm_connection(conn, n, pushes).await?;
                 warmed += 1;
             }
         }
@@ -55,7 +67,18 @@ impl Engine {
     }
 
     /// A catch-up's statements for a made-up instance, rolled back.
-    async fn warm_connection(&self, mut conn: PoolConnection<Postgres>, n: usize) -> Result<()> {
+    async fn warm_connection(
+        &self,
+        mut conn: PoolConnection<Postgres>,
+        n: usize,
+        pushes: Option<&Pushes>,
+    ) -> Result<()> {
+        let quiet = || async {
+            if let Some(pushes) = pushes {
+                pushes.quiet().await;
+            }
+        };
+        quiet().await;
         let mut session = conn.begin().await.map_err(on_constraint)?;
         let instance = made_up_instance(n);
         let state = self.state();
@@ -70,18 +93,22 @@ impl Engine {
             .await?;
         // Both forms of each read (one instance, a set): each is a statement of its own,
         // the first for a batch, the second for the ordered and grouped paths.
+        quiet().await;
         state.try_lock(&mut session, &instance).await?;
         state
             .try_lock_all(&mut session, std::slice::from_ref(&instance))
             .await?;
+        quiet().await;
         let cursor = state.cursor(&mut session, &instance).await?;
         state
             .cursors(&mut session, std::slice::from_ref(&instance))
             .await?;
+        quiet().await;
         state.failures(&mut session, &instance).await?;
         state
             .failures_among(&mut session, std::slice::from_ref(&instance))
             .await?;
+        quiet().await;
         tenancy_eventstore::read_in(
             &mut session,
             &EventQuery {
@@ -103,7 +130,9 @@ impl Engine {
                     .map(|c| (c, event.created_at)),
             );
         }
+        quiet().await;
         tenancy_postgres::batch::apply_batch(&mut session, &changes).await?;
+        quiet().await;
         if let Some(last) = events.last() {
             state.set_cursor(&mut session, last).await?;
             state.set_cursors(&mut session, &[last]).await?;
@@ -170,9 +199,50 @@ fn made_up_events(instance: &str) -> Vec<StoredEvent> {
     .collect()
 }
 
+/// When this process last heard a push's notification (continuous mode): the
+/// background warm-up waits for a quiet moment before each of its statements.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pushes(Arc<Mutex<Option<tokio::time::Instant>>>);
+
+/// How long after a notification a push's catch-up may still run (3.5–4 ms on a warm
+/// connection, from the notification's arrival).
+const QUIET: Duration = Duration::from_millis(10);
+/// The longest a statement of the warm-up waits for a quiet moment: under pushes that
+/// never pause it goes on anyway, one statement per wait.
+const QUIET_AT_MOST: Duration = Duration::from_millis(250);
+
+impl Pushes {
+    /// A notification arrived now.
+    pub(crate) fn heard(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// Returns once no notification was heard for [`QUIET`], or after [`QUIET_AT_MOST`].
+    async fn quiet(&self) {
+        let give_up = tokio::time::Instant::now() + QUIET_AT_MOST;
+        loop {
+            let last = self.0.lock().ok().and_then(|last| *last);
+            let Some(quiet_from) = last.map(|at| at + QUIET) else {
+                return;
+            };
+            let now = tokio::time::Instant::now();
+            if quiet_from <= now || give_up <= now {
+                return;
+            }
+            tokio::time::sleep_until(quiet_from.min(give_up)).await;
+        }
+    }
+}
+
 /// The background warm-up of continuous mode: one run at a time, ended with its owner.
 #[derive(Debug, Default)]
-pub(crate) struct Warming(Option<tokio::task::JoinHandle<()>>);
+pub(crate) struct Warming {
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// The notifications it gives way to.
+    pub(crate) pushes: Pushes,
+}
 
 /// The pause before each connection of a background warm-up.
 const BACKGROUND_PAUSE: Duration = Duration::from_millis(100);
@@ -180,12 +250,15 @@ const BACKGROUND_PAUSE: Duration = Duration::from_millis(100);
 impl Warming {
     /// Starts a warm-up of `engine`'s pool unless one runs.
     pub(crate) fn start(&mut self, engine: &Engine) {
-        if self.0.as_ref().is_some_and(|task| !task.is_finished()) {
+        if self.task.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
-        let engine = engine.clone();
-        self.0 = Some(tokio::spawn(async move {
-            match engine.warm_up(BACKGROUND_PAUSE).await {
+        let (engine, pushes) = (engine.clone(), self.pushes.clone());
+        self.task = Some(tokio::spawn(async move {
+            match engine
+                .warm_up_between(BACKGROUND_PAUSE, Some(&pushes))
+                .await
+            {
                 Ok(warmed) => tracing::debug!(warmed, "warmed the pool's connections"),
                 Err(error) => {
                     tracing::warn!(error = %error.chain(), "warming the pool's connections failed");
@@ -197,8 +270,54 @@ impl Warming {
 
 impl Drop for Warming {
     fn drop(&mut self) {
-        if let Some(task) = &self.0 {
+        if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Duration, Pushes, QUIET, QUIET_AT_MOST};
+
+    #[tokio::test]
+    async fn quiet_at_once_when_no_push_was_heard() {
+        let started = tokio::time::Instant::now();
+        Pushes::default().quiet().await;
+        // Not the give-up bound (a generous limit: the test machine may be busy).
+        assert!(started.elapsed() < QUIET_AT_MOST, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn quiet_waits_out_a_push_just_heard() {
+        let pushes = Pushes::default();
+        pushes.heard();
+        let heard = tokio::time::Instant::now();
+        pushes.quiet().await;
+        assert!(heard.elapsed() >= QUIET, "{:?}", heard.elapsed());
+    }
+
+    #[tokio::test]
+    async fn under_pushes_that_never_pause_quiet_gives_up_at_its_bound() {
+        let pushes = Pushes::default();
+        pushes.heard();
+        let pushing = {
+            let pushes = pushes.clone();
+            tokio::spawn(async move {
+                loop {
+                    pushes.heard();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let waited = tokio::time::timeout(Duration::from_secs(10), pushes.quiet()).await;
+        pushing.abort();
+        assert!(waited.is_ok(), "it never gave up");
+        assert!(
+            started.elapsed() >= QUIET_AT_MOST,
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
