@@ -14,8 +14,8 @@
 //! Continuous mode runs it in the background ([`Warming`]) after each sweep tick (what the
 //! pool opened since is warmed) and when the process takes the poll's lead.
 //!
-//! In the background it gives way to pushes ([`Pushes`]): each of its statements waits
-//! until no notification was heard for a moment, since some process (the poll's leader)
+//! In the background it gives way to pushes ([`Pushes`]): each of its steps (a read or
+//! two, the batch's loads and writes) waits until no notification was heard for a moment, since some process (the poll's leader)
 //! catches that push up just then. A warm-up takes 8–11 ms of both cores' time in a
 //! burst; run beside a push's catch-up it made that push the slowest of a replica
 //! benchmark's (benchmarks.md, chaos).
@@ -48,7 +48,7 @@ impl Engine {
         self.warm_up_between(pause, None).await
     }
 
-    /// [`Engine::warm_up`], each statement after a quiet moment of `pushes` if given.
+    /// [`Engine::warm_up`], each step after a quiet moment of `pushes` if given.
     async fn warm_up_between(&self, pause: Duration, pushes: Option<&Pushes>) -> Result<usize> {
         let mut warmed = 0;
         // The pool hands out the connection idle the longest and takes a returned one
@@ -200,7 +200,7 @@ fn made_up_events(instance: &str) -> Vec<StoredEvent> {
 }
 
 /// When this process last heard a push's notification (continuous mode): the
-/// background warm-up waits for a quiet moment before each of its statements.
+/// background warm-up waits for a quiet moment before each of its steps.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Pushes(Arc<Mutex<Option<tokio::time::Instant>>>);
 
