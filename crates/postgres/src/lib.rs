@@ -53,6 +53,7 @@ pub mod hosts;
 pub mod ids;
 mod instance;
 mod instance_domain;
+pub mod kept;
 mod keys;
 pub mod layout;
 pub mod leadership;
