@@ -8,7 +8,6 @@ use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::error::MapDb;
-use crate::keys::BatchKeys;
 
 /// The change as the schema's functions take it: its variant's name and its fields (serde
 /// writes `{"Variant": {fields}}`).
@@ -25,33 +24,19 @@ fn encode(change: &StateChange) -> Result<(String, serde_json::Value)> {
         .ok_or_else(|| Error::internal("an empty state change"))
 }
 
-/// Applies one change with its table's function; returns the rows it changed. The
-/// repositories' write (a v3 command's): it bumps the counter of the change's instance
-/// first, in the same statement, so that a catch-up that keeps the instance's rows in
-/// memory learns of it ([`crate::kept`]) and waits for it to commit.
+/// Applies one change with its table's function; returns the rows it changed.
 pub async fn apply_change(
     conn: &mut PgConnection,
     change: &StateChange,
     at: OffsetDateTime,
 ) -> Result<u64> {
     let (op, fields) = encode(change)?;
-    let instances = BatchKeys::of([change]).instances();
-    // The function's name comes from the table registry, not from input. The counter is
-    // bumped before the function runs: the CTE runs whole when its row is first asked for.
-    let sql = format!(
-        "WITH bumped AS (
-             INSERT INTO tenancy.row_versions AS v (instance_id, version)
-             SELECT i, 1 FROM unnest($4::text[]) AS i ORDER BY i
-             ON CONFLICT (instance_id) DO UPDATE SET version = v.version + 1
-             RETURNING 1)
-         SELECT tenancy.apply_{}($1, $2, $3) FROM (SELECT count(*) FROM bumped) b",
-        change.table().name()
-    );
+    // The function's name comes from the table registry, not from input.
+    let sql = format!("SELECT tenancy.apply_{}($1, $2, $3)", change.table().name());
     let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(op)
         .bind(fields)
         .bind(at)
-        .bind(instances)
         .fetch_one(conn)
         .await
         .db()?;

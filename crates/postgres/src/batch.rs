@@ -29,8 +29,6 @@ use tenancy_core::state::{InMemoryState, RowDiff, StateChange, Table, TableRows}
 use tenancy_core::{Error, Result};
 use time::OffsetDateTime;
 
-use crate::error::MapDb;
-use crate::kept::{self, KeptSet};
 use crate::keys::BatchKeys;
 use crate::rows::Write;
 use crate::{domain, instance, instance_domain, org_domain, organization};
@@ -42,42 +40,11 @@ pub async fn apply_batch(
     conn: &mut PgConnection,
     changes: &[(StateChange, OffsetDateTime)],
 ) -> Result<u64> {
-    apply(conn, changes, None).await
-}
-
-/// [`apply_batch`] for a batch of a catch-up that keeps rows across its batches
-/// ([`crate::kept`]): `kept` holds what earlier batches kept for this batch's instances;
-/// the lookups it answers are not made again, and it holds this batch's answers
-/// afterwards. Give it back ([`KeptRows::put`](crate::kept::KeptRows::put)) only once the
-/// transaction has committed.
-pub async fn apply_batch_keeping(
-    conn: &mut PgConnection,
-    changes: &[(StateChange, OffsetDateTime)],
-    kept: &mut KeptSet,
-) -> Result<u64> {
-    apply(conn, changes, Some(kept)).await
-}
-
-async fn apply(
-    conn: &mut PgConnection,
-    changes: &[(StateChange, OffsetDateTime)],
-    mut kept: Option<&mut KeptSet>,
-) -> Result<u64> {
     if changes.is_empty() {
         return Ok(0);
     }
     let started = Instant::now();
-    let mut keys = BatchKeys::of(changes.iter().map(|(c, _)| c));
-    let (served, lookups) = match kept.as_deref_mut() {
-        Some(kept) => {
-            let (versions, tables) = bump_versions(conn, &kept.to_bump(&keys)).await?;
-            kept.check(&versions, &tables);
-            let (served, lookups) = kept.serve(&mut keys);
-            (served, Some(lookups))
-        }
-        None => (TableRows::default(), None),
-    };
-    let rows_served = served.len();
+    let keys = BatchKeys::of(changes.iter().map(|(c, _)| c));
     let loaded = TableRows {
         instances: instance::load(conn, &keys).await?,
         organizations: organization::load(conn, &keys).await?,
@@ -86,11 +53,8 @@ async fn apply(
         domains: domain::load(conn, &keys).await?,
     };
     let rows_loaded = loaded.len();
-    let rows = kept::merged(served, loaded);
-    // What each lookup found, for the rows kept after the write.
-    let found = lookups.is_some().then(|| rows.clone());
     let loaded_at = started.elapsed();
-    let mut state = InMemoryState::from_rows(rows);
+    let mut state = InMemoryState::from_rows(loaded);
     let before = state.clone();
     for (change, at) in changes {
         state.apply(change, *at)?;
@@ -98,13 +62,9 @@ async fn apply(
     let diff = state.diff(&before);
     let folded_at = started.elapsed();
     let written = write_rows(conn, &diff).await?;
-    if let (Some(kept), Some(lookups), Some(found)) = (kept, &lookups, &found) {
-        kept.record(lookups, found, &diff);
-    }
     // Where a batch's time goes (the outage benchmark's profile: RUST_LOG=tenancy_postgres=debug).
     tracing::debug!(
         changes = changes.len(),
-        rows_served,
         rows_loaded,
         rows_written = written,
         load_us = micros(loaded_at),
@@ -113,33 +73,6 @@ async fn apply(
         "batch applied"
     );
     Ok(written)
-}
-
-/// Bumps the counters of `instances` (sorted) and returns them, with the files of the
-/// five tables as this connection resolves their names ([`crate::kept`]).
-async fn bump_versions(
-    conn: &mut PgConnection,
-    instances: &[String],
-) -> Result<(Vec<(String, i64)>, Vec<i64>)> {
-    let tables: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
-    let rows: Vec<(String, i64, Vec<i64>)> = sqlx::query_as(
-        "WITH bumped AS (
-             INSERT INTO tenancy.row_versions AS v (instance_id, version)
-             SELECT i, 1 FROM unnest($1::text[]) AS i ORDER BY i
-             ON CONFLICT (instance_id) DO UPDATE SET version = v.version + 1
-             RETURNING v.instance_id, v.version)
-         SELECT b.instance_id, b.version,
-                ARRAY(SELECT coalesce(pg_relation_filenode(to_regclass(t.name)), 0)::int8
-                      FROM unnest($2::text[]) WITH ORDINALITY AS t(name, n) ORDER BY t.n)
-         FROM bumped b",
-    )
-    .bind(instances)
-    .bind(&tables)
-    .fetch_all(conn)
-    .await
-    .db()?;
-    let tables = rows.first().map(|r| r.2.clone()).unwrap_or_default();
-    Ok((rows.into_iter().map(|(i, v, _)| (i, v)).collect(), tables))
 }
 
 fn micros(elapsed: Duration) -> u64 {

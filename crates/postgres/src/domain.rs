@@ -101,16 +101,10 @@ impl DomainRepository for PgSession {
 /// instance level (unique across instances; read, not locked). Soft-deleted rows never
 /// change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
-    // Every set it reads: a batch answered partly from memory (crate::kept) may name some
-    // of them alone.
     if keys.org_domains.is_empty()
         && keys.orgs_all_domains.is_empty()
-        && keys.org_primaries.is_empty()
-        && keys.verified_domains.is_empty()
         && keys.instance_level_domains.is_empty()
-        && keys.instance_level_primaries.is_empty()
         && keys.all_domains.is_empty()
-        && keys.instance_level_domains_added.is_empty()
     {
         return Ok(Vec::new());
     }

@@ -122,9 +122,6 @@ fn push_instance_filters(qb: &mut QueryBuilder<Postgres>, criteria: &InstanceCri
 
 /// The instance rows a batch names, locked.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Instance>> {
-    if keys.instances.is_empty() {
-        return Ok(Vec::new());
-    }
     let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1) FOR UPDATE");
     let rows: Vec<InstanceRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(keys.instances())

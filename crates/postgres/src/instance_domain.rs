@@ -51,13 +51,7 @@ const COLUMNS: &str =
 /// competes for it, locked; and the custom rows of other instances with a custom domain
 /// a change inserts (unique across instances; read, not locked).
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<InstanceDomain>> {
-    // Every set it reads: a batch answered partly from memory (crate::kept) may name some
-    // of them alone.
-    if keys.all_instance_domains.is_empty()
-        && keys.instance_domains.is_empty()
-        && keys.instance_domain_primaries.is_empty()
-        && keys.custom_domains_added.is_empty()
-    {
+    if keys.all_instance_domains.is_empty() && keys.instance_domains.is_empty() {
         return Ok(Vec::new());
     }
     // Each arm an index probe per key that locks what it finds (a row found by two arms

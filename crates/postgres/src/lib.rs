@@ -53,7 +53,6 @@ pub mod hosts;
 pub mod ids;
 mod instance;
 mod instance_domain;
-pub mod kept;
 mod keys;
 pub mod layout;
 pub mod leadership;

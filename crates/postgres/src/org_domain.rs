@@ -55,13 +55,9 @@ pub(crate) async fn load(
     conn: &mut PgConnection,
     keys: &BatchKeys,
 ) -> Result<Vec<OrganizationDomain>> {
-    // Every set it reads: a batch answered partly from memory (crate::kept) may name some
-    // of them alone.
     if keys.all_org_domains.is_empty()
         && keys.org_domains.is_empty()
         && keys.orgs_all_domains.is_empty()
-        && keys.org_primaries.is_empty()
-        && keys.verified_domains.is_empty()
     {
         return Ok(Vec::new());
     }

@@ -16,9 +16,8 @@ use tenancy_core::state::{
     OrganizationChange, OrganizationUpdate, StateChange, TableRows,
 };
 use tenancy_postgres::apply::apply_change;
-use tenancy_postgres::batch::{apply_batch, apply_batch_keeping};
+use tenancy_postgres::batch::apply_batch;
 use tenancy_postgres::dump::all_rows;
-use tenancy_postgres::kept::KeptRows;
 use tenancy_testkit::db::TestDatabase;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -264,21 +263,6 @@ async fn rows(db: &TestDatabase) -> TableRows {
 
 #[tokio::test]
 async fn set_based_batches_leave_the_rows_that_changes_one_by_one_leave() {
-    batches_leave_the_rows_of_changes_one_by_one(false).await;
-}
-
-/// The same with rows kept across the batches (`tenancy_postgres::kept`), as an ordered
-/// catch-up keeps them, while changes written one by one between batches (as v3 commands
-/// write them) and the tables emptied between seeds (as a rebuild in place empties them)
-/// make what was kept stale: each batch must find the rows the tables hold.
-#[tokio::test]
-async fn batches_keeping_rows_across_commits_leave_the_rows_that_changes_one_by_one_leave() {
-    batches_leave_the_rows_of_changes_one_by_one(true).await;
-}
-
-async fn batches_leave_the_rows_of_changes_one_by_one(keeping: bool) {
-    let kept = KeptRows::default();
-    let mut commands = 0;
     let (batched, reference) = (
         TestDatabase::fresh().await.expect("test database"),
         TestDatabase::fresh().await.expect("test database"),
@@ -315,18 +299,7 @@ async fn batches_leave_the_rows_of_changes_one_by_one(keeping: bool) {
             tx.commit().await.unwrap();
 
             let mut tx = batched.pool.begin().await.unwrap();
-            let mut rows_kept = kept.take(
-                INSTANCES
-                    .iter()
-                    .map(|i| (*i).to_owned())
-                    .collect::<Vec<_>>()
-                    .iter(),
-            );
-            let outcome = if keeping {
-                apply_batch_keeping(&mut tx, &batch, &mut rows_kept).await
-            } else {
-                apply_batch(&mut tx, &batch).await
-            };
+            let outcome = apply_batch(&mut tx, &batch).await;
             // The loaded rows show every collision: a batch is refused exactly when one of
             // its changes fails on its own (no needless fallback, no missed failure).
             assert_eq!(
@@ -337,7 +310,6 @@ async fn batches_leave_the_rows_of_changes_one_by_one(keeping: bool) {
             if outcome.is_ok() {
                 taken += 1;
                 tx.commit().await.unwrap();
-                kept.put(rows_kept);
             } else {
                 refused += 1;
                 tx.rollback().await.unwrap();
@@ -350,16 +322,6 @@ async fn batches_leave_the_rows_of_changes_one_by_one(keeping: bool) {
                 rows(&reference).await,
                 "seed {seed}: the batch {batch:#?} left other rows than change by change"
             );
-            // A command between batches, written one by one on both.
-            if keeping && rng.below(3) == 0 {
-                at += Duration::seconds(1);
-                let command = [(change(&mut rng), at)];
-                for db in [&batched, &reference] {
-                    let mut tx = db.pool.begin().await.unwrap();
-                    commands += usize::from(one_by_one(&mut tx, &command).await == 0);
-                    tx.commit().await.unwrap();
-                }
-            }
         }
         for db in [&batched, &reference] {
             sqlx::query(
@@ -370,12 +332,11 @@ async fn batches_leave_the_rows_of_changes_one_by_one(keeping: bool) {
             .unwrap();
         }
     }
-    // Both ways must have been exercised, and rows kept and commands in between.
+    // Both ways must have been exercised.
     assert!(
         taken > 50 && refused > 50,
         "taken {taken}, refused {refused}"
     );
-    assert!(!keeping || commands > 50, "{commands} commands");
 }
 
 /// Instance "A" and its organization "North".
@@ -862,92 +823,4 @@ async fn a_batch_verifying_a_domain_another_org_holds_verified_is_refused() {
             "the batch took what fails one by one: {batch:?}"
         );
     }
-}
-
-/// `changes` as one batch keeping rows in `kept` (given back once committed).
-async fn commit_keeping(
-    db: &TestDatabase,
-    kept: &KeptRows,
-    changes: Vec<StateChange>,
-) -> tenancy_core::Result<u64> {
-    let instances = vec!["a".to_owned()];
-    let mut rows = kept.take(&instances);
-    let mut tx = db.pool.begin().await.unwrap();
-    let outcome = apply_batch_keeping(&mut tx, &at_t0(changes), &mut rows).await;
-    if outcome.is_ok() {
-        tx.commit().await.unwrap();
-        kept.put(rows);
-    } else {
-        tx.rollback().await.unwrap();
-    }
-    outcome
-}
-
-/// Rows kept across commits are given up where someone else wrote since: a v3 command
-/// (its change bumps the instance's counter), or a rebuild in place (new table files).
-/// Without the guard the second batch would write the organization back as it kept it.
-#[tokio::test]
-async fn rows_kept_across_commits_are_given_up_when_another_writer_wrote() {
-    let db = TestDatabase::fresh().await.unwrap();
-    let (a, o1) = (InstanceId::new("a").unwrap(), OrgId::new("o1").unwrap());
-    let kept = KeptRows::default();
-    let deactivate = |state| -> Vec<StateChange> {
-        vec![
-            OrganizationChange::Update {
-                instance_id: a.clone(),
-                id: o1.clone(),
-                update: OrganizationUpdate {
-                    name: None,
-                    state: Some(state),
-                },
-            }
-            .into(),
-        ]
-    };
-    commit_keeping(&db, &kept, instance_with_org(&a, &o1))
-        .await
-        .unwrap();
-    commit_keeping(&db, &kept, deactivate(OrganizationState::Inactive))
-        .await
-        .unwrap();
-    assert!(!kept.is_empty(), "the organization's row is kept");
-
-    // A command renames it (change by change, as the repositories write).
-    let rename: StateChange = OrganizationChange::Update {
-        instance_id: a.clone(),
-        id: o1.clone(),
-        update: OrganizationUpdate {
-            name: Some("South".into()),
-            state: None,
-        },
-    }
-    .into();
-    let mut tx = db.pool.begin().await.unwrap();
-    apply_change(&mut tx, &rename, T0).await.unwrap();
-    tx.commit().await.unwrap();
-    commit_keeping(&db, &kept, deactivate(OrganizationState::Active))
-        .await
-        .unwrap();
-    let (name, state): (String, String) =
-        sqlx::query_as("SELECT name, state::text FROM organizations WHERE id = 'o1'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!((name.as_str(), state.as_str()), ("South", "active"));
-
-    // The tables emptied (a rebuild in place): the organization is gone (the update
-    // changes nothing), not written back as kept.
-    sqlx::query("TRUNCATE domains, org_domains, instance_domains, organizations, instances")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let written = commit_keeping(&db, &kept, deactivate(OrganizationState::Inactive))
-        .await
-        .unwrap();
-    assert_eq!(written, 0);
-    let organizations: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(organizations, 0);
 }

@@ -28,7 +28,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -36,7 +35,6 @@ use tenancy_core::event::{INSTANCE_AGGREGATE, INSTANCE_DOMAIN_ADDED, SortKey, St
 use tenancy_core::ports::UnitOfWork;
 use tenancy_core::{Error, Result};
 use tenancy_eventstore::projection_state::{FailureKey, PendingAdd};
-use tenancy_postgres::kept::{KeptRows, KeptSet};
 use tenancy_postgres::{PgSession, PgStore, on_constraint};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -132,22 +130,13 @@ impl Engine {
             None => self.newest_position().await?,
         };
         let mut merge = Merge::new(&members);
-        // Rows the bins keep for the bins after them (tenancy_postgres::kept).
-        let kept = Arc::new(KeptRows::default());
         let mut outcomes: HashMap<String, Outcome> = HashMap::new();
         let mut analysing = None;
         let stop = match target {
             None => None,
             Some(target) => loop {
                 let step = self
-                    .ordered_batch(
-                        &mut merge,
-                        &kept,
-                        target,
-                        replay,
-                        &mut outcomes,
-                        &mut analysing,
-                    )
+                    .ordered_batch(&mut merge, target, replay, &mut outcomes, &mut analysing)
                     .await;
                 match step {
                     Ok(Step::More) => {}
@@ -182,11 +171,9 @@ impl Engine {
     /// One window of an ordered catch-up: the next events in global order, split into
     /// bins of instances that share no custom domain within the window, the bins applied
     /// side by side, one transaction each (`workers` at most).
-    #[allow(clippy::too_many_arguments)]
     async fn ordered_batch(
         &self,
         merge: &mut Merge,
-        kept: &Arc<KeptRows>,
         target: Decimal,
         replay: Option<ReplayV3>,
         outcomes: &mut HashMap<String, Outcome>,
@@ -198,8 +185,7 @@ impl Engine {
         // Another process may have moved a member since the last window: it goes on from
         // where that process left it (each bin checks again under its locks).
         let cursors = self.state().cursors(&mut conn, &ids).await?;
-        // Its rows too: what was kept of them is no longer the tables'.
-        drop(kept.take(&merge.follow(&cursors)));
+        merge.follow(&cursors);
         let mut events = merge.next_batch(self, target, BATCH_EVENTS).await?;
         let read_at = started.elapsed();
         let mut stop = None;
@@ -225,9 +211,9 @@ impl Engine {
                 .iter()
                 .map(|e| (e.instance_id.clone(), merge.passed_of(&e.instance_id)))
                 .collect();
-            let (engine, kept) = (self.clone(), kept.clone());
+            let engine = self.clone();
             bins.spawn(async move {
-                let result = engine.apply_bin(&bin, &expected, replay, &kept).await;
+                let result = engine.apply_bin(&bin, &expected, replay).await;
                 (bin, result)
             });
         }
@@ -296,7 +282,6 @@ impl Engine {
         events: &[StoredEvent],
         expected: &HashMap<String, Option<SortKey>>,
         replay: Option<ReplayV3>,
-        kept: &KeptRows,
     ) -> Result<Applied> {
         let started = Instant::now();
         let store = PgStore::new(self.pool().clone());
@@ -314,11 +299,8 @@ impl Engine {
             .state()
             .failures_among(session.conn()?, &instances)
             .await?;
-        // Given back only if the fast path commits: the exact path keeps nothing.
-        let mut rows = kept.take(&instances);
-        let mut keeping = true;
         let applied = match self
-            .apply_ordered(&mut session, events, &failures, replay, &mut rows)
+            .apply_ordered(&mut session, events, &failures, replay)
             .await
         {
             Ok((counts, written)) => Applied {
@@ -332,7 +314,6 @@ impl Engine {
                 return Err(Error::Internal { message, source });
             }
             Err(_) => {
-                keeping = false;
                 // Event by event, each in a savepoint, under the same locks taken again.
                 let _ = session.rollback().await;
                 session = store.transaction().await?;
@@ -352,9 +333,6 @@ impl Engine {
             }
         };
         session.commit().await?;
-        if keeping {
-            kept.put(rows);
-        }
         let mut total = Outcome::default();
         for outcome in applied.counts.values() {
             total.add(*outcome);
@@ -432,7 +410,6 @@ impl Engine {
         events: &[StoredEvent],
         failures: &HashMap<String, HashMap<FailureKey, i16>>,
         replay: Option<ReplayV3>,
-        kept: &mut KeptSet,
     ) -> Result<(HashMap<String, Outcome>, u64)> {
         let none = HashMap::new();
         let mut counts: HashMap<String, Outcome> = HashMap::new();
@@ -452,8 +429,7 @@ impl Engine {
             );
             applied.push(event);
         }
-        let written =
-            tenancy_postgres::batch::apply_batch_keeping(session.conn()?, &changes, kept).await?;
+        let written = tenancy_postgres::batch::apply_batch(session.conn()?, &changes).await?;
         for event in applied {
             let failed = failures.get(&event.instance_id).unwrap_or(&none);
             clear_recovered(self.state(), session, event, failed).await?;
@@ -702,10 +678,9 @@ impl Merge {
 
     /// Takes the cursors read under the locks: a member whose cursor is not where this
     /// merge left it (the first time, or moved by another process) starts again there.
-    /// Returns those members.
-    fn follow(&mut self, cursors: &HashMap<String, SortKey>) -> Vec<String> {
+    fn follow(&mut self, cursors: &HashMap<String, SortKey>) {
         let first = !std::mem::replace(&mut self.started, true);
-        let mut moved = Vec::new();
+        let mut changed = false;
         for member in &mut self.members {
             let cursor = cursors.get(&member.instance_id);
             if first || member.passed.as_ref() != cursor {
@@ -713,13 +688,12 @@ impl Merge {
                 member.taken = None;
                 member.buffer.clear();
                 member.exhausted = false;
-                moved.push(member.instance_id.clone());
+                changed = true;
             }
         }
-        if !moved.is_empty() {
+        if changed {
             self.rebuild_heads();
         }
-        moved
     }
 
     /// Where the merge left `instance`'s cursor.
