@@ -126,7 +126,7 @@ async fn adopts_a_zitadel_v4_database_with_its_transactional_tables_in_place() {
     // Migrate: one decision, tenancy's objects in its own schema, the store adopted.
     let pool = tenancy_pool(&db).await;
     let applied = tenancy_postgres::migrate::migrate(&pool).await.unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+    assert_eq!(applied, tenancy_postgres::migrate::versions());
     let layout = tenancy_postgres::layout::stored(&mut pool.acquire().await.unwrap())
         .await
         .unwrap()
@@ -502,7 +502,7 @@ async fn upgrades_a_database_laid_out_by_an_earlier_release_in_place() {
 
     let pool = tenancy_pool(&db).await;
     let applied = tenancy_postgres::migrate::migrate(&pool).await.unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+    assert_eq!(applied, tenancy_postgres::migrate::versions());
     let layout = tenancy_postgres::layout::stored(&mut pool.acquire().await.unwrap())
         .await
         .unwrap()

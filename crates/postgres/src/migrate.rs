@@ -19,6 +19,15 @@ use crate::on_constraint;
 /// before the `tenancy` schema, upgraded in place by [`migrate`]).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// Every migration's number, in order: what [`migrate`] applies to a fresh database.
+pub fn versions() -> Vec<i64> {
+    MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .collect()
+}
+
 /// The first line of a migration that only runs where tenancy creates the event store.
 const OWNED_STORE_ONLY: &str = "-- owned-event-store-only";
 
