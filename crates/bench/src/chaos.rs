@@ -18,6 +18,7 @@ use tenancy_projection::{Engine, EngineConfig};
 use tenancy_testkit::db::TestDatabase;
 use tenancy_testkit::stream::Rng;
 
+use crate::idle::SETTLE;
 use crate::zitadel::{PickUpWriter, pick_up_timed};
 use crate::{Args, Figure, percentile_ms};
 
@@ -204,8 +205,6 @@ async fn caught_up_and_equal(db: &TestDatabase) -> Result<()> {
     anyhow::bail!("the engines did not catch up within 30 s")
 }
 
-/// How long the engine processes run before a round's first push, on both sides.
-pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 /// How long a killed engine process stays down before it is started again.
 const RESTART_AFTER: Duration = Duration::from_millis(500);
 /// The task whose leader the benchmark watches (`tenancy_postgres::leadership`).

@@ -56,8 +56,8 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
         for engines in order {
             let running = spawn(&db, engines).await?;
             // Running, not starting: past their first sweep and the warm-up of their
-            // connections, as the chaos benchmark (`SETTLE`) waits.
-            tokio::time::sleep(crate::chaos::SETTLE).await;
+            // connections (the chaos benchmark waits as long).
+            tokio::time::sleep(SETTLE).await;
             let (own, zitadel) = &mut samples_of[usize::from(engines == 3)];
             own.extend(
                 pick_up(
@@ -137,6 +137,10 @@ pub async fn run(args: &Args) -> Result<Vec<Figure>> {
     ));
     Ok(figures)
 }
+
+/// How long engine processes run before a round's first sample (here and in the chaos
+/// benchmark), on both sides.
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
 /// A store of `instances` small instances, imported, analysed and prefilled.
 pub(crate) async fn prefilled(instances: usize) -> Result<TestDatabase> {
