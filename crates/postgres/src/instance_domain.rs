@@ -47,11 +47,15 @@ impl InstanceDomainRepository for PgSession {
 const COLUMNS: &str =
     "instance_id, domain, type::text AS type, is_primary, is_generated, created_at, updated_at";
 
-/// The instance's domains a batch names, and its primary where a change moves it or
-/// competes for it, locked; and the custom rows of other instances with a custom domain
-/// a change inserts (unique across instances; read, not locked).
+/// The instance's domains a batch names (custom or trusted, as each change names them),
+/// and its primary where a change moves it or competes for it, locked; and the custom
+/// rows of other instances with a custom domain a change inserts (unique across
+/// instances; read, not locked).
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<InstanceDomain>> {
-    if keys.all_instance_domains.is_empty() && keys.instance_domains.is_empty() {
+    if keys.all_instance_domains.is_empty()
+        && keys.custom_instance_domains.is_empty()
+        && keys.trusted_instance_domains.is_empty()
+    {
         return Ok(Vec::new());
     }
     // Each arm an index probe per key that locks what it finds (a row found by two arms
@@ -69,7 +73,7 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
                   WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = k.d
                   AND t.instance_id = k.i FOR UPDATE) r
              UNION ALL
-             SELECT r.* FROM unnest($1::text[], $2::text[]) AS k(i, d),
+             SELECT r.* FROM unnest($6::text[], $7::text[]) AS k(i, d),
              LATERAL (SELECT {COLUMNS} FROM instance_domains t
                   WHERE t.type = 'trusted' AND t.instance_id = k.i
                   AND lower(t.domain COLLATE \"C\") = k.d FOR UPDATE) r
@@ -87,13 +91,16 @@ pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Ve
               WHERE t.type = 'custom' AND lower(t.domain COLLATE \"C\") = n.d OFFSET 0) r
          WHERE (r.instance_id, r.domain) NOT IN (SELECT l.instance_id, l.domain FROM locked l WHERE l.type = 'custom')"
     );
-    let (domain_instances, domains) = columns(&keys.instance_domains);
+    let (custom_instances, custom_domains) = columns(&keys.custom_instance_domains);
+    let (trusted_instances, trusted_domains) = columns(&keys.trusted_instance_domains);
     let rows: Vec<InstanceDomainRow> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(domain_instances)
-        .bind(domains)
+        .bind(custom_instances)
+        .bind(custom_domains)
         .bind(list(&keys.instance_domain_primaries))
         .bind(list(&keys.all_instance_domains))
         .bind(list(&keys.custom_domains_added))
+        .bind(trusted_instances)
+        .bind(trusted_domains)
         .fetch_all(conn)
         .await
         .db()?;

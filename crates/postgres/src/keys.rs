@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tenancy_core::model::InstanceDomainKind;
+use tenancy_core::model::{InstanceDomainKind, InstanceDomainType};
 use tenancy_core::state::{
     DomainChange, InstanceChange, InstanceDomainChange, OrgDomainChange, OrganizationChange,
     StateChange,
@@ -37,8 +37,13 @@ pub(crate) struct BatchKeys {
     /// (instance, domain) a change verifies for an organization: the instance's verified
     /// organization rows of that domain (one per instance).
     pub verified_domains: BTreeSet<Pair>,
-    /// (instance, domain) named in `instance_domains`.
-    pub instance_domains: BTreeSet<Pair>,
+    /// (instance, domain) of the custom rows named in `instance_domains`.
+    pub custom_instance_domains: BTreeSet<Pair>,
+    /// (instance, domain) of the trusted rows named in `instance_domains`. Apart from the
+    /// custom ones: a change of one type never reads a row of the other (the key is
+    /// (instance, type, domain)), and a probe for the other type found nothing but cost
+    /// an index probe per custom domain a batch names.
+    pub trusted_instance_domains: BTreeSet<Pair>,
     /// Instances whose primary in `instance_domains` a change moves or competes for.
     pub instance_domain_primaries: BTreeSet<String>,
     /// Custom domains inserted into `instance_domains` (unique across instances).
@@ -137,10 +142,18 @@ impl BatchKeys {
             .insert(pair(instance_id, lower(domain)));
     }
 
-    fn instance_domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
+    fn instance_domain(
+        &mut self,
+        instance_id: &impl AsRef<str>,
+        domain_type: InstanceDomainType,
+        domain: &str,
+    ) {
         self.instance(instance_id);
-        self.instance_domains
-            .insert(pair(instance_id, lower(domain)));
+        let named = match domain_type {
+            InstanceDomainType::Custom => &mut self.custom_instance_domains,
+            InstanceDomainType::Trusted => &mut self.trusted_instance_domains,
+        };
+        named.insert(pair(instance_id, lower(domain)));
     }
 
     fn instance_level_domain(&mut self, instance_id: &impl AsRef<str>, domain: &str) {
@@ -189,7 +202,7 @@ impl BatchKeys {
                     domain,
                     kind,
                 } => {
-                    self.instance_domain(instance_id, domain);
+                    self.instance_domain(instance_id, kind.domain_type(), domain);
                     if let InstanceDomainKind::Custom { is_primary, .. } = kind {
                         self.custom_domains_added.insert(lower(domain));
                         if *is_primary {
@@ -202,15 +215,15 @@ impl BatchKeys {
                     instance_id,
                     domain,
                 } => {
-                    self.instance_domain(instance_id, domain);
+                    self.instance_domain(instance_id, InstanceDomainType::Custom, domain);
                     self.instance_domain_primaries
                         .insert(instance_id.as_str().to_owned());
                 }
                 InstanceDomainChange::Delete {
                     instance_id,
                     domain,
-                    ..
-                } => self.instance_domain(instance_id, domain),
+                    domain_type,
+                } => self.instance_domain(instance_id, *domain_type, domain),
                 InstanceDomainChange::DeleteAllOfInstance { instance_id } => {
                     self.instance(instance_id);
                     self.all_instance_domains

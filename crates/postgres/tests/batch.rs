@@ -580,6 +580,68 @@ async fn a_batch_changing_existing_org_domains_reads_no_organization() {
     assert_eq!(after, before, "rows of organizations read");
 }
 
+/// A batch probes `instance_domains` for the rows of the type each change names: a custom
+/// domain's change reads no trusted row and a trusted domain's change no custom row (the
+/// key is (instance, type, domain)). It probed both for every domain named, one index
+/// probe in five of a custom domain's add.
+#[tokio::test]
+async fn a_batch_probes_instance_domains_of_the_type_each_change_names() {
+    let db = TestDatabase::fresh().await.expect("test database");
+    let instance_id = InstanceId::new("a").unwrap();
+    commit_batch(
+        &db,
+        instance_with_org(&instance_id, &OrgId::new("o1").unwrap()),
+    )
+    .await
+    .expect("the setup applies as one batch");
+    let mut changes: Vec<StateChange> = Vec::new();
+    for k in 0..50 {
+        for (domain, kind) in [
+            (
+                format!("c{k}.a.test"),
+                InstanceDomainKind::Custom {
+                    is_primary: false,
+                    is_generated: false,
+                },
+            ),
+            (format!("t{k}.a.test"), InstanceDomainKind::Trusted),
+        ] {
+            changes.push(
+                InstanceDomainChange::Insert {
+                    instance_id: instance_id.clone(),
+                    domain,
+                    kind,
+                }
+                .into(),
+            );
+        }
+    }
+    let mut tx = db.pool.begin().await.unwrap();
+    let before = index_scans(&mut tx, "instance_domains").await;
+    let changed = apply_batch(&mut tx, &at_t0(changes)).await.unwrap();
+    let after = index_scans(&mut tx, "instance_domains").await;
+    tx.rollback().await.unwrap();
+    assert_eq!(changed, 100, "every domain inserted");
+    // One probe per domain for its own row, and one per custom domain across instances
+    // (unique across instances): 150; with both types probed for every domain, 250.
+    assert!(
+        after - before <= 160,
+        "100 new domains, 50 of them custom, probed instance_domains {} times",
+        after - before
+    );
+}
+
+/// The index scans of `table` this transaction started (each probe of a nested loop is one).
+async fn index_scans(conn: &mut PgConnection, table: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = $1",
+    )
+    .bind(table)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
 /// A batch that moves an organization's primary domain reads the old primary, which no
 /// key of the change names, so that it demotes it (in both domain tables) instead of
 /// colliding with it in the primary's unique index.
