@@ -102,13 +102,9 @@ impl DomainRepository for PgSession {
 /// change again, so they are not read.
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<Domain>> {
     if keys.org_domains.is_empty()
-        && keys.org_primaries.is_empty()
         && keys.orgs_all_domains.is_empty()
-        && keys.verified_domains.is_empty()
         && keys.instance_level_domains.is_empty()
-        && keys.instance_level_primaries.is_empty()
         && keys.all_domains.is_empty()
-        && keys.instance_level_domains_added.is_empty()
     {
         return Ok(Vec::new());
     }

@@ -52,11 +52,9 @@ const COLUMNS: &str =
 /// rows of other instances with a custom domain a change inserts (unique across
 /// instances; read, not locked).
 pub(crate) async fn load(conn: &mut PgConnection, keys: &BatchKeys) -> Result<Vec<InstanceDomain>> {
-    if keys.custom_instance_domains.is_empty()
+    if keys.all_instance_domains.is_empty()
+        && keys.custom_instance_domains.is_empty()
         && keys.trusted_instance_domains.is_empty()
-        && keys.instance_domain_primaries.is_empty()
-        && keys.all_instance_domains.is_empty()
-        && keys.custom_domains_added.is_empty()
     {
         return Ok(Vec::new());
     }

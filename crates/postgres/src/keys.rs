@@ -46,17 +46,13 @@ pub(crate) struct BatchKeys {
     pub trusted_instance_domains: BTreeSet<Pair>,
     /// Instances whose primary in `instance_domains` a change moves or competes for.
     pub instance_domain_primaries: BTreeSet<String>,
-    /// Custom domains inserted into `instance_domains` (unique across instances): the row
-    /// of any instance, this one's included, so the insert's own (instance, domain) is not
-    /// probed again. Not locked: an insert writes no row it finds (finding one refuses
-    /// it), and a change that writes one names it among the keys above.
+    /// Custom domains inserted into `instance_domains` (unique across instances).
     pub custom_domains_added: BTreeSet<String>,
     /// (instance, domain) of the instance-level rows of `domains` named.
     pub instance_level_domains: BTreeSet<Pair>,
     /// Instances whose instance-level primary in `domains` a change moves.
     pub instance_level_primaries: BTreeSet<String>,
-    /// Instance-level domains added to `domains` (unique across instances): the live row
-    /// of any instance, as `custom_domains_added`.
+    /// Instance-level domains added to `domains` (unique across instances).
     pub instance_level_domains_added: BTreeSet<String>,
     /// Instances all of whose rows of a table a change touches (the instance removed).
     pub all_organizations: BTreeSet<String>,
@@ -205,21 +201,16 @@ impl BatchKeys {
                     instance_id,
                     domain,
                     kind,
-                } => match kind {
-                    // Unique across instances: the probe of every instance's row of the
-                    // domain finds this instance's too (see `custom_domains_added`).
-                    InstanceDomainKind::Custom { is_primary, .. } => {
-                        self.instance(instance_id);
+                } => {
+                    self.instance_domain(instance_id, kind.domain_type(), domain);
+                    if let InstanceDomainKind::Custom { is_primary, .. } = kind {
                         self.custom_domains_added.insert(lower(domain));
                         if *is_primary {
                             self.instance_domain_primaries
                                 .insert(instance_id.as_str().to_owned());
                         }
                     }
-                    InstanceDomainKind::Trusted => {
-                        self.instance_domain(instance_id, InstanceDomainType::Trusted, domain);
-                    }
-                },
+                }
                 InstanceDomainChange::SetPrimary {
                     instance_id,
                     domain,
@@ -290,8 +281,7 @@ impl BatchKeys {
                     instance_id,
                     domain,
                 } => {
-                    // Unique across instances, as a custom domain above.
-                    self.instance(instance_id);
+                    self.instance_level_domain(instance_id, domain);
                     self.instance_level_domains_added.insert(lower(domain));
                 }
                 DomainChange::SetInstanceDomainPrimary {

@@ -57,9 +57,7 @@ pub(crate) async fn load(
 ) -> Result<Vec<OrganizationDomain>> {
     if keys.all_org_domains.is_empty()
         && keys.org_domains.is_empty()
-        && keys.org_primaries.is_empty()
         && keys.orgs_all_domains.is_empty()
-        && keys.verified_domains.is_empty()
     {
         return Ok(Vec::new());
     }
