@@ -21,11 +21,14 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Every migration's number, in order: what [`migrate`] applies to a fresh database.
 pub fn versions() -> Vec<i64> {
+    up_migrations().map(|m| m.version).collect()
+}
+
+/// The migrations [`migrate`] applies, in order (down migrations left out).
+fn up_migrations() -> impl Iterator<Item = &'static sqlx::migrate::Migration> {
     MIGRATOR
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
-        .map(|m| m.version)
-        .collect()
 }
 
 /// The first line of a migration that only runs where tenancy creates the event store.
@@ -175,10 +178,7 @@ async fn apply_pending(conn: &mut PgConnection, layout: &Layout, legacy: bool) -
         .await
         .map_err(on_constraint)?;
     let mut applied = Vec::new();
-    for migration in MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-    {
+    for migration in up_migrations() {
         if done.contains(&migration.version) {
             continue;
         }
@@ -327,9 +327,7 @@ pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>> {
     } else {
         Vec::new()
     };
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
+    Ok(up_migrations()
         .map(|m| MigrationStatus {
             version: m.version,
             description: m.description.to_string(),

@@ -16,9 +16,9 @@
 //!
 //! In the background it gives way to pushes ([`Pushes`]): each of its steps (a read or
 //! two, the batch's loads and writes) waits until no notification was heard for a
-//! moment, since some process (the poll's leader) catches that push up just then. A warm-up takes 8–11 ms of both cores' time in a
-//! burst; run beside a push's catch-up it made that push the slowest of a replica
-//! benchmark's (benchmarks.md, chaos).
+//! moment, since some process (the poll's leader) catches that push up just then. A
+//! warm-up takes 8–11 ms of both cores' time in a burst; run beside a push's catch-up it
+//! made that push the slowest of a replica benchmark's (benchmarks.md, chaos).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
