@@ -266,18 +266,23 @@ impl Engines {
                     let leader = leader_of(&pool, POLL)
                         .await?
                         .is_some_and(|l| l.process_id == Some(pid));
-                    let at = {
-                        let mut children =
-                            children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                    // Killing, reaping and starting a process block the calling thread:
+                    // off the runtime, whose threads time the pushes.
+                    let at = blocking(&children, move |children| {
                         children[victim].kill()?; // SIGKILL
                         let at = Instant::now();
                         children[victim].wait()?;
-                        at
-                    };
+                        Ok(at)
+                    })
+                    .await?;
                     // Restarted as an orchestrator would, not within the same millisecond.
                     tokio::time::sleep(RESTART_AFTER).await;
-                    children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[victim] =
-                        spawn_child(&url)?;
+                    let url = url.clone();
+                    blocking(&children, move |children| {
+                        children[victim] = spawn_child(&url)?;
+                        Ok(())
+                    })
+                    .await?;
                     kills
                         .lock()
                         .map_err(|_| anyhow::anyhow!("poisoned"))?
@@ -322,6 +327,19 @@ impl Chaos {
         let kills = self.kills.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         Ok(kills.clone())
     }
+}
+
+/// Runs `work` on the engine processes on a thread for blocking work.
+async fn blocking<T: Send + 'static>(
+    children: &Arc<std::sync::Mutex<Vec<Child>>>,
+    work: impl FnOnce(&mut Vec<Child>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let children = children.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut children = children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        work(&mut children)
+    })
+    .await?
 }
 
 fn spawn_child(url: &str) -> Result<Child> {

@@ -117,8 +117,6 @@ impl Engine {
         // Instances whose events wait for another instance (deferred) or for another
         // process (busy): retried soon rather than at the next sweep.
         let mut again = Retries::default();
-        let mut retry_busy = tokio::time::interval(BUSY_RETRY);
-        let mut retry_deferred = tokio::time::interval(DEFERRED_RETRY);
         // Instances notified while another process leads the poll, with when.
         let mut noted: HashMap<String, tokio::time::Instant> = HashMap::new();
         let follow_delay = self.config().follow_delay;
@@ -203,6 +201,7 @@ impl Engine {
                         let waiting: Vec<String> = noted.drain().map(|(instance, _)| instance).collect();
                         for (instance, _) in self.state().behind_among(self.pool(), &waiting).await? {
                             let outcome = self.catch_up(&instance, None).await?;
+                            tracing::debug!(%instance, ?outcome, "caught up what the dead leader left");
                             again.note(instance, outcome);
                         }
                     }
@@ -212,16 +211,17 @@ impl Engine {
                         warming.start(self);
                     }
                 }
-                _ = retry_busy.tick(), if !again.busy.is_empty() => {
-                    for instance in std::mem::take(&mut again.busy) {
+                () = tokio::time::sleep_until(again.busy_due.unwrap_or_else(tokio::time::Instant::now)), if again.busy_due.is_some() => {
+                    for instance in again.take_busy() {
                         let outcome = self.catch_up(&instance, None).await?;
+                        tracing::debug!(%instance, ?outcome, "retried a busy instance");
                         again.note(instance, outcome);
                     }
                 }
-                _ = retry_deferred.tick(), if !again.deferred.is_empty() => {
+                () = tokio::time::sleep_until(again.deferred_due.unwrap_or_else(tokio::time::Instant::now)), if again.deferred_due.is_some() => {
                     // Together: instances that wait for each other (domains moving between
                     // them) go on in the store's order (crate::ordered), not a round each.
-                    let waiting: Vec<String> = std::mem::take(&mut again.deferred).into_iter().collect();
+                    let waiting: Vec<String> = again.take_deferred().into_iter().collect();
                     for (instance, outcome) in self.run_list(waiting, None, None, |_, _, _| {}).await? {
                         again.note(instance, outcome);
                     }
@@ -353,20 +353,38 @@ const BUSY_RETRY: Duration = Duration::from_millis(10);
 /// A deferred instance waits for another instance to move on.
 const DEFERRED_RETRY: Duration = Duration::from_millis(100);
 
-/// Instances to catch up again soon.
+/// Instances to catch up again soon: each set once its period after the first of them was
+/// noted. A deadline, not an interval: an interval polled only while its set is non-empty
+/// fired every tick missed meanwhile at once, so a process that met a busy instance
+/// tried it again dozens of times within milliseconds, beside the batch it waited for.
 #[derive(Debug, Default)]
 struct Retries {
     busy: BTreeSet<String>,
     deferred: BTreeSet<String>,
+    busy_due: Option<tokio::time::Instant>,
+    deferred_due: Option<tokio::time::Instant>,
 }
 
 impl Retries {
     fn note(&mut self, instance: String, outcome: Outcome) {
+        let due = |period| tokio::time::Instant::now() + period;
         if outcome.busy {
+            self.busy_due.get_or_insert_with(|| due(BUSY_RETRY));
             self.busy.insert(instance);
         } else if outcome.deferred > 0 {
+            self.deferred_due.get_or_insert_with(|| due(DEFERRED_RETRY));
             self.deferred.insert(instance);
         }
+    }
+
+    fn take_busy(&mut self) -> BTreeSet<String> {
+        self.busy_due = None;
+        std::mem::take(&mut self.busy)
+    }
+
+    fn take_deferred(&mut self) -> BTreeSet<String> {
+        self.deferred_due = None;
+        std::mem::take(&mut self.deferred)
     }
 }
 
@@ -386,4 +404,63 @@ fn holder_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{host}/{}/{started}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BUSY_RETRY, DEFERRED_RETRY, Outcome, Retries};
+
+    #[test]
+    fn a_retry_is_due_its_period_after_the_first_instance_noted_not_at_once() {
+        let mut again = Retries::default();
+        let noted = tokio::time::Instant::now();
+        let busy = Outcome {
+            busy: true,
+            ..Outcome::default()
+        };
+        again.note("a".to_owned(), busy);
+        let due = again.busy_due.expect("a busy instance is due");
+        assert!(
+            due >= noted + BUSY_RETRY,
+            "due {:?} early",
+            noted + BUSY_RETRY - due
+        );
+        // A second one joins the first's retry rather than moving it.
+        again.note("b".to_owned(), busy);
+        assert_eq!(again.busy_due, Some(due));
+        assert_eq!(again.take_busy().len(), 2);
+        assert_eq!(again.busy_due, None);
+        // Found busy again on that retry: due a whole period later once more.
+        let retried = tokio::time::Instant::now();
+        again.note("a".to_owned(), busy);
+        assert!(
+            again
+                .busy_due
+                .is_some_and(|due| due >= retried + BUSY_RETRY)
+        );
+    }
+
+    #[test]
+    fn deferred_instances_wait_their_own_period() {
+        let mut again = Retries::default();
+        let noted = tokio::time::Instant::now();
+        again.note(
+            "a".to_owned(),
+            Outcome {
+                deferred: 1,
+                ..Outcome::default()
+            },
+        );
+        assert_eq!(again.busy_due, None);
+        assert!(
+            again
+                .deferred_due
+                .is_some_and(|due| due >= noted + DEFERRED_RETRY)
+        );
+        assert_eq!(again.take_deferred().len(), 1);
+        assert_eq!(again.deferred_due, None);
+        // Caught up: nothing to retry.
+        again.note("a".to_owned(), Outcome::default());
+        assert_eq!((again.busy_due, again.deferred_due), (None, None));
+    }
 }
