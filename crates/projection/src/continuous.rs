@@ -211,17 +211,17 @@ impl Engine {
                         warming.start(self);
                     }
                 }
-                () = tokio::time::sleep_until(again.busy_due.unwrap_or_else(tokio::time::Instant::now)), if again.busy_due.is_some() => {
-                    for instance in again.take_busy() {
+                () = again.busy.due(), if again.busy.is_waiting() => {
+                    for instance in again.busy.take() {
                         let outcome = self.catch_up(&instance, None).await?;
                         tracing::debug!(%instance, ?outcome, "retried a busy instance");
                         again.note(instance, outcome);
                     }
                 }
-                () = tokio::time::sleep_until(again.deferred_due.unwrap_or_else(tokio::time::Instant::now)), if again.deferred_due.is_some() => {
+                () = again.deferred.due(), if again.deferred.is_waiting() => {
                     // Together: instances that wait for each other (domains moving between
                     // them) go on in the store's order (crate::ordered), not a round each.
-                    let waiting: Vec<String> = again.take_deferred().into_iter().collect();
+                    let waiting: Vec<String> = again.deferred.take().into_iter().collect();
                     for (instance, outcome) in self.run_list(waiting, None, None, |_, _, _| {}).await? {
                         again.note(instance, outcome);
                     }
@@ -347,44 +347,58 @@ impl Engine {
     }
 }
 
-/// A busy instance is another process's batch under way: retried at once after it, since
+/// A busy instance is another process's batch under way: retried soon after it, since
 /// that batch may have read before the event that woke this process.
 const BUSY_RETRY: Duration = Duration::from_millis(10);
 /// A deferred instance waits for another instance to move on.
 const DEFERRED_RETRY: Duration = Duration::from_millis(100);
 
-/// Instances to catch up again soon: each set once its period after the first of them was
-/// noted. A deadline, not an interval: an interval polled only while its set is non-empty
-/// fired every tick missed meanwhile at once, so a process that met a busy instance
-/// tried it again dozens of times within milliseconds, beside the batch it waited for.
+/// Instances to catch up again soon.
 #[derive(Debug, Default)]
 struct Retries {
-    busy: BTreeSet<String>,
-    deferred: BTreeSet<String>,
-    busy_due: Option<tokio::time::Instant>,
-    deferred_due: Option<tokio::time::Instant>,
+    busy: Waiting,
+    deferred: Waiting,
 }
 
 impl Retries {
     fn note(&mut self, instance: String, outcome: Outcome) {
-        let due = |period| tokio::time::Instant::now() + period;
         if outcome.busy {
-            self.busy_due.get_or_insert_with(|| due(BUSY_RETRY));
-            self.busy.insert(instance);
+            self.busy.add(instance, BUSY_RETRY);
         } else if outcome.deferred > 0 {
-            self.deferred_due.get_or_insert_with(|| due(DEFERRED_RETRY));
-            self.deferred.insert(instance);
+            self.deferred.add(instance, DEFERRED_RETRY);
         }
     }
+}
 
-    fn take_busy(&mut self) -> BTreeSet<String> {
-        self.busy_due = None;
-        std::mem::take(&mut self.busy)
+/// Instances tried again together, a period after the first of them was added. A
+/// deadline, not an interval: an interval polled only while instances wait fired every
+/// tick it missed meanwhile at once, so a process that met a busy instance tried it again
+/// dozens of times within milliseconds, beside the batch it waited for.
+#[derive(Debug, Default)]
+struct Waiting {
+    instances: BTreeSet<String>,
+    due: Option<tokio::time::Instant>,
+}
+
+impl Waiting {
+    fn add(&mut self, instance: String, period: Duration) {
+        self.due
+            .get_or_insert_with(|| tokio::time::Instant::now() + period);
+        self.instances.insert(instance);
     }
 
-    fn take_deferred(&mut self) -> BTreeSet<String> {
-        self.deferred_due = None;
-        std::mem::take(&mut self.deferred)
+    fn is_waiting(&self) -> bool {
+        self.due.is_some()
+    }
+
+    /// Resolves when they are due (at once if none wait: guard with [`Self::is_waiting`]).
+    fn due(&self) -> tokio::time::Sleep {
+        tokio::time::sleep_until(self.due.unwrap_or_else(tokio::time::Instant::now))
+    }
+
+    fn take(&mut self) -> BTreeSet<String> {
+        self.due = None;
+        std::mem::take(&mut self.instances)
     }
 }
 
@@ -419,7 +433,7 @@ mod tests {
             ..Outcome::default()
         };
         again.note("a".to_owned(), busy);
-        let due = again.busy_due.expect("a busy instance is due");
+        let due = again.busy.due.expect("a busy instance is due");
         assert!(
             due >= noted + BUSY_RETRY,
             "due {:?} early",
@@ -427,15 +441,16 @@ mod tests {
         );
         // A second one joins the first's retry rather than moving it.
         again.note("b".to_owned(), busy);
-        assert_eq!(again.busy_due, Some(due));
-        assert_eq!(again.take_busy().len(), 2);
-        assert_eq!(again.busy_due, None);
+        assert_eq!(again.busy.due, Some(due));
+        assert_eq!(again.busy.take().len(), 2);
+        assert_eq!(again.busy.due, None);
         // Found busy again on that retry: due a whole period later once more.
         let retried = tokio::time::Instant::now();
         again.note("a".to_owned(), busy);
         assert!(
             again
-                .busy_due
+                .busy
+                .due
                 .is_some_and(|due| due >= retried + BUSY_RETRY)
         );
     }
@@ -451,16 +466,17 @@ mod tests {
                 ..Outcome::default()
             },
         );
-        assert_eq!(again.busy_due, None);
+        assert_eq!(again.busy.due, None);
         assert!(
             again
-                .deferred_due
+                .deferred
+                .due
                 .is_some_and(|due| due >= noted + DEFERRED_RETRY)
         );
-        assert_eq!(again.take_deferred().len(), 1);
-        assert_eq!(again.deferred_due, None);
+        assert_eq!(again.deferred.take().len(), 1);
+        assert_eq!(again.deferred.due, None);
         // Caught up: nothing to retry.
         again.note("a".to_owned(), Outcome::default());
-        assert_eq!((again.busy_due, again.deferred_due), (None, None));
+        assert_eq!((again.busy.due, again.deferred.due), (None, None));
     }
 }
